@@ -1,0 +1,1 @@
+"""Host-side harness: boot kernels with virtme-ng and run cgroup-BPF scenarios in them."""

@@ -1,0 +1,136 @@
+"""kernels.toml: the kernel matrix, parsed and validated before anything boots."""
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+VERSION_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+# key -> (accepted types, what to write)
+KEYS = {
+    "id": (str, 'a string such as "debian-6.1"'),
+    "description": (str, "a string"),
+    "suite": (str, 'a Debian suite such as "bookworm"'),
+    "package": (str, 'a Debian package such as "linux-image-amd64"'),
+    "image": (str, "a path to a kernel image (bzImage/vmlinuz)"),
+    "modules": (str, "a path to the matching lib/modules/<release> directory"),
+    "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
+    "cmdline": (str, "extra kernel command line, a string"),
+    "default": (bool, "true or false"),
+    "facts": (dict, "a table of fact name = true/false"),
+}
+
+
+class KernelsFileError(ValueError):
+    """kernels.toml is malformed; the message names the entry, the field and the fix."""
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    id: str
+    suite: str | None = None
+    package: str | None = None
+    image: Path | None = None
+    modules: Path | None = None
+    version: str | None = None
+    cmdline: str = ""
+    default: bool = True
+    description: str = ""
+    facts: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        if self.suite:
+            return f"debian:{self.suite}/{self.package}"
+        return f"local:{self.image}"
+
+
+def load_kernels(path: Path, known_facts: set[str] | None = None) -> list[KernelSpec]:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise KernelsFileError(f"{path}: no such file (pass --kernels-file PATH)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise KernelsFileError(f"{path}: not valid TOML: {err}") from None
+    return parse_kernels(data, str(path), known_facts)
+
+
+def parse_kernels(data: dict, where: str, known_facts: set[str] | None = None) -> list[KernelSpec]:
+    extra = set(data) - {"kernel"}
+    if extra:
+        raise KernelsFileError(f"{where}: unknown top-level key(s) {sorted(extra)}; "
+                               "entries go in [[kernel]] tables")
+    entries = data.get("kernel")
+    if not isinstance(entries, list) or not entries:
+        raise KernelsFileError(f"{where}: no [[kernel]] entries")
+    specs: list[KernelSpec] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries, start=1):
+        spec = _parse_entry(entry, f"{where}: kernel #{index}", known_facts)
+        if spec.id in seen:
+            raise KernelsFileError(f"{where}: kernel #{index}: duplicate id {spec.id!r} "
+                                   f"(already used by kernel #{seen[spec.id]}); ids must be unique")
+        seen[spec.id] = index
+        specs.append(spec)
+    return specs
+
+
+def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> KernelSpec:
+    if not isinstance(entry, dict):
+        raise KernelsFileError(f"{where}: must be a [[kernel]] table")
+    if "id" in entry and isinstance(entry["id"], str):
+        where = f"{where} ({entry['id']})"
+    for key, value in entry.items():
+        if key not in KEYS:
+            raise KernelsFileError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(KEYS)}")
+        wanted, hint = KEYS[key]
+        if not isinstance(value, wanted):
+            raise KernelsFileError(f"{where}: {key} = {value!r} has the wrong type; write {hint}")
+    if "id" not in entry:
+        raise KernelsFileError(f"{where}: missing 'id'")
+    if not ID_PATTERN.match(entry["id"]):
+        raise KernelsFileError(f"{where}: id {entry['id']!r} may only use letters, digits, '.', '_', '+', '-'")
+    has_debian, has_image = "suite" in entry, "image" in entry
+    if has_debian == has_image:
+        raise KernelsFileError(f"{where}: give exactly one source: suite = \"...\" (a Debian package) "
+                               "or image = \"...\" (a local kernel image)")
+    if has_debian and ("modules" in entry):
+        raise KernelsFileError(f"{where}: 'modules' belongs to a local image entry, not a Debian one")
+    if has_image and "package" in entry:
+        raise KernelsFileError(f"{where}: 'package' belongs to a Debian entry (with 'suite'), not a local image")
+    if "version" in entry and not VERSION_PATTERN.match(entry["version"]):
+        raise KernelsFileError(f"{where}: version = {entry['version']!r} is not like \"6.1.39\"")
+    facts = entry.get("facts", {})
+    for name, value in facts.items():
+        if known_facts is not None and name not in known_facts:
+            raise KernelsFileError(f"{where}: facts.{name} is not a known fact; known: {', '.join(sorted(known_facts))}")
+        if not isinstance(value, bool):
+            raise KernelsFileError(f"{where}: facts.{name} = {value!r}; write true or false")
+    return KernelSpec(
+        id=entry["id"],
+        suite=entry.get("suite"),
+        package=entry.get("package", "linux-image-amd64") if has_debian else None,
+        image=Path(entry["image"]).expanduser() if has_image else None,
+        modules=Path(entry["modules"]).expanduser() if "modules" in entry else None,
+        version=entry.get("version"),
+        cmdline=entry.get("cmdline", ""),
+        default=entry.get("default", True),
+        description=entry.get("description", ""),
+        facts=dict(facts),
+    )
+
+
+def select_kernels(specs: list[KernelSpec], wanted_ids: list[str]) -> list[KernelSpec]:
+    """--kernel ID picks entries (any, default or not); none given means the default matrix."""
+    if not wanted_ids:
+        return [s for s in specs if s.default]
+    by_id = {s.id: s for s in specs}
+    unknown = [w for w in wanted_ids if w not in by_id]
+    if unknown:
+        raise KernelsFileError(f"--kernel {', '.join(unknown)}: not in the kernels file; "
+                               f"known ids: {', '.join(by_id)}")
+    return [by_id[w] for w in dict.fromkeys(wanted_ids)]

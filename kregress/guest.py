@@ -1,0 +1,177 @@
+"""Talk to a booted guest: paramiko SSH, SFTP pushes, commands through the guest agent."""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+# paramiko logs every failed connect attempt as a traceback; our errors say enough
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+AGENT_PATH = "/tmp/kregress/agent.py"
+GUEST_PYTHON = "/usr/bin/python3"
+
+
+class GuestLost(RuntimeError):
+    """The guest stopped answering (panic, hang, dead VM)."""
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    rc: int | None
+    stdout: str
+    stderr: str
+    dmesg: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timed_out: bool = False
+
+    def json(self) -> dict:
+        """The driver's one JSON object; a clear error if it printed something else."""
+        try:
+            return json.loads(self.stdout)
+        except ValueError:
+            raise AssertionError(f"{' '.join(self.argv)} printed no JSON (exit {self.rc}).\n"
+                                 f"stdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}") from None
+
+
+@dataclass(frozen=True)
+class RunKeys:
+    """SSH keys made for one run: the guest sshd's host key and the client key."""
+    directory: Path
+
+    @classmethod
+    def create(cls, directory: Path) -> "RunKeys":
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("host_ed25519", "client_ed25519"):
+            if not (directory / name).exists():
+                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kregress-{name}",
+                                "-f", str(directory / name)], check=True)
+        (directory / "authorized_keys").write_text((directory / "client_ed25519.pub").read_text())
+        (directory / "sshd_config").write_text(SSHD_CONFIG.format(dir=directory))
+        return cls(directory)
+
+    @property
+    def host_public(self) -> str:
+        return (self.directory / "host_ed25519.pub").read_text().split()[1]
+
+
+SSHD_CONFIG = """\
+LogLevel VERBOSE
+# Guest sshd for one kregress run. The host reaches it only through qemu's
+# hostfwd on 127.0.0.1; keys live in this run directory.
+Port 22
+HostKey {dir}/host_ed25519
+AuthorizedKeysFile {dir}/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+UseDNS no
+StrictModes no
+PrintMotd no
+PrintLastLog no
+PidFile /run/sshd.pid
+Subsystem sftp internal-sftp
+"""
+
+
+class _ExpectKey(paramiko.MissingHostKeyPolicy):
+    def __init__(self, expected_b64: str):
+        self.expected = expected_b64
+
+    def missing_host_key(self, client, hostname, key):
+        if key.get_base64() != self.expected:
+            raise paramiko.SSHException(f"guest host key mismatch for {hostname}: not this run's key")
+
+
+class GuestSession:
+    """One SSH connection per VM; commands go to the agent over one long-lived channel."""
+
+    def __init__(self, port: int, keys: RunKeys, connect_timeout: float = 60.0):
+        self.port = port
+        self.client = paramiko.SSHClient()
+        self.client.set_missing_host_key_policy(_ExpectKey(keys.host_public))
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            try:
+                self.client.connect("127.0.0.1", port=port, username="root",
+                                    key_filename=str(keys.directory / "client_ed25519"),
+                                    look_for_keys=False, allow_agent=False, timeout=10,
+                                    banner_timeout=20, auth_timeout=20)
+                break
+            except paramiko.AuthenticationException as err:   # retrying cannot help
+                raise GuestLost(f"SSH to 127.0.0.1:{port}: the guest refused this run's key: {err}") from err
+            except (OSError, paramiko.SSHException) as err:
+                if time.monotonic() > deadline:
+                    raise GuestLost(f"SSH to 127.0.0.1:{port} failed for {connect_timeout:.0f}s: {err}") from err
+                time.sleep(0.5)
+        self.sftp = self.client.open_sftp()
+        self._agent = None
+        self._agent_out = None
+
+    def put(self, local: Path, remote: str, mode: int = 0o755) -> None:
+        directory = remote.rsplit("/", 1)[0]
+        self._mkdirs(directory)
+        self.sftp.put(str(local), remote)
+        self.sftp.chmod(remote, mode)
+
+    def _mkdirs(self, directory: str) -> None:
+        path = ""
+        for part in directory.strip("/").split("/"):
+            path += "/" + part
+            try:
+                self.sftp.stat(path)
+            except FileNotFoundError:
+                self.sftp.mkdir(path)
+
+    def start_agent(self) -> str:
+        self.put(Path(__file__).with_name("guest_agent.py"), AGENT_PATH, 0o644)
+        channel = self.client.get_transport().open_session()
+        channel.exec_command(f"exec {GUEST_PYTHON} -u {AGENT_PATH}")
+        self._agent = channel
+        self._agent_out = channel.makefile("r")
+        hello = self._read_reply(timeout=120)
+        return hello["hello"]
+
+    def _read_reply(self, timeout: float) -> dict:
+        self._agent.settimeout(timeout)
+        try:
+            line = self._agent_out.readline()
+        except socket.timeout:
+            raise GuestLost(f"guest agent gave no answer within {timeout:.0f}s") from None
+        except (OSError, EOFError, paramiko.SSHException) as err:
+            raise GuestLost(f"guest agent connection broke: {err}") from err
+        if not line:
+            raise GuestLost("guest agent connection closed (guest died?)")
+        return json.loads(line)
+
+    def run(self, argv: list[str], timeout: float = 60.0, env: dict | None = None) -> CommandResult:
+        request = {"argv": [str(a) for a in argv], "timeout": timeout, "env": env or {}}
+        try:
+            self._agent.sendall((json.dumps(request) + "\n").encode())
+        except (OSError, paramiko.SSHException) as err:
+            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        # the agent enforces the timeout itself; the margin covers a guest that stopped
+        reply = self._read_reply(timeout + 30)
+        return CommandResult(argv=request["argv"], rc=reply["rc"], stdout=reply["stdout"],
+                             stderr=reply["stderr"], dmesg=reply["dmesg"], seconds=reply["seconds"],
+                             timed_out=reply["timed_out"])
+
+    def ssh_exec(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
+        """A plain SSH exec (one session per command), for comparison and for rescue."""
+        _, stdout, _ = self.client.exec_command(command, timeout=timeout)
+        out = stdout.read().decode(errors="replace")
+        return stdout.channel.recv_exit_status(), out
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:
+            pass

@@ -1,0 +1,80 @@
+"""Runs inside the guest, started once per VM over SSH: one JSON request per line on
+stdin, one JSON reply per line on stdout. Spawning an SSH session per command costs
+seconds under TCG; a message to this agent costs milliseconds.
+
+Each reply carries the kernel log lines produced while the command ran (/dev/kmsg).
+Standard library only: it runs under the guest's (the host's) /usr/bin/python3.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def open_kmsg():
+    try:
+        fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+        os.lseek(fd, 0, os.SEEK_END)
+        return fd
+    except OSError:
+        return None
+
+
+def drain_kmsg(fd):
+    lines = []
+    while fd is not None:
+        try:
+            record = os.read(fd, 8192)
+        except BlockingIOError:
+            break
+        except OSError:          # EPIPE: records overwritten before we read them
+            continue
+        header, _, message = record.decode(errors="replace").partition(";")
+        fields = header.split(",")
+        stamp = int(fields[2]) / 1e6 if len(fields) > 2 and fields[2].isdigit() else 0.0
+        lines.append("[%12.6f] %s" % (stamp, message.split("\n")[0]))
+    return lines
+
+
+def run(request, kmsg):
+    drain_kmsg(kmsg)
+    started = time.monotonic()
+    proc = subprocess.Popen(request["argv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, cwd=request.get("cwd") or "/tmp",
+                            env=dict(os.environ, **request.get("env", {})), start_new_session=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=request.get("timeout", 60))
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:    # stuck in the kernel: report, do not wait
+            out, err = b"", b"process did not die after SIGKILL (blocked in the kernel?)"
+    return {"rc": None if timed_out else proc.returncode, "timed_out": timed_out,
+            "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
+            "dmesg": drain_kmsg(kmsg), "seconds": round(time.monotonic() - started, 4)}
+
+
+def main():
+    kmsg = open_kmsg()
+    sys.stdout.write(json.dumps({"hello": os.uname().release}) + "\n")
+    sys.stdout.flush()
+    for line in sys.stdin:
+        try:
+            reply = run(json.loads(line), kmsg)
+        except Exception as err:   # the host must always get a reply line
+            reply = {"rc": None, "timed_out": False, "stdout": "", "stderr": "agent: %r" % err,
+                     "dmesg": drain_kmsg(kmsg), "seconds": 0.0, "agent_error": True}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""Resolve kernels.toml entries to bootable kernels: fetch Debian packages, verify, cache."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import KernelSpec
+from .paths import cache_dir
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+LISTS_MAX_AGE_S = 24 * 3600
+# Versioned packages that carry the image, modules and config of one kernel ABI.
+KERNEL_PART = re.compile(r"^linux-(image|binary|modules|base)-(unsigned-)?\d")
+
+
+class KernelFetchError(RuntimeError):
+    """A kernel could not be fetched or unpacked; the message names the kernel."""
+
+
+@dataclass
+class Kernel:
+    """A kernel ready to boot, with what is known about its version."""
+    spec: KernelSpec
+    image: Path
+    release: str                      # uname -r as the kernel will report it
+    upstream_version: str | None      # e.g. "6.1.158": what the facts are matched against
+    package: str | None = None
+    package_version: str | None = None
+    config: dict[str, str] = field(default_factory=dict)
+    downloaded_bytes: int = 0
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def describe(self) -> dict:
+        return {"id": self.id, "source": self.spec.source, "package": self.package,
+                "package_version": self.package_version, "upstream_version": self.upstream_version,
+                "expected_release": self.release, "image": str(self.image)}
+
+
+def upstream_version_of(debian_version: str) -> str | None:
+    """'6.1.158-1' -> '6.1.158', '7.3.4-1~bpo13+1' -> '7.3.4', '6.13~rc6-1~exp1' -> '6.13.0'."""
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", debian_version)
+    if not match:
+        return None
+    major, minor, patch = match.group(1), match.group(2), match.group(3) or "0"
+    return f"{major}.{minor}.{patch}"
+
+
+def read_config(path: Path) -> dict[str, str]:
+    config = {}
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            key, value = line.split("=", 1)
+            config[key] = value.strip('"')
+    return config
+
+
+@contextmanager
+def _locked(path: Path):
+    """Serialise fetches of one suite between xdist workers and concurrent runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+class DebianArchive:
+    """apt with a private state per suite: the host's apt configuration is never touched."""
+
+    def __init__(self, suite: str, root: Path | None = None, refresh: bool = False):
+        self.suite = suite
+        self.root = (root or cache_dir() / "apt") / suite
+        self.refresh = refresh
+        for sub in ("lists/partial", "cache/archives/partial", "etc"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        (self.root / "etc/sources.list").write_text(
+            f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {suite} main\n")
+
+    def _options(self) -> list[str]:
+        r = self.root
+        return ["-o", f"Dir::Etc::SourceList={r}/etc/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
+                "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::State::status={r}/status",
+                "-o", f"Dir::Cache={r}/cache", "-o", "APT::Architecture=amd64",
+                "-o", "Debug::NoLocking=1", "-q"]
+
+    def _run(self, tool: str, *args: str) -> str:
+        cmd = [tool, *self._options(), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            raise KernelFetchError(f"{' '.join([tool, *args])} failed for suite {self.suite!r}: "
+                                   f"{proc.stderr.strip() or proc.stdout.strip()}")
+        return proc.stdout
+
+    def update(self) -> None:
+        stamp = self.root / "lists/.updated"
+        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE_S
+        if fresh and not self.refresh:
+            return
+        self._run("apt-get", "update")
+        if not any((self.root / "lists").glob("*_Packages*")):
+            raise KernelFetchError(f"suite {self.suite!r}: apt found no package index; "
+                                   "is the suite name right (bullseye, bookworm, trixie, trixie-backports ...)?")
+        stamp.touch()
+
+    def show(self, package: str) -> dict[str, str]:
+        """The candidate's control fields (the newest version in this suite)."""
+        text = self._run("apt-cache", "show", "--no-all-versions", package)
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            if ":" in line and not line.startswith(" "):
+                key, value = line.split(":", 1)
+                fields.setdefault(key, value.strip())
+        if "Package" not in fields:
+            raise KernelFetchError(f"suite {self.suite!r} has no package {package!r}")
+        return fields
+
+    def kernel_parts(self, meta_package: str) -> list[dict[str, str]]:
+        """Walk Depends from a meta package down to the versioned image/modules packages."""
+        parts, seen, todo = [], set(), [meta_package]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            fields = self.show(name)
+            if KERNEL_PART.match(name):
+                parts.append(fields)
+            for alternative in fields.get("Depends", "").split(","):
+                dep = alternative.split("|")[0].strip().split(" ")[0]
+                if dep.startswith("linux-") and dep != "linux-base" and dep not in seen:
+                    todo.append(dep)
+        if not any(p["Package"].startswith(("linux-image-", "linux-binary-")) for p in parts):
+            raise KernelFetchError(f"{meta_package} in {self.suite!r} leads to no kernel image package")
+        return parts
+
+    def download(self, fields: dict[str, str], into: Path) -> tuple[Path, int]:
+        """Fetch one .deb, verified against the signed index's SHA256; reuse a good cached copy."""
+        into.mkdir(parents=True, exist_ok=True)
+        target = into / Path(fields["Filename"]).name
+        if target.exists() and _sha256(target) == fields["SHA256"]:
+            return target, 0
+        target.unlink(missing_ok=True)   # truncated or corrupted: fetch again
+        partial = into / "partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        cmd = ["apt-get", *self._options(), "download", f"{fields['Package']}={fields['Version']}"]
+        proc = subprocess.run(cmd, cwd=partial, capture_output=True, text=True, timeout=1800)
+        got = list(partial.glob("*.deb"))
+        if proc.returncode != 0 or len(got) != 1:
+            raise KernelFetchError(f"downloading {fields['Package']} {fields['Version']} failed: "
+                                   f"{proc.stderr.strip()}")
+        if _sha256(got[0]) != fields["SHA256"]:
+            raise KernelFetchError(f"{got[0].name}: SHA256 does not match the archive index")
+        got[0].rename(target)
+        shutil.rmtree(partial, ignore_errors=True)
+        return target, target.stat().st_size
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
+    root = cache_dir()
+    with _locked(root / "locks" / f"apt-{spec.suite}.lock"):
+        archive = DebianArchive(spec.suite, refresh=refresh)
+        archive.update()
+        parts = archive.kernel_parts(spec.package)
+        image_fields = next(p for p in parts if p["Package"].startswith(("linux-image-", "linux-binary-")))
+        version = image_fields["Version"]
+        tree = root / "kernels" / f"{spec.package}_{spec.suite}_{version}"
+        downloaded = 0
+        if not (tree / ".complete").exists():
+            debs = []
+            for fields in parts:
+                deb, size = archive.download(fields, root / "debs")
+                debs.append(deb)
+                downloaded += size
+            _extract(debs, tree)
+    kernel = kernel_from_tree(spec, tree)
+    kernel.package = image_fields["Package"]
+    kernel.package_version = version
+    kernel.upstream_version = spec.version or upstream_version_of(version)
+    kernel.downloaded_bytes = downloaded
+    return kernel
+
+
+def _extract(debs: list[Path], tree: Path) -> None:
+    staging = tree.with_name(tree.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for deb in debs:
+        proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KernelFetchError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
+    (staging / ".complete").write_text(json.dumps([d.name for d in debs]))
+    shutil.rmtree(tree, ignore_errors=True)
+    staging.rename(tree)
+
+
+def kernel_from_tree(spec: KernelSpec, tree: Path) -> Kernel:
+    """Find image, release and config in an unpacked package tree (old and split layouts)."""
+    candidates = sorted(tree.glob("boot/vmlinuz-*")) + sorted(tree.glob("usr/lib/modules/*/vmlinuz")) \
+        + sorted(tree.glob("lib/modules/*/vmlinuz"))
+    if not candidates:
+        raise KernelFetchError(f"{spec.id}: no vmlinuz in {tree}")
+    image = candidates[0]
+    release = image.name[len("vmlinuz-"):] if image.name.startswith("vmlinuz-") else image.parent.name
+    config_paths = [tree / "boot" / f"config-{release}", tree / "usr/lib/modules" / release / "config",
+                    tree / "lib/modules" / release / "config"]
+    config = next((read_config(p) for p in config_paths if p.exists()), {})
+    return Kernel(spec=spec, image=image, release=release, upstream_version=spec.version, config=config)
+
+
+def resolve_local(spec: KernelSpec) -> Kernel:
+    image = spec.image
+    if not image or not image.is_file():
+        raise KernelFetchError(f"{spec.id}: image {image} does not exist; fix 'image' in kernels.toml")
+    release = spec.modules.name if spec.modules else _release_from_image(image)
+    config = {}
+    for candidate in (image.parent / ".config", image.parent.parent.parent.parent / ".config",
+                      image.parent / f"config-{release}"):
+        if candidate.exists():
+            config = read_config(candidate)
+            break
+    version = spec.version or upstream_version_of(release or "")
+    return Kernel(spec=spec, image=image, release=release or "unknown", upstream_version=version, config=config)
+
+
+def _release_from_image(image: Path) -> str | None:
+    out = subprocess.run(["file", "-b", str(image)], capture_output=True, text=True).stdout
+    match = re.search(r"version (\S+)", out)
+    return match.group(1) if match else None
+
+
+def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
+    return fetch_debian(spec, refresh) if spec.suite else resolve_local(spec)

@@ -1,0 +1,16 @@
+"""Where the harness keeps downloads, builds and run directories."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cache_dir() -> Path:
+    """Kernels and builds survive between runs here; KREGRESS_CACHE moves it."""
+    base = os.environ.get("KREGRESS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "kregress")
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
