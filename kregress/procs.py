@@ -32,9 +32,9 @@ def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
     _live.discard(proc)
 
 
-def run_bounded(cmd: list[str], timeout: float) -> tuple[int | None, str]:
+def run_bounded(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int | None, str]:
     """Run to completion or kill the group at the timeout; returns (exit code or None, output)."""
-    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
         _live.discard(proc)

@@ -1,0 +1,98 @@
+"""Compile the scenario programs: progs/<name>.bpf.c -> skeleton -> guest/<name>.c driver.
+
+Built once per content: the cache key covers every source and header, the flags and
+the tool versions, so a second run rebuilds nothing and a changed header rebuilds all.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .paths import PROJECT_ROOT, cache_dir
+
+BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
+              "-I/usr/include/x86_64-linux-gnu"]   # asm/types.h for the uapi headers
+CFLAGS = ["-O2", "-g", "-Wall", "-Wno-unused-function"]
+LDLIBS = ["-l:libbpf.a", "-lelf", "-lz"]   # static libbpf: runs on every guest kernel
+
+
+class BuildError(RuntimeError):
+    """A program did not compile; the message carries the compiler's own output."""
+
+
+@dataclass(frozen=True)
+class Program:
+    name: str
+    driver: Path          # guest binary
+    bpf_object: Path | None
+    rebuilt: bool
+
+
+def _tool_versions() -> str:
+    out = []
+    for tool in (["clang", "--version"], ["gcc", "--version"], ["bpftool", "version"]):
+        try:
+            out.append(subprocess.run(tool, capture_output=True, text=True).stdout.split("\n")[0])
+        except OSError:
+            out.append(f"{tool[0]} missing")
+    return "\n".join(out)
+
+
+def _run(cmd: list[str], what: str, stdout=None) -> None:
+    try:
+        proc = subprocess.run(cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except FileNotFoundError:
+        raise BuildError(f"{what}: {cmd[0]} is not installed (run `make setup`)") from None
+    if proc.returncode != 0:
+        raise BuildError(f"{what} failed:\n$ {' '.join(cmd)}\n{proc.stderr.strip()}")
+
+
+def content_key(name: str, root: Path) -> str:
+    digest = hashlib.sha256()
+    digest.update(" ".join(BPF_CFLAGS + CFLAGS + LDLIBS).encode())
+    digest.update(_tool_versions().encode())
+    sources = [root / "progs" / f"{name}.bpf.c", root / "guest" / f"{name}.c"]
+    sources += sorted((root / "progs").glob("*.h")) + sorted((root / "guest").glob("*.h"))
+    for path in sources:
+        if path.exists():
+            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None) -> Program:
+    out_root = out_root or cache_dir() / "build"
+    bpf_source = root / "progs" / f"{name}.bpf.c"
+    driver_source = root / "guest" / f"{name}.c"
+    if not driver_source.exists():
+        raise BuildError(f"no guest driver {driver_source}")
+    out = out_root / f"{name}-{content_key(name, root)}"
+    driver = out / name
+    bpf_object = out / f"{name}.bpf.o" if bpf_source.exists() else None
+    out_root.mkdir(parents=True, exist_ok=True)
+    with open(out_root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)       # xdist workers build the same program
+        if driver.exists():
+            return Program(name, driver, bpf_object, rebuilt=False)
+        staging = out.with_name(out.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        includes = ["-I", str(staging), "-I", str(root / "guest")]
+        if bpf_object:
+            obj = staging / bpf_object.name
+            _run(["clang", *BPF_CFLAGS, "-I", str(root / "progs"), "-c", str(bpf_source), "-o", str(obj)],
+                 f"compiling {bpf_source.relative_to(root)}")
+            with open(staging / f"{name}.skel.h", "w") as skel:
+                _run(["bpftool", "gen", "skeleton", str(obj), "name", name], f"skeleton for {name}", stdout=skel)
+        _run(["gcc", *CFLAGS, *includes, str(driver_source), "-o", str(staging / name), *LDLIBS],
+             f"compiling {driver_source.relative_to(root)}")
+        shutil.rmtree(out, ignore_errors=True)
+        staging.rename(out)
+    return Program(name, driver, bpf_object, rebuilt=True)
+
+
+def scenario_names(root: Path = PROJECT_ROOT) -> list[str]:
+    return sorted(p.stem for p in (root / "guest").glob("*.c"))

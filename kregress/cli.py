@@ -1,0 +1,90 @@
+"""kregress: thin command line over the harness modules."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .accel import choose_for_host
+from .config import KernelsFileError, load_kernels, select_kernels
+from .guest import RunKeys
+from .kernels import KernelFetchError, resolve
+from .paths import PROJECT_ROOT, new_run_dir
+from .session import KernelSession, SessionOptions
+from .vm import BootError, vng_base, vng_env
+
+
+def _kernel_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kernels-file", type=Path, default=PROJECT_ROOT / "kernels.toml")
+    parser.add_argument("--kernel", action="append", default=[], help="kernel id (repeatable)")
+    parser.add_argument("--refresh-kernels", action="store_true", help="re-read the Debian indexes now")
+
+
+def cmd_fetch(args) -> int:
+    specs = select_kernels(load_kernels(args.kernels_file), args.kernel)
+    status = 0
+    for spec in specs:
+        try:
+            kernel = resolve(spec, refresh=args.refresh_kernels)
+            print(json.dumps({**kernel.describe(), "downloaded_bytes": kernel.downloaded_bytes}))
+        except KernelFetchError as err:
+            print(f"{spec.id}: {err}", file=sys.stderr)
+            status = 1
+    return status
+
+
+def cmd_exec(args) -> int:
+    """Boot each kernel, run one scenario driver (or a shell command) and print its output."""
+    specs = select_kernels(load_kernels(args.kernels_file), args.kernel)
+    run_dir = new_run_dir()
+    keys = RunKeys.create(run_dir / "ssh")
+    status = 0
+    for spec in specs:
+        kernel = resolve(spec, refresh=args.refresh_kernels)
+        accel = choose_for_host(args.accel, vng_base("kvm", 1, "512M"), kernel.image, vng_env())
+        session = KernelSession(kernel, accel, run_dir, keys, SessionOptions())
+        try:
+            session.start()
+            print(f"# {spec.id}: {session.release} under {accel.accel}, "
+                  f"booted in {session.vm.boot.seconds}s", file=sys.stderr)
+            if args.shell:
+                result = session.run(["sh", "-c", " ".join(args.command)], timeout=args.timeout)
+            else:
+                result = session.run_driver(args.command[0], *args.command[1:], timeout=args.timeout)
+            sys.stdout.write(result.stdout)
+            sys.stderr.write(result.stderr)
+            for line in result.dmesg:
+                print(f"# dmesg: {line}", file=sys.stderr)
+            status = status or (result.rc if result.rc is not None else 124)
+        except BootError as err:
+            print(err, file=sys.stderr)
+            status = 1
+        finally:
+            session.stop()
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
+    sub = parser.add_subparsers(dest="command_name", required=True)
+    fetch = sub.add_parser("fetch", help="resolve and download kernels into the cache")
+    _kernel_args(fetch)
+    fetch.set_defaults(func=cmd_fetch)
+    execp = sub.add_parser("exec", help="boot kernels and run a scenario driver: exec --kernel ID -- NAME ARGS")
+    _kernel_args(execp)
+    execp.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    execp.add_argument("--timeout", type=float, default=120)
+    execp.add_argument("--shell", action="store_true", help="run the words as a shell command instead")
+    execp.add_argument("command", nargs="+")
+    execp.set_defaults(func=cmd_exec)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (KernelsFileError, KernelFetchError) as err:
+        print(f"kregress: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
