@@ -1,0 +1,694 @@
+/* lsm_priority <case>: per-cgroup SO_PRIORITY and socket policy with lsm_cgroup,
+ * observed from userspace with getsockopt(SO_PRIORITY) and socket()/bind() errnos.
+ *
+ * Cases (see docs/lsm_priority.md):
+ *   probe        only whether the kernel accepts an lsm_cgroup program
+ *   post_create  socket_post_create sets the priority in its cgroup, not in a sibling
+ *   accept       accepted sockets need inet_csk_clone; they belong to the listener's cgroup
+ *   compare      cgroup/sock vs lsm_cgroup on active, accepted and AF_PACKET sockets
+ *   override     a cgroup/setsockopt guard stops the task, not bpf_setsockopt
+ *   net_raw_xmit AF_PACKET send-only policy and an errno chosen with bpf_set_retval
+ *   hierarchy    programs on parent and child cgroups: order and last writer
+ *   detach       destroying the links removes every effect
+ *
+ * Every case first checks that the kernel takes lsm_cgroup at all; when it does not
+ * (5.10), it prints {"lsm_cgroup_supported": false, "stage": ..., "load_errno": ...}
+ * and exits 0: that is an observation, not a set-up failure.
+ */
+#include "common.h"
+
+#include <sched.h>
+#include <net/if.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "lsm_priority.skel.h"
+
+/* Distinct from each other, from 0 (the default) and above 6, which only
+ * CAP_NET_ADMIN could set from userspace. */
+#define PRIO		7	/* the cgroup under test */
+#define SOCK_PRIO	5	/* cgroup/sock_create in the comparison */
+#define PARENT_PRIO	3	/* parent cgroup in the hierarchy case */
+#define TASK_PRIO	1	/* what the task tries to set itself */
+
+static const char *case_name;
+
+/* ---- libbpf: its messages go to stderr; the first error line is kept for the JSON ---- */
+static char libbpf_first_warn[200];
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[1024];
+
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(line, sizeof(line), fmt, ap);
+	if (level == LIBBPF_WARN && !libbpf_first_warn[0]) {
+		line[strcspn(line, "\n")] = 0;
+		strncat(libbpf_first_warn, line, sizeof(libbpf_first_warn) - 1);
+	}
+	return fputs(line, stderr);
+}
+
+/* ---- skeleton instances: one per priority value, only the named programs loaded ---- */
+static struct lsm_priority *open_instance(__u32 prio)
+{
+	struct lsm_priority *skel = lsm_priority__open();
+	struct bpf_program *prog;
+
+	if (!skel)
+		fail("opening the lsm_priority skeleton");
+	skel->rodata->prio = prio;
+	bpf_object__for_each_program(prog, skel->obj)
+		bpf_program__set_autoload(prog, false);
+	return skel;
+}
+
+/* An instance with only the named programs loaded (NULL-terminated list). */
+static struct lsm_priority *load_instance(__u32 prio, ...)
+{
+	struct lsm_priority *skel = open_instance(prio);
+	struct bpf_program *prog;
+	const char *name;
+	va_list ap;
+
+	va_start(ap, prio);
+	while ((name = va_arg(ap, const char *))) {
+		prog = bpf_object__find_program_by_name(skel->obj, name);
+		if (!prog)
+			fail("no program %s in lsm_priority.bpf.c", name);
+		bpf_program__set_autoload(prog, true);
+	}
+	va_end(ap);
+	if (lsm_priority__load(skel))
+		fail("loading programs for case %s: %s", case_name, libbpf_first_warn);
+	return skel;
+}
+
+static struct bpf_link *attach(struct bpf_program *prog, int cgroup_fd)
+{
+	/* For lsm_cgroup this is BPF_LINK_CREATE with BPF_LSM_CGROUP: programs on
+	 * one cgroup and hook stack up (multi-attach), nothing is replaced. */
+	struct bpf_link *link = bpf_program__attach_cgroup(prog, cgroup_fd);
+
+	if (!link)
+		fail("attaching %s", bpf_program__name(prog));
+	return link;
+}
+
+/* ---- sockets ---- */
+
+/* socket() that gives -errno instead of -1, for the cases where refusal is the point */
+static int try_socket(int family, int type, int protocol)
+{
+	int fd = socket(family, type, protocol);
+
+	return fd < 0 ? -errno : fd;
+}
+
+static int must_socket(int family, int type, int protocol)
+{
+	int fd = socket(family, type, protocol);
+
+	if (fd < 0)
+		fail("socket(%d, %d, %d)", family, type, protocol);
+	return fd;
+}
+
+/* "OK" or the errno name for a socket() attempt; closes what it got. */
+static const char *socket_result(int family, int type, int protocol)
+{
+	int fd = try_socket(family, type, protocol);
+
+	if (fd < 0)
+		return errno_name(-fd);
+	close(fd);
+	return "OK";
+}
+
+static int prio_of(int fd)
+{
+	int prio = -1;
+	socklen_t len = sizeof(prio);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PRIORITY, &prio, &len))
+		fail("getsockopt(SO_PRIORITY)");
+	return prio;
+}
+
+/* Priority of a fresh socket (closed again). */
+static int new_socket_prio(int family, int type, int protocol)
+{
+	int fd = must_socket(family, type, protocol);
+	int prio = prio_of(fd);
+
+	close(fd);
+	return prio;
+}
+
+/* TCP over loopback needs lo up; a private namespace keeps the AF_PACKET sockets
+ * (some of which a case expects to be allowed to receive) off the guest's own
+ * interfaces. Done before anything is attached: it creates an AF_INET socket. */
+static void private_netns(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd;
+
+	if (unshare(CLONE_NEWNET))
+		fail("unshare(CLONE_NEWNET)");
+	fd = must_socket(AF_INET, SOCK_DGRAM, 0);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
+		fail("SIOCGIFFLAGS lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
+		fail("SIOCSIFFLAGS lo up");
+	close(fd);
+}
+
+static int tcp_listener(unsigned short *port)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(addr);
+	int fd = must_socket(AF_INET, SOCK_STREAM, 0);
+
+	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) || listen(fd, 8) ||
+	    getsockname(fd, (struct sockaddr *)&addr, &len))
+		fail("TCP listener on 127.0.0.1");
+	*port = ntohs(addr.sin_port);
+	return fd;
+}
+
+static int tcp_connect(unsigned short port)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(port),
+				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = must_socket(AF_INET, SOCK_STREAM, 0);
+
+	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)))
+		fail("connect to 127.0.0.1:%u", port);
+	return fd;
+}
+
+static int tcp_accept(int listen_fd)
+{
+	int fd = accept(listen_fd, NULL, NULL);
+
+	if (fd < 0)
+		fail("accept");
+	return fd;
+}
+
+static const char *packet_bind(int fd, unsigned short protocol)
+{
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_protocol = htons(protocol),
+				   .sll_ifindex = if_nametoindex("lo") };
+
+	return bind(fd, (struct sockaddr *)&sll, sizeof(sll)) ? errno_name(errno) : "OK";
+}
+
+/* ---- output: every case prints the same header, then its own values ---- */
+static void begin_output(void)
+{
+	char lsms[256] = "";
+	FILE *f = fopen("/sys/kernel/security/lsm", "r");
+
+	if (f) {
+		if (!fgets(lsms, sizeof(lsms), f))
+			lsms[0] = 0;
+		fclose(f);
+	}
+	lsms[strcspn(lsms, "\n")] = 0;
+	json_open();
+	json_str("case", case_name);
+	json_bool("lsm_cgroup_supported", 1);
+	json_str("active_lsms", lsms);
+}
+
+/* ---- the cases ---- */
+
+/* Before anything else: does this kernel take an lsm_cgroup program at all? A
+ * refusal (load or attach) is the result on kernels before 69fd337a975c. */
+static void probe_lsm_cgroup(void)
+{
+	struct lsm_priority *skel = open_instance(0);
+	const char *stage = "load";
+	struct bpf_link *link = NULL;
+	int err, cg;
+
+	bpf_program__set_autoload(skel->progs.probe, true);
+	err = lsm_priority__load(skel);
+	if (!err) {
+		stage = "attach";
+		cg = cgroup_create(NULL, "probe", NULL, 0);
+		link = bpf_program__attach_cgroup(skel->progs.probe, cg);
+		err = link ? 0 : -errno;
+		close(cg);
+	}
+	if (err) {
+		json_open();
+		json_str("case", case_name);
+		json_bool("lsm_cgroup_supported", 0);
+		json_str("stage", stage);
+		json_str("load_errno", errno_name(-err));
+		json_str("libbpf", libbpf_first_warn);
+		json_close();
+		exit(0);
+	}
+	bpf_link__destroy(link);
+	lsm_priority__destroy(skel);
+}
+
+static void case_probe(void)
+{
+	begin_output();
+	json_close();
+}
+
+/* 1. The priority reaches every socket created in the cgroup, and only there. */
+static void case_post_create(void)
+{
+	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", NULL);
+	char cg_path[256], sibling_path[256];
+	int cg = cgroup_create(NULL, "prio", cg_path, sizeof(cg_path));
+	int tcp, udp, unix_, sib_tcp, sib_udp, sib_unix;
+	struct bpf_link *link;
+
+	cgroup_create(NULL, "sibling", sibling_path, sizeof(sibling_path));
+	link = attach(skel->progs.prio_post_create, cg);
+
+	cgroup_join(cg_path);
+	tcp = new_socket_prio(AF_INET, SOCK_STREAM, 0);
+	udp = new_socket_prio(AF_INET6, SOCK_DGRAM, 0);
+	unix_ = new_socket_prio(AF_UNIX, SOCK_STREAM, 0);
+	cgroup_join(sibling_path);
+	sib_tcp = new_socket_prio(AF_INET, SOCK_STREAM, 0);
+	sib_udp = new_socket_prio(AF_INET6, SOCK_DGRAM, 0);
+	sib_unix = new_socket_prio(AF_UNIX, SOCK_STREAM, 0);
+
+	begin_output();
+	json_int("prio_set", PRIO);
+	json_obj_open("in_cgroup");
+	json_int("tcp", tcp);
+	json_int("udp6", udp);
+	json_int("unix", unix_);
+	json_obj_close();
+	json_obj_open("sibling");
+	json_int("tcp", sib_tcp);
+	json_int("udp6", sib_udp);
+	json_int("unix", sib_unix);
+	json_obj_close();
+	json_int("runs", skel->bss->post_create_runs);
+	json_str("bpf_setsockopt", errno_name(-skel->bss->post_create_ret));
+	json_close();
+	bpf_link__destroy(link);
+	lsm_priority__destroy(skel);
+}
+
+/* 2. Accepted sockets. The listener is created before anything is attached, so its
+ * priority is 0: sk_clone copies the listener's priority into the child, and a
+ * non-zero listener would hide whether any hook ran for the child. connect() and
+ * accept() then run from another cgroup with no programs. */
+static void case_accept(void)
+{
+	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", "prio_clone", NULL);
+	char server_path[256], other_path[256];
+	int server_cg = cgroup_create(NULL, "server", server_path, sizeof(server_path));
+	int listen_fd, listener, server_active, c1, a1, c2, a2, runs_before_clone;
+	struct bpf_link *post, *clone;
+	unsigned short port;
+
+	cgroup_create(NULL, "other", other_path, sizeof(other_path));
+	private_netns();
+	cgroup_join(server_path);
+	listen_fd = tcp_listener(&port);
+	listener = prio_of(listen_fd);
+	post = attach(skel->progs.prio_post_create, server_cg);
+	server_active = new_socket_prio(AF_INET, SOCK_STREAM, 0);
+
+	cgroup_join(other_path);
+	c1 = tcp_connect(port);
+	a1 = tcp_accept(listen_fd);
+	runs_before_clone = skel->bss->post_create_runs;
+
+	clone = attach(skel->progs.prio_clone, server_cg);
+	c2 = tcp_connect(port);
+	a2 = tcp_accept(listen_fd);
+
+	begin_output();
+	json_int("prio_set", PRIO);
+	json_int("listener", listener);
+	json_int("server_active", server_active);
+	json_obj_open("post_create_only");
+	json_int("client", prio_of(c1));
+	json_int("accepted", prio_of(a1));
+	json_int("post_create_runs", runs_before_clone);
+	json_obj_close();
+	json_obj_open("with_inet_csk_clone");
+	json_int("client", prio_of(c2));
+	json_int("accepted", prio_of(a2));
+	json_int("clone_runs", skel->bss->clone_runs);
+	json_str("bpf_setsockopt", errno_name(-skel->bss->clone_ret));
+	json_obj_close();
+	json_close();
+	bpf_link__destroy(clone);
+	bpf_link__destroy(post);
+	lsm_priority__destroy(skel);
+}
+
+struct coverage {
+	int active_tcp, accepted_tcp, packet;
+};
+
+/* One mechanism in its own cgroup: active TCP, accepted TCP, AF_PACKET. As in
+ * case_accept the listener predates the programs (priority 0). */
+static struct coverage compare_one(const char *name, struct bpf_program *a, struct bpf_program *b)
+{
+	char path[256];
+	int cg = cgroup_create(NULL, name, path, sizeof(path));
+	int listen_fd, client, accepted;
+	struct bpf_link *la, *lb = NULL;
+	struct coverage seen;
+	unsigned short port;
+
+	cgroup_join(path);
+	listen_fd = tcp_listener(&port);
+	la = attach(a, cg);
+	if (b)
+		lb = attach(b, cg);
+	client = tcp_connect(port);
+	accepted = tcp_accept(listen_fd);
+	seen.active_tcp = prio_of(client);
+	seen.accepted_tcp = prio_of(accepted);
+	seen.packet = new_socket_prio(AF_PACKET, SOCK_RAW, 0);
+	close(accepted);
+	close(client);
+	close(listen_fd);
+	bpf_link__destroy(lb);
+	bpf_link__destroy(la);
+	return seen;
+}
+
+static void print_coverage(const char *key, int prio, struct coverage seen)
+{
+	json_obj_open(key);
+	json_int("prio_set", prio);
+	json_int("active_tcp", seen.active_tcp);
+	json_int("accepted_tcp", seen.accepted_tcp);
+	json_int("packet", seen.packet);
+	json_obj_close();
+}
+
+/* 3. Why the talk moved SO_PRIORITY from cgroup/sock to lsm_cgroup: side by side,
+ * in sibling cgroups, with different values so each column names its mechanism. */
+static void case_compare(void)
+{
+	struct lsm_priority *sock = load_instance(SOCK_PRIO, "sock_create_prio", NULL);
+	struct lsm_priority *lsm = load_instance(PRIO, "prio_post_create", "prio_clone", NULL);
+	struct coverage by_sock, by_lsm;
+
+	private_netns();
+	by_sock = compare_one("cgroup_sock", sock->progs.sock_create_prio, NULL);
+	by_lsm = compare_one("lsm_cgroup", lsm->progs.prio_post_create, lsm->progs.prio_clone);
+
+	begin_output();
+	print_coverage("cgroup_sock", SOCK_PRIO, by_sock);
+	print_coverage("lsm_cgroup", PRIO, by_lsm);
+	json_close();
+	lsm_priority__destroy(lsm);
+	lsm_priority__destroy(sock);
+}
+
+static const char *set_int_opt(int fd, int level, int name, int value)
+{
+	return setsockopt(fd, level, name, &value, sizeof(value)) ? errno_name(errno) : "OK";
+}
+
+/* 4. The task cannot take the priority back: the guard stops setsockopt() from
+ * userspace, while bpf_setsockopt() in the LSM program does not pass through it. */
+static void case_override(void)
+{
+	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", "guard_priority", NULL);
+	char path[256];
+	int cg = cgroup_create(NULL, "override", path, sizeof(path));
+	const char *open_set, *guarded_set, *keepalive;
+	int open_fd, guarded_fd, open_created, guarded_created;
+	struct bpf_link *post, *guard;
+
+	post = attach(skel->progs.prio_post_create, cg);
+	cgroup_join(path);
+
+	/* Without the guard the task can overwrite the default. */
+	open_fd = must_socket(AF_INET, SOCK_STREAM, 0);
+	open_created = prio_of(open_fd);
+	open_set = set_int_opt(open_fd, SOL_SOCKET, SO_PRIORITY, TASK_PRIO);
+
+	guard = attach(skel->progs.guard_priority, cg);
+	guarded_fd = must_socket(AF_INET, SOCK_STREAM, 0);
+	guarded_created = prio_of(guarded_fd);
+	guarded_set = set_int_opt(guarded_fd, SOL_SOCKET, SO_PRIORITY, TASK_PRIO);
+	keepalive = set_int_opt(guarded_fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+
+	begin_output();
+	json_int("prio_set", PRIO);
+	json_int("task_prio", TASK_PRIO);
+	json_obj_open("without_guard");
+	json_int("created", open_created);
+	json_str("task_setsockopt", open_set);
+	json_int("after", prio_of(open_fd));
+	json_obj_close();
+	json_obj_open("with_guard");
+	json_int("created", guarded_created);
+	json_str("task_setsockopt", guarded_set);
+	json_int("after", prio_of(guarded_fd));
+	json_str("other_option", keepalive);
+	json_obj_close();
+	json_close();
+	bpf_link__destroy(guard);
+	bpf_link__destroy(post);
+	lsm_priority__destroy(skel);
+}
+
+/* Send one broadcast frame on lo: what a send-only prober still needs to do. */
+static const char *packet_send(int fd)
+{
+	unsigned char frame[ETH_ZLEN] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+	struct sockaddr_ll to = { .sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_IP),
+				  .sll_ifindex = if_nametoindex("lo"), .sll_halen = ETH_ALEN };
+
+	frame[12] = 0x08;	/* ethertype IPv4, payload zeros: nobody will answer */
+	return sendto(fd, frame, sizeof(frame), 0, (struct sockaddr *)&to, sizeof(to)) < 0 ?
+	       errno_name(errno) : "OK";
+}
+
+/* 5. NET_RAW_XMIT and IPv4 hiding in one cgroup; a sibling cgroup shows the defaults. */
+static void case_net_raw_xmit(void)
+{
+	struct lsm_priority *skel = load_instance(0, "raw_xmit_create", "raw_xmit_bind", "hide_ipv4", NULL);
+	char path[256], sibling_path[256];
+	int cg = cgroup_create(NULL, "prober", path, sizeof(path));
+	const char *all, *ip_dgram, *zero, *bind_all, *bind_zero, *send, *inet, *inet6;
+	const char *sib_all, *sib_inet;
+	struct bpf_link *create, *bind_link, *hide;
+	int fd;
+
+	cgroup_create(NULL, "sibling", sibling_path, sizeof(sibling_path));
+	private_netns();
+	create = attach(skel->progs.raw_xmit_create, cg);
+	bind_link = attach(skel->progs.raw_xmit_bind, cg);
+	hide = attach(skel->progs.hide_ipv4, cg);
+
+	cgroup_join(path);
+	all = socket_result(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	ip_dgram = socket_result(AF_PACKET, SOCK_DGRAM, htons(ETH_P_IP));
+	zero = socket_result(AF_PACKET, SOCK_RAW, 0);
+	fd = must_socket(AF_PACKET, SOCK_RAW, 0);
+	bind_all = packet_bind(fd, ETH_P_ALL);
+	bind_zero = packet_bind(fd, 0);
+	send = packet_send(fd);
+	close(fd);
+	inet = socket_result(AF_INET, SOCK_STREAM, 0);
+	inet6 = socket_result(AF_INET6, SOCK_STREAM, 0);
+
+	cgroup_join(sibling_path);
+	sib_all = socket_result(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	sib_inet = socket_result(AF_INET, SOCK_STREAM, 0);
+
+	begin_output();
+	json_obj_open("in_cgroup");
+	json_str("packet_eth_p_all", all);
+	json_str("packet_dgram_eth_p_ip", ip_dgram);
+	json_str("packet_proto_0", zero);
+	json_str("bind_eth_p_all", bind_all);
+	json_str("bind_proto_0", bind_zero);
+	json_str("send", send);
+	json_str("inet", inet);
+	json_str("inet6", inet6);
+	json_obj_close();
+	json_obj_open("sibling");
+	json_str("packet_eth_p_all", sib_all);
+	json_str("inet", sib_inet);
+	json_obj_close();
+	json_close();
+	bpf_link__destroy(hide);
+	bpf_link__destroy(bind_link);
+	bpf_link__destroy(create);
+	lsm_priority__destroy(skel);
+}
+
+struct writer {
+	int runs, seen;
+};
+
+static void reset(struct lsm_priority *skel)
+{
+	skel->bss->post_create_runs = 0;
+	skel->data->seen_prio = -1;
+}
+
+/* One socket in the child cgroup with programs on both; each program reports the
+ * priority it found, so whoever saw the other's value ran second. */
+static int one_hierarchy_socket(struct lsm_priority *parent, struct lsm_priority *child,
+				struct writer *p, struct writer *c)
+{
+	int prio;
+
+	reset(parent);
+	reset(child);
+	prio = new_socket_prio(AF_INET, SOCK_STREAM, 0);
+	*p = (struct writer){ parent->bss->post_create_runs, parent->data->seen_prio };
+	*c = (struct writer){ child->bss->post_create_runs, child->data->seen_prio };
+	return prio;
+}
+
+static void print_hierarchy(const char *key, int final, struct writer p, struct writer c)
+{
+	json_obj_open(key);
+	json_int("final", final);
+	json_int("parent_runs", p.runs);
+	json_int("parent_seen", p.seen);
+	json_int("child_runs", c.runs);
+	json_int("child_seen", c.seen);
+	json_obj_close();
+}
+
+/* 6. lsm_cgroup programs on a parent and its child both run for a socket in the
+ * child. Attached in both orders, to tell hierarchy order from attach order. */
+static void case_hierarchy(void)
+{
+	struct lsm_priority *parent = load_instance(PARENT_PRIO, "prio_post_create", NULL);
+	struct lsm_priority *child = load_instance(PRIO, "prio_post_create", NULL);
+	char parent_path[256], child_path[256];
+	int parent_cg = cgroup_create(NULL, "parent", parent_path, sizeof(parent_path));
+	int child_cg = cgroup_create(parent_path, "child", child_path, sizeof(child_path));
+	struct writer p1, c1, p2, c2;
+	struct bpf_link *pl, *cl;
+	int final1, final2;
+
+	cgroup_join(child_path);
+	pl = attach(parent->progs.prio_post_create, parent_cg);
+	cl = attach(child->progs.prio_post_create, child_cg);
+	final1 = one_hierarchy_socket(parent, child, &p1, &c1);
+	bpf_link__destroy(pl);
+	bpf_link__destroy(cl);
+
+	cl = attach(child->progs.prio_post_create, child_cg);
+	pl = attach(parent->progs.prio_post_create, parent_cg);
+	final2 = one_hierarchy_socket(parent, child, &p2, &c2);
+	bpf_link__destroy(pl);
+	bpf_link__destroy(cl);
+
+	begin_output();
+	json_int("parent_prio", PARENT_PRIO);
+	json_int("child_prio", PRIO);
+	print_hierarchy("parent_attached_first", final1, p1, c1);
+	print_hierarchy("child_attached_first", final2, p2, c2);
+	json_close();
+	lsm_priority__destroy(child);
+	lsm_priority__destroy(parent);
+}
+
+/* lsm_cgroup programs attached directly to this cgroup, as the kernel lists them. */
+static int attached_count(int cg)
+{
+	__u32 ids[16];
+	LIBBPF_OPTS(bpf_prog_query_opts, opts, .prog_ids = ids, .prog_cnt = 16);
+
+	if (bpf_prog_query_opts(cg, BPF_LSM_CGROUP, &opts))
+		return -errno;
+	return opts.prog_cnt;
+}
+
+/* 7. Destroying the links takes the policy away again: nothing is left behind. */
+static void case_detach(void)
+{
+	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", "raw_xmit_create", NULL);
+	char path[256];
+	int cg = cgroup_create(NULL, "detach", path, sizeof(path));
+	int attached_prio, attached_n, detached_prio, detached_n;
+	const char *attached_packet, *detached_packet;
+	struct bpf_link *prio, *raw;
+
+	private_netns();
+	cgroup_join(path);
+	prio = attach(skel->progs.prio_post_create, cg);
+	raw = attach(skel->progs.raw_xmit_create, cg);
+	attached_prio = new_socket_prio(AF_INET, SOCK_STREAM, 0);
+	attached_packet = socket_result(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	attached_n = attached_count(cg);
+
+	bpf_link__destroy(raw);
+	bpf_link__destroy(prio);
+	detached_prio = new_socket_prio(AF_INET, SOCK_STREAM, 0);
+	detached_packet = socket_result(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL));
+	detached_n = attached_count(cg);
+
+	begin_output();
+	json_int("prio_set", PRIO);
+	json_obj_open("attached");
+	json_int("prio", attached_prio);
+	json_str("packet_eth_p_all", attached_packet);
+	json_int("query_count", attached_n);
+	json_obj_close();
+	json_obj_open("detached");
+	json_int("prio", detached_prio);
+	json_str("packet_eth_p_all", detached_packet);
+	json_int("query_count", detached_n);
+	json_obj_close();
+	json_close();
+	lsm_priority__destroy(skel);
+}
+
+static const struct {
+	const char *name;
+	void (*run)(void);
+} cases[] = {
+	{ "probe", case_probe },
+	{ "post_create", case_post_create },
+	{ "accept", case_accept },
+	{ "compare", case_compare },
+	{ "override", case_override },
+	{ "net_raw_xmit", case_net_raw_xmit },
+	{ "hierarchy", case_hierarchy },
+	{ "detach", case_detach },
+};
+
+int main(int argc, char **argv)
+{
+	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (strcmp(argv[1], cases[i].name))
+			continue;
+		case_name = cases[i].name;
+		libbpf_set_print(libbpf_print);
+		probe_lsm_cgroup();
+		cases[i].run();
+		return 0;
+	}
+	errno = EINVAL;
+	fail("usage: lsm_priority probe|post_create|accept|compare|override|net_raw_xmit|hierarchy|detach");
+}
