@@ -50,8 +50,12 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 		return 0;
 	vsnprintf(line, sizeof(line), fmt, ap);
 	if (level == LIBBPF_WARN && !libbpf_first_warn[0]) {
-		line[strcspn(line, "\n")] = 0;
-		strncat(libbpf_first_warn, line, sizeof(libbpf_first_warn) - 1);
+		size_t n = strcspn(line, "\n");
+
+		if (n >= sizeof(libbpf_first_warn))
+			n = sizeof(libbpf_first_warn) - 1;
+		memcpy(libbpf_first_warn, line, n);
+		libbpf_first_warn[n] = 0;
 	}
 	return fputs(line, stderr);
 }

@@ -45,8 +45,12 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt"),
     Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
          note="BPF_LSM_CGROUP attach type"),
-    Fact("bpf_get_set_retval", "b44123b4a3dc", "bpf: Add helpers to set and get return value of cgroup progs",
-         mainline=(5, 18)),
+    Fact("bpf_get_set_retval", "b44123b4a3dc",
+         "bpf: Add cgroup helpers bpf_{get,set}_retval to get/set syscall return value",
+         mainline=(5, 18),
+         note="the prog array now returns the syscall's retval, and getsockopt bails out on a "
+              "negative one before checking optlen: a kernel error passes through unchanged even "
+              "with optlen > PAGE_SIZE (inferred from the source; no 5.18-6.4 kernel in the matrix)"),
 ]}
 
 

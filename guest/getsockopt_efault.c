@@ -1,0 +1,153 @@
+/* Guest driver for the getsockopt EFAULT scenario.
+ *
+ *   getsockopt_efault CASE OPTLEN PROG
+ *     CASE  unknown     getsockopt(SOL_SOCKET, an option nobody handles) on TCP
+ *           private     setsockopt + getsockopt of the programs' own option
+ *           tos         setsockopt(IP_TOS) with OPTLEN bytes, then read TOS back
+ *           peergroups  getsockopt(SO_PEERGROUPS) on a unix socketpair made with
+ *                       more than 1024 supplementary groups: the kernel answers > 4096 bytes
+ *     PROG  none | buggy (returns 1, optlen untouched) | fixed (optlen = 0 past PAGE_SIZE)
+ *
+ * Prints one JSON object: what userspace saw (return, errno name, optlen, value).
+ */
+#include "common.h"
+#include <grp.h>
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <sys/socket.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include "getsockopt_efault.skel.h"
+
+#define SO_PRIVATE_OPT 9876
+#define SO_NOBODY_HANDLES 9877
+#define PRIVATE_VALUE 0x5a
+#define TOS_VALUE 0x10
+#define PEER_GROUPS 1100          /* 1100 * 4 bytes = 4400 > PAGE_SIZE */
+
+static struct getsockopt_efault *skel;
+
+static void attach(int cg_fd, const char *prog_kind)
+{
+	struct bpf_program *get_prog = NULL;
+
+	if (!strcmp(prog_kind, "none"))
+		return;
+	if (!strcmp(prog_kind, "buggy"))
+		get_prog = skel->progs.get_ignores_others;
+	else if (!strcmp(prog_kind, "fixed"))
+		get_prog = skel->progs.get_resets_optlen;
+	else
+		fail("unknown PROG %s (none, buggy, fixed)", prog_kind);
+	if (bpf_prog_attach(bpf_program__fd(get_prog), cg_fd, BPF_CGROUP_GETSOCKOPT, 0))
+		fail("attach getsockopt program");
+	/* The setsockopt side always leaves foreign options alone (the "buggy" shape). */
+	if (bpf_prog_attach(bpf_program__fd(skel->progs.set_ignores_others), cg_fd, BPF_CGROUP_SETSOCKOPT, 0))
+		fail("attach setsockopt program");
+}
+
+static void report(int ret, int err, socklen_t optlen)
+{
+	json_int("ret", ret);
+	json_str("errno", ret == 0 ? "OK" : errno_name(err));
+	json_int("optlen_out", optlen);
+}
+
+static void case_unknown(int optlen_in)
+{
+	char *buf = calloc(1, optlen_in);
+	socklen_t optlen = optlen_in;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ret;
+
+	if (fd < 0 || !buf)
+		fail("socket");
+	ret = getsockopt(fd, SOL_SOCKET, SO_NOBODY_HANDLES, buf, &optlen);
+	report(ret, errno, optlen);
+}
+
+static void case_private(int optlen_in)
+{
+	char *buf = calloc(1, optlen_in);
+	unsigned char value = PRIVATE_VALUE;
+	socklen_t optlen = optlen_in;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ret;
+
+	if (fd < 0 || !buf)
+		fail("socket");
+	ret = setsockopt(fd, SOL_SOCKET, SO_PRIVATE_OPT, &value, 1);
+	json_str("set_errno", ret == 0 ? "OK" : errno_name(errno));
+	ret = getsockopt(fd, SOL_SOCKET, SO_PRIVATE_OPT, buf, &optlen);
+	report(ret, errno, optlen);
+	json_int("value", ret == 0 && optlen >= 1 ? (unsigned char)buf[0] : -1);
+}
+
+static void case_tos(int optlen_in)
+{
+	char *buf = calloc(1, optlen_in);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), ret, tos = 0;
+	socklen_t len = sizeof(tos);
+
+	if (fd < 0 || !buf)
+		fail("socket");
+	*(int *)buf = TOS_VALUE;
+	ret = setsockopt(fd, IPPROTO_IP, IP_TOS, buf, optlen_in);
+	json_int("ret", ret);
+	json_str("errno", ret == 0 ? "OK" : errno_name(errno));
+	if (getsockopt(fd, IPPROTO_IP, IP_TOS, &tos, &len))
+		fail("reading IP_TOS back");
+	json_int("tos_after", tos);
+}
+
+static void case_peergroups(int optlen_in)
+{
+	gid_t groups[PEER_GROUPS];
+	char *buf = calloc(1, optlen_in);
+	socklen_t optlen = optlen_in;
+	int pair[2], ret;
+
+	for (int i = 0; i < PEER_GROUPS; i++)
+		groups[i] = 10000 + i;
+	/* Peer credentials are captured when the pair is made. */
+	if (setgroups(PEER_GROUPS, groups))
+		fail("setgroups(%d)", PEER_GROUPS);
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) || !buf)
+		fail("socketpair");
+	ret = getsockopt(pair[0], SOL_SOCKET, SO_PEERGROUPS, buf, &optlen);
+	report(ret, errno, optlen);
+	json_int("groups_seen", ret == 0 ? optlen / sizeof(gid_t) : -1);
+	json_bool("first_group_ok", ret == 0 && ((gid_t *)buf)[0] == 10000);
+}
+
+int main(int argc, char **argv)
+{
+	char cg_path[256];
+	int cg_fd, optlen_in;
+
+	if (argc != 4)
+		fail("usage: %s unknown|private|tos|peergroups OPTLEN none|buggy|fixed", argv[0]);
+	optlen_in = atoi(argv[2]);
+	skel = getsockopt_efault__open_and_load();
+	if (!skel)
+		fail("loading BPF programs");
+	cg_fd = cgroup_create(NULL, "sockopt", cg_path, sizeof(cg_path));
+	attach(cg_fd, argv[3]);
+	cgroup_join(cg_path);
+
+	json_open();
+	json_str("case", argv[1]);
+	json_int("optlen_in", optlen_in);
+	json_str("prog", argv[3]);
+	if (!strcmp(argv[1], "unknown"))
+		case_unknown(optlen_in);
+	else if (!strcmp(argv[1], "private"))
+		case_private(optlen_in);
+	else if (!strcmp(argv[1], "tos"))
+		case_tos(optlen_in);
+	else if (!strcmp(argv[1], "peergroups"))
+		case_peergroups(optlen_in);
+	else
+		fail("unknown CASE %s", argv[1]);
+	json_close();
+	getsockopt_efault__destroy(skel);
+	return 0;
+}

@@ -1,0 +1,303 @@
+"""pytest wiring: options, the per-kernel VM pool, fixtures, results file, summary.
+
+Tests ask for `kernel_session`; the plugin parametrizes them over the selected kernels,
+boots each kernel once per worker process and reuses it for every test on it. With
+pytest-xdist (-n N --dist loadgroup) each kernel is one xdist group, so one worker boots it.
+"""
+from __future__ import annotations
+
+import atexit
+import signal
+from pathlib import Path
+
+import pytest
+
+from . import procs
+from .accel import AccelChoice, choose_for_host
+from .config import KernelsFileError, load_kernels, select_kernels
+from .facts import FACTS, KernelFacts
+from .guest import GuestLost, RunKeys
+from .kernels import KernelFetchError, resolve
+from .paths import PROJECT_ROOT, new_run_dir
+from .results import ResultsFile
+from .session import KernelSession, SessionOptions
+from .vm import BootError, vng_base, vng_env
+
+PROPERTY = "kregress"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("kregress", "kernel matrix")
+    group.addoption("--kernels-file", type=Path, default=PROJECT_ROOT / "kernels.toml",
+                    help="kernel matrix (default: kernels.toml)")
+    group.addoption("--kernel", action="append", default=[], metavar="ID",
+                    help="run only this kernel id (repeatable); default: entries with default = true")
+    group.addoption("--accel", default="auto", choices=["auto", "kvm", "tcg"],
+                    help="auto probes KVM with a real boot and falls back to TCG")
+    group.addoption("--results", type=Path, default=None, help="results JSON (default: RUN_DIR/results.json)")
+    group.addoption("--run-dir", type=Path, default=None, help="where console logs and results go")
+    group.addoption("--vm-cpus", type=int, default=1)
+    group.addoption("--vm-memory", default="1G")
+    group.addoption("--boot-timeout", type=float, default=None, help="seconds (default: 90 KVM, 300 TCG)")
+    group.addoption("--refresh-kernels", action="store_true", help="re-read Debian indexes now")
+
+
+class Harness:
+    """Per-process state: the kernels, and at most one live VM (the current kernel's)."""
+
+    def __init__(self, config):
+        self.config = config
+        opt = config.option
+        try:
+            specs = load_kernels(opt.kernels_file, known_facts=set(FACTS))
+            self.specs = {s.id: s for s in select_kernels(specs, opt.kernel)}
+        except KernelsFileError as err:
+            raise pytest.UsageError(str(err)) from None
+        worker = getattr(config, "workerinput", None)
+        self.is_controller = worker is None
+        self.run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.options = SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout)
+        self.kernels, self.fetch_errors = {}, {}
+        self.accel: AccelChoice | None = AccelChoice(**worker["kregress_accel"]) if worker and \
+            worker.get("kregress_accel") else None
+        self.keys: RunKeys | None = None
+        self.live: KernelSession | None = None
+        self.boot_errors: dict[str, str] = {}
+        self.infos: dict[str, dict] = {}
+
+    def kernel(self, kernel_id: str):
+        if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
+            try:
+                self.kernels[kernel_id] = resolve(self.specs[kernel_id], refresh=self.config.option.refresh_kernels)
+            except KernelFetchError as err:
+                self.fetch_errors[kernel_id] = f"{kernel_id}: cannot fetch: {err}"
+        if kernel_id in self.fetch_errors:
+            raise KernelFetchError(self.fetch_errors[kernel_id])
+        return self.kernels[kernel_id]
+
+    def choose_accel(self) -> AccelChoice:
+        if self.accel is None:
+            image = None
+            for kernel_id in self.specs:
+                try:
+                    image = self.kernel(kernel_id).image
+                    break
+                except KernelFetchError:
+                    continue
+            if image is None:
+                self.accel = AccelChoice("tcg", "no kernel could be fetched to probe KVM with")
+            else:
+                self.accel = choose_for_host(self.config.option.accel, vng_base("kvm", 1, "512M"), image, vng_env())
+        return self.accel
+
+    def session(self, kernel_id: str) -> KernelSession:
+        if self.live and self.live.kernel.id == kernel_id and self.live.vm.alive():
+            return self.live
+        if kernel_id in self.boot_errors:
+            raise BootError(self.boot_errors[kernel_id])
+        self.stop_live()
+        kernel = self.kernel(kernel_id)
+        self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
+        session = KernelSession(kernel, self.choose_accel(), self.run_dir, self.keys, self.options)
+        try:
+            session.start()
+        except BootError as err:
+            self.boot_errors[kernel_id] = str(err)
+            self.infos[kernel_id] = {**session.info(), "error": str(err)}
+            raise
+        self.live = session
+        self.infos[kernel_id] = session.info()
+        return session
+
+    def stop_live(self) -> None:
+        if self.live:
+            self.live.stop()
+            self.live = None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: runs inside a booted kernel")
+    harness = Harness(config)
+    config.stash[HARNESS] = harness
+    if harness.is_controller and not config.option.collectonly:
+        accel = harness.choose_accel()
+        config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
+                                            harness.run_dir, accel.__dict__, config.option.kernels_file)
+    atexit.register(procs.kill_all)
+    # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+HARNESS = pytest.StashKey[Harness]()
+RESULTS = pytest.StashKey[ResultsFile]()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """xdist: workers reuse the controller's run directory and accelerator choice."""
+    harness = node.config.stash[HARNESS]
+    node.workerinput["kregress_run_dir"] = str(harness.run_dir)
+    node.workerinput["kregress_accel"] = harness.choose_accel().__dict__
+
+
+def pytest_generate_tests(metafunc):
+    if "kernel_id" in metafunc.fixturenames:
+        ids = list(metafunc.config.stash[HARNESS].specs)
+        metafunc.parametrize("kernel_id", ids, ids=ids, scope="session")
+
+
+def pytest_collection_modifyitems(config, items):
+    """One xdist group per kernel, and each kernel's tests together, so it boots once."""
+    order = {kernel_id: i for i, kernel_id in enumerate(config.stash[HARNESS].specs)}
+    for item in items:
+        kernel_id = _kernel_of(item)
+        if kernel_id:
+            item.add_marker(pytest.mark.vm)
+            item.add_marker(pytest.mark.xdist_group(kernel_id))
+    items.sort(key=lambda item: order.get(_kernel_of(item), -1))
+
+
+def _kernel_of(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("kernel_id") if callspec else None
+
+
+@pytest.fixture(scope="session")
+def kernel_session(request, kernel_id) -> KernelSession:
+    harness = request.config.stash[HARNESS]
+    try:
+        return harness.session(kernel_id)
+    except (BootError, KernelFetchError) as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture
+def kernel_facts(kernel_session) -> KernelFacts:
+    kernel = kernel_session.kernel
+    return KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts))
+
+
+@pytest.fixture
+def record_behaviour(request):
+    """record_behaviour(observed={...}, expected={...}): goes into the results file."""
+    def record(observed: dict, expected: dict | None = None, **extra) -> None:
+        entry = _record_of(request.node)
+        entry["observed"].update(observed)
+        entry["expected"].update(expected or {})
+        entry.update(extra)
+    return record
+
+
+@pytest.fixture
+def run_driver(request, kernel_session):
+    """run_driver(name, *args) -> the driver's JSON; fails the test on a driver error."""
+    def run(name: str, *args, timeout: float = 60) -> dict:
+        try:
+            result = kernel_session.run_driver(name, *args, timeout=timeout)
+        except GuestLost as err:
+            kernel_session.stop()
+            pytest.fail(f"{kernel_session.kernel.id}: guest lost while running {name}: {err}\n"
+                        + kernel_session.vm.console_tail(), pytrace=False)
+        _record_of(request.node)["dmesg"].extend(result.dmesg)
+        if result.timed_out:
+            pytest.fail(f"{name} {' '.join(map(str, args))} timed out after {timeout}s", pytrace=False)
+        data = result.json()
+        if result.rc != 0 or "error" in data:
+            pytest.fail(f"{name} {' '.join(map(str, args))} failed (exit {result.rc}): "
+                        f"{data.get('error', '')}\nstderr:\n{result.stderr[-3000:]}", pytrace=False)
+        return data
+    return run
+
+
+def _record_of(item) -> dict:
+    for key, value in item.user_properties:
+        if key == PROPERTY:
+            return value
+    value = {"observed": {}, "expected": {}, "dmesg": []}
+    item.user_properties.append((PROPERTY, value))
+    return value
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    kernel_id = _kernel_of(item)
+    if kernel_id and report.when == "teardown":
+        harness = item.config.stash[HARNESS]
+        record = _record_of(item)
+        record["kernel"] = kernel_id
+        record["kernel_info"] = harness.infos.get(kernel_id) or {
+            "id": kernel_id, "error": harness.boot_errors.get(kernel_id) or harness.fetch_errors.get(kernel_id)}
+        report.user_properties = list(item.user_properties)
+    return report
+
+
+_phases: dict[str, dict] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Controller side (also without xdist): one results entry per test, after teardown."""
+    entry = _phases.setdefault(report.nodeid, {"outcome": "passed", "longrepr": ""})
+    if report.failed:
+        entry["outcome"] = "failed" if report.when == "call" else "error"
+        entry["longrepr"] = str(report.longrepr)[-4000:]
+    elif report.skipped and entry["outcome"] == "passed":
+        entry["outcome"] = "skipped"
+        entry["longrepr"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if report.when == "call":
+        entry["seconds"] = round(report.duration, 3)
+    if report.when != "teardown":
+        return
+    _phases.pop(report.nodeid)
+    results = _results_of(report)
+    if results is None:
+        return
+    record = dict(next((v for k, v in report.user_properties if k == PROPERTY), {}))
+    kernel_info = record.pop("kernel_info", None)
+    if kernel_info:
+        results.add_kernel(kernel_info)
+    results.add_test({"nodeid": report.nodeid, **entry, **record})
+
+
+_controller_results: list[ResultsFile] = []
+
+
+def _results_of(report):
+    return _controller_results[0] if _controller_results else None
+
+
+def pytest_sessionstart(session):
+    results = session.config.stash.get(RESULTS, None)
+    if results:
+        _controller_results.append(results)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    harness = session.config.stash[HARNESS]
+    harness.stop_live()
+    procs.kill_all()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    results = config.stash.get(RESULTS, None)
+    if not results:
+        return
+    summary = results.finish()
+    accel = results.doc["accelerator"]
+    write = terminalreporter.write_line
+    terminalreporter.section("kregress")
+    write(f"accelerator: {accel['accel']} ({accel['reason']})")
+    for kernel_id, info in results.doc["kernels"].items():
+        if info.get("error"):
+            write(f"  {kernel_id}: NOT BOOTED: {info['error'].splitlines()[0]}")
+        else:
+            write(f"  {kernel_id}: {info.get('package') or info.get('image')} {info.get('package_version') or ''} "
+                  f"uname -r {info.get('uname_r')}, booted in {info.get('boot_seconds')}s under {info.get('accel')}")
+    write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
+          f"(outcomes {summary['outcomes']})")
+    write(f"results: {results.path}")
