@@ -28,17 +28,13 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "../progs/sockops_flags.h"
 #include "sockops_flags.skel.h"
 
 #define SERVER_PORT	4242
 #define DATA_SEGMENTS	6
 #define SEGMENT_BYTES	100
-#define NO_FLAGS_READ	0xffffffffu	/* same sentinel as the BPF side */
-
-enum { PROG_A, PROG_B };
-enum { PASSIVE, ACTIVE };
-
-typedef struct counts counts_t[2][2];	/* [prog][role], from the skeleton */
+typedef struct sockops_counts counts_t[NR_PROGS][NR_ROLES];
 
 static struct sockops_flags *skel;
 
@@ -216,7 +212,7 @@ static void json_flags(const char *key, __u32 flags)
 /* One program's view of one socket role: flags at establishment (from the handshake
  * snapshot), then what happened during the data exchange.
  */
-static void json_prog(const char *prog, const struct counts *hs, const struct counts *end)
+static void json_prog(const char *prog, const struct sockops_counts *hs, const struct sockops_counts *end)
 {
 	char key[128];
 
@@ -239,7 +235,7 @@ static void json_prog(const char *prog, const struct counts *hs, const struct co
 }
 
 /* What the peer's prog_a (the observer) found of this side's options. */
-static void json_seen_by_peer(const char *peer, const struct counts *hs, const struct counts *end,
+static void json_seen_by_peer(const char *peer, const struct sockops_counts *hs, const struct sockops_counts *end,
 			      const char *handshake_packet)
 {
 	char key[128];
@@ -283,7 +279,7 @@ int main(int argc, char **argv)
 		fail("loading the BPF object (see stderr for the verifier log)");
 	for (int p = 0; p < 2; p++)
 		for (int r = 0; r < 2; r++) {
-			struct counts *c = &skel->bss->counts[p][r];
+			struct sockops_counts *c = &skel->bss->counts[p][r];
 
 			c->flags_at_established = c->flags_after_established = NO_FLAGS_READ;
 			c->last_flags = NO_FLAGS_READ;

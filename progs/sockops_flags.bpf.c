@@ -19,6 +19,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "sockops_flags.h"
+
 #define TCPOPT_EXP	254	/* RFC 6994 experimental option: kind, length, 16-bit magic */
 #define OPT_LEN		4
 #define MAGIC_A		0xA1A1
@@ -30,30 +32,7 @@
 #define HDR_OPT_FLAGS_A	(BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG | BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG)
 #define HDR_OPT_FLAGS_B	BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG
 
-enum { PROG_A, PROG_B, NR_PROGS };		/* the _storage variants count as A and B */
-enum { PASSIVE, ACTIVE, NR_ROLES };		/* PASSIVE: listener, request and accepted socket */
-
-#define NO_FLAGS_READ	0xffffffffu		/* set by the driver: "this prog never looked" */
-
-struct counts {
-	__u64 hdr_opt_len;		/* HDR_OPT_LEN_CB for a segment about to be sent */
-	__u64 hdr_opt_len_mss;		/* HDR_OPT_LEN_CB from tcp_current_mss(): no segment */
-	__u64 write_hdr_opt;		/* WRITE_HDR_OPT_CB */
-	__u64 written;			/* options this prog stored */
-	__u64 written_data;		/* ... in segments carrying payload */
-	__u64 parse_hdr_opt;		/* PARSE_HDR_OPT_CB (prog_a only asks for it) */
-	__u64 seen_a, seen_a_data;	/* option A in a received segment (PARSE_HDR_OPT_CB) */
-	__u64 seen_b, seen_b_data;
-	__u64 seen_a_handshake;		/* option A in the SYN-ACK / final ACK (*_ESTABLISHED_CB) */
-	__u64 seen_b_handshake;
-	__u64 skipped;			/* workaround: callbacks returned early because of the bool */
-	__u32 flags_at_established;	/* cb flags on entry to *_ESTABLISHED_CB */
-	__u32 flags_after_established;	/* ... after this prog's own change, if any */
-	__u32 last_flags;		/* cb flags in this prog's latest callback */
-	__u32 rejected_flags;		/* bits bpf_sock_ops_cb_flags_set() did not support */
-};
-
-struct counts counts[NR_PROGS][NR_ROLES];
+struct sockops_counts counts[NR_PROGS][NR_ROLES];
 const volatile __u16 server_port;	/* tells the passive sockets from the active one */
 
 struct hdr_cb_state {
@@ -78,7 +57,7 @@ struct {
 	__type(value, struct hdr_cb_state);
 } b_state SEC(".maps");
 
-static __always_inline struct counts *counts_for(int prog, struct bpf_sock_ops *skops)
+static __always_inline struct sockops_counts *counts_for(int prog, struct bpf_sock_ops *skops)
 {
 	if (skops->local_port == server_port)
 		return &counts[prog][PASSIVE];
@@ -146,14 +125,14 @@ static __always_inline int wants(void *map, struct bpf_sock_ops *skops)
 	return state && state->want_hdr_cb;
 }
 
-static __always_inline void turn_on(struct bpf_sock_ops *skops, struct counts *c, __u32 flags)
+static __always_inline void turn_on(struct bpf_sock_ops *skops, struct sockops_counts *c, __u32 flags)
 {
 	c->rejected_flags = bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | flags);
 }
 
 static __always_inline int handle_a(struct bpf_sock_ops *skops, int use_storage)
 {
-	struct counts *c = counts_for(PROG_A, skops);
+	struct sockops_counts *c = counts_for(PROG_A, skops);
 
 	if (!c)
 		return 1;
@@ -221,7 +200,7 @@ static __always_inline int handle_a(struct bpf_sock_ops *skops, int use_storage)
 
 static __always_inline int handle_b(struct bpf_sock_ops *skops, int use_storage)
 {
-	struct counts *c = counts_for(PROG_B, skops);
+	struct sockops_counts *c = counts_for(PROG_B, skops);
 
 	if (!c)
 		return 1;
