@@ -4,7 +4,8 @@
  * Cases (see docs/lsm_priority.md):
  *   probe        only whether the kernel accepts an lsm_cgroup program
  *   post_create  socket_post_create sets the priority in its cgroup, not in a sibling
- *   accept       accepted sockets need inet_csk_clone; they belong to the listener's cgroup
+ *   accept       accepted sockets need inet_csk_clone, whichever cgroup calls accept()
+ *   whose_cgroup whether a hook runs the programs of the socket's or the task's cgroup
  *   compare      cgroup/sock vs lsm_cgroup on active, accepted and AF_PACKET sockets
  *   override     a cgroup/setsockopt guard stops the task, not bpf_setsockopt
  *   net_raw_xmit AF_PACKET send-only policy and an errno chosen with bpf_set_retval
@@ -316,14 +317,16 @@ static void case_post_create(void)
 
 /* 2. Accepted sockets. The listener is created before anything is attached, so its
  * priority is 0: sk_clone copies the listener's priority into the child, and a
- * non-zero listener would hide whether any hook ran for the child. connect() and
- * accept() then run from another cgroup with no programs. */
+ * non-zero listener would hide whether any hook ran for the child.
+ * connect() runs in the server cgroup throughout: on loopback the handshake, and
+ * so inet_csk_clone, runs in the connecting task's context, and which cgroup that
+ * puts in charge is the separate question of case_whose_cgroup. */
 static void case_accept(void)
 {
 	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", "prio_clone", NULL);
 	char server_path[256], other_path[256];
 	int server_cg = cgroup_create(NULL, "server", server_path, sizeof(server_path));
-	int listen_fd, listener, server_active, c1, a1, c2, a2, runs_before_clone;
+	int listen_fd, listener, c1, a1, c2, a2, c3, a3, post_runs;
 	struct bpf_link *post, *clone;
 	unsigned short port;
 
@@ -332,36 +335,102 @@ static void case_accept(void)
 	cgroup_join(server_path);
 	listen_fd = tcp_listener(&port);
 	listener = prio_of(listen_fd);
-	post = attach(skel->progs.prio_post_create, server_cg);
-	server_active = new_socket_prio(AF_INET, SOCK_STREAM, 0);
 
-	cgroup_join(other_path);
+	post = attach(skel->progs.prio_post_create, server_cg);
 	c1 = tcp_connect(port);
 	a1 = tcp_accept(listen_fd);
-	runs_before_clone = skel->bss->post_create_runs;
+	post_runs = skel->bss->post_create_runs;	/* 1: the client only */
 
 	clone = attach(skel->progs.prio_clone, server_cg);
+	c2 = tcp_connect(port);
+	a2 = tcp_accept(listen_fd);
+	c3 = tcp_connect(port);
+	cgroup_join(other_path);
+	a3 = tcp_accept(listen_fd);	/* accept() from a cgroup with no programs */
+
+	begin_output();
+	json_int("prio_set", PRIO);
+	json_int("listener", listener);
+	json_obj_open("post_create_only");
+	json_int("client", prio_of(c1));
+	json_int("accepted", prio_of(a1));
+	json_int("post_create_runs", post_runs);
+	json_obj_close();
+	json_obj_open("with_inet_csk_clone");
+	json_int("client", prio_of(c2));
+	json_int("accepted", prio_of(a2));
+	json_int("accepted_from_other_cgroup", prio_of(a3));
+	json_int("clone_runs", skel->bss->clone_runs);
+	json_str("bpf_setsockopt", errno_name(-skel->bss->clone_ret));
+	json_obj_close();
+	json_close();
+	close(c3);
+	bpf_link__destroy(clone);
+	bpf_link__destroy(post);
+	lsm_priority__destroy(skel);
+}
+
+/* 2b. Whose cgroup's programs run: the socket's or the current task's? 69fd337a975c
+ * says hooks whose first argument is a struct socket or struct sock use the
+ * socket's cgroup (so the clone of a listener would follow the listener), the
+ * rest use current's. Tell them apart where the two differ:
+ *  - socket_bind (struct socket *): an AF_PACKET socket made in one cgroup and
+ *    bound while the task is in the other, both ways round;
+ *  - inet_csk_clone (struct sock *): the listener in the server cgroup, the
+ *    handshake driven by connect() from either cgroup (on loopback it completes
+ *    in the connecting task's context). */
+static void case_whose_cgroup(void)
+{
+	struct lsm_priority *skel = load_instance(PRIO, "prio_clone", "raw_xmit_bind", NULL);
+	char server_path[256], other_path[256];
+	int server_cg = cgroup_create(NULL, "server", server_path, sizeof(server_path));
+	int listen_fd, from_server_fd, from_other_fd, c1, a1, c2, a2;
+	const char *bind_sock_server, *bind_sock_other;
+	struct bpf_link *bind_link, *clone;
+	unsigned short port;
+	__u32 runs_server;
+
+	cgroup_create(NULL, "other", other_path, sizeof(other_path));
+	private_netns();
+	bind_link = attach(skel->progs.raw_xmit_bind, server_cg);
+
+	cgroup_join(other_path);
+	from_other_fd = must_socket(AF_PACKET, SOCK_RAW, 0);
+	cgroup_join(server_path);
+	from_server_fd = must_socket(AF_PACKET, SOCK_RAW, 0);
+	bind_sock_other = packet_bind(from_other_fd, ETH_P_ALL);	/* task in server */
+	cgroup_join(other_path);
+	bind_sock_server = packet_bind(from_server_fd, ETH_P_ALL);	/* task in other */
+	close(from_other_fd);
+	close(from_server_fd);
+
+	cgroup_join(server_path);
+	listen_fd = tcp_listener(&port);	/* before the clone program: priority 0 */
+	clone = attach(skel->progs.prio_clone, server_cg);
+	c1 = tcp_connect(port);
+	a1 = tcp_accept(listen_fd);
+	runs_server = skel->bss->clone_runs;
+	cgroup_join(other_path);
 	c2 = tcp_connect(port);
 	a2 = tcp_accept(listen_fd);
 
 	begin_output();
 	json_int("prio_set", PRIO);
-	json_int("listener", listener);
-	json_int("server_active", server_active);
-	json_obj_open("post_create_only");
-	json_int("client", prio_of(c1));
-	json_int("accepted", prio_of(a1));
-	json_int("post_create_runs", runs_before_clone);
+	json_obj_open("socket_bind_denied_in_server");
+	json_str("socket_from_server_bound_from_other", bind_sock_server);
+	json_str("socket_from_other_bound_from_server", bind_sock_other);
 	json_obj_close();
-	json_obj_open("with_inet_csk_clone");
-	json_int("client", prio_of(c2));
-	json_int("accepted", prio_of(a2));
-	json_int("clone_runs", skel->bss->clone_runs);
-	json_str("bpf_setsockopt", errno_name(-skel->bss->clone_ret));
+	json_obj_open("inet_csk_clone_on_server_listener");
+	json_int("handshake_from_server", prio_of(a1));
+	json_int("handshake_from_other", prio_of(a2));
+	json_int("runs_from_server", runs_server);
+	json_int("runs_from_other", skel->bss->clone_runs - runs_server);
 	json_obj_close();
 	json_close();
+	close(c1);
+	close(c2);
 	bpf_link__destroy(clone);
-	bpf_link__destroy(post);
+	bpf_link__destroy(bind_link);
 	lsm_priority__destroy(skel);
 }
 
@@ -620,8 +689,10 @@ static void case_hierarchy(void)
 /* lsm_cgroup programs attached directly to this cgroup, as the kernel lists them. */
 static int attached_count(int cg)
 {
-	__u32 ids[16];
-	LIBBPF_OPTS(bpf_prog_query_opts, opts, .prog_ids = ids, .prog_cnt = 16);
+	__u32 ids[16], flags[16];
+	/* Per-program attach flags are required with prog_ids for BPF_LSM_CGROUP:
+	 * programs on different hooks of one cgroup may have different flags. */
+	LIBBPF_OPTS(bpf_prog_query_opts, opts, .prog_ids = ids, .prog_attach_flags = flags, .prog_cnt = 16);
 
 	if (bpf_prog_query_opts(cg, BPF_LSM_CGROUP, &opts))
 		return -errno;
@@ -675,6 +746,7 @@ static const struct {
 	{ "probe", case_probe },
 	{ "post_create", case_post_create },
 	{ "accept", case_accept },
+	{ "whose_cgroup", case_whose_cgroup },
 	{ "compare", case_compare },
 	{ "override", case_override },
 	{ "net_raw_xmit", case_net_raw_xmit },
@@ -694,5 +766,5 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	errno = EINVAL;
-	fail("usage: lsm_priority probe|post_create|accept|compare|override|net_raw_xmit|hierarchy|detach");
+	fail("usage: lsm_priority probe|post_create|accept|whose_cgroup|compare|override|net_raw_xmit|hierarchy|detach");
 }
