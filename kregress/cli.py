@@ -65,6 +65,33 @@ def cmd_exec(args) -> int:
     return status
 
 
+def cmd_check_results(args) -> int:
+    """Fail a run that booted no kernel or ran no VM test: a green run must have tested kernels."""
+    try:
+        doc = json.loads(Path(args.results).read_text())
+    except (OSError, ValueError) as err:
+        print(f"check-results: cannot read {args.results}: {err}", file=sys.stderr)
+        return 1
+    summary = doc.get("summary", {})
+    kernels = doc.get("kernels", {})
+    for accel in doc.get("accelerators", []):
+        print(f"accelerator: {accel.get('accel')} ({accel.get('reason')})")
+    for kernel_id, info in kernels.items():
+        state = f"booted in {info['boot_seconds']}s" if info.get("boot_seconds") else "NOT BOOTED"
+        print(f"  {kernel_id}: {info.get('package_version') or info.get('image')} "
+              f"uname -r {info.get('uname_r')}: {state}")
+    print(f"kernels booted: {summary.get('kernels_booted', 0)} of {len(kernels)}; "
+          f"VM tests run: {summary.get('vm_tests_run', 0)}; outcomes: {summary.get('outcomes')}")
+    problems = []
+    if summary.get("kernels_booted", 0) < args.min_kernels:
+        problems.append(f"only {summary.get('kernels_booted', 0)} kernel(s) booted, need {args.min_kernels}")
+    if summary.get("vm_tests_run", 0) < 1:
+        problems.append("no VM test ran")
+    for problem in problems:
+        print(f"check-results: FAIL: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
@@ -78,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     execp.add_argument("--shell", action="store_true", help="run the words as a shell command instead")
     execp.add_argument("command", nargs="+")
     execp.set_defaults(func=cmd_exec)
+    check = sub.add_parser("check-results", help="fail unless kernels booted and VM tests ran")
+    check.add_argument("results", type=Path)
+    check.add_argument("--min-kernels", type=int, default=1)
+    check.set_defaults(func=cmd_check_results)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

@@ -68,7 +68,7 @@ def read_config(path: Path) -> dict[str, str]:
 
 
 @contextmanager
-def _locked(path: Path):
+def locked(path: Path):
     """Serialise fetches of one suite between xdist workers and concurrent runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
@@ -179,7 +179,7 @@ def _sha256(path: Path) -> str:
 
 def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
     root = cache_dir()
-    with _locked(root / "locks" / f"apt-{spec.suite}.lock"):
+    with locked(root / "locks" / f"apt-{spec.suite}.lock"):
         archive = DebianArchive(spec.suite, refresh=refresh)
         archive.update()
         parts = archive.kernel_parts(spec.package)

@@ -17,8 +17,8 @@ from .accel import AccelChoice, choose_for_host
 from .config import KernelsFileError, load_kernels, select_kernels
 from .facts import FACTS, KernelFacts
 from .guest import GuestLost, RunKeys
-from .kernels import KernelFetchError, resolve
-from .paths import PROJECT_ROOT, new_run_dir
+from .kernels import KernelFetchError, locked, resolve
+from .paths import PROJECT_ROOT, cache_dir, new_run_dir
 from .results import ResultsFile
 from .session import KernelSession, SessionOptions
 from .vm import BootError, vng_base, vng_env
@@ -59,8 +59,7 @@ class Harness:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.options = SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout)
         self.kernels, self.fetch_errors = {}, {}
-        self.accel: AccelChoice | None = AccelChoice(**worker["kregress_accel"]) if worker and \
-            worker.get("kregress_accel") else None
+        self.accel: AccelChoice | None = None
         self.keys: RunKeys | None = None
         self.live: KernelSession | None = None
         self.boot_errors: dict[str, str] = {}
@@ -88,7 +87,10 @@ class Harness:
             if image is None:
                 self.accel = AccelChoice("tcg", "no kernel could be fetched to probe KVM with")
             else:
-                self.accel = choose_for_host(self.config.option.accel, vng_base("kvm", 1, "512M"), image, vng_env())
+                # one probe per host: xdist workers wait for the first one's cached answer
+                with locked(cache_dir() / "locks" / "accel.lock"):
+                    self.accel = choose_for_host(self.config.option.accel, vng_base("kvm", 1, "512M"),
+                                                 image, vng_env())
         return self.accel
 
     def session(self, kernel_id: str) -> KernelSession:
@@ -121,9 +123,8 @@ def pytest_configure(config):
     harness = Harness(config)
     config.stash[HARNESS] = harness
     if harness.is_controller and not config.option.collectonly:
-        accel = harness.choose_accel()
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
-                                            harness.run_dir, accel.__dict__, config.option.kernels_file)
+                                            harness.run_dir, config.option.kernels_file)
     atexit.register(procs.kill_all)
     # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -139,10 +140,8 @@ RESULTS = pytest.StashKey[ResultsFile]()
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
-    """xdist: workers reuse the controller's run directory and accelerator choice."""
-    harness = node.config.stash[HARNESS]
-    node.workerinput["kregress_run_dir"] = str(harness.run_dir)
-    node.workerinput["kregress_accel"] = harness.choose_accel().__dict__
+    """xdist: workers share the controller's run directory."""
+    node.workerinput["kregress_run_dir"] = str(node.config.stash[HARNESS].run_dir)
 
 
 def pytest_generate_tests(metafunc):
@@ -288,10 +287,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not results:
         return
     summary = results.finish()
-    accel = results.doc["accelerator"]
     write = terminalreporter.write_line
     terminalreporter.section("kregress")
-    write(f"accelerator: {accel['accel']} ({accel['reason']})")
+    for accel in results.doc["accelerators"]:
+        write(f"accelerator: {accel['accel']} ({accel['reason']})")
     for kernel_id, info in results.doc["kernels"].items():
         if info.get("error"):
             write(f"  {kernel_id}: NOT BOOTED: {info['error'].splitlines()[0]}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 class ResultsFile:
-    def __init__(self, path: Path, run_dir: Path, accel: dict, kernels_file: Path):
+    def __init__(self, path: Path, run_dir: Path, kernels_file: Path):
         self.path = path
         self.doc = {
             "format": "kregress-results/1",
@@ -19,7 +19,7 @@ class ResultsFile:
             "host": {"machine": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count()},
             "run_dir": str(run_dir),
             "kernels_file": str(kernels_file),
-            "accelerator": accel,
+            "accelerators": [],     # each kernel also records its own
             "kernels": {},
             "tests": [],
             "summary": {},
@@ -30,6 +30,10 @@ class ResultsFile:
         known = self.doc["kernels"].get(info["id"], {})
         known.update({k: v for k, v in info.items() if v is not None})
         self.doc["kernels"][info["id"]] = known
+        if info.get("accel"):
+            choice = {"accel": info["accel"], "reason": info.get("accel_reason", "")}
+            if choice not in self.doc["accelerators"]:
+                self.doc["accelerators"].append(choice)
 
     def add_test(self, record: dict) -> None:
         self.doc["tests"].append(record)

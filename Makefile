@@ -1,0 +1,26 @@
+# The two commands a user needs (both install what they need first, idempotently):
+#   make matrix   the default kernel matrix, scenario tests only, with its report
+#   make test     unit tests + scenario tests on the default matrix (what CI runs)
+# Narrow either with PYTEST_ARGS, e.g. make test PYTEST_ARGS="--kernel debian-6.12".
+PYTEST_ARGS ?=
+JOBS ?= auto
+RUN_DIR ?= runs/$(shell date -u +%Y%m%dT%H%M%SZ)-make
+PYTEST = .venv/bin/pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider --run-dir $(RUN_DIR)
+
+.PHONY: setup kernels test matrix unit
+setup:
+	scripts/setup.sh
+
+kernels: setup
+	.venv/bin/kregress fetch
+
+unit: setup
+	.venv/bin/pytest -q -p no:cacheprovider tests/unit
+
+test: kernels
+	$(PYTEST) tests $(PYTEST_ARGS)
+	.venv/bin/kregress check-results $(RUN_DIR)/results.json
+
+matrix: kernels
+	$(PYTEST) tests --ignore=tests/unit $(PYTEST_ARGS)
+	.venv/bin/kregress check-results $(RUN_DIR)/results.json

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Idempotent set-up on Debian 12 (as root): host packages, the project venv, the kernel cache.
+#   scripts/setup.sh            packages + venv
+#   scripts/setup.sh --kernels  ... and fetch the default kernel matrix
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  qemu-system-x86 busybox-static kmod file binutils   # virtme-ng: qemu, initramfs, depmod
+  openssh-server openssh-client iproute2               # sshd and ip run inside the guest
+  clang llvm libbpf-dev bpftool gcc make libelf-dev zlib1g-dev libc6-dev  # progs/ and guest/
+  debian-archive-keyring apt ca-certificates dpkg      # kernel packages, verified
+  python3 python3-venv
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  if [ "$(id -u)" != 0 ]; then echo "setup: need root to install packages" >&2; exit 1; fi
+  # Installing openssh-server must not start an sshd on the host: we only need the binary.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
+  trap '[ "$made_policy" = 1 ] && rm -f "$policy"' EXIT
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The venv, rebuilt only when pyproject.toml changes.
+stamp=.venv/.kregress-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e .
+  echo "$want" > "$stamp"
+fi
+
+if [ "${1:-}" = "--kernels" ]; then
+  .venv/bin/kregress fetch
+fi
+echo "setup: ok ($(.venv/bin/python -c "from importlib.metadata import version as v; print('virtme-ng', v('virtme-ng'), 'paramiko', v('paramiko'))"))"

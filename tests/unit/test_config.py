@@ -1,0 +1,67 @@
+import pytest
+
+from kregress.config import KernelsFileError, load_kernels, parse_kernels, select_kernels
+from kregress.facts import FACTS
+
+
+def parse(*entries):
+    return parse_kernels({"kernel": list(entries)}, "kernels.toml", known_facts=set(FACTS))
+
+
+def test_debian_and_local_entries():
+    specs = parse({"id": "debian-6.1", "suite": "bookworm"},
+                  {"id": "mine", "image": "/k/bzImage", "modules": "/k/lib/modules/6.6.0", "version": "6.6.0",
+                   "facts": {"getsockopt_relief": False}, "default": False, "cmdline": "quiet"})
+    assert specs[0].package == "linux-image-amd64" and specs[0].source == "debian:bookworm/linux-image-amd64"
+    assert specs[1].facts == {"getsockopt_relief": False} and not specs[1].default
+    assert str(specs[1].modules) == "/k/lib/modules/6.6.0"
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"id": "x", "suite": "bookworm", "suit": "y"}, "kernel #1 (x): unknown key 'suit'"),
+    ({"id": "x"}, "kernel #1 (x): give exactly one source"),
+    ({"id": "x", "suite": "bookworm", "image": "/b"}, "give exactly one source"),
+    ({"suite": "bookworm"}, "kernel #1: missing 'id'"),
+    ({"id": "x", "suite": 12}, "kernel #1 (x): suite = 12 has the wrong type"),
+    ({"id": "x", "suite": "bookworm", "default": "yes"}, "default = 'yes' has the wrong type; write true or false"),
+    ({"id": "bad id", "suite": "bookworm"}, "id 'bad id' may only use"),
+    ({"id": "x", "image": "/b", "version": "six"}, "version = 'six' is not like"),
+    ({"id": "x", "suite": "bookworm", "facts": {"no_such_fact": True}}, "facts.no_such_fact is not a known fact"),
+    ({"id": "x", "suite": "bookworm", "modules": "/m"}, "'modules' belongs to a local image entry"),
+])
+def test_malformed_entries_name_entry_and_field(entry, message):
+    with pytest.raises(KernelsFileError) as err:
+        parse(entry)
+    assert message in str(err.value)
+
+
+def test_duplicate_ids_name_both_entries():
+    with pytest.raises(KernelsFileError, match=r"kernel #2: duplicate id 'a' \(already used by kernel #1\)"):
+        parse({"id": "a", "suite": "bookworm"}, {"id": "a", "suite": "trixie"})
+
+
+def test_bad_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "k.toml"
+    bad.write_text("[[kernel]]\nid = \n")
+    with pytest.raises(KernelsFileError, match="not valid TOML"):
+        load_kernels(bad)
+    with pytest.raises(KernelsFileError, match="no such file"):
+        load_kernels(tmp_path / "missing.toml")
+    empty = tmp_path / "e.toml"
+    empty.write_text("")
+    with pytest.raises(KernelsFileError, match=r"no \[\[kernel\]\] entries"):
+        load_kernels(empty)
+
+
+def test_selection_defaults_and_unknown_ids():
+    specs = parse({"id": "a", "suite": "bookworm"}, {"id": "b", "suite": "trixie", "default": False})
+    assert [s.id for s in select_kernels(specs, [])] == ["a"]
+    assert [s.id for s in select_kernels(specs, ["b", "a", "b"])] == ["b", "a"]
+    with pytest.raises(KernelsFileError, match="--kernel zz: not in the kernels file; known ids: a, b"):
+        select_kernels(specs, ["zz"])
+
+
+def test_project_kernels_toml_is_valid():
+    from kregress.paths import PROJECT_ROOT
+    specs = load_kernels(PROJECT_ROOT / "kernels.toml", known_facts=set(FACTS))
+    assert {"debian-5.10", "debian-6.1", "debian-6.12", "debian-backports"} <= {s.id for s in specs if s.default}
