@@ -40,10 +40,20 @@ static struct sockops_flags *skel;
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: sockops_flags prog_a_alone\n"
-			"       sockops_flags prog_a_and_b|storage_workaround a_first|b_first\n"
-			"       sockops_flags nested_cgroups a_on_parent|b_on_parent\n");
-	exit(2);
+	errno = EINVAL;
+	fail("usage: sockops_flags prog_a_alone | prog_a_and_b a_first|b_first | "
+	     "storage_workaround a_first|b_first | nested_cgroups a_on_parent|b_on_parent");
+}
+
+static int valid_args(const char *name, const char *arg, int argc)
+{
+	if (!strcmp(name, "prog_a_alone"))
+		return argc == 2;
+	if (!strcmp(name, "prog_a_and_b") || !strcmp(name, "storage_workaround"))
+		return !strcmp(arg, "a_first") || !strcmp(arg, "b_first");
+	if (!strcmp(name, "nested_cgroups"))
+		return !strcmp(arg, "a_on_parent") || !strcmp(arg, "b_on_parent");
+	return 0;
 }
 
 static void private_loopback(void)
@@ -182,8 +192,8 @@ static long long run_traffic(counts_t handshake, counts_t end)
 	set_nodelay(afd);
 
 	memcpy(handshake, skel->bss->counts, sizeof(counts_t));
-	for (int p = 0; p < 2; p++)
-		for (int r = 0; r < 2; r++)
+	for (int p = 0; p < NR_PROGS; p++)
+		for (int r = 0; r < NR_ROLES; r++)
 			skel->bss->counts[p][r].last_flags = NO_FLAGS_READ;
 
 	memset(buf, 'x', sizeof(buf));
@@ -260,14 +270,8 @@ int main(int argc, char **argv)
 	int cg_fd, parent_fd;
 	long long retrans;
 
-	if (!strcmp(name, "prog_a_alone") && argc == 2) {
-	} else if ((!strcmp(name, "prog_a_and_b") || !strcmp(name, "storage_workaround")) &&
-		   (!strcmp(arg, "a_first") || !strcmp(arg, "b_first"))) {
-	} else if (!strcmp(name, "nested_cgroups") &&
-		   (!strcmp(arg, "a_on_parent") || !strcmp(arg, "b_on_parent"))) {
-	} else {
+	if (!valid_args(name, arg, argc))
 		usage();
-	}
 
 	private_loopback();
 
@@ -277,8 +281,8 @@ int main(int argc, char **argv)
 	skel->rodata->server_port = SERVER_PORT;
 	if (sockops_flags__load(skel))
 		fail("loading the BPF object (see stderr for the verifier log)");
-	for (int p = 0; p < 2; p++)
-		for (int r = 0; r < 2; r++) {
+	for (int p = 0; p < NR_PROGS; p++)
+		for (int r = 0; r < NR_ROLES; r++) {
 			struct sockops_counts *c = &skel->bss->counts[p][r];
 
 			c->flags_at_established = c->flags_after_established = NO_FLAGS_READ;
