@@ -92,6 +92,45 @@ def cmd_check_results(args) -> int:
     return 1 if problems else 0
 
 
+def cmd_report(args) -> int:
+    """Behaviour matrix (HTML, text), KCIDB and JUnit files from a results file, offline."""
+    from .report import render_text, write_reports
+    matrix, written = write_reports(args.results, args.out_dir, args.kernels_file)
+    if not args.quiet:
+        print("\n".join(render_text(matrix)))
+    for path in written.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import CompareError, compare, render
+    from .matrix import load
+    try:
+        pairings = compare(load(args.old), load(args.new), args.old_kernel, args.new_kernel, args.kernels_file)
+    except (CompareError, OSError, ValueError) as err:
+        print(f"compare: {err}", file=sys.stderr)
+        return 2
+    lines, status = render(pairings)
+    print("\n".join(lines))
+    return status
+
+
+def cmd_merge(args) -> int:
+    from .compare import MergeError, merge
+    from .matrix import load
+    try:
+        merged = merge([(str(path), load(path)) for path in args.shards])
+    except (MergeError, OSError, ValueError) as err:
+        print(f"merge: {err}", file=sys.stderr)
+        return 2
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(merged, indent=1))
+    print(f"merge: {len(args.shards)} shard(s), kernels {', '.join(merged['kernels'])}, "
+          f"{len(merged['tests'])} test(s) -> {args.out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
@@ -109,6 +148,25 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("results", type=Path)
     check.add_argument("--min-kernels", type=int, default=1)
     check.set_defaults(func=cmd_check_results)
+    report = sub.add_parser("report", help="write report.html, kcidb.json, junit.xml from a results file")
+    report.add_argument("results", type=Path)
+    report.add_argument("--out-dir", type=Path, default=None, help="default: beside the results file")
+    report.add_argument("--kernels-file", type=Path, default=None,
+                        help="kernels.toml for the facts overrides (results files record them)")
+    report.add_argument("--quiet", action="store_true", help="do not print the text matrix")
+    report.set_defaults(func=cmd_report)
+    comparep = sub.add_parser("compare", help="cases whose behaviour differs between two results files; "
+                              "exit 1 on an unexplained difference or a new failure")
+    comparep.add_argument("old", type=Path)
+    comparep.add_argument("new", type=Path)
+    comparep.add_argument("--old-kernel", help="kernel id in OLD (needed when it has several)")
+    comparep.add_argument("--new-kernel", help="kernel id in NEW (needed when it has several)")
+    comparep.add_argument("--kernels-file", type=Path, default=None)
+    comparep.set_defaults(func=cmd_compare)
+    mergep = sub.add_parser("merge", help="merge the results files of matrix shards: merge OUT.json SHARD.json...")
+    mergep.add_argument("out", type=Path)
+    mergep.add_argument("shards", type=Path, nargs="+")
+    mergep.set_defaults(func=cmd_merge)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

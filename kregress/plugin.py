@@ -7,6 +7,7 @@ pytest-xdist (-n N --dist loadgroup) each kernel is one xdist group, so one work
 from __future__ import annotations
 
 import atexit
+import json
 import signal
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from .accel import AccelChoice, choose_for_host
 from .config import KernelsFileError, load_kernels, select_kernels
 from .facts import FACTS, KernelFacts
 from .guest import GuestLost, RunKeys
+from .junit import junit_properties
 from .kernels import KernelFetchError, locked, resolve
 from .paths import PROJECT_ROOT, cache_dir, new_run_dir
+from .report import render_text, write_reports
 from .results import ResultsFile
 from .session import KernelSession, SessionOptions
 from .vm import BootError, vng_base, vng_env
@@ -232,6 +235,9 @@ def pytest_runtest_makereport(item, call):
         record["kernel"] = kernel_id
         record["kernel_info"] = harness.infos.get(kernel_id) or {
             "id": kernel_id, "error": harness.boot_errors.get(kernel_id) or harness.fetch_errors.get(kernel_id)}
+        spec = harness.specs.get(kernel_id)
+        if spec:    # kernels.toml's facts overrides: reports flag the stale ones, offline too
+            record["kernel_info"] = {**record["kernel_info"], "facts": dict(spec.facts)}
         report.user_properties = list(item.user_properties)
     return report
 
@@ -239,6 +245,7 @@ def pytest_runtest_makereport(item, call):
 _phases: dict[str, dict] = {}
 
 
+@pytest.hookimpl(tryfirst=True)     # before --junitxml reads user_properties
 def pytest_runtest_logreport(report):
     """Controller side (also without xdist): one results entry per test, after teardown."""
     entry = _phases.setdefault(report.nodeid, {"outcome": "passed", "longrepr": ""})
@@ -257,10 +264,21 @@ def pytest_runtest_logreport(report):
     if results is None:
         return
     record = dict(next((v for k, v in report.user_properties if k == PROPERTY), {}))
+    _flatten_properties(report, record)
     kernel_info = record.pop("kernel_info", None)
     if kernel_info:
         results.add_kernel(kernel_info)
     results.add_test({"nodeid": report.nodeid, **entry, **record})
+
+
+def _flatten_properties(report, record: dict) -> None:
+    """--junitxml writes user_properties as <property>: give it the kernel (id, exact version,
+    accelerator) and the behaviour as flat pairs, not the whole record (results.json has it)."""
+    if not record.get("kernel"):
+        return
+    flat = junit_properties(record["kernel"], record.get("kernel_info") or {})
+    flat.append(("observed", json.dumps(record.get("observed") or {}, sort_keys=True)))
+    report.user_properties = [(k, v) for k, v in report.user_properties if k != PROPERTY] + flat
 
 
 _controller_results: list[ResultsFile] = []
@@ -300,3 +318,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
           f"(outcomes {summary['outcomes']})")
     write(f"results: {results.path}")
+    if summary["vm_tests"]:
+        _write_reports(terminalreporter, config, results.path)
+
+
+def _write_reports(terminalreporter, config, results_path: Path) -> None:
+    """report.html, kcidb.json and junit.xml beside results.json, and the matrix as text."""
+    ours = results_path.parent / "junit.xml"
+    xmlpath = getattr(config.option, "xmlpath", None)
+    skip = ("junit.xml",) if xmlpath and Path(xmlpath).resolve() == ours.resolve() else ()
+    try:
+        matrix, written = write_reports(results_path, skip=skip)
+    except Exception as err:    # a report bug must not hide the results above
+        terminalreporter.write_line(f"kregress: could not write the reports: {err!r}", red=True)
+        return
+    for line in render_text(matrix):
+        terminalreporter.write_line(line)
+    for path in written.values():
+        terminalreporter.write_line(f"report: {path}")

@@ -41,17 +41,7 @@ class ResultsFile:
         self.write()
 
     def summary(self) -> dict:
-        tests = self.doc["tests"]
-        vm_tests = [t for t in tests if t.get("kernel")]
-        counts: dict[str, int] = {}
-        for test in vm_tests:
-            counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
-        booted = [k for k, v in self.doc["kernels"].items() if v.get("boot_seconds")]
-        return {"kernels_booted": len(booted), "kernels_failed": sorted(
-                    k for k, v in self.doc["kernels"].items() if v.get("error")),
-                "vm_tests": len(vm_tests), "vm_tests_run": sum(
-                    n for outcome, n in counts.items() if outcome in ("passed", "failed", "error")),
-                "outcomes": counts, "tests": len(tests)}
+        return summarize(self.doc)
 
     def finish(self) -> dict:
         self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -64,3 +54,18 @@ class ResultsFile:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.doc, indent=1, default=str))
         os.replace(tmp, self.path)
+
+
+def summarize(doc: dict) -> dict:
+    """The "summary" of a results document (also recomputed when shards are merged)."""
+    tests = doc["tests"]
+    vm_tests = [t for t in tests if t.get("kernel")]
+    counts: dict[str, int] = {}
+    for test in vm_tests:
+        counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
+    booted = [k for k, v in doc["kernels"].items() if v.get("boot_seconds")]
+    return {"kernels_booted": len(booted), "kernels_failed": sorted(
+                k for k, v in doc["kernels"].items() if v.get("error")),
+            "vm_tests": len(vm_tests), "vm_tests_run": sum(
+                n for outcome, n in counts.items() if outcome in ("passed", "failed", "error")),
+            "outcomes": counts, "tests": len(tests)}

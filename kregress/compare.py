@@ -1,0 +1,180 @@
+"""Two results files against each other (`kregress compare`), and shards into one
+(`kregress merge`).
+
+compare gates a fleet upgrade: every scenario case whose behaviour differs between the old
+run's kernel and the new run's is listed, with the fact that explains it (same rule as the
+matrix: a fact the test names that flips between the two versions). An unexplained
+difference, or a case that passed before and fails now, makes the exit status 1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .facts import FACTS
+from .matrix import Cell, Column, Matrix, build, facts_for_case, fact_short, flipping
+from .results import summarize
+
+
+class CompareError(ValueError):
+    """The files cannot be compared as asked; the message says how to ask."""
+
+
+@dataclass
+class Difference:
+    case: str
+    old: Cell | None
+    new: Cell | None
+    kind: str                   # behaviour, outcome, only-old, only-new
+    facts: tuple[str, ...] = ()
+
+    @property
+    def gating(self) -> bool:
+        if self.kind == "behaviour":
+            return not self.facts
+        if self.kind == "outcome":
+            return self.new.outcome in ("failed", "error") and self.old.outcome not in ("failed", "error")
+        return False
+
+    def describe(self) -> str:
+        if self.kind == "only-old":
+            return f"not in the new run (was {self.old.outcome}: {self.old.text})"
+        if self.kind == "only-new":
+            return f"new case ({self.new.outcome}: {self.new.text})"
+        if self.kind == "outcome":
+            return f"{self.old.outcome} -> {self.new.outcome} ({self.new.text})"
+        why = ("explained by " + "; ".join(f"{fact_short(n)} ({FACTS[n].label})" for n in self.facts)
+               if self.facts else "UNEXPLAINED: no fact the test names flips between the two kernels")
+        outcome = f" [{self.old.outcome} -> {self.new.outcome}]" if self.old.outcome != self.new.outcome else ""
+        return f"{self.old.text} -> {self.new.text}{outcome}: {why}"
+
+
+@dataclass
+class Pairing:
+    old: Column
+    new: Column
+    compared: int
+    differences: list[Difference]
+
+
+def _tested(matrix: Matrix) -> list[Column]:
+    with_tests = {k for row in matrix.rows for k in row.cells}
+    return [col for col in matrix.columns if col.id in with_tests]
+
+
+def pair_kernels(old: Matrix, new: Matrix, old_kernel: str | None, new_kernel: str | None):
+    old_cols, new_cols = {c.id: c for c in _tested(old)}, {c.id: c for c in _tested(new)}
+    if old_kernel or new_kernel:
+        if len(old_cols) > 1 and not old_kernel or len(new_cols) > 1 and not new_kernel:
+            raise CompareError("give both --old-kernel and --new-kernel when a file has several kernels")
+        old_id = old_kernel or next(iter(old_cols), None)
+        new_id = new_kernel or next(iter(new_cols), None)
+        for wanted, cols, which in ((old_id, old_cols, "old"), (new_id, new_cols, "new")):
+            if wanted not in cols:
+                raise CompareError(f"{which} run has no results for kernel {wanted!r}; it has: {', '.join(cols) or 'none'}")
+        return [(old_cols[old_id], new_cols[new_id])]
+    if len(old_cols) == 1 and len(new_cols) == 1:
+        return [(next(iter(old_cols.values())), next(iter(new_cols.values())))]
+    common = [k for k in new_cols if k in old_cols]
+    if not common:
+        raise CompareError(f"no kernel id in both runs (old: {', '.join(old_cols) or 'none'}; new: "
+                           f"{', '.join(new_cols) or 'none'}); pick a pair with --old-kernel ID --new-kernel ID")
+    return [(old_cols[k], new_cols[k]) for k in common]
+
+
+def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_kernel: str | None = None,
+            kernels_file: Path | None = None) -> list[Pairing]:
+    old, new = build(old_doc, kernels_file), build(new_doc, kernels_file)
+    old_rows, new_rows = {r.case: r for r in old.rows}, {r.case: r for r in new.rows}
+    pairings = []
+    for old_col, new_col in pair_kernels(old, new, old_kernel, new_kernel):
+        differences, compared = [], 0
+        for case in sorted(set(old_rows) | set(new_rows)):
+            o = old_rows[case].cells.get(old_col.id) if case in old_rows else None
+            n = new_rows[case].cells.get(new_col.id) if case in new_rows else None
+            if o is None and n is None:
+                continue
+            if o is None or n is None:
+                differences.append(Difference(case, o, n, "only-new" if o is None else "only-old"))
+                continue
+            compared += 1
+            if o.comparable and n.comparable and o.observed != n.observed:
+                names = facts_for_case(case, [o.test.get("why"), n.test.get("why")])
+                differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts)))
+            elif o.outcome != n.outcome:
+                differences.append(Difference(case, o, n, "outcome"))
+        pairings.append(Pairing(old_col, new_col, compared, differences))
+    return pairings
+
+
+def _kernel_line(col: Column) -> str:
+    info = col.info
+    return (f"{col.id} ({info.get('package_version') or info.get('image') or '?'}, "
+            f"upstream {col.version or '?'}, uname -r {info.get('uname_r') or '?'}, {info.get('accel') or '?'})")
+
+
+def render(pairings: list[Pairing]) -> tuple[list[str], int]:
+    """The lines to print and the exit status (1: an unexplained difference or a new failure)."""
+    lines, gating = [], 0
+    for p in pairings:
+        lines.append(f"old {_kernel_line(p.old)}")
+        lines.append(f"new {_kernel_line(p.new)}")
+        for d in p.differences:
+            tag = "UNEXPLAINED" if d.gating and d.kind == "behaviour" else (
+                "NEW FAILURE" if d.gating else {"behaviour": "explained", "outcome": "outcome",
+                                                 "only-old": "missing", "only-new": "added"}[d.kind])
+            lines.append(f"  {tag:<11} {d.case}: {d.describe()}")
+        behaviour = [d for d in p.differences if d.kind == "behaviour"]
+        unexplained = sum(1 for d in behaviour if d.gating)
+        failures = sum(1 for d in p.differences if d.gating and d.kind == "outcome")
+        gating += unexplained + failures
+        lines.append(f"  {p.compared} case(s) compared: {len(behaviour)} behave differently "
+                     f"({len(behaviour) - unexplained} explained, {unexplained} unexplained), "
+                     f"{failures} new failure(s)")
+    lines.append("compare: FAIL" if gating else "compare: ok (every difference is explained)")
+    return lines, 1 if gating else 0
+
+
+# ---- merge -------------------------------------------------------------------------------
+
+class MergeError(ValueError):
+    pass
+
+
+def merge(shards: list[tuple[str, dict]]) -> dict:
+    """Shards of one matrix (each run with --kernel ID) into one results document."""
+    if not shards:
+        raise MergeError("no shard results given")
+    merged = {"format": "kregress-results/1", "started": None, "finished": None, "host": {},
+              "run_dir": None, "kernels_file": None, "accelerators": [], "kernels": {}, "tests": [],
+              "summary": {}, "shards": []}
+    owner: dict[str, str] = {}
+    for path, doc in shards:
+        if doc.get("format") != "kregress-results/1":
+            raise MergeError(f"{path}: not a kregress results file (format {doc.get('format')!r})")
+        tested = {t["kernel"] for t in doc.get("tests", []) if t.get("kernel")}
+        for kernel_id in tested:
+            if kernel_id in owner:
+                raise MergeError(f"kernel {kernel_id} has results in both {owner[kernel_id]} and {path}; "
+                                 f"shards must split the matrix by --kernel")
+            owner[kernel_id] = path
+        for kernel_id, info in doc.get("kernels", {}).items():
+            merged["kernels"][kernel_id] = {**merged["kernels"].get(kernel_id, {}), **info}
+        merged["tests"] += doc.get("tests", [])
+        old_style = [doc["accelerator"]] if doc.get("accelerator") else []
+        for accel in doc.get("accelerators") or old_style:
+            choice = {"accel": accel.get("accel"), "reason": accel.get("reason", "")}
+            if choice not in merged["accelerators"]:
+                merged["accelerators"].append(choice)
+        merged["shards"].append({"path": str(path), **{k: doc.get(k) for k in ("started", "finished", "host", "run_dir")}})
+        merged["kernels_file"] = merged["kernels_file"] or doc.get("kernels_file")
+    starts = [s["started"] for s in merged["shards"] if s["started"]]
+    ends = [s["finished"] for s in merged["shards"] if s["finished"]]
+    merged["started"] = min(starts) if starts else None
+    # An interrupted shard has no "finished": neither has the merged run.
+    merged["finished"] = max(ends) if len(ends) == len(merged["shards"]) else None
+    hosts = [s["host"] or {} for s in merged["shards"]]
+    machines = list(dict.fromkeys(h.get("machine", "?") for h in hosts))
+    merged["host"] = hosts[0] if len(machines) == 1 else {"machine": ", ".join(machines)}
+    merged["summary"] = summarize(merged)
+    return merged
