@@ -132,8 +132,15 @@ def cmd_merge(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("bisect-run", "bisect-kernels"):
+        from .bisect import main as bisect_main     # own parsers: bisect-run answers only 0/1/125
+        return bisect_main(argv)
     parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
+    sub.add_parser("bisect-run", help="one `git bisect run` step in a kernel tree: build, boot, test; "
+                   "exit 0/1/125 (see docs/bisect.md)")
+    sub.add_parser("bisect-kernels", help="coarse bisection over prebuilt kernels from a kernels file")
     fetch = sub.add_parser("fetch", help="resolve and download kernels into the cache")
     _kernel_args(fetch)
     fetch.set_defaults(func=cmd_fetch)
