@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .facts import FACTS
-from .matrix import Cell, Column, Matrix, build, facts_for_case, fact_short, flipping
+from .matrix import Cell, Column, Matrix, behaviour_text, build, facts_for_case, flipping
 from .results import summarize
 
 
@@ -43,10 +43,12 @@ class Difference:
             return f"new case ({self.new.outcome}: {self.new.text})"
         if self.kind == "outcome":
             return f"{self.old.outcome} -> {self.new.outcome} ({self.new.text})"
-        why = ("explained by " + "; ".join(f"{fact_short(n)} ({FACTS[n].label})" for n in self.facts)
+        why = ("explained by " + "; ".join(f"{n} ({FACTS[n].label})" for n in self.facts)
                if self.facts else "UNEXPLAINED: no fact the test names flips between the two kernels")
         outcome = f" [{self.old.outcome} -> {self.new.outcome}]" if self.old.outcome != self.new.outcome else ""
-        return f"{self.old.text} -> {self.new.text}{outcome}: {why}"
+        old, new = self.old.observed, self.new.observed
+        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]   # just what changed
+        return f"{behaviour_text(old, keys)} -> {behaviour_text(new, keys)}{outcome}: {why}"
 
 
 @dataclass

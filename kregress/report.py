@@ -32,10 +32,12 @@ def kernel_header(col) -> list[str]:
 
 # ---- text (terminal summary, `kregress report`) ---------------------------------------
 
-def render_text(matrix: Matrix, cell_width: int = 26) -> list[str]:
+def render_text(matrix: Matrix, width: int = 150) -> list[str]:
+    """A grid for the terminal (about `width` columns); report.html has the whole cells."""
     if not matrix.rows:
         return ["behaviour matrix: no VM test results"]
     label_width = min(48, max(len(row.name) for row in matrix.rows) + 2)
+    cell_width = max(22, min(48, (width - label_width) // max(1, len(matrix.columns)) - 1))
     lines = [f"behaviour matrix ({', '.join(f'{m} {STATUS_WORD[s]}' for s, m in STATUS_MARK.items())}; "
              f"then * changed (explained), ! changed (unexplained); cells show the keys that differ "
              f"between kernels; full cells in report.html)"]

@@ -11,6 +11,7 @@ PACKAGES=(
   clang llvm libbpf-dev bpftool gcc make libelf-dev zlib1g-dev libc6-dev  # progs/ and guest/
   debian-archive-keyring apt ca-certificates dpkg      # kernel packages, verified
   python3 python3-venv
+  chromium                                             # report.html checked in a headless browser
 )
 
 missing=()
@@ -36,11 +37,11 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e .
+  .venv/bin/pip install -q -e '.[test]'
   echo "$want" > "$stamp"
 fi
 
 if [ "${1:-}" = "--kernels" ]; then
   .venv/bin/kregress fetch
 fi
-echo "setup: ok ($(.venv/bin/python -c "from importlib.metadata import version as v; print('virtme-ng', v('virtme-ng'), 'paramiko', v('paramiko'))"))"
+echo "setup: ok ($(.venv/bin/python -c "from importlib.metadata import version as v; print('virtme-ng', v('virtme-ng'), 'paramiko', v('paramiko'), 'kcidb-io', v('kcidb-io'))"))"

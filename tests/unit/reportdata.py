@@ -1,0 +1,35 @@
+"""Results documents for the report tests: the real 4-kernel getsockopt run, and shards of it."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from kregress.results import summarize
+
+DATA = Path(__file__).parent / "data"
+# A real `--kernel` x4 run of tests/test_getsockopt_efault.py under TCG (all 28 passed).
+FOUR_KERNELS = DATA / "efault-4kernels.json"
+RELIEF_COMMIT = "29ebbba7d461"
+
+
+def four_kernels() -> dict:
+    return json.loads(FOUR_KERNELS.read_text())
+
+
+def shard(doc: dict, *kernel_ids: str) -> dict:
+    """What `pytest --kernel ID...` would have written for just these kernels."""
+    part = copy.deepcopy(doc)
+    part["kernels"] = {k: v for k, v in part["kernels"].items() if k in kernel_ids}
+    part["tests"] = [t for t in part["tests"] if t.get("kernel") in kernel_ids]
+    part["summary"] = summarize(part)
+    return part
+
+
+def record_of(doc: dict, name: str, kernel: str) -> dict:
+    return next(t for t in doc["tests"] if t["kernel"] == kernel and f"::test_{name}[" in t["nodeid"])
+
+
+def write(path: Path, doc: dict) -> Path:
+    path.write_text(json.dumps(doc, indent=1))
+    return path

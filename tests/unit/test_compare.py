@@ -1,0 +1,96 @@
+"""`kregress compare` (the upgrade gate) and `kregress merge` (CI-matrix shards)."""
+import json
+
+import pytest
+
+from kregress.cli import main
+from kregress.compare import MergeError, compare, merge
+from kregress.matrix import build
+from kregress import junit, kcidb
+from kregress.report import render_html, render_text
+
+from reportdata import RELIEF_COMMIT, four_kernels, record_of, shard, write
+
+TOS = "tests/test_getsockopt_efault.py::test_setsockopt_ip_tos_optlen_4097"
+
+
+@pytest.fixture
+def shards(tmp_path):
+    doc = four_kernels()
+    return {k: write(tmp_path / f"{k}.json", shard(doc, k)) for k in doc["kernels"]}
+
+
+def test_5_10_to_6_1_differences_are_the_relief_fix(shards, capsys):
+    assert main(["compare", str(shards["debian-5.10"]), str(shards["debian-6.1"])]) == 0
+    out = capsys.readouterr().out
+    assert "old debian-5.10 (5.10.223-1, upstream 5.10.223, uname -r 5.10.0-32-amd64, tcg)" in out
+    assert (f"  explained   {TOS}: EFAULT tos=0 -> OK tos=16: explained by getsockopt_relief "
+            f"({RELIEF_COMMIT} " "\"bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen\" (v6.5))") in out
+    assert "7 case(s) compared: 4 behave differently (4 explained, 0 unexplained), 0 new failure(s)" in out
+    assert out.rstrip().endswith("compare: ok (every difference is explained)")
+
+
+def test_same_behaviour_no_differences(shards, capsys):
+    assert main(["compare", str(shards["debian-6.12"]), str(shards["debian-backports"])]) == 0
+    assert "7 case(s) compared: 0 behave differently" in capsys.readouterr().out
+
+
+def test_unexplained_difference_fails_the_gate(tmp_path, capsys):
+    doc = four_kernels()
+    new = shard(doc, "debian-backports")
+    record_of(new, "workaround_resets_optlen", "debian-backports").update(observed={"errno": "EFAULT"})
+    old = write(tmp_path / "old.json", shard(doc, "debian-6.12"))
+    assert main(["compare", str(old), str(write(tmp_path / "new.json", new))]) == 1
+    out = capsys.readouterr().out
+    assert ("UNEXPLAINED tests/test_getsockopt_efault.py::test_workaround_resets_optlen: ENOPROTOOPT -> EFAULT: "
+            "UNEXPLAINED") in out
+    assert out.rstrip().endswith("compare: FAIL")
+
+
+def test_new_failure_fails_the_gate_even_with_the_same_behaviour():
+    doc = four_kernels()
+    new = shard(doc, "debian-backports")
+    record_of(new, "unknown_option_optlen_page_size", "debian-backports").update(outcome="error", observed={})
+    [pairing] = compare(shard(doc, "debian-6.12"), new)
+    [difference] = pairing.differences
+    assert difference.kind == "outcome" and difference.gating
+
+
+def test_same_kernel_ids_pair_up_and_ambiguity_is_refused(tmp_path, capsys):
+    doc = four_kernels()
+    both = write(tmp_path / "both.json", doc)
+    assert main(["compare", str(both), str(both)]) == 0         # a re-run of the whole matrix
+    two = write(tmp_path / "two.json", shard(doc, "debian-5.10", "debian-6.1"))
+    other = write(tmp_path / "other.json", shard(doc, "debian-6.12", "debian-backports"))
+    assert main(["compare", str(two), str(other)]) == 2
+    assert "--old-kernel ID --new-kernel ID" in capsys.readouterr().err
+    assert main(["compare", str(two), str(other), "--old-kernel", "debian-6.1", "--new-kernel", "debian-6.12"]) == 0
+
+
+def test_merged_shards_give_the_same_reports_as_one_run(shards, tmp_path, capsys):
+    whole = four_kernels()
+    out = tmp_path / "merged" / "results.json"
+    # shards in any order, as a CI download might list them
+    assert main(["merge", str(out), *map(str, reversed(list(shards.values())))]) == 0
+    merged = json.loads(out.read_text())
+    assert merged["summary"] == whole["summary"]
+    assert (merged["started"], merged["finished"]) == (whole["started"], whole["finished"])
+    assert render_html(build(merged)) == render_html(build(whole))
+    assert render_text(build(merged)) == render_text(build(whole))
+    assert kcidb.from_results(merged) == kcidb.from_results(whole)
+    assert junit.from_results(merged) == junit.from_results(whole)
+    assert main(["report", str(out), "--quiet"]) == 0
+    assert (tmp_path / "merged" / "report.html").read_text() == render_html(build(whole))
+
+
+def test_overlapping_shards_are_refused():
+    doc = four_kernels()
+    with pytest.raises(MergeError, match="debian-6.1 has results in both a and b"):
+        merge([("a", shard(doc, "debian-6.1")), ("b", shard(doc, "debian-6.1", "debian-6.12"))])
+
+
+def test_interrupted_shard_leaves_the_merge_unfinished():
+    doc = four_kernels()
+    part = shard(doc, "debian-6.1")
+    part["finished"] = None
+    assert merge([("a", shard(doc, "debian-5.10")), ("b", part)])["finished"] is None
