@@ -31,8 +31,7 @@
 
 #include "lsm_priority.skel.h"
 
-/* Distinct from each other, from 0 (the default) and above 6, which only
- * CAP_NET_ADMIN could set from userspace. */
+/* Distinct from each other and from 0 (the default), so a value names who set it. */
 #define PRIO		7	/* the cgroup under test */
 #define SOCK_PRIO	5	/* cgroup/sock_create in the comparison */
 #define PARENT_PRIO	3	/* parent cgroup in the hierarchy case */
@@ -281,7 +280,7 @@ static void case_post_create(void)
 	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", NULL);
 	char cg_path[256], sibling_path[256];
 	int cg = cgroup_create(NULL, "prio", cg_path, sizeof(cg_path));
-	int tcp, udp, unix_, sib_tcp, sib_udp, sib_unix;
+	int tcp, udp6, unix_, sib_tcp, sib_udp6, sib_unix;
 	struct bpf_link *link;
 
 	cgroup_create(NULL, "sibling", sibling_path, sizeof(sibling_path));
@@ -289,23 +288,23 @@ static void case_post_create(void)
 
 	cgroup_join(cg_path);
 	tcp = new_socket_prio(AF_INET, SOCK_STREAM, 0);
-	udp = new_socket_prio(AF_INET6, SOCK_DGRAM, 0);
+	udp6 = new_socket_prio(AF_INET6, SOCK_DGRAM, 0);
 	unix_ = new_socket_prio(AF_UNIX, SOCK_STREAM, 0);
 	cgroup_join(sibling_path);
 	sib_tcp = new_socket_prio(AF_INET, SOCK_STREAM, 0);
-	sib_udp = new_socket_prio(AF_INET6, SOCK_DGRAM, 0);
+	sib_udp6 = new_socket_prio(AF_INET6, SOCK_DGRAM, 0);
 	sib_unix = new_socket_prio(AF_UNIX, SOCK_STREAM, 0);
 
 	begin_output();
 	json_int("prio_set", PRIO);
 	json_obj_open("in_cgroup");
 	json_int("tcp", tcp);
-	json_int("udp6", udp);
+	json_int("udp6", udp6);
 	json_int("unix", unix_);
 	json_obj_close();
 	json_obj_open("sibling");
 	json_int("tcp", sib_tcp);
-	json_int("udp6", sib_udp);
+	json_int("udp6", sib_udp6);
 	json_int("unix", sib_unix);
 	json_obj_close();
 	json_int("runs", skel->bss->post_create_runs);

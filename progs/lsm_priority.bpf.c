@@ -7,7 +7,7 @@
  * The per-cgroup value is a read-only global set before load: the driver opens
  * one skeleton instance per value and attaches it to one cgroup, so no map keyed
  * by cgroup is needed (and inet_csk_clone runs in softirq, where the current
- * task's cgroup says nothing about the socket anyway).
+ * task's cgroup says nothing about the socket).
  *
  * The driver loads only the programs a case needs (the others have autoload off).
  */
@@ -80,9 +80,10 @@ int BPF_PROG(prio_post_create, struct socket *sock, int family, int type, int pr
 	return 1;	/* 0 would deny the socket (EPERM) */
 }
 
-/* Passive (accepted) sockets: socket_post_create never runs for them. The hook's
- * first argument is the new sock, so the kernel runs the programs of the cgroup
- * that sock belongs to - the listener's - not those of whoever calls accept(). */
+/* Passive (accepted) sockets: socket_post_create never runs for them. It runs
+ * when the handshake completes, not in accept(). 69fd337a975c meant the new sock's
+ * cgroup (the listener's) to pick the programs; the kernels tested pick the current
+ * task's cgroup instead (case whose_cgroup), on loopback the connecting task's. */
 SEC("lsm_cgroup/inet_csk_clone")
 int BPF_PROG(prio_clone, struct sock *newsk, const struct request_sock *req)
 {
