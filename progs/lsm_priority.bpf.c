@@ -80,8 +80,8 @@ int BPF_PROG(prio_post_create, struct socket *sock, int family, int type, int pr
 	return 1;	/* 0 would deny the socket (EPERM) */
 }
 
-/* Passive (accepted) sockets: socket_post_create never runs for them. It runs
- * when the handshake completes, not in accept(). 69fd337a975c meant the new sock's
+/* Passive (accepted) sockets: socket_post_create never runs for them, this hook
+ * does, when the handshake completes (not in accept()). 69fd337a975c meant the new sock's
  * cgroup (the listener's) to pick the programs; the kernels tested pick the current
  * task's cgroup instead (case whose_cgroup), on loopback the connecting task's. */
 SEC("lsm_cgroup/inet_csk_clone")
