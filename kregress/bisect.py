@@ -171,7 +171,7 @@ class Judgement:
                 "tests": self.tests}
 
 
-def test_name(nodeid: str, kernel_id: str) -> str:
+def case_name(nodeid: str, kernel_id: str) -> str:
     """'tests/x.py::test_a[debian-6.1]' -> 'tests/x.py::test_a': the kernel parameter dropped,
     so one test's behaviour can be compared across kernels."""
     match = re.match(r"^(.*)\[(.*)\]$", nodeid)
@@ -207,7 +207,7 @@ def judge(results_path: Path, kernel_id: str, pytest_rc: int | None) -> Judgemen
         message = (test.get("longrepr") or "").strip()
         harness = bool(test.get("harness_error")) or test.get("outcome") == "error" or (
             test.get("outcome") == "failed" and bool(HARNESS_FAILURE.search(message)))
-        found.tests.append({"name": test_name(test.get("nodeid", "?"), kernel_id),
+        found.tests.append({"name": case_name(test.get("nodeid", "?"), kernel_id),
                             "nodeid": test.get("nodeid"), "outcome": test.get("outcome"),
                             "harness_problem": harness, "observed": test.get("observed") or {},
                             "expected": test.get("expected") or {},
