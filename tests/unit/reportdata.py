@@ -14,7 +14,10 @@ RELIEF_COMMIT = "29ebbba7d461"
 
 
 def four_kernels() -> dict:
-    return json.loads(FOUR_KERNELS.read_text())
+    doc = json.loads(FOUR_KERNELS.read_text())
+    for info in doc["kernels"].values():
+        info["facts"] = {}      # as runs now record kernels.toml's overrides: none here
+    return doc
 
 
 def shard(doc: dict, *kernel_ids: str) -> dict:

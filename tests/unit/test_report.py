@@ -137,3 +137,17 @@ def test_reports_skip_a_file_pytest_writes_itself(tmp_path):
     results = write(tmp_path / "results.json", four_kernels())
     _, written = write_reports(results, skip=("junit.xml",))
     assert set(written) == {"report.html", "kcidb.json"} and not (tmp_path / "junit.xml").exists()
+
+
+def test_old_results_read_the_overrides_from_kernels_toml(tmp_path):
+    doc = four_kernels()
+    for info in doc["kernels"].values():
+        del info["facts"]                    # written before runs recorded them
+    kernels_toml = tmp_path / "kernels.toml"
+    kernels_toml.write_text('[[kernel]]\nid = "debian-6.1"\nsuite = "bookworm"\n'
+                            'facts = { getsockopt_relief = true }\n')
+    doc["kernels_file"] = str(kernels_toml)
+    assert [s.split(" is stale")[0] for s in build(doc).stale] == [
+        "kernels.toml: debian-6.1 facts.getsockopt_relief = true"]
+    doc["kernels_file"] = str(tmp_path / "gone.toml")
+    assert build(doc).stale == []
