@@ -95,7 +95,11 @@ def cmd_check_results(args) -> int:
 def cmd_report(args) -> int:
     """Behaviour matrix (HTML, text), KCIDB and JUnit files from a results file, offline."""
     from .report import render_text, write_reports
-    matrix, written = write_reports(args.results, args.out_dir, args.kernels_file)
+    try:
+        matrix, written = write_reports(args.results, args.out_dir, args.kernels_file)
+    except (OSError, ValueError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 2
     if not args.quiet:
         print("\n".join(render_text(matrix)))
     for path in written.values():
