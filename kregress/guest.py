@@ -164,6 +164,14 @@ class GuestSession:
                              stderr=reply["stderr"], dmesg=reply["dmesg"], seconds=reply["seconds"],
                              timed_out=reply["timed_out"])
 
+    def collect_dmesg(self, timeout: float = 30.0) -> list[str]:
+        """Kernel log lines since the previous reply, without running anything."""
+        try:
+            self._agent.sendall(b"{}\n")
+        except (OSError, paramiko.SSHException) as err:
+            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        return self._read_reply(timeout)["dmesg"]
+
     def ssh_exec(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
         """A plain SSH exec (one session per command), for comparison and for rescue."""
         _, stdout, _ = self.client.exec_command(command, timeout=timeout)

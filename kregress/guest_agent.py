@@ -2,7 +2,10 @@
 stdin, one JSON reply per line on stdout. Spawning an SSH session per command costs
 seconds under TCG; a message to this agent costs milliseconds.
 
-Each reply carries the kernel log lines produced while the command ran (/dev/kmsg).
+Each reply carries the kernel log lines that appeared since the previous reply
+(/dev/kmsg), so the host can give every test exactly the lines produced while it ran.
+A request without "argv" only collects those lines. A command that outlives its timeout
+gets a blocked-task dump (sysrq w) written to the log before it is killed.
 Standard library only: it runs under the guest's (the host's) /usr/bin/python3.
 """
 import json
@@ -38,8 +41,30 @@ def drain_kmsg(fd):
     return lines
 
 
+def kernel_stack(pid):
+    """Where the stuck command sits in the kernel (state, wchan, stack) before it is killed."""
+    lines = []
+    for name in ("stat", "wchan", "stack"):
+        try:
+            with open("/proc/%d/%s" % (pid, name)) as handle:
+                lines.append("%s: %s" % (name, handle.read().strip()))
+        except OSError as err:
+            lines.append("%s: %s" % (name, err))
+    return "\n".join(lines)
+
+
+def sysrq(key):
+    try:
+        with open("/proc/sysrq-trigger", "w") as trigger:
+            trigger.write(key)
+    except OSError:
+        pass
+
+
 def run(request, kmsg):
-    drain_kmsg(kmsg)
+    if not request.get("argv"):
+        return {"rc": 0, "timed_out": False, "stdout": "", "stderr": "", "dmesg": drain_kmsg(kmsg),
+                "seconds": 0.0}
     started = time.monotonic()
     proc = subprocess.Popen(request["argv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, cwd=request.get("cwd") or "/tmp",
@@ -49,6 +74,8 @@ def run(request, kmsg):
         out, err = proc.communicate(timeout=request.get("timeout", 60))
     except subprocess.TimeoutExpired:
         timed_out = True
+        stuck = kernel_stack(proc.pid)
+        sysrq("w")     # blocked tasks, for the host's report, before we kill anything
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -57,6 +84,8 @@ def run(request, kmsg):
             out, err = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:    # stuck in the kernel: report, do not wait
             out, err = b"", b"process did not die after SIGKILL (blocked in the kernel?)"
+    if timed_out:
+        err = ("command %d timed out; its kernel side:\n%s\n" % (proc.pid, stuck)).encode() + err
     return {"rc": None if timed_out else proc.returncode, "timed_out": timed_out,
             "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace"),
             "dmesg": drain_kmsg(kmsg), "seconds": round(time.monotonic() - started, 4)}

@@ -17,13 +17,13 @@ from . import procs
 from .accel import AccelChoice, choose_for_host
 from .config import KernelsFileError, load_kernels, select_kernels
 from .facts import FACTS, KernelFacts
-from .guest import GuestLost, RunKeys
+from .guest import RunKeys
 from .junit import junit_properties
 from .kernels import KernelFetchError, locked, resolve
 from .paths import PROJECT_ROOT, cache_dir, new_run_dir
 from .report import render_text, write_reports
 from .results import ResultsFile
-from .session import KernelSession, SessionOptions
+from .session import KERNEL_PROBLEM, GuestFailure, KernelSession, SessionOptions
 from .vm import BootError, vng_base, vng_env
 
 PROPERTY = "kregress"
@@ -169,13 +169,30 @@ def _kernel_of(item) -> str | None:
     return callspec.params.get("kernel_id") if callspec else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def kernel_session(request, kernel_id) -> KernelSession:
+    """The kernel's VM: booted once, reused, and rebooted only after a test lost it.
+
+    Every test gets exactly the kernel log lines produced while it ran; a kernel problem
+    among them (oops, WARN, BUG, KASAN, stall) fails the test at teardown.
+    """
     harness = request.config.stash[HARNESS]
     try:
-        return harness.session(kernel_id)
+        session, error = harness.session(kernel_id), None
     except (BootError, KernelFetchError) as err:
-        pytest.fail(str(err), pytrace=False)
+        error = str(err)
+    if error:
+        pytest.fail(error, pytrace=False)
+    record = _record_of(request.node)
+    session.collect_dmesg()             # lines from before this test are not its own
+    session.dmesg_sink = record["dmesg"]
+    yield session
+    if session.alive():
+        session.collect_dmesg()
+    problems = [line for line in record["dmesg"] if KERNEL_PROBLEM.search(line)]
+    if problems:
+        pytest.fail(f"{kernel_id}: the kernel reported a problem while this test ran:\n"
+                    + "\n".join(problems[:20]), pytrace=False)
 
 
 @pytest.fixture
@@ -199,15 +216,7 @@ def record_behaviour(request):
 def run_driver(request, kernel_session):
     """run_driver(name, *args) -> the driver's JSON; fails the test on a driver error."""
     def run(name: str, *args, timeout: float = 60) -> dict:
-        try:
-            result = kernel_session.run_driver(name, *args, timeout=timeout)
-        except GuestLost as err:
-            kernel_session.stop()
-            pytest.fail(f"{kernel_session.kernel.id}: guest lost while running {name}: {err}\n"
-                        + kernel_session.vm.console_tail(), pytrace=False)
-        _record_of(request.node)["dmesg"].extend(result.dmesg)
-        if result.timed_out:
-            pytest.fail(f"{name} {' '.join(map(str, args))} timed out after {timeout}s", pytrace=False)
+        result = kernel_session.run_driver(name, *args, timeout=timeout)
         data = result.json()
         if result.rc != 0 or "error" in data:
             pytest.fail(f"{name} {' '.join(map(str, args))} failed (exit {result.rc}): "
@@ -228,6 +237,10 @@ def _record_of(item) -> dict:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    if call.excinfo is not None and isinstance(call.excinfo.value, GuestFailure):
+        # a harness-level error, not a behaviour verdict: keep the console, drop the traceback
+        _record_of(item)["harness_error"] = call.excinfo.value.kind
+        report.longrepr = f"{call.excinfo.value.kind.upper()}: {call.excinfo.value}"
     kernel_id = _kernel_of(item)
     if kernel_id and report.when == "teardown":
         harness = item.config.stash[HARNESS]
@@ -265,6 +278,8 @@ def pytest_runtest_logreport(report):
         return
     record = dict(next((v for k, v in report.user_properties if k == PROPERTY), {}))
     _flatten_properties(report, record)
+    if record.get("harness_error"):
+        entry["outcome"] = "error"      # the guest failed, not the behaviour under test
     kernel_info = record.pop("kernel_info", None)
     if kernel_info:
         results.add_kernel(kernel_info)

@@ -1,16 +1,39 @@
-"""Child processes that never outlive us: each runs in its own process group."""
+"""Child processes that never outlive us.
+
+Each child runs in its own process group (so one signal reaches vng, virtme-run and
+qemu together), and a tiny reaper process watches a pipe from us: when we exit for any
+reason - even SIGKILL, or an xdist worker torn down mid-test - the pipe closes and the
+reaper kills the group. No qemu is left behind.
+"""
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+import sys
 
-_live: set[subprocess.Popen] = set()
+_live: dict[subprocess.Popen, subprocess.Popen | None] = {}
+
+REAPER = """
+import os, signal, sys, time
+pgid = int(sys.argv[1])
+sys.stdin.buffer.read()          # returns at EOF: our parent closed the pipe or died
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        break
+    time.sleep(2)
+"""
 
 
-def spawn(cmd: list[str], **kwargs) -> subprocess.Popen:
+def spawn(cmd: list[str], reap: bool = True, **kwargs) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL, **kwargs)
-    _live.add(proc)
+    reaper = None
+    if reap:
+        reaper = subprocess.Popen([sys.executable, "-c", REAPER, str(proc.pid)], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _live[proc] = reaper
     return proc
 
 
@@ -29,7 +52,17 @@ def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
             break
         except subprocess.TimeoutExpired:
             continue
-    _live.discard(proc)
+    _forget(proc)
+
+
+def _forget(proc: subprocess.Popen) -> None:
+    reaper = _live.pop(proc, None)
+    if reaper:
+        reaper.stdin.close()     # the group is gone: the reaper finds nothing and exits
+        try:
+            reaper.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            reaper.kill()
 
 
 def run_bounded(cmd: list[str], timeout: float, env: dict | None = None) -> tuple[int | None, str]:
@@ -37,7 +70,7 @@ def run_bounded(cmd: list[str], timeout: float, env: dict | None = None) -> tupl
     proc = spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         out, _ = proc.communicate(timeout=timeout)
-        _live.discard(proc)
+        _forget(proc)
         return proc.returncode, out
     except subprocess.TimeoutExpired:
         kill_group(proc, grace=2)
@@ -45,6 +78,6 @@ def run_bounded(cmd: list[str], timeout: float, env: dict | None = None) -> tupl
 
 
 def kill_all() -> None:
-    """For signal handlers and atexit: no qemu is left behind."""
+    """For signal handlers and atexit."""
     for proc in list(_live):
         kill_group(proc, grace=2)

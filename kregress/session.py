@@ -1,16 +1,29 @@
 """One booted kernel and everything a test needs from it: drivers pushed, commands run."""
 from __future__ import annotations
 
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import build
 from .accel import AccelChoice
-from .guest import CommandResult, RunKeys
+from .guest import CommandResult, GuestLost, RunKeys
 from .kernels import Kernel
 from .vm import VM
 
 GUEST_BIN = "/tmp/kregress/bin"
+# Kernel log lines that fail a test even when its own assertions passed.
+KERNEL_PROBLEM = re.compile(r"(Oops|WARNING:|BUG:|KASAN:|UBSAN:|general protection fault|"
+                            r"Kernel panic|kernel BUG at|rcu: INFO: rcu_.*stall|blocked for more than)")
+
+
+class GuestFailure(Exception):
+    """The guest panicked, hung or vanished during a test; the VM has been replaced."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 @dataclass
@@ -28,6 +41,7 @@ class KernelSession:
         self.vm = VM(kernel, accel.accel, run_dir, keys, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout)
         self._pushed: dict[str, str] = {}
+        self.dmesg_sink: list[str] = []    # the current test's kernel log lines
 
     def start(self) -> "KernelSession":
         self.vm.start()
@@ -54,7 +68,41 @@ class KernelSession:
         return self.run([self.driver_path(name), *map(str, args)], timeout=timeout)
 
     def run(self, argv: list[str], timeout: float = 60) -> CommandResult:
-        return self.vm.session.run(argv, timeout=timeout)
+        """Run in the guest; a panic, a hang or a lost guest stops this VM and raises GuestFailure."""
+        what = " ".join(map(str, argv))
+        try:
+            result = self.vm.session.run(argv, timeout=timeout)
+        except GuestLost as err:
+            raise self._lost(f"while running {what}: {err}") from None
+        self.dmesg_sink.extend(result.dmesg)
+        if result.timed_out:
+            self.stop()
+            dump = "\n".join(result.dmesg[-80:]) or "(no kernel log lines)"
+            raise GuestFailure("guest-hang", f"{self.kernel.id}: {what} still running after {timeout}s; "
+                               f"killed, VM replaced.\n{result.stderr[-3000:]}\n"
+                               f"Kernel log (sysrq w: blocked tasks):\n{dump}")
+        return result
+
+    def collect_dmesg(self) -> list[str]:
+        try:
+            lines = self.vm.session.collect_dmesg()
+        except GuestLost as err:
+            raise self._lost(f"collecting the kernel log: {err}") from None
+        self.dmesg_sink.extend(lines)
+        return lines
+
+    def _lost(self, what: str) -> GuestFailure:
+        # a panicking guest exits qemu (panic=-1, -no-reboot): give the console a moment
+        deadline = time.monotonic() + 10
+        while self.vm.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        console = self.vm.console_tail(60)
+        kind = "guest-panic" if "Kernel panic" in console else "guest-lost"
+        self.stop()
+        return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}; VM replaced.\n{console}")
+
+    def alive(self) -> bool:
+        return self.vm.alive() and self.vm.session is not None
 
     def info(self) -> dict:
         boot = self.vm.boot

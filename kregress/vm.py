@@ -56,6 +56,43 @@ def lsm_cmdline(kernel: Kernel) -> str:
     return f"lsm={builtin},bpf"
 
 
+# What virtme-ng needs from a kernel to share the host's root over 9p and reach the
+# guest's sshd; a kernel lacking them cannot boot here, however long we wait.
+REQUIRED_CONFIG = {
+    "CONFIG_9P_FS": "9p filesystem (virtme-ng shares the host's root with it)",
+    "CONFIG_NET_9P_VIRTIO": "9p over virtio",
+    "CONFIG_VIRTIO_PCI": "virtio PCI devices",
+    "CONFIG_VIRTIO_NET": "virtio network (the SSH port forward)",
+}
+
+
+def preflight(kernel: Kernel) -> None:
+    """Refuse, before booting, what cannot work: not a kernel image, or a config without what we need.
+
+    A garbage image makes qemu's firmware spin silently until the boot timeout; the x86
+    boot protocol's "HdrS" magic at 0x202 tells in microseconds.
+    """
+    try:
+        with open(kernel.image, "rb") as image:
+            image.seek(0x202)
+            magic = image.read(4)
+    except OSError as err:
+        raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err} (cannot retry)") from None
+    if magic != b"HdrS":
+        raise BootError(f"{kernel.id}: {kernel.image} is not an x86 bzImage (no 'HdrS' boot header at 0x202): "
+                        f"corrupt or truncated? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
+                        f"or a vmlinuz (cannot retry)")
+    if not kernel.config:
+        return      # a local build without its .config: let the boot tell
+    missing = [f"{key} ({why})" for key, why in REQUIRED_CONFIG.items()
+               if kernel.config.get(key) not in ("y", "m")]
+    if missing:
+        raise BootError(f"{kernel.id}: {kernel.package or kernel.image} cannot boot under virtme-ng here: "
+                        f"its config lacks {', '.join(missing)}. For Debian use the generic flavor "
+                        f"(package linux-image-amd64), not -cloud-amd64; for a local build enable these options "
+                        f"(cannot retry)")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,7 +124,8 @@ class VM:
     def command(self, port: int) -> list[str]:
         append = " ".join(filter(None, [self.kernel.spec.cmdline, lsm_cmdline(self.kernel)]))
         cmd = vng_base(self.accel, self.cpus, self.memory) + [
-            "--run", str(self.kernel.image), "--name", f"kregress-{self.kernel.id}",
+            # the run directory's name in qemu's -name tells our VMs apart from anyone else's
+            "--run", str(self.kernel.image), "--name", f"kr-{self.run_dir.name}-{self.kernel.id}"[:63],
             f"--qemu-opts=-netdev user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22 "
             "-device virtio-net-pci,netdev=kr0",
             "--exec", f"sh {Path(__file__).with_name('guest_init.sh')} {self.keys.directory}"]
@@ -96,6 +134,7 @@ class VM:
         return cmd
 
     def start(self) -> BootInfo:
+        preflight(self.kernel)
         errors = []
         for attempt in range(1, BOOT_ATTEMPTS + 1):
             try:
@@ -111,8 +150,11 @@ class VM:
     def _boot_once(self, attempt: int) -> BootInfo:
         self.boots += 1
         port = free_port()
-        self.console_log = self.run_dir / "console" / f"{self.kernel.id}.boot{self.boots}.log"
-        self.console_log.parent.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "console").mkdir(parents=True, exist_ok=True)
+        number = 1      # a kernel rebooted after a panic keeps its earlier logs
+        while (self.run_dir / "console" / f"{self.kernel.id}.boot{number}.log").exists():
+            number += 1
+        self.console_log = self.run_dir / "console" / f"{self.kernel.id}.boot{number}.log"
         cmd = self.command(port)
         started = time.monotonic()
         with open(self.console_log, "w") as log:
@@ -142,13 +184,23 @@ class VM:
             fatal = FATAL.search(text)
             if fatal:
                 time.sleep(1)   # let the rest of the panic reach the log
-                raise BootError(f"{fatal.group(0).strip()}\n" + self.console_tail())
+                # an early-boot Oops can be a TCG code-patching flake worth one retry; a panic is not
+                retry = "" if fatal.group(0).startswith("Oops") else " (cannot retry)"
+                raise BootError(f"{fatal.group(0).strip()}{retry}\n" + self.console_around(fatal.start()))
             if self.proc.poll() is not None:
                 usage = "vng: error:" in text   # our command line is wrong: retrying cannot help
                 raise BootError(f"vng exited with {self.proc.returncode} before the guest was ready"
                                 + (" (cannot retry)" if usage else "") + "\n" + self.console_tail())
             time.sleep(0.2)
         raise BootError(f"no ready marker within {self.boot_timeout:.0f}s ({self.accel})\n" + self.console_tail())
+
+    def console_around(self, offset: int, before: int = 15, after: int = 10) -> str:
+        """The console lines leading up to a fatal line: the cause is usually above the trace."""
+        text = self.console_log.read_text(errors="replace")
+        lines = text.splitlines()
+        at = text.count("\n", 0, offset)
+        picked = lines[max(0, at - before): at + after]
+        return f"console lines around it ({self.console_log}):\n" + "\n".join("  | " + l for l in picked)
 
     def console_tail(self, lines: int = 25) -> str:
         if not self.console_log or not self.console_log.exists():

@@ -1,0 +1,121 @@
+"""The harness under real failures: each test runs a pytest of its own against real
+kernels and checks what that run reported. Not parametrized per kernel: debian-6.12
+stands in for all."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vm
+
+ROOT = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).resolve().parent / "resilience"
+KERNEL = "debian-6.12"
+
+
+def inner_pytest(run_dir: Path, *args, **popen) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--run-dir", str(run_dir), *map(str, args)]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def results_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def outcomes(doc: dict) -> dict:
+    return {t["nodeid"].split("::")[1].split("[")[0]: t for t in doc["tests"]}
+
+
+def test_panic_hang_and_warning_stay_in_their_test(tmp_path):
+    proc = inner_pytest(tmp_path, CASES / "case_guest_failures.py", "--kernel", KERNEL)
+    output, _ = proc.communicate(timeout=1200)
+    assert proc.returncode == 1, output[-3000:]
+    tests = outcomes(results_of(tmp_path))
+    assert {name: t["outcome"] for name, t in tests.items()} == {
+        "test_before": "passed",
+        "test_panic": "error", "test_after_panic": "passed",
+        "test_hang": "error", "test_after_hang": "passed",
+        "test_warning_in_kernel_log": "error", "test_after_warning": "passed"}, output[-3000:]
+    assert "Kernel panic - not syncing: sysrq triggered crash" in tests["test_panic"]["longrepr"]
+    assert tests["test_panic"]["harness_error"] == "guest-panic"
+    hang = tests["test_hang"]["longrepr"]
+    assert "still running after 5" in hang and "hrtimer_nanosleep" in hang and "Show Blocked State" in hang
+    assert "kregress-injected-warning" in tests["test_warning_in_kernel_log"]["longrepr"]
+    # the warning belongs to its own test only
+    assert not any("kregress-injected" in line for line in tests["test_after_warning"]["dmesg"])
+    boots = sorted(p.name for p in (tmp_path / "console").glob(f"{KERNEL}.boot*.log"))
+    assert len(boots) == 3, f"expected the first boot and one after each of panic and hang: {boots}"
+
+
+def test_unbootable_kernels_fail_clearly_and_alone(tmp_path):
+    garbage = tmp_path / "vmlinuz-corrupt"
+    garbage.write_bytes(os.urandom(2 << 20))
+    kernels = tmp_path / "kernels.toml"
+    kernels.write_text(f"""
+[[kernel]]
+id = "corrupt-image"
+image = "{garbage}"
+version = "6.1.0"
+
+[[kernel]]
+id = "cloud-no-9p"
+suite = "trixie"
+package = "linux-image-cloud-amd64"
+
+[[kernel]]
+id = "{KERNEL}"
+suite = "trixie"
+""")
+    started = time.monotonic()
+    proc = inner_pytest(tmp_path, CASES / "case_boot.py", "--kernels-file", kernels, "--boot-timeout", 120)
+    output, _ = proc.communicate(timeout=1200)
+    elapsed = time.monotonic() - started
+    tests = {t["kernel"]: t for t in results_of(tmp_path)["tests"]}
+    assert tests[KERNEL]["outcome"] == "passed", output[-3000:]
+    corrupt = tests["corrupt-image"]
+    assert corrupt["outcome"] == "error" and "corrupt-image" in corrupt["longrepr"], corrupt
+    assert "console" in corrupt["longrepr"]   # the last console lines come with it
+    cloud = tests["cloud-no-9p"]
+    assert cloud["outcome"] == "error" and "CONFIG_9P_FS" in cloud["longrepr"], cloud
+    assert "linux-image-amd64" in cloud["longrepr"]     # ... and the fix
+    assert elapsed < 600, f"bounded boot timeouts, but the run took {elapsed:.0f}s"
+
+
+def our_processes(tag: str) -> list[str]:
+    found = []
+    for proc_dir in Path("/proc").iterdir():
+        try:
+            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if tag in cmdline and "pytest" not in cmdline:
+            found.append(f"{proc_dir.name}: {cmdline[:150]}")
+    return found
+
+
+def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = inner_pytest(run_dir, ROOT / "tests/test_getsockopt_efault.py", "--kernel", KERNEL,
+                        "--kernel", "debian-6.1", "-n", "2", "--dist", "loadgroup")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:     # wait until the first VM is up and a test is running
+        if run_dir.exists() and any("KREGRESS: READY" in p.read_text(errors="replace")
+                                    for p in (run_dir / "console").glob("*.log")):
+            break
+        time.sleep(1)
+    else:
+        proc.kill()
+        pytest.fail("no VM became ready within 600s")
+    assert our_processes(run_dir.name), "expected this run's qemu to be running before SIGTERM"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    time.sleep(3)       # reapers act within two seconds of their parent's exit
+    leftovers = our_processes(run_dir.name)
+    assert not leftovers, f"processes left after SIGTERM:\n" + "\n".join(leftovers) + output[-2000:]
+    doc = results_of(run_dir)      # still valid JSON, with whatever finished
+    assert doc["format"] == "kregress-results/1" and isinstance(doc["tests"], list)
