@@ -266,8 +266,14 @@ def pytest_runtest_logreport(report):
         entry["outcome"] = "failed" if report.when == "call" else "error"
         entry["longrepr"] = str(report.longrepr)[-4000:]
     elif report.skipped and entry["outcome"] == "passed":
-        entry["outcome"] = "skipped"
+        xfail = getattr(report, "wasxfail", None)
+        entry["outcome"] = "xfailed" if xfail is not None else "skipped"
         entry["longrepr"] = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if xfail:
+            entry["xfail_reason"] = xfail
+    elif report.passed and report.when == "call" and getattr(report, "wasxfail", None) is not None:
+        entry["outcome"] = "xpassed"
+        entry["xfail_reason"] = report.wasxfail
     if report.when == "call":
         entry["seconds"] = round(report.duration, 3)
     if report.when != "teardown":
@@ -313,6 +319,19 @@ def pytest_sessionfinish(session, exitstatus):
     harness = session.config.stash[HARNESS]
     harness.stop_live()
     procs.kill_all()
+
+
+def pytest_report_header(config):
+    """The accelerator, decided once at the top of the run (the probe is cached per host)."""
+    harness = config.stash[HARNESS]
+    unit_only = config.args and all(Path(a.split("::")[0]).resolve().is_relative_to(PROJECT_ROOT / "tests/unit")
+                                    for a in config.args)
+    if not harness.is_controller or unit_only or config.option.collectonly:
+        return None
+    accel = harness.choose_accel()
+    cached = ", cached probe" if accel.cached else ""
+    return [f"kregress: accelerator {accel.accel} ({accel.reason}{cached})",
+            f"kregress: kernels {', '.join(harness.specs)}; run directory {harness.run_dir}"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

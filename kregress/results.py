@@ -67,5 +67,5 @@ def summarize(doc: dict) -> dict:
     return {"kernels_booted": len(booted), "kernels_failed": sorted(
                 k for k, v in doc["kernels"].items() if v.get("error")),
             "vm_tests": len(vm_tests), "vm_tests_run": sum(
-                n for outcome, n in counts.items() if outcome in ("passed", "failed", "error")),
+                n for outcome, n in counts.items() if outcome in ("passed", "failed", "error", "xfailed", "xpassed")),
             "outcomes": counts, "tests": len(tests)}

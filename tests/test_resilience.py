@@ -99,7 +99,7 @@ def our_processes(tag: str) -> list[str]:
 
 
 def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path / f"sigterm-{os.getpid()}-{int(time.time())}"   # unique: it names the VMs
     proc = inner_pytest(run_dir, ROOT / "tests/test_getsockopt_efault.py", "--kernel", KERNEL,
                         "--kernel", "debian-6.1", "-n", "2", "--dist", "loadgroup")
     deadline = time.monotonic() + 600
