@@ -67,6 +67,7 @@ class Harness:
         self.live: KernelSession | None = None
         self.boot_errors: dict[str, str] = {}
         self.infos: dict[str, dict] = {}
+        self.boot_seconds: dict[str, list[float]] = {}     # every boot, reboots after failures too
 
     def kernel(self, kernel_id: str):
         if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
@@ -112,8 +113,13 @@ class Harness:
             self.infos[kernel_id] = {**session.info(), "error": str(err)}
             raise
         self.live = session
-        self.infos[kernel_id] = session.info()
+        self.boot_seconds.setdefault(kernel_id, []).append(session.vm.boot.seconds)
+        self.update_info(kernel_id)
         return session
+
+    def update_info(self, kernel_id: str) -> None:
+        if self.live and self.live.kernel.id == kernel_id and self.live.alive():
+            self.infos[kernel_id] = {**self.live.info(), "boots": self.boot_seconds.get(kernel_id, [])}
 
     def stop_live(self) -> None:
         if self.live:
@@ -185,7 +191,7 @@ def kernel_session(request, kernel_id) -> KernelSession:
         pytest.fail(error, pytrace=False)
     record = _record_of(request.node)
     session.collect_dmesg()             # lines from before this test are not its own
-    session.dmesg_sink = record["dmesg"]
+    session.test_record = record
     yield session
     if session.alive():
         session.collect_dmesg()
@@ -244,6 +250,7 @@ def pytest_runtest_makereport(item, call):
     kernel_id = _kernel_of(item)
     if kernel_id and report.when == "teardown":
         harness = item.config.stash[HARNESS]
+        harness.update_info(kernel_id)
         record = _record_of(item)
         record["kernel"] = kernel_id
         record["kernel_info"] = harness.infos.get(kernel_id) or {

@@ -41,7 +41,9 @@ class KernelSession:
         self.vm = VM(kernel, accel.accel, run_dir, keys, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout)
         self._pushed: dict[str, str] = {}
-        self.dmesg_sink: list[str] = []    # the current test's kernel log lines
+        # the current test's record: its kernel log lines and the seconds spent in the guest
+        self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
+        self.programs_rebuilt = 0
 
     def start(self) -> "KernelSession":
         self.vm.start()
@@ -59,6 +61,7 @@ class KernelSession:
         """Build (cached by content) and push a scenario driver once per VM."""
         if name not in self._pushed:
             program = build.build(name)
+            self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
             self.vm.session.put(program.driver, remote)
             self._pushed[name] = remote
@@ -74,7 +77,8 @@ class KernelSession:
             result = self.vm.session.run(argv, timeout=timeout)
         except GuestLost as err:
             raise self._lost(f"while running {what}: {err}") from None
-        self.dmesg_sink.extend(result.dmesg)
+        self.test_record["dmesg"].extend(result.dmesg)
+        self.test_record["guest_seconds"] = round(self.test_record.get("guest_seconds", 0.0) + result.seconds, 4)
         if result.timed_out:
             self.stop()
             dump = "\n".join(result.dmesg[-80:]) or "(no kernel log lines)"
@@ -88,7 +92,7 @@ class KernelSession:
             lines = self.vm.session.collect_dmesg()
         except GuestLost as err:
             raise self._lost(f"collecting the kernel log: {err}") from None
-        self.dmesg_sink.extend(lines)
+        self.test_record["dmesg"].extend(lines)
         return lines
 
     def _lost(self, what: str) -> GuestFailure:
@@ -109,7 +113,9 @@ class KernelSession:
         return {**self.kernel.describe(), "uname_r": self.release, "accel": self.accel.accel,
                 "accel_reason": self.accel.reason, "boot_seconds": boot.seconds if boot else None,
                 "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
-                "console_log": str(boot.console_log) if boot else None}
+                "console_log": str(boot.console_log) if boot else None,
+                "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
+                "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb()}
 
     def stop(self) -> None:
         self.vm.stop()

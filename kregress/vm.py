@@ -211,6 +211,23 @@ class VM:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def qemu_peak_rss_mb(self) -> float | None:
+        """qemu's peak resident memory so far (VmHWM), found among our process group."""
+        if not self.alive():
+            return None
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)
+                comm = fields[0].split("(", 1)[1]
+                pgid = int(fields[1].split()[2])
+                if pgid == self.proc.pid and comm.startswith("qemu-system"):
+                    status = (stat.parent / "status").read_text()
+                    kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+                    return round(kb / 1024, 1)
+            except (OSError, ValueError, IndexError, StopIteration):
+                continue
+        return None
+
     def stop(self) -> None:
         if self.session:
             self.session.close()
