@@ -48,6 +48,7 @@ class RunKeys:
 
     @classmethod
     def create(cls, directory: Path) -> "RunKeys":
+        directory = directory.resolve()     # the guest sees the same absolute path
         directory.mkdir(parents=True, exist_ok=True)
         for name in ("host_ed25519", "client_ed25519"):
             if not (directory / name).exists():

@@ -21,7 +21,9 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
 # sshd logs to the console, which the host keeps in the run directory.
-/usr/sbin/sshd -t -f "$RUN_DIR/sshd_config" || { say "FAIL sshd rejects its config"; exec sleep infinity; }
+if ! check=$(/usr/sbin/sshd -t -f "$RUN_DIR/sshd_config" 2>&1); then
+    say "FAIL sshd rejects $RUN_DIR/sshd_config: $check"; exec sleep infinity
+fi
 /usr/sbin/sshd -D -e -f "$RUN_DIR/sshd_config" 2>&1 | sed -u 's/^/sshd: /' &
 say "READY release=$(uname -r) lsm=$(cat /sys/kernel/security/lsm 2>/dev/null) iface=$IFACE"
 exec sleep infinity      # the host stops the VM

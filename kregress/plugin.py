@@ -58,7 +58,8 @@ class Harness:
             raise pytest.UsageError(str(err)) from None
         worker = getattr(config, "workerinput", None)
         self.is_controller = worker is None
-        self.run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
+        # absolute: the guest reads its sshd config from here, from its own working directory
+        self.run_dir = (Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.options = SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout)
         self.kernels, self.fetch_errors = {}, {}
