@@ -63,6 +63,11 @@ image = "{garbage}"
 version = "6.1.0"
 
 [[kernel]]
+id = "panics-at-boot"
+suite = "trixie"
+cmdline = "rdinit=/kregress-no-such-init"
+
+[[kernel]]
 id = "cloud-no-9p"
 suite = "trixie"
 package = "linux-image-cloud-amd64"
@@ -77,9 +82,12 @@ suite = "trixie"
     elapsed = time.monotonic() - started
     tests = {t["kernel"]: t for t in results_of(tmp_path)["tests"]}
     assert tests[KERNEL]["outcome"] == "passed", output[-3000:]
-    corrupt = tests["corrupt-image"]
+    corrupt = tests["corrupt-image"]     # refused before booting: qemu would spin silently
     assert corrupt["outcome"] == "error" and "corrupt-image" in corrupt["longrepr"], corrupt
-    assert "console" in corrupt["longrepr"]   # the last console lines come with it
+    assert "is not an x86 bzImage" in corrupt["longrepr"], corrupt
+    panics = tests["panics-at-boot"]
+    assert panics["outcome"] == "error" and "panics-at-boot" in panics["longrepr"], panics
+    assert "Kernel panic" in panics["longrepr"] and "console lines around it" in panics["longrepr"], panics
     cloud = tests["cloud-no-9p"]
     assert cloud["outcome"] == "error" and "CONFIG_9P_FS" in cloud["longrepr"], cloud
     assert "linux-image-amd64" in cloud["longrepr"]     # ... and the fix
