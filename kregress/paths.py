@@ -20,6 +20,4 @@ def new_run_dir(base: Path | None = None) -> Path:
     """runs/<UTC time>-<pid>: console logs, keys and results of one run; nothing else is written."""
     import time
     base = base or PROJECT_ROOT / "runs"
-    path = base / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return base / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"   # made when first written

@@ -60,7 +60,6 @@ class Harness:
         self.is_controller = worker is None
         # absolute: the guest reads its sshd config from here, from its own working directory
         self.run_dir = (Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())).resolve()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         self.options = SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout)
         self.kernels, self.fetch_errors = {}, {}
         self.accel: AccelChoice | None = None
@@ -132,7 +131,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "vm: runs inside a booted kernel")
     harness = Harness(config)
     config.stash[HARNESS] = harness
-    if harness.is_controller and not config.option.collectonly:
+    if harness.is_controller and not config.option.collectonly and not _unit_only(config):
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
                                             harness.run_dir, config.option.kernels_file)
     atexit.register(procs.kill_all)
@@ -329,12 +328,16 @@ def pytest_sessionfinish(session, exitstatus):
     procs.kill_all()
 
 
+def _unit_only(config) -> bool:
+    """A run of tests/unit alone boots nothing: no probe, no run directory."""
+    return bool(config.args) and all(
+        Path(a.split("::")[0]).resolve().is_relative_to(PROJECT_ROOT / "tests/unit") for a in config.args)
+
+
 def pytest_report_header(config):
     """The accelerator, decided once at the top of the run (the probe is cached per host)."""
     harness = config.stash[HARNESS]
-    unit_only = config.args and all(Path(a.split("::")[0]).resolve().is_relative_to(PROJECT_ROOT / "tests/unit")
-                                    for a in config.args)
-    if not harness.is_controller or unit_only or config.option.collectonly:
+    if not harness.is_controller or _unit_only(config) or config.option.collectonly:
         return None
     accel = harness.choose_accel()
     cached = ", cached probe" if accel.cached else ""
