@@ -8,6 +8,10 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +133,25 @@ static void cgroup_join(const char *path)
 	fd = open(procs, O_WRONLY);
 	if (fd < 0 || dprintf(fd, "%d\n", getpid()) < 0)
 		fail("join %s", path);
+	close(fd);
+}
+
+/* A network namespace of the driver's own with lo up: loopback TCP and AF_PACKET
+ * sockets stay off the guest's interfaces. Call it before attaching programs, since it
+ * makes an AF_INET socket. */
+static void enter_private_netns(void)
+{
+	struct ifreq ifr = { .ifr_name = "lo" };
+	int fd;
+
+	if (unshare(CLONE_NEWNET))
+		fail("unshare(CLONE_NEWNET)");
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr))
+		fail("SIOCGIFFLAGS lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
+		fail("bringing lo up");
 	close(fd);
 }
 

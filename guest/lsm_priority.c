@@ -156,25 +156,6 @@ static int new_socket_prio(int family, int type, int protocol)
 	return prio;
 }
 
-/* TCP over loopback needs lo up; a private namespace keeps the AF_PACKET sockets
- * (some of which a case expects to be allowed to receive) off the guest's own
- * interfaces. Done before anything is attached: it creates an AF_INET socket. */
-static void private_netns(void)
-{
-	struct ifreq ifr = { .ifr_name = "lo" };
-	int fd;
-
-	if (unshare(CLONE_NEWNET))
-		fail("unshare(CLONE_NEWNET)");
-	fd = must_socket(AF_INET, SOCK_DGRAM, 0);
-	if (ioctl(fd, SIOCGIFFLAGS, &ifr))
-		fail("SIOCGIFFLAGS lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
-		fail("SIOCSIFFLAGS lo up");
-	close(fd);
-}
-
 static int tcp_listener(unsigned short *port)
 {
 	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -330,7 +311,7 @@ static void case_accept(void)
 	unsigned short port;
 
 	cgroup_create(NULL, "other", other_path, sizeof(other_path));
-	private_netns();
+	enter_private_netns();
 	cgroup_join(server_path);
 	listen_fd = tcp_listener(&port);
 	listener = prio_of(listen_fd);
@@ -390,7 +371,7 @@ static void case_whose_cgroup(void)
 	__u32 runs_server;
 
 	cgroup_create(NULL, "other", other_path, sizeof(other_path));
-	private_netns();
+	enter_private_netns();
 	bind_link = attach(skel->progs.raw_xmit_bind, server_cg);
 
 	cgroup_join(other_path);
@@ -484,7 +465,7 @@ static void case_compare(void)
 	struct lsm_priority *lsm = load_instance(PRIO, "prio_post_create", "prio_clone", NULL);
 	struct coverage by_sock, by_lsm;
 
-	private_netns();
+	enter_private_netns();
 	by_sock = compare_one("cgroup_sock", sock->progs.sock_create_prio, NULL);
 	by_lsm = compare_one("lsm_cgroup", lsm->progs.prio_post_create, lsm->progs.prio_clone);
 
@@ -570,7 +551,7 @@ static void case_net_raw_xmit(void)
 	int fd;
 
 	cgroup_create(NULL, "sibling", sibling_path, sizeof(sibling_path));
-	private_netns();
+	enter_private_netns();
 	create = attach(skel->progs.raw_xmit_create, cg);
 	bind_link = attach(skel->progs.raw_xmit_bind, cg);
 	hide = attach(skel->progs.hide_ipv4, cg);
@@ -708,7 +689,7 @@ static void case_detach(void)
 	const char *attached_packet, *detached_packet;
 	struct bpf_link *prio, *raw;
 
-	private_netns();
+	enter_private_netns();
 	cgroup_join(path);
 	prio = attach(skel->progs.prio_post_create, cg);
 	raw = attach(skel->progs.raw_xmit_create, cg);

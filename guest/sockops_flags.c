@@ -56,22 +56,6 @@ static int valid_args(const char *name, const char *arg, int argc)
 	return 0;
 }
 
-static void private_loopback(void)
-{
-	struct ifreq ifr = { .ifr_name = "lo" };
-	int fd;
-
-	if (unshare(CLONE_NEWNET))
-		fail("unshare(CLONE_NEWNET)");
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr))
-		fail("SIOCGIFFLAGS lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
-		fail("bringing lo up");
-	close(fd);
-}
-
 static void attach(struct bpf_program *prog, int cgroup_fd, const char *cgroup)
 {
 	if (bpf_prog_attach(bpf_program__fd(prog), cgroup_fd, BPF_CGROUP_SOCK_OPS, BPF_F_ALLOW_MULTI))
@@ -273,7 +257,7 @@ int main(int argc, char **argv)
 	if (!valid_args(name, arg, argc))
 		usage();
 
-	private_loopback();
+	enter_private_netns();
 
 	skel = sockops_flags__open();
 	if (!skel)
