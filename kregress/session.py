@@ -113,6 +113,7 @@ class KernelSession:
         return {**self.kernel.describe(), "uname_r": self.release, "accel": self.accel.accel,
                 "accel_reason": self.accel.reason, "boot_seconds": boot.seconds if boot else None,
                 "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
+                "boot_phases": boot.phases if boot else None,
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
                 "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb()}

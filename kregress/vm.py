@@ -107,6 +107,7 @@ class BootInfo:
     attempts: int
     console_log: Path
     cmdline: str
+    phases: dict        # seconds from spawn: sshd ready (console marker), SSH connected, agent up
 
 
 class VM:
@@ -162,14 +163,17 @@ class VM:
             log.flush()
             self.proc = spawn(cmd, stdout=log, stderr=log, env=vng_env(), cwd="/tmp")
         release, lsm = self._wait_ready(started)
+        phases = {"sshd_ready": round(time.monotonic() - started, 2)}
         try:
             self.session = GuestSession(port, self.keys, connect_timeout=60)
+            phases["ssh_connected"] = round(time.monotonic() - started, 2)
             self.session.start_agent()
         except GuestLost as err:
             raise BootError(f"attempt {attempt}: guest booted but SSH/agent failed: {err}\n"
                             + self.console_tail()) from err
-        return BootInfo(release=release, lsm=lsm, seconds=round(time.monotonic() - started, 2),
-                        attempts=attempt, console_log=self.console_log, cmdline=shlex.join(cmd))
+        phases["agent_ready"] = round(time.monotonic() - started, 2)
+        return BootInfo(release=release, lsm=lsm, seconds=phases["agent_ready"], attempts=attempt,
+                        console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases)
 
     def _wait_ready(self, started: float) -> tuple[str, str]:
         deadline = started + self.boot_timeout
