@@ -47,7 +47,7 @@ def cmd_exec(args) -> int:
         try:
             session.start()
             print(f"# {spec.id}: {session.release} under {accel.accel}, "
-                  f"booted in {session.vm.boot.seconds}s", file=sys.stderr)
+                  f"booted in {session.vm.boot.seconds}s {session.vm.boot.phases}", file=sys.stderr)
             if args.shell:
                 result = session.run(["sh", "-c", " ".join(args.command)], timeout=args.timeout)
             else:

@@ -16,6 +16,10 @@ ip route add default via 10.0.2.2 2>/dev/null
 # guest-only copy over it: the host's file is never written.
 sed 's/^root:[^:]*:/root:x:/' /etc/shadow > /run/kregress-shadow
 mount --bind /run/kregress-shadow /etc/shadow
+# Root's login shell becomes /bin/sh in the guest: sshd runs every session through it,
+# and bash would source the host's ~/.bashrc (pyenv init and the like: seconds under TCG).
+sed 's#^\(root:[^:]*:0:0:[^:]*:[^:]*\):.*#\1:/bin/sh#' /etc/passwd > /run/kregress-passwd
+mount --bind /run/kregress-passwd /etc/passwd
 mkdir -p /run/sshd && chmod 0755 /run/sshd
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
