@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import junit, kcidb
 from .facts import FACTS
-from .matrix import Matrix, behaviour_parts, behaviour_text, build, load
+from .matrix import Matrix, behaviour_parts, behaviour_text, build, load, value_text
 
 STATUS_MARK = {"pass": "+", "fail": "x", "skip": "s", "expected-diff": "~"}
 STATUS_WORD = {"pass": "pass", "fail": "fail", "skip": "skip", "expected-diff": "expected difference"}
@@ -59,6 +59,10 @@ def render_text(matrix: Matrix, width: int = 150) -> list[str]:
                 parts.append(_fit("  -", cell_width))
                 continue
             text = behaviour_text(cell.observed, row.varying or None) if cell.observed else cell.outcome
+            if len(text) > cell_width - 2 and cell.observed:
+                # too long for the grid: the values alone, in key order (report.html has the names)
+                keys = row.varying or list(cell.observed)
+                text = "/".join(value_text(cell.observed[k]) for k in keys if k in cell.observed)
             flag = "!" if cell.change and not cell.change.explained else ("*" if cell.change else " ")
             parts.append(_fit(f"{STATUS_MARK[cell.status]}{flag}{text}", cell_width))
         lines.append(" ".join(parts).rstrip())
