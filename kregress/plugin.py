@@ -14,17 +14,16 @@ from pathlib import Path
 import pytest
 
 from . import procs
-from .accel import AccelChoice, choose_for_host
-from .config import KernelsFileError, load_kernels, select_kernels
-from .facts import FACTS, KernelFacts
-from .guest import RunKeys
+from .config import KernelsFileError
+from .facts import KernelFacts
 from .junit import junit_properties
-from .kernels import KernelFetchError, locked, resolve
-from .paths import PROJECT_ROOT, cache_dir, new_run_dir
+from .kernels import KernelFetchError
+from .paths import PROJECT_ROOT, new_run_dir
+from .pool import KernelPool
 from .report import render_text, write_reports
 from .results import ResultsFile
 from .session import KERNEL_PROBLEM, GuestFailure, KernelSession, SessionOptions
-from .vm import BootError, vng_base, vng_env
+from .vm import BootError
 
 PROPERTY = "kregress"
 
@@ -45,91 +44,18 @@ def pytest_addoption(parser):
     group.addoption("--refresh-kernels", action="store_true", help="re-read Debian indexes now")
 
 
-class Harness:
-    """Per-process state: the kernels, and at most one live VM (the current kernel's)."""
-
-    def __init__(self, config):
-        self.config = config
-        opt = config.option
-        try:
-            specs = load_kernels(opt.kernels_file, known_facts=set(FACTS))
-            self.specs = {s.id: s for s in select_kernels(specs, opt.kernel)}
-        except KernelsFileError as err:
-            raise pytest.UsageError(str(err)) from None
-        worker = getattr(config, "workerinput", None)
-        self.is_controller = worker is None
-        # absolute: the guest reads its sshd config from here, from its own working directory
-        self.run_dir = (Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())).resolve()
-        self.options = SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout)
-        self.kernels, self.fetch_errors = {}, {}
-        self.accel: AccelChoice | None = None
-        self.keys: RunKeys | None = None
-        self.live: KernelSession | None = None
-        self.boot_errors: dict[str, str] = {}
-        self.infos: dict[str, dict] = {}
-        self.boot_seconds: dict[str, list[float]] = {}     # every boot, reboots after failures too
-
-    def kernel(self, kernel_id: str):
-        if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
-            try:
-                self.kernels[kernel_id] = resolve(self.specs[kernel_id], refresh=self.config.option.refresh_kernels)
-            except KernelFetchError as err:
-                self.fetch_errors[kernel_id] = f"{kernel_id}: cannot fetch: {err}"
-        if kernel_id in self.fetch_errors:
-            raise KernelFetchError(self.fetch_errors[kernel_id])
-        return self.kernels[kernel_id]
-
-    def choose_accel(self) -> AccelChoice:
-        if self.accel is None:
-            image = None
-            for kernel_id in self.specs:
-                try:
-                    image = self.kernel(kernel_id).image
-                    break
-                except KernelFetchError:
-                    continue
-            if image is None:
-                self.accel = AccelChoice("tcg", "no kernel could be fetched to probe KVM with")
-            else:
-                # one probe per host: xdist workers wait for the first one's cached answer
-                with locked(cache_dir() / "locks" / "accel.lock"):
-                    self.accel = choose_for_host(self.config.option.accel, vng_base("kvm", 1, "512M"),
-                                                 image, vng_env())
-        return self.accel
-
-    def session(self, kernel_id: str) -> KernelSession:
-        if self.live and self.live.kernel.id == kernel_id and self.live.vm.alive():
-            return self.live
-        if kernel_id in self.boot_errors:
-            raise BootError(self.boot_errors[kernel_id])
-        self.stop_live()
-        kernel = self.kernel(kernel_id)
-        self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
-        session = KernelSession(kernel, self.choose_accel(), self.run_dir, self.keys, self.options)
-        try:
-            session.start()
-        except BootError as err:
-            self.boot_errors[kernel_id] = str(err)
-            self.infos[kernel_id] = {**session.info(), "error": str(err)}
-            raise
-        self.live = session
-        self.boot_seconds.setdefault(kernel_id, []).append(session.vm.boot.seconds)
-        self.update_info(kernel_id)
-        return session
-
-    def update_info(self, kernel_id: str) -> None:
-        if self.live and self.live.kernel.id == kernel_id and self.live.alive():
-            self.infos[kernel_id] = {**self.live.info(), "boots": self.boot_seconds.get(kernel_id, [])}
-
-    def stop_live(self) -> None:
-        if self.live:
-            self.live.stop()
-            self.live = None
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "vm: runs inside a booted kernel")
-    harness = Harness(config)
+    opt = config.option
+    worker = getattr(config, "workerinput", None)
+    run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
+    try:
+        harness = KernelPool(opt.kernels_file, opt.kernel, run_dir,
+                             SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout),
+                             accel_request=opt.accel, refresh=opt.refresh_kernels)
+    except KernelsFileError as err:
+        raise pytest.UsageError(str(err)) from None
+    harness.is_controller = worker is None
     config.stash[HARNESS] = harness
     if harness.is_controller and not config.option.collectonly and not _unit_only(config):
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
@@ -143,7 +69,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-HARNESS = pytest.StashKey[Harness]()
+HARNESS = pytest.StashKey[KernelPool]()
 RESULTS = pytest.StashKey[ResultsFile]()
 
 

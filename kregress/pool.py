@@ -1,0 +1,94 @@
+"""The kernels of one pytest process and its live VM."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .accel import AccelChoice, choose_for_host
+from .config import load_kernels, select_kernels
+from .facts import FACTS
+from .guest import RunKeys
+from .kernels import KernelFetchError, locked, resolve
+from .paths import cache_dir
+from .session import KernelSession, SessionOptions
+from .vm import BootError, vng_base, vng_env
+
+
+class KernelPool:
+    """One process's kernels and at most one live VM (the current kernel's): a kernel is
+    booted when a test first needs it, reused while it is alive, and stopped when the
+    tests move on to the next kernel, so memory stays bounded by one VM per worker."""
+
+    def __init__(self, kernels_file: Path, wanted: list[str], run_dir: Path, options: SessionOptions,
+                 accel_request: str = "auto", refresh: bool = False):
+        specs = load_kernels(kernels_file, known_facts=set(FACTS))      # KernelsFileError: bad file
+        self.specs = {s.id: s for s in select_kernels(specs, wanted)}
+        # absolute: the guest reads its sshd config from here, from its own working directory
+        self.run_dir = run_dir.resolve()
+        self.options = options
+        self.accel_request = accel_request
+        self.refresh = refresh
+        self.is_controller = True      # the plugin says otherwise in an xdist worker
+        self.kernels, self.fetch_errors = {}, {}
+        self.accel: AccelChoice | None = None
+        self.keys: RunKeys | None = None
+        self.live: KernelSession | None = None
+        self.boot_errors: dict[str, str] = {}
+        self.infos: dict[str, dict] = {}
+        self.boot_seconds: dict[str, list[float]] = {}     # every boot, reboots after failures too
+
+    def kernel(self, kernel_id: str):
+        if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
+            try:
+                self.kernels[kernel_id] = resolve(self.specs[kernel_id], refresh=self.refresh)
+            except KernelFetchError as err:
+                self.fetch_errors[kernel_id] = f"{kernel_id}: cannot fetch: {err}"
+        if kernel_id in self.fetch_errors:
+            raise KernelFetchError(self.fetch_errors[kernel_id])
+        return self.kernels[kernel_id]
+
+    def choose_accel(self) -> AccelChoice:
+        if self.accel is None:
+            image = None
+            for kernel_id in self.specs:
+                try:
+                    image = self.kernel(kernel_id).image
+                    break
+                except KernelFetchError:
+                    continue
+            if image is None:
+                self.accel = AccelChoice("tcg", "no kernel could be fetched to probe KVM with")
+            else:
+                # one probe per host: xdist workers wait for the first one's cached answer
+                with locked(cache_dir() / "locks" / "accel.lock"):
+                    self.accel = choose_for_host(self.accel_request, vng_base("kvm", 1, "512M"),
+                                                 image, vng_env())
+        return self.accel
+
+    def session(self, kernel_id: str) -> KernelSession:
+        if self.live and self.live.kernel.id == kernel_id and self.live.vm.alive():
+            return self.live
+        if kernel_id in self.boot_errors:
+            raise BootError(self.boot_errors[kernel_id])
+        self.stop_live()
+        kernel = self.kernel(kernel_id)
+        self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
+        session = KernelSession(kernel, self.choose_accel(), self.run_dir, self.keys, self.options)
+        try:
+            session.start()
+        except BootError as err:
+            self.boot_errors[kernel_id] = str(err)
+            self.infos[kernel_id] = {**session.info(), "error": str(err)}
+            raise
+        self.live = session
+        self.boot_seconds.setdefault(kernel_id, []).append(session.vm.boot.seconds)
+        self.update_info(kernel_id)
+        return session
+
+    def update_info(self, kernel_id: str) -> None:
+        if self.live and self.live.kernel.id == kernel_id and self.live.alive():
+            self.infos[kernel_id] = {**self.live.info(), "boots": self.boot_seconds.get(kernel_id, [])}
+
+    def stop_live(self) -> None:
+        if self.live:
+            self.live.stop()
+            self.live = None
