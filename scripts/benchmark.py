@@ -133,7 +133,7 @@ def main() -> int:
     args = parser.parse_args()
     kernels = args.kernel or [s.id for s in select_kernels(load_kernels(ROOT / "kernels.toml"), [])]
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
-              "kernels": kernels}
+              "kernels": kernels, "load_before": os.getloadavg()}
     report["first_run"] = run_matrix("first", kernels, args.workers)
     report["warm_run"] = run_matrix("warm", kernels, args.workers)
     report["round_trips"] = round_trips(args.naive_kernel)
@@ -144,6 +144,7 @@ def main() -> int:
         if "test_getsockopt_efault" in node and f"[{args.naive_kernel}]" in node)
     report["naive"]["harness_same_cases_s"] = round(harness_same, 1)
     report["naive"]["speedup"] = round(report["naive"]["total_s"] / harness_same, 1) if harness_same else None
+    report["load_after"] = os.getloadavg()
     out = ROOT / "runs" / f"benchmark-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     out.write_text(json.dumps(report, indent=1))
     print_report(report)
@@ -154,7 +155,8 @@ def main() -> int:
 def print_report(r: dict) -> None:
     warm, first, rt, nv = r["warm_run"], r["first_run"], r["round_trips"], r["naive"]
     accel = ", ".join(f"{a['accel']} ({a['reason'][:60]})" for a in warm["accelerators"])
-    print(f"kregress benchmark, {r['date']}, {r['host_cpus']} host CPUs, accelerator: {accel}")
+    print(f"kregress benchmark, {r['date']}, {r['host_cpus']} host CPUs, accelerator: {accel}; "
+          f"load average before {r['load_before'][0]:.1f}, after {r['load_after'][0]:.1f}")
     print("boot-to-ready seconds per kernel (warm run), peak qemu RSS:")
     for kernel, seconds in warm["boot_s"].items():
         print(f"  {kernel:20s} {seconds:6}s  {warm['peak_rss_mb'].get(kernel)} MiB")
