@@ -441,8 +441,8 @@ def run_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kregress bisect-run",
                 description="One step of `git bisect run`, run from a kernel source tree: build, boot, test; "
                             "exit 0 (good/old), 1 (bad/new) or 125 (cannot judge), never anything else.",
-                epilog="example: git bisect run /path/to/kregress bisect-run --expect fixed -- "
-                       "tests/test_getsockopt_efault.py -k 'tos or peergroups'")
+                epilog="example: git bisect run /path/to/kregress/scripts/bisect-run --expect fixed -- "
+                       "tests/test_getsockopt_efault.py -k 'tos or longer_than_page'")
     p.add_argument("--expect", choices=sorted(EXPECT_TERMS), default="fixed",
                    help="how the OLD (good) side behaves: the kernel is judged with facts = { FACT = true "
                         "(fixed) | false (buggy) }, so the tests pass (exit 0) iff it behaves so. Use fixed "
@@ -487,7 +487,7 @@ def parse_run_args(argv: list[str]) -> argparse.Namespace:
     args = run_parser().parse_args(before)
     args.selection = [*args.selection, *after]
     if not args.selection:
-        raise UsageError("no test selection: add -- TESTS, e.g. -- tests/test_getsockopt_efault.py -k peergroups")
+        raise UsageError("no test selection: add -- TESTS, e.g. -- tests/test_getsockopt_efault.py -k tos")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
     args.facts = {args.fact: EXPECT_TERMS[args.expect]}
@@ -507,7 +507,25 @@ def say(text: str) -> None:
 
 
 def main_run(argv: list[str]) -> int:
-    """The exit-code contract lives here: whatever happens, 0, 1 or 125."""
+    """The exit-code contract lives here: whatever happens, 0, 1 or 125. With
+    --verdict-file F the code is also written to F, last thing: scripts/bisect-run only
+    believes an exit code that was written there (a crash before this point, even an
+    import error, then reads as 125, not as "bad")."""
+    verdict_file = None
+    if "--verdict-file" in argv[:-1]:
+        index = argv.index("--verdict-file")
+        verdict_file = argv[index + 1]
+        argv = argv[:index] + argv[index + 2:]
+    code = _guarded_run(argv)
+    if verdict_file:
+        try:
+            Path(verdict_file).write_text(f"{code}\n")
+        except OSError:
+            return SKIP
+    return code
+
+
+def _guarded_run(argv: list[str]) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main_run(argv)
@@ -816,9 +834,8 @@ def source_range_hint(old: str | None, new: str | None) -> str:
         return f"git bisect start {tag(new)} {tag(old)}"
     hint = f"git bisect start {tag(new)} {tag(old)}"
     if old.split(".")[:2] != new.split(".")[:2]:
-        hint += (f"   (different release lines: git tests their merge base first; if that already "
-                 f"differs, the change is a stable backport - bisect v{'.'.join(old.split('.')[:2])}"
-                 f"..{tag(new)} on the stable branch or look up the fix in facts.py)")
+        hint += ("   (different release lines: git tests their merge base first, and the change "
+                 "may be a stable backport; narrow the selection to one behaviour first)")
     return hint
 
 

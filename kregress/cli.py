@@ -138,7 +138,11 @@ def cmd_merge(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("bisect-run", "bisect-kernels"):
-        from .bisect import main as bisect_main     # own parsers: bisect-run answers only 0/1/125
+        try:
+            from .bisect import main as bisect_main     # own parsers: bisect-run answers only 0/1/125
+        except BaseException as err:    # a broken module must not read as "bad" (exit 1) to git bisect
+            print(f"kregress: cannot load kregress.bisect: {err!r}", file=sys.stderr)
+            return 125 if argv[0] == "bisect-run" else 2
         return bisect_main(argv)
     parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)

@@ -394,3 +394,42 @@ def test_bisect_kernels_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "boots: 0 kernel(s) booted" in out and "3 reused from the log" in out
     assert len(list((tmp_path / "state").glob("call*"))) == 3
+
+
+# ---------------------------------------------------------------- scripts/bisect-run, the guard
+
+WRAPPER = bisect.PROJECT_ROOT / "scripts" / "bisect-run"
+
+
+def run_wrapper(tmp_path, body: str | None, *args: str) -> int:
+    env = dict(os.environ)
+    if body is not None:
+        env["KREGRESS_BIN"] = str(write_exe(tmp_path / "fake-kregress", "#!/bin/sh\n" + body))
+    import subprocess
+    return subprocess.run([str(WRAPPER), *args], env=env, capture_output=True, timeout=60).returncode
+
+
+@pytest.mark.parametrize("body, code", [
+    ('exit 1\n', SKIP),                                            # a crash before the verdict: not "bad"
+    ('exit 0\n', SKIP),
+    ('exit 3\n', SKIP),
+    ('exit 200\n', SKIP),                                          # would abort git bisect
+    ('kill -9 $$\n', SKIP),
+    ('f=$3; echo 1 > "$f"; exit 1\n', BAD),                        # verdict written: believed
+    ('f=$3; echo 0 > "$f"; exit 0\n', GOOD),
+    ('f=$3; echo 125 > "$f"; exit 125\n', SKIP),
+    ('f=$3; echo 0 > "$f"; exit 1\n', SKIP),                       # disagreeing: not believed
+])
+def test_wrapper_believes_only_a_written_verdict(tmp_path, body, code):
+    assert run_wrapper(tmp_path, body, "--", "x") == code
+
+
+def test_wrapper_with_the_real_kregress(tmp_path):
+    assert run_wrapper(tmp_path, None, "--bogus") == SKIP
+
+
+def test_verdict_file_is_written(fake, tmp_path):
+    fake.vng("ok")
+    verdict = tmp_path / "verdict"
+    assert fake.run("--verdict-file", str(verdict), mode="fail") == BAD
+    assert verdict.read_text().strip() == "1"
