@@ -572,9 +572,10 @@ def _main_run(argv: list[str]) -> int:
         code = EXIT_CODES[verdict]
         terms = info.get("terms") or {"old": "good", "new": "bad"}
         term = {"good": terms["old"], "bad": terms["new"], "skip": "skip"}[verdict]
+        label = {"good": f"{term} (old term)", "bad": f"{term} (new term)", "skip": "skip (cannot judge)"}[verdict]
         steps.append({**base, "event": "verdict", "verdict": verdict, "term": term, "exit_code": code,
                       "reason": reason, "seconds": round(time.monotonic() - started, 1), **extra})
-        say(f"{short}: {verdict.upper()} -> exit {code} ({term}): {reason}")
+        say(f"{short}: exit {code} = {label}: {reason}")
         return code
 
     # 1. build

@@ -74,4 +74,15 @@ edit net/socket.c "net: socket: comment on __sys_getsockopt" "/* __sys_getsockop
 edit Documentation/networking/ip-sysctl.rst "Documentation: ip-sysctl: trailing note" ""
 edit net/ipv6/ipv6_sockglue.c "ipv6: sockglue: comment" "/* IPV6_TCLASS mirrors IP_TOS. */"
 edit kernel/bpf/verifier.c "bpf: verifier: comment" "/* end of verifier.c */"
-git log --oneline | cat
+# A branch that fixes it again, for bisecting the other way (--expect buggy, terms buggy/fixed).
+git checkout -q -b refix
+edit net/core/sock.c "net: sock: comment on SO_PEERCRED" "/* SO_PEERCRED is fixed size. */"
+git revert --no-edit demo-regression >/dev/null
+git commit -q --amend -m "Revert \"bpf: cgroup: stop ignoring the program buffer for optlen > PAGE_SIZE\"
+
+Demo fix for kregress bisect (--expect buggy): brings the relief back."
+git tag demo-fix
+edit kernel/bpf/cgroup.c "bpf: cgroup: trailing comment" "/* end of cgroup.c */"
+edit MAINTAINERS "MAINTAINERS: blank line" ""
+git checkout -q main
+git log --oneline main | cat
