@@ -401,7 +401,7 @@ def git_info(tree: Path) -> dict:
     git_dir = git("rev-parse", "--absolute-git-dir")
     info["git_dir"] = git_dir
     terms = Path(git_dir) / "BISECT_TERMS" if git_dir else None
-    if terms and terms.exists():
+    if terms and terms.exists() and (terms.parent / "BISECT_START").exists():    # a bisection is on
         lines = terms.read_text().split()
         if len(lines) >= 2:
             info["terms"] = {"new": lines[0], "old": lines[1]}

@@ -433,3 +433,13 @@ def test_verdict_file_is_written(fake, tmp_path):
     verdict = tmp_path / "verdict"
     assert fake.run("--verdict-file", str(verdict), mode="fail") == BAD
     assert verdict.read_text().strip() == "1"
+
+
+def test_git_terms_only_while_bisecting(tmp_path):
+    import subprocess
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    git_dir = tmp_path / ".git"
+    (git_dir / "BISECT_TERMS").write_text("fixed\nbuggy\n")
+    assert "terms" not in bisect.git_info(tmp_path)          # left over from an old bisection
+    (git_dir / "BISECT_START").write_text("main\n")
+    assert bisect.git_info(tmp_path)["terms"] == {"new": "fixed", "old": "buggy"}
