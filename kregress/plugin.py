@@ -85,6 +85,7 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("kernel_id", ids, ids=ids, scope="session")
 
 
+@pytest.hookimpl(tryfirst=True)     # before xdist's own hook turns the marks into groups
 def pytest_collection_modifyitems(config, items):
     """One xdist group per kernel, and each kernel's tests together, so it boots once."""
     order = {kernel_id: i for i, kernel_id in enumerate(config.stash[HARNESS].specs)}
@@ -209,6 +210,13 @@ def pytest_runtest_logreport(report):
         entry["xfail_reason"] = report.wasxfail
     if report.when == "call":
         entry["seconds"] = round(report.duration, 3)
+    else:   # fixtures: boots land in a kernel's first setup, dmesg collection in every one
+        entry[f"{report.when}_seconds"] = round(report.duration, 3)
+    if report.when == "setup":
+        entry["started_at"] = round(report.start, 3)
+    if report.when == "teardown":
+        entry["stopped_at"] = round(report.stop, 3)
+        entry["worker"] = getattr(getattr(report, "node", None), "gateway", None) and report.node.gateway.id
     if report.when != "teardown":
         return
     _phases.pop(report.nodeid)
@@ -222,7 +230,8 @@ def pytest_runtest_logreport(report):
     kernel_info = record.pop("kernel_info", None)
     if kernel_info:
         results.add_kernel(kernel_info)
-    results.add_test({"nodeid": report.nodeid, **entry, **record})
+    nodeid = report.nodeid.split("@")[0]      # xdist's loadgroup appends "@<group>"
+    results.add_test({"nodeid": nodeid, **entry, **record})
 
 
 def _flatten_properties(report, record: dict) -> None:
