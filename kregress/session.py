@@ -79,6 +79,9 @@ class KernelSession:
             raise self._lost(f"while running {what}: {err}") from None
         self.test_record["dmesg"].extend(result.dmesg)
         self.test_record["guest_seconds"] = round(self.test_record.get("guest_seconds", 0.0) + result.seconds, 4)
+        # what ran, drivers by name: to replay a test elsewhere (the benchmark's naive run)
+        shown = [argv[0].removeprefix(GUEST_BIN + "/"), *map(str, argv[1:])]
+        self.test_record.setdefault("commands", []).append(shown)
         if result.timed_out:
             self.stop()
             dump = "\n".join(result.dmesg[-80:]) or "(no kernel log lines)"
