@@ -135,7 +135,7 @@ class GuestSession:
     def start_agent(self) -> str:
         self.put(Path(__file__).with_name("guest_agent.py"), AGENT_PATH, 0o644)
         channel = self.client.get_transport().open_session()
-        channel.exec_command(f"exec {GUEST_PYTHON} -u {AGENT_PATH}")
+        channel.exec_command(f"exec {GUEST_PYTHON} -u -I -S {AGENT_PATH}")  # no site: stdlib only, starts faster
         self._agent = channel
         self._agent_out = channel.makefile("r")
         hello = self._read_reply(timeout=120)

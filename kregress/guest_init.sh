@@ -28,6 +28,6 @@ mountpoint -q /sys/fs/cgroup || mount -t cgroup2 none /sys/fs/cgroup
 if ! check=$(/usr/sbin/sshd -t -f "$RUN_DIR/sshd_config" 2>&1); then
     say "FAIL sshd rejects $RUN_DIR/sshd_config: $check"; exec sleep infinity
 fi
-/usr/sbin/sshd -D -e -f "$RUN_DIR/sshd_config" 2>&1 | sed -u 's/^/sshd: /' &
+/usr/sbin/sshd -D -e -r -f "$RUN_DIR/sshd_config" 2>&1 | sed -u 's/^/sshd: /' &
 say "READY release=$(uname -r) lsm=$(cat /sys/kernel/security/lsm 2>/dev/null) iface=$IFACE"
 exec sleep infinity      # the host stops the VM
