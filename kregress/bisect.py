@@ -33,6 +33,7 @@ from typing import Callable
 
 from .facts import FACTS
 from .paths import PROJECT_ROOT
+from .procs import kill_group
 
 GOOD, BAD, SKIP = 0, 1, 125
 EXIT_CODES = {"good": GOOD, "bad": BAD, "skip": SKIP}
@@ -100,30 +101,13 @@ def run_logged(cmd: list[str], log_path: Path, timeout: float, cwd: Path | None 
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc, grace=20)   # pytest shuts its VM down on SIGTERM
             log.write(f"\n# killed after {timeout:.0f}s\n")
             return None, round(time.monotonic() - started, 2)
         except BaseException:
-            _kill_group(proc)
+            kill_group(proc, grace=20)   # pytest shuts its VM down on SIGTERM
             raise
     return rc, round(time.monotonic() - started, 2)
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the group (pytest shuts its VM down on it), then SIGKILL what is left."""
-    for sig, grace in ((signal.SIGTERM, 20), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-            os.killpg(proc.pid, signal.SIGKILL)     # stragglers of the group
-            return
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def tool_env() -> dict:
