@@ -120,7 +120,6 @@ class VM:
         self.session: GuestSession | None = None
         self.boot: BootInfo | None = None
         self.console_log: Path | None = None
-        self.boots = 0
 
     def command(self, port: int) -> list[str]:
         append = " ".join(filter(None, [self.kernel.spec.cmdline, lsm_cmdline(self.kernel)]))
@@ -149,7 +148,6 @@ class VM:
         raise BootError(f"{self.kernel.id}: boot failed after {len(errors)} attempt(s):\n" + "\n".join(errors))
 
     def _boot_once(self, attempt: int) -> BootInfo:
-        self.boots += 1
         port = free_port()
         (self.run_dir / "console").mkdir(parents=True, exist_ok=True)
         number = 1      # a kernel rebooted after a panic keeps its earlier logs

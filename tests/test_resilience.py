@@ -124,6 +124,6 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
     output, _ = proc.communicate(timeout=120)
     time.sleep(3)       # reapers act within two seconds of their parent's exit
     leftovers = our_processes(run_dir.name)
-    assert not leftovers, f"processes left after SIGTERM:\n" + "\n".join(leftovers) + output[-2000:]
+    assert not leftovers, "processes left after SIGTERM:\n" + "\n".join(leftovers) + output[-2000:]
     doc = results_of(run_dir)      # still valid JSON, with whatever finished
     assert doc["format"] == "kregress-results/1" and isinstance(doc["tests"], list)
