@@ -93,14 +93,16 @@ class DebianArchive:
         return ["-o", f"Dir::Etc::SourceList={r}/etc/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
                 "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::State::status={r}/status",
                 "-o", f"Dir::Cache={r}/cache", "-o", "APT::Architecture=amd64",
-                "-o", "Debug::NoLocking=1", "-q"]
+                "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
 
     def _run(self, tool: str, *args: str) -> str:
         cmd = [tool, *self._options(), *args]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
-            raise KernelFetchError(f"{' '.join([tool, *args])} failed for suite {self.suite!r}: "
-                                   f"{proc.stderr.strip() or proc.stdout.strip()}")
+            output = proc.stderr.strip() or proc.stdout.strip()
+            hint = (" - is the suite name right (bullseye, bookworm, bookworm-backports, trixie, "
+                    "trixie-backports, sid)?" if "does not have a Release file" in output else "")
+            raise KernelFetchError(f"{' '.join([tool, *args])} failed for suite {self.suite!r}: {output}{hint}")
         return proc.stdout
 
     def update(self) -> None:
