@@ -11,6 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from .matrix import build, case_of
+from .results import verdict
 
 # Characters XML 1.0 cannot carry (a stray control byte in a guest log, say).
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -57,13 +58,14 @@ def from_results(doc: dict) -> str:
             counts["tests"] += 1
             longrepr = _text(test.get("longrepr") or "")
             first = longrepr.strip().splitlines()[-1] if longrepr.strip() else test.get("outcome", "")
-            if test.get("outcome") == "failed":
+            kind = verdict(test.get("outcome"))
+            if kind == "fail":
                 counts["failures"] += 1
                 ET.SubElement(case, "failure", message=first[:500]).text = longrepr
-            elif test.get("outcome") == "error":
+            elif kind == "error":
                 counts["errors"] += 1
                 ET.SubElement(case, "error", message=first[:500]).text = longrepr
-            elif test.get("outcome") == "skipped":
+            elif kind == "skip":
                 counts["skipped"] += 1
                 ET.SubElement(case, "skipped", message=longrepr.strip()[:500])
             if test.get("dmesg"):

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 
 from .matrix import behaviour_text, case_of
+from .results import verdict
 
 ORIGIN = "kregress"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
-STATUS = {"passed": "PASS", "failed": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+STATUS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "SKIP"}
 EXCERPT_MAX = 16384                 # the schema's limit for log_excerpt
 
 
@@ -101,7 +102,7 @@ def from_results(doc: dict) -> dict:
         info = doc.get("kernels", {}).get(kernel_id, {})
         case = case_of(test["nodeid"], kernel_id)
         entry = {"id": _id(run, kernel_id, case), "build_id": build_of[kernel_id], "origin": ORIGIN,
-                 "path": test_path(case), "status": STATUS.get(test.get("outcome"), "ERROR"),
+                 "path": test_path(case), "status": STATUS[verdict(test.get("outcome"))],
                  "environment": _environment(info, host),
                  "comment": _clean(behaviour_text(test.get("observed") or {}) or test.get("outcome", "")),
                  "misc": {"kernel": kernel_id, "nodeid": test["nodeid"], "observed": test.get("observed") or {},

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .facts import FACTS, KernelFacts, parse_version
+from .results import verdict
 
 # Facts a scenario's behaviour depends on, for tests whose record has no `why` naming
 # them (the dmesg test, say). Keys: "module" or "module::test_function" (more specific wins).
@@ -24,7 +25,7 @@ TEST_FACTS: dict[str, tuple[str, ...]] = {
     "tests/test_lsm_priority.py": ("lsm_cgroup",),
 }
 
-STATUS_OF_OUTCOME = {"passed": "pass", "failed": "fail", "error": "fail", "skipped": "skip"}
+STATUS_OF_VERDICT = {"pass": "pass", "fail": "fail", "error": "fail", "skip": "skip"}
 # Outcomes whose observed behaviour is a verdict worth comparing (a skip may record a
 # half-run scenario; an error happened outside the test body).
 COMPARABLE = ("passed", "failed")
@@ -279,7 +280,7 @@ def _classify(row: Row, columns: list[Column]) -> None:
     ref_col, ref = passed[-1] if passed else (None, None)
     previous: tuple[Column, Cell] | None = None
     for col, cell in cells:
-        cell.status = STATUS_OF_OUTCOME.get(cell.outcome, "fail")
+        cell.status = STATUS_OF_VERDICT[verdict(cell.outcome)]
         if ref and cell is not ref and cell.status == "pass" and cell.observed != ref.observed:
             cell.status = "expected-diff"
         if not cell.comparable:

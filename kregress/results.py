@@ -9,6 +9,16 @@ import time
 from pathlib import Path
 
 
+# What each recorded outcome counts as in every report (matrix, JUnit, KCIDB): an xfail
+# is a known deviation, reported like a skip; an xpass is a pass, as in pytest's junitxml.
+VERDICT = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "error",
+           "skipped": "skip", "xfailed": "skip"}
+
+
+def verdict(outcome: str | None) -> str:
+    return VERDICT.get(outcome or "", "error")
+
+
 class ResultsFile:
     def __init__(self, path: Path, run_dir: Path, kernels_file: Path):
         self.path = path
