@@ -10,10 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .paths import cache_dir
-from .procs import run_bounded
 
-PROBE_MARKER = "KREGRESS-KVM-PROBE-OK"
-PROBE_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -86,19 +83,6 @@ def host_key(qemu: str = "qemu-system-x86_64") -> str:
     return f"{cpu} | host {platform.release()} | {qemu_version}"
 
 
-def probe_with_vng(vng_base: list[str], image: Path, env: dict,
-                   timeout: float = PROBE_TIMEOUT_S) -> tuple[bool, str]:
-    """Boot the image under KVM and run one echo; anything else within the timeout is a no."""
-    cmd = [*vng_base, "--run", str(image), "--exec", f"echo {PROBE_MARKER}"]
-    code, output = run_bounded(cmd, timeout, env=env)
-    if code is None:
-        return False, f"no answer within {timeout:.0f}s"
-    if PROBE_MARKER in output:
-        return True, "ok"
-    lines = [l for l in output.strip().splitlines() if l.strip()]
-    return False, f"exit {code}: {(lines[-1] if lines else 'no output')[:200]}"
-
-
-def choose_for_host(requested: str, vng_base: list[str], image: Path, env: dict) -> AccelChoice:
-    return choose(requested, probe=lambda: probe_with_vng(vng_base, image, env),
-                  cache_file=cache_dir() / "accel-probe.json", host_key=host_key())
+def choose_for_host(requested: str, probe) -> AccelChoice:
+    """probe() boots the guest under KVM once and says whether it reached userspace."""
+    return choose(requested, probe=probe, cache_file=cache_dir() / "accel-probe.json", host_key=host_key())

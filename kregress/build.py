@@ -17,7 +17,8 @@ from .paths import PROJECT_ROOT, cache_dir
 BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
               "-I/usr/include/x86_64-linux-gnu"]   # asm/types.h for the uapi headers
 CFLAGS = ["-O2", "-g", "-Wall", "-Wno-unused-function"]
-LDLIBS = ["-l:libbpf.a", "-lelf", "-lz"]   # static libbpf: runs on every guest kernel
+# Fully static: a driver runs on the guest image's userspace whatever the host's is.
+LDLIBS = ["-static", "-l:libbpf.a", "-lelf", "-lz"]
 
 
 class BuildError(RuntimeError):

@@ -6,13 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-from .accel import choose_for_host
 from .config import KernelsFileError, load_kernels, select_kernels
-from .guest import RunKeys
+from .image import ImageError, ensure_image
 from .kernels import KernelFetchError, resolve
 from .paths import PROJECT_ROOT, new_run_dir
-from .session import KernelSession, SessionOptions
-from .vm import BootError, vng_base, vng_env
+from .pool import KernelPool
+from .session import SessionOptions
+from .vm import BootError
 
 
 def _kernel_args(parser: argparse.ArgumentParser) -> None:
@@ -22,6 +22,7 @@ def _kernel_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_fetch(args) -> int:
+    """Everything a run needs, into the cache: the selected kernels and the guest image."""
     specs = select_kernels(load_kernels(args.kernels_file), args.kernel)
     status = 0
     for spec in specs:
@@ -31,23 +32,27 @@ def cmd_fetch(args) -> int:
         except KernelFetchError as err:
             print(f"{spec.id}: {err}", file=sys.stderr)
             status = 1
+    try:
+        image = ensure_image()
+        print(json.dumps({"guest_image": image.digest, "suite": image.suite, "arch": image.arch,
+                          "packages": len(image.packages), "path": str(image.root)}))
+    except ImageError as err:
+        print(f"kregress: {err}", file=sys.stderr)
+        status = 1
     return status
 
 
 def cmd_exec(args) -> int:
     """Boot each kernel, run one scenario driver (or a shell command) and print its output."""
-    specs = select_kernels(load_kernels(args.kernels_file), args.kernel)
-    run_dir = new_run_dir()
-    keys = RunKeys.create(run_dir / "ssh")
+    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(), accel_request=args.accel,
+                      refresh=args.refresh_kernels)
     status = 0
-    for spec in specs:
-        kernel = resolve(spec, refresh=args.refresh_kernels)
-        accel = choose_for_host(args.accel, vng_base("kvm", 1, "512M"), kernel.image, vng_env())
-        session = KernelSession(kernel, accel, run_dir, keys, SessionOptions())
+    for kernel_id in pool.specs:
         try:
-            session.start()
-            print(f"# {spec.id}: {session.release} under {accel.accel}, "
-                  f"booted in {session.vm.boot.seconds}s {session.vm.boot.phases}", file=sys.stderr)
+            session = pool.session(kernel_id)
+            boot = session.vm.boot
+            print(f"# {kernel_id}: {session.release} under {session.accel.accel}, "
+                  f"booted in {boot.seconds}s {boot.phases}", file=sys.stderr)
             if args.shell:
                 result = session.run(["sh", "-c", " ".join(args.command)], timeout=args.timeout)
             else:
@@ -57,11 +62,11 @@ def cmd_exec(args) -> int:
             for line in result.dmesg:
                 print(f"# dmesg: {line}", file=sys.stderr)
             status = status or (result.rc if result.rc is not None else 124)
-        except BootError as err:
+        except (BootError, KernelFetchError) as err:
             print(err, file=sys.stderr)
             status = 1
         finally:
-            session.stop()
+            pool.stop_live()
     return status
 
 

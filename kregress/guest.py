@@ -1,8 +1,10 @@
 """Talk to a booted guest: paramiko SSH, SFTP pushes, commands through the guest agent."""
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import socket
 import subprocess
 import time
@@ -14,8 +16,6 @@ import paramiko
 # paramiko logs every failed connect attempt as a traceback; our errors say enough
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
-AGENT_PATH = "/tmp/kregress/agent.py"
-GUEST_PYTHON = "/usr/bin/python3"
 
 
 class GuestLost(RuntimeError):
@@ -43,19 +43,26 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class RunKeys:
-    """SSH keys made for one run: the guest sshd's host key and the client key."""
+    """SSH keys made for one run: the guest sshd's host key and the client key. The
+    guest gets the host key and the authorized key through fw_cfg at boot."""
     directory: Path
 
     @classmethod
     def create(cls, directory: Path) -> "RunKeys":
-        directory = directory.resolve()     # the guest sees the same absolute path
+        """Make the run's keys once. xdist workers and the controller may all call this at
+        the same moment: under a lock, and each key appears whole or not at all."""
+        directory = directory.resolve()
         directory.mkdir(parents=True, exist_ok=True)
-        for name in ("host_ed25519", "client_ed25519"):
-            if not (directory / name).exists():
-                subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kregress-{name}",
-                                "-f", str(directory / name)], check=True)
-        (directory / "authorized_keys").write_text((directory / "client_ed25519.pub").read_text())
-        (directory / "sshd_config").write_text(SSHD_CONFIG.format(dir=directory))
+        with open(directory / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for name in ("host_ed25519", "client_ed25519"):
+                if not (directory / name).exists():
+                    _keygen(directory, name)
+            authorized = directory / "authorized_keys"
+            if not authorized.exists():
+                partial = directory / "authorized_keys.partial"
+                partial.write_text((directory / "client_ed25519.pub").read_text())
+                os.replace(partial, authorized)
         return cls(directory)
 
     @property
@@ -63,24 +70,16 @@ class RunKeys:
         return (self.directory / "host_ed25519.pub").read_text().split()[1]
 
 
-SSHD_CONFIG = """\
-LogLevel VERBOSE
-# Guest sshd for one kregress run. The host reaches it only through qemu's
-# hostfwd on 127.0.0.1; keys live in this run directory.
-Port 22
-HostKey {dir}/host_ed25519
-AuthorizedKeysFile {dir}/authorized_keys
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-UseDNS no
-StrictModes no
-PrintMotd no
-PrintLastLog no
-PidFile /run/sshd.pid
-Subsystem sftp internal-sftp
-"""
+def _keygen(directory: Path, name: str) -> None:
+    """ssh-keygen into a scratch name, then rename: the private key last, so its presence
+    means both halves are complete."""
+    scratch = directory / f".{name}.{os.getpid()}"
+    for path in (scratch, scratch.with_name(scratch.name + ".pub")):
+        path.unlink(missing_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"kregress-{name}", "-f", str(scratch)],
+                   check=True, stdin=subprocess.DEVNULL)
+    os.replace(scratch.with_name(scratch.name + ".pub"), directory / f"{name}.pub")
+    os.replace(scratch, directory / name)
 
 
 class _ExpectKey(paramiko.MissingHostKeyPolicy):
@@ -132,13 +131,25 @@ class GuestSession:
             except FileNotFoundError:
                 self.sftp.mkdir(path)
 
-    def start_agent(self) -> str:
-        self.put(Path(__file__).with_name("guest_agent.py"), AGENT_PATH, 0o644)
-        channel = self.client.get_transport().open_session()
-        channel.exec_command(f"exec {GUEST_PYTHON} -u -I -S {AGENT_PATH}")  # no site: stdlib only, starts faster
+    def start_agent(self, port: int, timeout: float = 60.0) -> str:
+        """Reach the agent the guest's init started, through this connection (direct-tcpip
+        to the guest's loopback): nothing is spawned. It may still be starting: retry."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                channel = self.client.get_transport().open_channel(
+                    "direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0), timeout=10)
+                break
+            except paramiko.ChannelException as err:     # connection refused: not listening yet
+                if time.monotonic() > deadline:
+                    raise GuestLost(f"guest agent on the guest's 127.0.0.1:{port} did not answer "
+                                    f"within {timeout:.0f}s: {err}") from err
+                time.sleep(0.05)
+            except (OSError, paramiko.SSHException) as err:
+                raise GuestLost(f"opening the guest agent channel failed: {err}") from err
         self._agent = channel
         self._agent_out = channel.makefile("r")
-        hello = self._read_reply(timeout=120)
+        hello = self._read_reply(timeout=timeout)
         return hello["hello"]
 
     def _read_reply(self, timeout: float) -> dict:

@@ -37,6 +37,7 @@ class Kernel:
     package_version: str | None = None
     config: dict[str, str] = field(default_factory=dict)
     downloaded_bytes: int = 0
+    modules_dir: Path | None = None   # lib/modules/<release>: the initramfs takes its boot modules from here
 
     @property
     def id(self) -> str:
@@ -151,7 +152,7 @@ class DebianArchive:
         """Fetch one .deb, verified against the signed index's SHA256; reuse a good cached copy."""
         into.mkdir(parents=True, exist_ok=True)
         target = into / Path(fields["Filename"]).name
-        if target.exists() and _sha256(target) == fields["SHA256"]:
+        if target.exists() and sha256_file(target) == fields["SHA256"]:
             return target, 0
         target.unlink(missing_ok=True)   # truncated or corrupted: fetch again
         partial = into / "partial"
@@ -163,14 +164,14 @@ class DebianArchive:
         if proc.returncode != 0 or len(got) != 1:
             raise KernelFetchError(f"downloading {fields['Package']} {fields['Version']} failed: "
                                    f"{proc.stderr.strip()}")
-        if _sha256(got[0]) != fields["SHA256"]:
+        if sha256_file(got[0]) != fields["SHA256"]:
             raise KernelFetchError(f"{got[0].name}: SHA256 does not match the archive index")
         got[0].rename(target)
         shutil.rmtree(partial, ignore_errors=True)
         return target, target.stat().st_size
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -227,7 +228,10 @@ def kernel_from_tree(spec: KernelSpec, tree: Path) -> Kernel:
     config_paths = [tree / "boot" / f"config-{release}", tree / "usr/lib/modules" / release / "config",
                     tree / "lib/modules" / release / "config"]
     config = next((read_config(p) for p in config_paths if p.exists()), {})
-    return Kernel(spec=spec, image=image, release=release, upstream_version=spec.version, config=config)
+    modules_dir = next((d for d in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
+                        if d.is_dir()), None)
+    return Kernel(spec=spec, image=image, release=release, upstream_version=spec.version, config=config,
+                  modules_dir=modules_dir)
 
 
 def resolve_local(spec: KernelSpec) -> Kernel:
@@ -242,7 +246,8 @@ def resolve_local(spec: KernelSpec) -> Kernel:
             config = read_config(candidate)
             break
     version = spec.version or upstream_version_of(release or "")
-    return Kernel(spec=spec, image=image, release=release or "unknown", upstream_version=version, config=config)
+    return Kernel(spec=spec, image=image, release=release or "unknown", upstream_version=version, config=config,
+                  modules_dir=spec.modules)
 
 
 def _release_from_image(image: Path) -> str | None:

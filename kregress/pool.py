@@ -10,7 +10,10 @@ from .guest import RunKeys
 from .kernels import KernelFetchError, locked, resolve
 from .paths import cache_dir
 from .session import KernelSession, SessionOptions
-from .vm import BootError, vng_base, vng_env
+from .image import GuestImage, ImageError, ensure_image
+from .vm import VM, BootError
+
+PROBE_TIMEOUT_S = 60
 
 
 class KernelPool:
@@ -31,6 +34,7 @@ class KernelPool:
         self.kernels, self.fetch_errors = {}, {}
         self.accel: AccelChoice | None = None
         self.keys: RunKeys | None = None
+        self.image: GuestImage | None = None
         self.live: KernelSession | None = None
         self.boot_errors: dict[str, str] = {}
         self.infos: dict[str, dict] = {}
@@ -48,21 +52,33 @@ class KernelPool:
 
     def choose_accel(self) -> AccelChoice:
         if self.accel is None:
-            image = None
+            kernel = None
             for kernel_id in self.specs:
                 try:
-                    image = self.kernel(kernel_id).image
+                    kernel = self.kernel(kernel_id)
                     break
                 except KernelFetchError:
                     continue
-            if image is None:
+            if kernel is None:
                 self.accel = AccelChoice("tcg", "no kernel could be fetched to probe KVM with")
             else:
                 # one probe per host: xdist workers wait for the first one's cached answer
                 with locked(cache_dir() / "locks" / "accel.lock"):
-                    self.accel = choose_for_host(self.accel_request, vng_base("kvm", 1, "512M"),
-                                                 image, vng_env())
+                    self.accel = choose_for_host(self.accel_request, probe=lambda: self._probe_kvm(kernel))
         return self.accel
+
+    def guest_image(self) -> GuestImage:
+        if self.image is None:
+            self.image = ensure_image()
+        return self.image
+
+    def run_keys(self) -> RunKeys:
+        self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
+        return self.keys
+
+    def _probe_kvm(self, kernel) -> tuple[bool, str]:
+        return VM(kernel, "kvm", self.run_dir, self.run_keys(), self.guest_image(), memory="512M",
+                  boot_timeout=PROBE_TIMEOUT_S).probe()
 
     def session(self, kernel_id: str) -> KernelSession:
         if self.live and self.live.kernel.id == kernel_id and self.live.vm.alive():
@@ -71,8 +87,12 @@ class KernelPool:
             raise BootError(self.boot_errors[kernel_id])
         self.stop_live()
         kernel = self.kernel(kernel_id)
-        self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
-        session = KernelSession(kernel, self.choose_accel(), self.run_dir, self.keys, self.options)
+        try:
+            session = KernelSession(kernel, self.choose_accel(), self.run_dir, self.run_keys(), self.guest_image(),
+                                    self.options)
+        except ImageError as err:
+            self.boot_errors[kernel_id] = f"{kernel_id}: {err}"
+            raise BootError(self.boot_errors[kernel_id], retryable=False) from None
         try:
             session.start()
         except BootError as err:

@@ -9,6 +9,7 @@ from pathlib import Path
 from . import build
 from .accel import AccelChoice
 from .guest import CommandResult, GuestLost, RunKeys
+from .image import GuestImage
 from .kernels import Kernel
 from .vm import VM
 
@@ -34,11 +35,11 @@ class SessionOptions:
 
 
 class KernelSession:
-    def __init__(self, kernel: Kernel, accel: AccelChoice, run_dir: Path, keys: RunKeys,
+    def __init__(self, kernel: Kernel, accel: AccelChoice, run_dir: Path, keys: RunKeys, image: GuestImage,
                  options: SessionOptions | None = None):
-        self.kernel, self.accel, self.run_dir = kernel, accel, run_dir
+        self.kernel, self.accel, self.run_dir, self.image = kernel, accel, run_dir, image
         options = options or SessionOptions()
-        self.vm = VM(kernel, accel.accel, run_dir, keys, cpus=options.cpus, memory=options.memory,
+        self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout)
         self._pushed: dict[str, str] = {}
         # the current test's record: its kernel log lines and the seconds spent in the guest
@@ -117,6 +118,8 @@ class KernelSession:
                 "accel_reason": self.accel.reason, "boot_seconds": boot.seconds if boot else None,
                 "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
                 "boot_phases": boot.phases if boot else None,
+                "initramfs_modules": list(boot.initramfs_modules) if boot else None,
+                "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
                 "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb()}

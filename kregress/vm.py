@@ -1,32 +1,62 @@
-"""Boot one kernel with virtme-ng (host rootfs read-only), wait for the guest's sshd,
-hand back a GuestSession. One VM per kernel per pytest session."""
+"""Boot one kernel in QEMU with virtme-ng's machine set-up and a guest of our own.
+
+vng decides how to run QEMU for this kernel (binary, machine, CPU, accelerator, serial
+console, memory, the root disk); we take its command line from `vng --dry-run` and
+remove everything through which it would share host files (9p/virtiofs exports of its
+guest tools, modules and busybox, and its script I/O ports). In their place the guest
+gets our initramfs (kregress/initramfs.py), the read-only guest image on virtio-blk,
+the run's SSH keys through fw_cfg, and a port forward on 127.0.0.1. Nothing of the
+host is mounted in the guest: the command is checked for that before every boot.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 from .guest import GuestLost, GuestSession, RunKeys
+from .image import GuestImage
+from .initramfs import InitramfsError, ensure_initramfs, missing_config
 from .kernels import Kernel
+from .paths import cache_dir
 from .procs import kill_group, spawn
 
-READY = re.compile(r"KREGRESS: READY release=(\S+) lsm=(\S*)")
+READY = re.compile(r"KREGRESS: READY release=(\S+) lsm=(\S*) iface=\S* t=([\d.]+)")
+PHASE = re.compile(r"KREGRESS: PHASE (\w+) ([\d.]+)")
+KERNEL_DONE = re.compile(r"\[\s*([\d.]+)\] Run /init as init process")
 GUEST_FAIL = re.compile(r"KREGRESS: FAIL (.*)")
 # Console lines that mean the boot is over, whatever the timeout says.
 FATAL = re.compile(r"Kernel panic - not syncing.*|VFS: Unable to mount root fs.*|"
-                   r"virtme-ng-init: .*[Ff]ailed to mount.*|Oops: .*|BUG: .*|"
-                   r"qemu-system-x86_64: .*")
+                   r"Oops: .*|BUG: .*|qemu-system-\w+: .*")
 BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
 BOOT_ATTEMPTS = 2
+AGENT_PORT = 7001
+# Anything by which QEMU would share a host directory with the guest.
+HOST_SHARE = re.compile(r"9p|virtfs|fsdev|virtiofs|vhost-user-fs")
+# vng's devices we drop: host directory exports and its script I/O ports (one of which
+# writes a file on the host); -device values are matched on the driver name.
+DROPPED_DEVICES = {"virtio-9p-pci", "virtio-9p-device", "vhost-user-fs-pci", "vhost-user-fs-device",
+                   "virtio-serial-pci", "virtio-serial-device", "virtserialport"}
+# vng's kernel arguments for its own init; the rest (console, panic, loglevel) we keep.
+DROPPED_APPEND = ("virtme", "root=", "rootwait", "rootfstype=", "rootflags=", "init=")
 
 
 class BootError(RuntimeError):
-    """The kernel did not come up; the message names it and quotes the console."""
+    """The kernel did not come up; the message names it and quotes the console.
+    retryable is False when a second attempt cannot help (bad image, missing config)."""
+
+    def __init__(self, message: str, retryable: bool = True):
+        super().__init__(message)
+        self.retryable = retryable
 
 
 def venv_bin() -> Path:
@@ -34,6 +64,7 @@ def venv_bin() -> Path:
 
 
 def vng_base(accel: str, cpus: int, memory: str) -> list[str]:
+    # --force-9p: vng would otherwise try to start virtiofsd for exports we drop anyway
     cmd = [str(venv_bin() / "vng"), "--verbose", "--force-9p", "--cpus", str(cpus), "--memory", memory]
     if accel == "tcg":
         cmd.append("--disable-kvm")
@@ -46,6 +77,67 @@ def vng_env() -> dict:
     return dict(os.environ, PATH=path)
 
 
+def vng_qemu_command(vng_args: list[str]) -> list[str]:
+    """QEMU's argv as vng would run it (`vng --dry-run`), cached by vng's version and arguments."""
+    key = hashlib.sha256(json.dumps([package_version("virtme-ng"), vng_args]).encode()).hexdigest()[:20]
+    cached = cache_dir() / "vng-dry-run" / f"{key}.json"
+    if cached.exists():
+        try:
+            return json.loads(cached.read_text())
+        except ValueError:
+            pass        # a torn write: ask vng again
+    proc = subprocess.run([vng_args[0], "--dry-run", *vng_args[1:]], capture_output=True, text=True,
+                          env=vng_env(), cwd="/tmp", timeout=120)
+    found = re.findall(r"^.*?(\S*qemu-system-\S+ .*)$", proc.stdout + "\n" + proc.stderr, re.M)
+    if proc.returncode != 0 or not found:
+        raise BootError(f"vng --dry-run did not give a QEMU command (exit {proc.returncode}):\n"
+                        f"$ {shlex.join(vng_args)} --dry-run\n{(proc.stderr or proc.stdout)[-2000:]}", retryable=False)
+    line = found[-1]
+    argv = shlex.split(line)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    partial = cached.with_suffix(f".{os.getpid()}")
+    partial.write_text(json.dumps(argv))
+    os.replace(partial, cached)
+    return argv
+
+
+def _options(argv: list[str]):
+    """(option, value or None) pairs of a QEMU argv after the binary."""
+    index = 1
+    while index < len(argv):
+        option = argv[index]
+        value = argv[index + 1] if index + 1 < len(argv) and not argv[index + 1].startswith("-") else None
+        yield option, value
+        index += 2 if value is not None else 1
+
+
+def own_guest_command(qemu: list[str], *, initramfs: Path, append: list[str], extra: list[str]) -> list[str]:
+    """vng's QEMU command with its host shares removed and our initramfs and kernel arguments."""
+    out = [qemu[0]]
+    kernel_args: list[str] = []
+    for option, value in _options(qemu):
+        if option in ("-fsdev", "-virtfs", "-initrd"):
+            continue
+        if option == "-device" and value.split(",")[0] in DROPPED_DEVICES:
+            continue
+        if option == "-chardev" and "id=console" not in value.split(","):
+            continue
+        if option == "-append":
+            for arg in shlex.split(value):
+                if arg.startswith("init="):
+                    break       # everything after init= is vng's init's own command line
+                if not arg.startswith(DROPPED_APPEND):
+                    kernel_args.append(arg)
+            continue
+        out += [option] if value is None else [option, value]
+    out += ["-initrd", str(initramfs), "-append", " ".join(kernel_args + append), *extra]
+    shared = [arg for arg in out if HOST_SHARE.search(arg)]
+    if shared:
+        raise BootError("refusing to boot: the QEMU command would still share host files with the guest: "
+                        + " ".join(shared), retryable=False)
+    return out
+
+
 def lsm_cmdline(kernel: Kernel) -> str:
     """Append bpf to the kernel's built-in LSM list when it lacks it, unless the entry chose lsm=."""
     if "lsm=" in kernel.spec.cmdline:
@@ -54,16 +146,6 @@ def lsm_cmdline(kernel: Kernel) -> str:
     if not builtin or "bpf" in builtin.split(","):
         return ""
     return f"lsm={builtin},bpf"
-
-
-# What virtme-ng needs from a kernel to share the host's root over 9p and reach the
-# guest's sshd; a kernel lacking them cannot boot here, however long we wait.
-REQUIRED_CONFIG = {
-    "CONFIG_9P_FS": "9p filesystem (virtme-ng shares the host's root with it)",
-    "CONFIG_NET_9P_VIRTIO": "9p over virtio",
-    "CONFIG_VIRTIO_PCI": "virtio PCI devices",
-    "CONFIG_VIRTIO_NET": "virtio network (the SSH port forward)",
-}
 
 
 def preflight(kernel: Kernel) -> None:
@@ -77,20 +159,18 @@ def preflight(kernel: Kernel) -> None:
             image.seek(0x202)
             magic = image.read(4)
     except OSError as err:
-        raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err} (cannot retry)") from None
+        raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err}", retryable=False) from None
     if magic != b"HdrS":
         raise BootError(f"{kernel.id}: {kernel.image} is not an x86 bzImage (no 'HdrS' boot header at 0x202): "
                         f"corrupt or truncated? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
-                        f"or a vmlinuz (cannot retry)")
+                        f"or a vmlinuz", retryable=False)
     if not kernel.config:
         return      # a local build without its .config: let the boot tell
-    missing = [f"{key} ({why})" for key, why in REQUIRED_CONFIG.items()
-               if kernel.config.get(key) not in ("y", "m")]
+    missing = missing_config(kernel.config)
     if missing:
-        raise BootError(f"{kernel.id}: {kernel.package or kernel.image} cannot boot under virtme-ng here: "
-                        f"its config lacks {', '.join(missing)}. For Debian use the generic flavor "
-                        f"(package linux-image-amd64), not -cloud-amd64; for a local build enable these options "
-                        f"(cannot retry)")
+        raise BootError(f"{kernel.id}: {kernel.package or kernel.image} cannot boot the kregress guest: "
+                        f"its config lacks {', '.join(missing)}. Enable these options (=y, or =m with the "
+                        f"modules in its modules directory)", retryable=False)
 
 
 def free_port() -> int:
@@ -107,31 +187,47 @@ class BootInfo:
     attempts: int
     console_log: Path
     cmdline: str
-    phases: dict        # seconds from spawn: sshd ready (console marker), SSH connected, agent up
+    # seconds from spawning QEMU: kernel_start (guest clock at 0), kernel_done ("Run /init"),
+    # init_done (image mounted, handing over), sshd_ready, ssh_connected, agent_ready
+    phases: dict
+    initramfs_modules: tuple = ()
 
 
 class VM:
-    def __init__(self, kernel: Kernel, accel: str, run_dir: Path, keys: RunKeys,
+    def __init__(self, kernel: Kernel, accel: str, run_dir: Path, keys: RunKeys, image: GuestImage,
                  cpus: int = 1, memory: str = "1G", boot_timeout: float | None = None):
-        self.kernel, self.accel, self.run_dir, self.keys = kernel, accel, run_dir, keys
+        self.kernel, self.accel, self.run_dir, self.keys, self.image = kernel, accel, run_dir, keys, image
         self.cpus, self.memory = cpus, memory
         self.boot_timeout = boot_timeout or BOOT_TIMEOUT_S[accel]
         self.proc = None
         self.session: GuestSession | None = None
         self.boot: BootInfo | None = None
         self.console_log: Path | None = None
+        self.initramfs = None
 
-    def command(self, port: int) -> list[str]:
-        append = " ".join(filter(None, [self.kernel.spec.cmdline, lsm_cmdline(self.kernel)]))
-        cmd = vng_base(self.accel, self.cpus, self.memory) + [
+    def vng_args(self) -> list[str]:
+        return vng_base(self.accel, self.cpus, self.memory) + [
             # the run directory's name in qemu's -name tells our VMs apart from anyone else's
             "--run", str(self.kernel.image), "--name", f"kr-{self.run_dir.name}-{self.kernel.id}"[:63],
-            f"--qemu-opts=-netdev user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22 "
-            "-device virtio-net-pci,netdev=kr0",
-            "--exec", f"sh {Path(__file__).with_name('guest_init.sh')} {self.keys.directory}"]
-        if append:
-            cmd += ["--append", append]
-        return cmd
+            "--root-disk", str(self.image.root), "--busybox", str(self.image.busybox),
+            # vng's non-interactive mode: serial console into a file, no monitor on stdio.
+            # The script would run under vng's init, which we replace; it is dropped.
+            "--exec", "true"]
+
+    def command(self, port: int) -> list[str]:
+        try:
+            self.initramfs = ensure_initramfs(self.kernel.modules_dir, self.kernel.config, self.image,
+                                              self.kernel.release)
+        except InitramfsError as err:
+            raise BootError(f"{self.kernel.id}: {err}", retryable=False) from None
+        append = [arg for arg in [self.kernel.spec.cmdline, lsm_cmdline(self.kernel)] if arg]
+        keys = self.keys.directory
+        extra = ["-netdev", f"user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+                 "-device", "virtio-net-pci,netdev=kr0",
+                 "-fw_cfg", f"name=opt/kregress/host_ed25519,file={keys / 'host_ed25519'}",
+                 "-fw_cfg", f"name=opt/kregress/authorized_keys,file={keys / 'authorized_keys'}"]
+        return own_guest_command(vng_qemu_command(self.vng_args()), initramfs=self.initramfs.path,
+                                 append=append, extra=extra)
 
     def start(self) -> BootInfo:
         preflight(self.kernel)
@@ -143,57 +239,89 @@ class VM:
             except BootError as err:
                 errors.append(str(err))
                 self.stop()
-                if "cannot retry" in str(err):
+                if not err.retryable:
                     break
-        raise BootError(f"{self.kernel.id}: boot failed after {len(errors)} attempt(s):\n" + "\n".join(errors))
+        raise BootError(f"{self.kernel.id}: boot failed after {len(errors)} attempt(s):\n" + "\n".join(errors),
+                        retryable=False)
 
-    def _boot_once(self, attempt: int) -> BootInfo:
-        port = free_port()
+    def _spawn(self, port: int, label: str = "boot") -> tuple[list[str], float]:
         (self.run_dir / "console").mkdir(parents=True, exist_ok=True)
         number = 1      # a kernel rebooted after a panic keeps its earlier logs
-        while (self.run_dir / "console" / f"{self.kernel.id}.boot{number}.log").exists():
+        while (self.run_dir / "console" / f"{self.kernel.id}.{label}{number}.log").exists():
             number += 1
-        self.console_log = self.run_dir / "console" / f"{self.kernel.id}.boot{number}.log"
+        self.console_log = self.run_dir / "console" / f"{self.kernel.id}.{label}{number}.log"
         cmd = self.command(port)
         started = time.monotonic()
         with open(self.console_log, "w") as log:
             log.write("# " + shlex.join(cmd) + "\n")
             log.flush()
-            self.proc = spawn(cmd, stdout=log, stderr=log, env=vng_env(), cwd="/tmp")
-        release, lsm = self._wait_ready(started)
-        phases = {"sshd_ready": round(time.monotonic() - started, 2)}
+            self.proc = spawn(cmd, stdout=log, stderr=log, cwd="/tmp")
+        return cmd, started
+
+    def probe(self) -> tuple[bool, str]:
+        """Does this accelerator bring the guest to userspace? (the KVM probe)"""
+        try:
+            preflight(self.kernel)
+            _, started = self._spawn(free_port(), label="probe")
+            self._wait_ready(started)
+            return True, "ok"
+        except BootError as err:
+            return False, str(err).splitlines()[0][:200]
+        finally:
+            self.stop()
+
+    def _boot_once(self, attempt: int) -> BootInfo:
+        port = free_port()
+        cmd, started = self._spawn(port)
+        ready = self._wait_ready(started)
+        phases = self._phases(ready, time.monotonic() - started)
         try:
             self.session = GuestSession(port, self.keys, connect_timeout=60)
             phases["ssh_connected"] = round(time.monotonic() - started, 2)
-            self.session.start_agent()
+            self.session.start_agent(AGENT_PORT)
         except GuestLost as err:
             raise BootError(f"attempt {attempt}: guest booted but SSH/agent failed: {err}\n"
                             + self.console_tail()) from err
         phases["agent_ready"] = round(time.monotonic() - started, 2)
-        return BootInfo(release=release, lsm=lsm, seconds=phases["agent_ready"], attempts=attempt,
-                        console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases)
+        return BootInfo(release=ready.group(1), lsm=ready.group(2), seconds=phases["agent_ready"],
+                        attempts=attempt, console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
+                        initramfs_modules=self.initramfs.modules)
 
-    def _wait_ready(self, started: float) -> tuple[str, str]:
+    def _phases(self, ready: re.Match, host_seconds: float) -> dict:
+        """Boot phases on the host's clock, placing the guest's own timestamps by the
+        moment the ready marker was seen (guest clock = host clock minus kernel start)."""
+        kernel_start = max(0.0, host_seconds - float(ready.group(3)))
+        text = self.console_log.read_text(errors="replace")
+        phases = {"kernel_start": round(kernel_start, 2)}
+        kernel_done = KERNEL_DONE.search(text)
+        if kernel_done:
+            phases["kernel_done"] = round(kernel_start + float(kernel_done.group(1)), 2)
+        for name, uptime in PHASE.findall(text):
+            if name == "init_done":
+                phases["init_done"] = round(kernel_start + float(uptime), 2)
+        phases["sshd_ready"] = round(host_seconds, 2)
+        return phases
+
+    def _wait_ready(self, started: float) -> re.Match:
         deadline = started + self.boot_timeout
         while time.monotonic() < deadline:
             text = self.console_log.read_text(errors="replace")
             ready = READY.search(text)
             if ready:
-                return ready.group(1), ready.group(2)
+                return ready
             failed = GUEST_FAIL.search(text)
             if failed:
-                raise BootError(f"guest set-up failed (cannot retry): {failed.group(1)}\n" + self.console_tail())
+                raise BootError(f"guest set-up failed: {failed.group(1)}\n" + self.console_tail(), retryable=False)
             fatal = FATAL.search(text)
             if fatal:
                 time.sleep(1)   # let the rest of the panic reach the log
                 # an early-boot Oops can be a TCG code-patching flake worth one retry; a panic is not
-                retry = "" if fatal.group(0).startswith("Oops") else " (cannot retry)"
-                raise BootError(f"{fatal.group(0).strip()}{retry}\n" + self.console_around(fatal.start()))
+                raise BootError(f"{fatal.group(0).strip()}\n" + self.console_around(fatal.start()),
+                                retryable=fatal.group(0).startswith("Oops"))
             if self.proc.poll() is not None:
-                usage = "vng: error:" in text   # our command line is wrong: retrying cannot help
-                raise BootError(f"vng exited with {self.proc.returncode} before the guest was ready"
-                                + (" (cannot retry)" if usage else "") + "\n" + self.console_tail())
-            time.sleep(0.2)
+                raise BootError(f"qemu exited with {self.proc.returncode} before the guest was ready\n"
+                                + self.console_tail())
+            time.sleep(0.05)
         raise BootError(f"no ready marker within {self.boot_timeout:.0f}s ({self.accel})\n" + self.console_tail())
 
     def console_around(self, offset: int, before: int = 15, after: int = 10) -> str:

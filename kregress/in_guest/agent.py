@@ -1,16 +1,19 @@
-"""Runs inside the guest, started once per VM over SSH: one JSON request per line on
-stdin, one JSON reply per line on stdout. Spawning an SSH session per command costs
-seconds under TCG; a message to this agent costs milliseconds.
+"""Runs inside the guest, started by the guest's init before sshd: it listens on the
+guest's loopback (port given with --listen) and the host reaches it through its SSH
+connection (a direct-tcpip channel). One JSON request per line in, one JSON reply per
+line out. Spawning a process per command costs seconds under TCG; a message to this
+agent costs milliseconds. Without --listen it serves stdin/stdout.
 
 Each reply carries the kernel log lines that appeared since the previous reply
 (/dev/kmsg), so the host can give every test exactly the lines produced while it ran.
 A request without "argv" only collects those lines. A command that outlives its timeout
 gets a blocked-task dump (sysrq w) written to the log before it is killed.
-Standard library only: it runs under the guest's (the host's) /usr/bin/python3.
+Standard library only: it runs under the guest image's /usr/bin/python3.
 """
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -91,18 +94,44 @@ def run(request, kmsg):
             "dmesg": drain_kmsg(kmsg), "seconds": round(time.monotonic() - started, 4)}
 
 
-def main():
-    kmsg = open_kmsg()
-    sys.stdout.write(json.dumps({"hello": os.uname().release}) + "\n")
-    sys.stdout.flush()
-    for line in sys.stdin:
+def serve(reader, writer, kmsg):
+    """One JSON request per line in, one JSON reply per line out, until EOF."""
+    writer.write(json.dumps({"hello": os.uname().release}) + "\n")
+    writer.flush()
+    for line in reader:
         try:
             reply = run(json.loads(line), kmsg)
         except Exception as err:   # the host must always get a reply line
             reply = {"rc": None, "timed_out": False, "stdout": "", "stderr": "agent: %r" % err,
                      "dmesg": drain_kmsg(kmsg), "seconds": 0.0, "agent_error": True}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        writer.write(json.dumps(reply) + "\n")
+        writer.flush()
+
+
+def listen(port, kmsg):
+    """Serve one connection at a time on the guest's loopback (reached through SSH)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", port))
+    server.listen(4)
+    with open("/proc/uptime") as uptime:
+        sys.stderr.write("KREGRESS: PHASE agent_listening %s\n" % uptime.read().split()[0])
+    sys.stderr.flush()
+    while True:
+        conn, _ = server.accept()
+        with conn, conn.makefile("r") as reader, conn.makefile("w") as writer:
+            try:
+                serve(reader, writer, kmsg)
+            except OSError:      # the host went away mid-reply; wait for the next one
+                pass
+
+
+def main():
+    kmsg = open_kmsg()
+    if len(sys.argv) == 3 and sys.argv[1] == "--listen":
+        listen(int(sys.argv[2]), kmsg)
+    else:
+        serve(sys.stdin, sys.stdout, kmsg)
 
 
 if __name__ == "__main__":
