@@ -111,7 +111,7 @@ class GuestSession:
             except (OSError, paramiko.SSHException) as err:
                 if time.monotonic() > deadline:
                     raise GuestLost(f"SSH to 127.0.0.1:{port} failed for {connect_timeout:.0f}s: {err}") from err
-                time.sleep(0.5)
+                time.sleep(0.1)
         self.sftp = self.client.open_sftp()
         self._agent = None
         self._agent_out = None

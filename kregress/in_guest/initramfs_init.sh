@@ -10,6 +10,7 @@ fail() { say "FAIL $*"; exec sleep 100000; }
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
 mount -t proc proc /proc
+say "PHASE kernel_done $(uptime_s)"
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for module in $(cat /etc/kregress/modules); do
