@@ -1,15 +1,24 @@
-"""The virtme-ng command line and the guest's SSH set-up, without booting."""
+"""The QEMU command line (vng's, minus every host share), run keys and preflight, without booting."""
+import json
+import multiprocessing
+import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from kregress import vm
 from kregress.config import KernelSpec
 from kregress.guest import RunKeys
+from kregress.image import GuestImage
+from kregress.initramfs import Initramfs
 from kregress.kernels import Kernel
-from kregress.vm import VM, BootError, lsm_cmdline, preflight
+from kregress.vm import VM, BootError, lsm_cmdline, own_guest_command, preflight
 
-GOOD_CONFIG = {"CONFIG_9P_FS": "m", "CONFIG_NET_9P_VIRTIO": "m", "CONFIG_VIRTIO_PCI": "y",
-               "CONFIG_VIRTIO_NET": "m", "CONFIG_LSM": "landlock,lockdown,yama,apparmor"}
+DRY_RUN = Path(__file__).parent / "data" / "vng-1.42-dry-run.txt"
+GOOD_CONFIG = {"CONFIG_VIRTIO_PCI": "y", "CONFIG_VIRTIO_BLK": "m", "CONFIG_EROFS_FS": "m",
+               "CONFIG_VIRTIO_NET": "m", "CONFIG_FW_CFG_SYSFS": "m", "CONFIG_BLK_DEV_INITRD": "y",
+               "CONFIG_DEVTMPFS": "y", "CONFIG_LSM": "landlock,lockdown,yama,apparmor"}
 
 
 def kernel(tmp_path, config=GOOD_CONFIG, cmdline="", image_bytes=None) -> Kernel:
@@ -22,38 +31,108 @@ def kernel(tmp_path, config=GOOD_CONFIG, cmdline="", image_bytes=None) -> Kernel
                   upstream_version="6.1.0", config=dict(config))
 
 
+def vng_argv() -> list[str]:
+    return shlex.split(DRY_RUN.read_text())
+
+
+def options(argv: list[str], name: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == name]
+
+
 def test_bpf_appended_to_builtin_lsm_list_unless_the_entry_chose(tmp_path):
     assert lsm_cmdline(kernel(tmp_path)) == "lsm=landlock,lockdown,yama,apparmor,bpf"
     assert lsm_cmdline(kernel(tmp_path, {**GOOD_CONFIG, "CONFIG_LSM": "yama,bpf"})) == ""
     assert lsm_cmdline(kernel(tmp_path, cmdline="lsm=capability,yama")) == ""
 
 
-def test_command_is_read_only_loopback_only_and_uses_absolute_paths(tmp_path):
+def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
+    original = vng_argv()
+    assert any("virtio-9p-pci" in arg for arg in original)       # the fixture is what vng really prints
+    cmd = own_guest_command(original, initramfs=Path("/cache/k.cpio"), append=["loglevel=5"],
+                            extra=["-device", "virtio-net-pci,netdev=kr0"])
+    text = " ".join(cmd)
+    for shared in ("9p", "fsdev", "virtme.guesttools", "virtme.modules", "virtme.busybox", "virtserialport",
+                   "virtme_ret"):
+        assert shared not in text, shared
+    assert options(cmd, "-initrd") == ["/cache/k.cpio"]
+    assert options(cmd, "-machine") == options(original, "-machine") == ["q35"]
+    assert options(cmd, "-cpu") == options(original, "-cpu")
+    assert options(cmd, "-kernel") == options(original, "-kernel")
+    root = options(cmd, "-drive")[0]
+    assert "readonly=on" in root and root.endswith("format=raw,readonly=on")
+    assert options(cmd, "-chardev") == ["file,id=console,path=/proc/self/fd/2"]   # the console only
+    append = options(cmd, "-append")[0].split()
+    assert "console=ttyS0" in append and "panic=-1" in append and append[-1] == "loglevel=5"
+    assert not [arg for arg in append if arg.startswith(("virtme", "init=", "root=", "loglevel=7"))]
+    assert cmd[-2:] == ["-device", "virtio-net-pci,netdev=kr0"]
+
+
+def test_a_host_share_we_do_not_know_is_refused():
+    argv = vng_argv() + ["-device", "virtio-9p-ccw,fsdev=x,mount_tag=y"]
+    with pytest.raises(BootError, match="would still share host files.*virtio-9p-ccw") as err:
+        own_guest_command(argv, initramfs=Path("/k.cpio"), append=[], extra=[])
+    assert not err.value.retryable
+
+
+def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, monkeypatch):
     keys = RunKeys.create(tmp_path / "ssh")
-    vm = VM(kernel(tmp_path), "tcg", tmp_path, keys)
-    cmd = vm.command(port=40000)
-    assert "--rw" not in cmd and "--disable-kvm" in cmd
-    netdev = next(a for a in cmd if a.startswith("--qemu-opts="))
+    image = GuestImage(root=tmp_path / "root.erofs", busybox=tmp_path / "busybox", digest="d" * 64,
+                       suite="trixie", arch="x86_64", packages={})
+    seen = {}
+    monkeypatch.setattr(vm, "vng_qemu_command", lambda args: seen.setdefault("vng", args) and vng_argv())
+    monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
+    cmd = VM(kernel(tmp_path), "tcg", tmp_path, keys, image).command(port=40000)
+    assert "--disable-kvm" in seen["vng"] and "--rw" not in seen["vng"]
+    assert seen["vng"][seen["vng"].index("--root-disk") + 1] == str(image.root)
+    netdev = options(cmd, "-netdev")[0]
     assert "hostfwd=tcp:127.0.0.1:40000-:22" in netdev and "restrict=on" in netdev
-    script = cmd[cmd.index("--exec") + 1].split()
-    assert all(Path(p).is_absolute() for p in script[1:]), script
-    assert cmd[cmd.index("--append") + 1].endswith("lsm=landlock,lockdown,yama,apparmor,bpf")
+    assert options(cmd, "-fw_cfg") == [f"name=opt/kregress/host_ed25519,file={keys.directory}/host_ed25519",
+                                       f"name=opt/kregress/authorized_keys,file={keys.directory}/authorized_keys"]
+    assert options(cmd, "-append")[0].endswith("lsm=landlock,lockdown,yama,apparmor,bpf")
 
 
-def test_sshd_config_points_into_the_run_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    keys = RunKeys.create(Path("relative") / "ssh")     # a relative --run-dir must still work
-    config = (keys.directory / "sshd_config").read_text()
-    assert keys.directory.is_absolute()
-    assert f"HostKey {keys.directory}/host_ed25519" in config
-    assert "PasswordAuthentication no" in config
-    assert (keys.directory / "authorized_keys").read_text() == (keys.directory / "client_ed25519.pub").read_text()
+def _make_keys(directory):
+    keys = RunKeys.create(Path(directory))
+    return keys.host_public, (keys.directory / "client_ed25519.pub").read_text()
 
 
-def test_preflight_refuses_non_images_and_kernels_without_9p(tmp_path):
-    preflight(kernel(tmp_path))     # fine
+def test_run_keys_made_once_when_many_workers_start_together(tmp_path):
+    """xdist workers used to race here: the second ssh-keygen found the first one's file."""
+    directory = tmp_path / "relative-is-fine" / "ssh"
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        answers = pool.map(_make_keys, [str(directory)] * 12)
+    assert len(set(answers)) == 1
+    keys = RunKeys(directory.resolve())
+    assert (keys.directory / "authorized_keys").read_text() == answers[0][1]
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(keys.directory / "host_ed25519")],
+                             capture_output=True, text=True, check=True).stdout.split()[1]
+    assert derived == keys.host_public     # private and public halves belong together
+    assert not list(keys.directory.glob(".*.partial")) and not list(keys.directory.glob(".host_*"))
+
+
+def test_preflight_refuses_non_images_and_kernels_lacking_what_the_guest_needs(tmp_path):
+    preflight(kernel(tmp_path))     # fine: no 9p needed any more
     with pytest.raises(BootError, match="k1: .* is not an x86 bzImage"):
         preflight(kernel(tmp_path, image_bytes=b"garbage" * 200))
-    cloud = {k: v for k, v in GOOD_CONFIG.items() if "9P" not in k}
-    with pytest.raises(BootError, match="lacks CONFIG_9P_FS .* use the generic flavor"):
-        preflight(kernel(tmp_path, cloud))
+    no_blk = {k: v for k, v in GOOD_CONFIG.items() if k != "CONFIG_VIRTIO_BLK"}
+    with pytest.raises(BootError, match=r"lacks CONFIG_VIRTIO_BLK \(virtio block device \(the guest image\)\)"):
+        preflight(kernel(tmp_path, no_blk))
+    modular_initrd = {**GOOD_CONFIG, "CONFIG_BLK_DEV_INITRD": "m"}
+    with pytest.raises(BootError, match="CONFIG_BLK_DEV_INITRD built in"):
+        preflight(kernel(tmp_path, modular_initrd))
+
+
+def test_dry_run_is_cached_by_arguments(tmp_path, monkeypatch):
+    monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path))
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout="noise\n" + DRY_RUN.read_text(), stderr="")
+    monkeypatch.setattr(vm.subprocess, "run", fake_run)
+    first = vm.vng_qemu_command(["vng", "--run", "a"])
+    assert vm.vng_qemu_command(["vng", "--run", "a"]) == first == vng_argv()
+    vm.vng_qemu_command(["vng", "--run", "b"])
+    assert [c[1] for c in calls] == ["--dry-run", "--dry-run"] and len(calls) == 2
+    (cache,) = [p for p in (tmp_path / "vng-dry-run").iterdir() if json.loads(p.read_text()) == first][:1]
+    assert cache.exists()
