@@ -11,7 +11,7 @@ PYTEST = .venv/bin/pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider --run-
 setup:
 	scripts/setup.sh
 
-kernels: setup
+kernels: setup   # the kernels and the guest image, into the cache
 	.venv/bin/kregress fetch
 
 unit: setup

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -159,16 +160,40 @@ class DebianArchive:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
         cmd = ["apt-get", *self._options(), "download", f"{fields['Package']}={fields['Version']}"]
-        proc = subprocess.run(cmd, cwd=partial, capture_output=True, text=True, timeout=1800)
+        returncode, stderr = _with_progress(cmd, partial, f"{fields['Package']} {fields['Version']}",
+                                            int(fields.get("Size", 0)))
         got = list(partial.glob("*.deb"))
-        if proc.returncode != 0 or len(got) != 1:
-            raise KernelFetchError(f"downloading {fields['Package']} {fields['Version']} failed: "
-                                   f"{proc.stderr.strip()}")
+        if returncode != 0 or len(got) != 1:
+            raise KernelFetchError(f"downloading {fields['Package']} {fields['Version']} failed: {stderr.strip()}")
         if sha256_file(got[0]) != fields["SHA256"]:
             raise KernelFetchError(f"{got[0].name}: SHA256 does not match the archive index")
         got[0].rename(target)
         shutil.rmtree(partial, ignore_errors=True)
         return target, target.stat().st_size
+
+
+PROGRESS_EVERY_S = 3.0
+
+
+def _with_progress(cmd: list[str], directory: Path, what: str, size: int) -> tuple[int, str]:
+    """Run apt-get download, saying every few seconds how far it got (it is silent)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            _, stderr = proc.communicate(timeout=PROGRESS_EVERY_S)
+            break
+        except subprocess.TimeoutExpired:
+            have = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+            total = f" of {size / 1e6:.1f}" if size else ""
+            print(f"fetch: {what}: {have / 1e6:.1f}{total} MB after {time.monotonic() - started:.0f}s",
+                  file=sys.stderr, flush=True)
+            if time.monotonic() - started > 1800:
+                proc.kill()
+                return 1, "no complete download within 1800s"
+    if size:
+        print(f"fetch: {what}: {size / 1e6:.1f} MB in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+    return proc.returncode, stderr
 
 
 def sha256_file(path: Path) -> str:

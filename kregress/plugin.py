@@ -60,6 +60,7 @@ def pytest_configure(config):
     if harness.is_controller and not config.option.collectonly and not _unit_only(config):
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
                                             harness.run_dir, config.option.kernels_file)
+        harness.run_keys()      # once, before any xdist worker starts and needs them
     atexit.register(procs.kill_all)
     # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)

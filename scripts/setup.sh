@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Idempotent set-up on Debian 12 (as root): host packages, the project venv, the kernel cache.
+# Idempotent set-up on Debian 12 (as root): host packages, the project venv, the cache.
 #   scripts/setup.sh            packages + venv
-#   scripts/setup.sh --kernels  ... and fetch the default kernel matrix
+#   scripts/setup.sh --kernels  ... and fetch the default kernel matrix and build the guest image
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  qemu-system-x86 busybox-static kmod file binutils   # virtme-ng: qemu, initramfs, depmod
-  openssh-server openssh-client iproute2               # sshd and ip run inside the guest
-  clang llvm libbpf-dev bpftool gcc make libelf-dev zlib1g-dev libc6-dev  # progs/ and guest/
-  debian-archive-keyring apt ca-certificates dpkg      # kernel packages, verified
+  qemu-system-x86 qemu-utils kmod file binutils         # virtme-ng: qemu (and qemu-img), depmod
+  mmdebstrap erofs-utils                                # the guest image (guest/image.toml)
+  openssh-client                                        # ssh-keygen: the run's keys
+  clang llvm libbpf-dev bpftool gcc make libelf-dev zlib1g-dev libc6-dev  # progs/ and guest/, static
+  debian-archive-keyring apt ca-certificates dpkg       # kernels and the image, verified
   python3 python3-venv
-  chromium                                             # report.html checked in a headless browser
+  chromium                                              # report.html checked in a headless browser
 )
 
 missing=()
@@ -21,11 +22,6 @@ done
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   if [ "$(id -u)" != 0 ]; then echo "setup: need root to install packages" >&2; exit 1; fi
-  # Installing openssh-server must not start an sshd on the host: we only need the binary.
-  policy=/usr/sbin/policy-rc.d
-  made_policy=0
-  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
-  trap '[ "$made_policy" = 1 ] && rm -f "$policy"' EXIT
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -55,6 +55,12 @@ def test_panic_hang_and_warning_stay_in_their_test(tmp_path):
 def test_unbootable_kernels_fail_clearly_and_alone(tmp_path):
     garbage = tmp_path / "vmlinuz-corrupt"
     garbage.write_bytes(os.urandom(2 << 20))
+    lacking = tmp_path / "lacking"     # a real kernel whose .config says it has no virtio-blk
+    lacking.mkdir()
+    real = debian_612()
+    (lacking / "vmlinuz").symlink_to(real.image)
+    (lacking / ".config").write_text("\n".join(f"{k}={v}" for k, v in real.config.items()
+                                               if k != "CONFIG_VIRTIO_BLK") + "\n")
     kernels = tmp_path / "kernels.toml"
     kernels.write_text(f"""
 [[kernel]]
@@ -68,9 +74,9 @@ suite = "trixie"
 cmdline = "rdinit=/kregress-no-such-init"
 
 [[kernel]]
-id = "cloud-no-9p"
-suite = "trixie"
-package = "linux-image-cloud-amd64"
+id = "no-virtio-blk"
+image = "{lacking / 'vmlinuz'}"
+version = "6.12.0"
 
 [[kernel]]
 id = "{KERNEL}"
@@ -88,10 +94,37 @@ suite = "trixie"
     panics = tests["panics-at-boot"]
     assert panics["outcome"] == "error" and "panics-at-boot" in panics["longrepr"], panics
     assert "Kernel panic" in panics["longrepr"] and "console lines around it" in panics["longrepr"], panics
-    cloud = tests["cloud-no-9p"]
-    assert cloud["outcome"] == "error" and "CONFIG_9P_FS" in cloud["longrepr"], cloud
-    assert "linux-image-amd64" in cloud["longrepr"]     # ... and the fix
+    lacking = tests["no-virtio-blk"]      # refused before booting, naming what is missing
+    assert lacking["outcome"] == "error" and "CONFIG_VIRTIO_BLK (virtio block device" in lacking["longrepr"], lacking
+    assert "Enable these options" in lacking["longrepr"]     # ... and the fix
     assert elapsed < 600, f"bounded boot timeouts, but the run took {elapsed:.0f}s"
+
+
+def debian_612():
+    from kregress.config import load_kernels
+    from kregress.kernels import resolve
+    return resolve(next(s for s in load_kernels(ROOT / "kernels.toml") if s.id == KERNEL))
+
+
+def test_workers_starting_together_share_one_set_of_keys(tmp_path):
+    """Three local-image kernels (nothing to download) on three workers: every worker
+    reaches the run's SSH keys at the same moment; each first test must pass."""
+    real = debian_612()
+    kernels = tmp_path / "kernels.toml"
+    kernels.write_text("".join(f"""
+[[kernel]]
+id = "local-{n}"
+image = "{real.image}"
+modules = "{real.modules_dir}"
+version = "{real.upstream_version}"
+""" for n in range(3)))
+    proc = inner_pytest(tmp_path / "run", CASES / "case_boot.py", "--kernels-file", kernels, "-n", "3",
+                        "--dist", "loadgroup")
+    output, _ = proc.communicate(timeout=900)
+    tests = results_of(tmp_path / "run")["tests"]
+    assert sorted((t["kernel"], t["outcome"]) for t in tests) == [
+        ("local-0", "passed"), ("local-1", "passed"), ("local-2", "passed")], output[-3000:]
+    assert len({t.get("worker") for t in tests}) == 3, "expected one worker per kernel"
 
 
 def our_processes(tag: str) -> list[str]:

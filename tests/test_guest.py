@@ -1,0 +1,38 @@
+"""The guest itself, on every kernel: it runs the image built from guest/image.toml, from
+a read-only block device, and nothing of the host is mounted in it."""
+HOST_SHARES = ("9p", "virtiofs", "fuse.virtiofs")
+
+
+def mounts(kernel_session) -> list[dict]:
+    """/proc/self/mountinfo: mount point, filesystem type, source and options per line."""
+    table = []
+    for line in kernel_session.run(["cat", "/proc/self/mountinfo"]).stdout.splitlines():
+        fields, _, rest = line.partition(" - ")
+        fstype, source, super_options = rest.split(" ", 2)
+        table.append({"target": fields.split()[4], "fstype": fstype, "source": source,
+                      "options": fields.split()[5] + "," + super_options})
+    return table
+
+
+def test_nothing_of_the_host_is_mounted(kernel_session, record_behaviour):
+    table = mounts(kernel_session)
+    shares = [m for m in table if m["fstype"] in HOST_SHARES]
+    root = next(m for m in table if m["target"] == "/")
+    writable = sorted(m["target"] for m in table if m["fstype"] == "tmpfs")
+    record_behaviour({"host_shares": len(shares), "root": f"{root['fstype']} {root['source']}",
+                      "tmpfs": writable})
+    assert not shares, f"host filesystems mounted in the guest: {shares}"
+    assert (root["fstype"], root["source"]) == ("erofs", "/dev/vda"), root
+    assert "ro" in root["options"].split(","), root
+    assert {"/run", "/tmp", "/var/tmp"} <= set(writable), writable
+
+
+def test_userspace_is_the_images_own(kernel_session, record_behaviour):
+    image = kernel_session.image
+    release = dict(line.split("=", 1) for line in
+                   kernel_session.run(["cat", "/etc/os-release"]).stdout.splitlines() if "=" in line)
+    python = kernel_session.run(["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+    record_behaviour({"codename": release.get("VERSION_CODENAME"), "python": python.stdout.strip()},
+                     {"codename": image.suite, "image_digest": image.digest})
+    assert release.get("VERSION_CODENAME") == image.suite
+    assert image.packages["python3"].startswith(python.stdout.strip() + "-"), (image.packages["python3"], python.stdout)

@@ -1,0 +1,54 @@
+"""guest/image.toml parsing and the image's cache key."""
+import pytest
+
+from kregress.image import ImageError, ImageSpec, apply_fixups, cache_key, load_spec
+
+
+def write(tmp_path, text):
+    path = tmp_path / "image.toml"
+    path.write_text(text)
+    return path
+
+
+def test_the_projects_list_parses():
+    spec = load_spec()
+    assert spec.suite and "python3" in spec.packages and "openssh-server" in spec.packages
+
+
+@pytest.mark.parametrize("text, message", [
+    ('suite = "trixie"\npackages = ["python3"]\nextra = 1\n', r"unknown key\(s\) \['extra'\]"),
+    ('packages = ["python3"]\n', "suite = None; write a Debian suite"),
+    ('suite = "trixie"\npackages = "python3"\n', "packages must be a list of Debian package names"),
+    ('suite = "trixie"\npackages = ["Python 3"]\n', "packages must be a list"),
+    ('suite = "trixie\n', "not valid TOML"),
+])
+def test_bad_lists_name_the_problem_and_the_file(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ImageError, match=message) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_unknown_architecture_is_refused(tmp_path):
+    with pytest.raises(ImageError, match="architecture 'mips' is not supported"):
+        load_spec(write(tmp_path, 'suite = "trixie"\npackages = []\n'), arch="mips")
+
+
+def test_cache_key_follows_list_suite_and_architecture():
+    base = ImageSpec("trixie", ("python3",))
+    assert cache_key(base) == cache_key(ImageSpec("trixie", ("python3",), source="elsewhere.toml"))
+    assert len({cache_key(base), cache_key(ImageSpec("bookworm", ("python3",))),
+                cache_key(ImageSpec("trixie", ("python3", "strace"))),
+                cache_key(ImageSpec("trixie", ("python3",), arch="arm64"))}) == 4
+
+
+def test_fixups_make_root_ours_and_drop_host_keys(tmp_path):
+    (tmp_path / "etc/ssh").mkdir(parents=True)
+    (tmp_path / "etc/shadow").write_text("root:*:20000:0:99999:7:::\ndaemon:*:20000:::::\n")
+    (tmp_path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/usr/sbin/nologin\n")
+    (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
+    apply_fixups(tmp_path)
+    assert (tmp_path / "etc/shadow").read_text().startswith("root:x:20000:")
+    assert (tmp_path / "etc/passwd").read_text().splitlines()[0] == "root:x:0:0:root:/root:/bin/sh"
+    assert "daemon:x:1:1::/:/usr/sbin/nologin" in (tmp_path / "etc/passwd").read_text()
+    assert not list((tmp_path / "etc/ssh").iterdir())
