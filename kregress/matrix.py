@@ -245,6 +245,16 @@ def accelerators(doc: dict) -> list[dict]:
     return [{"accel": a.get("accel"), "reason": a.get("reason", "")} for a in found]
 
 
+def guest_images(doc: dict) -> list[dict]:
+    """The guest images the kernels ran (each kernel records its own), once each."""
+    found: dict[str, dict] = {}
+    for info in doc.get("kernels", {}).values():
+        image = info.get("guest_image")
+        if image and image.get("digest"):
+            found.setdefault(image["digest"], {**image, "kernels": []})["kernels"].append(info.get("id"))
+    return list(found.values())
+
+
 def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
     overrides = overrides_of(doc, kernels_file)
     infos = {k: dict(v) for k, v in doc.get("kernels", {}).items()}
@@ -265,6 +275,7 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
         f"{row.case} on {cell.kernel}: {cell.stale}" for row in ordered for cell in row.cells.values() if cell.stale]
     meta = {key: doc.get(key) for key in ("started", "finished", "host")}
     meta["accelerators"] = accelerators(doc)
+    meta["guest_images"] = guest_images(doc)
     return Matrix(columns, ordered, stale, meta)
 
 

@@ -18,6 +18,7 @@ from .config import KernelsFileError
 from .facts import KernelFacts
 from .junit import junit_properties
 from .kernels import KernelFetchError
+from .matrix import guest_images
 from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
 from .report import render_text, write_reports
@@ -290,12 +291,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.section("kregress")
     for accel in results.doc["accelerators"]:
         write(f"accelerator: {accel['accel']} ({accel['reason']})")
+    for image in guest_images(results.doc):
+        packages = image.get("packages") or {}
+        write(f"guest image: {image['suite']} {image['arch']} sha256 {image['digest'][:16]}, {len(packages)} packages "
+              f"(python3 {packages.get('python3', '?')}, openssh-server {packages.get('openssh-server', '?')})")
     for kernel_id, info in results.doc["kernels"].items():
         if info.get("error"):
             write(f"  {kernel_id}: NOT BOOTED: {info['error'].splitlines()[0]}")
         else:
+            phases = ", ".join(f"{name} {value}" for name, value in (info.get("boot_phases") or {}).items())
             write(f"  {kernel_id}: {info.get('package') or info.get('image')} {info.get('package_version') or ''} "
-                  f"uname -r {info.get('uname_r')}, booted in {info.get('boot_seconds')}s under {info.get('accel')}")
+                  f"uname -r {info.get('uname_r')}, booted in {info.get('boot_seconds')}s under {info.get('accel')} "
+                  f"({phases})")
     write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
           f"(outcomes {summary['outcomes']})")
     write(f"results: {results.path}")

@@ -23,6 +23,9 @@ def kernel_header(col) -> list[str]:
     lines = [info.get("package_version") or info.get("image") or "?",
              f"upstream {col.version or '?'}", f"uname -r {info.get('uname_r') or '?'}",
              f"accel {info.get('accel') or '?'}"]
+    image = info.get("guest_image") or {}
+    if image.get("digest"):
+        lines.append(f"guest {image.get('suite')} {image.get('arch')} {image['digest'][:12]}")
     if info.get("error"):
         lines.append("NOT BOOTED: " + info["error"].splitlines()[0])
     elif info.get("boot_seconds"):
@@ -137,6 +140,13 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix") -> str
     for accel in meta.get("accelerators", []):
         out.append(f"<p class=\"accel\">Accelerator: <b>{escape(str(accel['accel']))}</b> "
                    f"({escape(str(accel.get('reason') or ''))})</p>")
+    for image in meta.get("guest_images", []):
+        packages = image.get("packages") or {}
+        out.append(f'<details class="image"><summary>Guest image: <b>{escape(str(image.get("suite")))} '
+                   f'{escape(str(image.get("arch")))}</b>, sha256 <code>{escape(image["digest"])}</code>, '
+                   f'{len(packages)} packages (kernels: {escape(", ".join(image.get("kernels") or []))})</summary>'
+                   f'<p>{escape(", ".join(f"{name} {version}" for name, version in sorted(packages.items())))}</p>'
+                   '</details>')
     out.append('<p class="legend">' + "".join(
         f'<span class="{s}">{escape(STATUS_WORD[s])}</span>' for s in STATUS_MARK) + "</p>")
     out.append('<p><label><input type="checkbox" id="only-differences"> only cases whose behaviour or '

@@ -115,7 +115,7 @@ def own_guest_command(qemu: list[str], *, initramfs: Path, append: list[str], ex
     out = [qemu[0]]
     kernel_args: list[str] = []
     for option, value in _options(qemu):
-        if option in ("-fsdev", "-virtfs", "-initrd"):
+        if option in ("-fsdev", "-virtfs", "-initrd", "-name"):
             continue
         if option == "-device" and value.split(",")[0] in DROPPED_DEVICES:
             continue
@@ -207,7 +207,7 @@ class VM:
     def vng_args(self) -> list[str]:
         return vng_base(self.accel, self.cpus, self.memory) + [
             # the run directory's name in qemu's -name tells our VMs apart from anyone else's
-            "--run", str(self.kernel.image), "--name", f"kr-{self.run_dir.name}-{self.kernel.id}"[:63],
+            "--run", str(self.kernel.image),
             "--root-disk", str(self.image.root), "--busybox", str(self.image.busybox),
             # vng's non-interactive mode: serial console into a file, no monitor on stdio.
             # The script would run under vng's init, which we replace; it is dropped.
@@ -224,7 +224,9 @@ class VM:
         # guest agent still reads the whole kernel log from /dev/kmsg.
         append = [arg for arg in ["loglevel=5", self.kernel.spec.cmdline, lsm_cmdline(self.kernel)] if arg]
         keys = self.keys.directory
-        extra = ["-netdev", f"user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
+        # the run directory's name in qemu's -name tells our VMs apart from anyone else's
+        extra = ["-name", f"kr-{self.run_dir.name}-{self.kernel.id}"[:63],
+                 "-netdev", f"user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
                  "-device", "virtio-net-pci,netdev=kr0",
                  "-fw_cfg", f"name=opt/kregress/host_ed25519,file={keys / 'host_ed25519'}",
                  "-fw_cfg", f"name=opt/kregress/authorized_keys,file={keys / 'authorized_keys'}"]

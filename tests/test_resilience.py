@@ -131,10 +131,12 @@ def our_processes(tag: str) -> list[str]:
     found = []
     for proc_dir in Path("/proc").iterdir():
         try:
-            cmdline = (proc_dir / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            argv = (proc_dir / "cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue
-        if tag in cmdline and "pytest" not in cmdline:
+        cmdline = " ".join(argv)
+        is_pytest = "pytest" in argv[:3] or argv[0].endswith("pytest")     # the inner run and this one
+        if tag in cmdline and not is_pytest:
             found.append(f"{proc_dir.name}: {cmdline[:150]}")
     return found
 

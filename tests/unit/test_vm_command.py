@@ -84,6 +84,7 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     cmd = VM(kernel(tmp_path), "tcg", tmp_path, keys, image).command(port=40000)
     assert "--disable-kvm" in seen["vng"] and "--rw" not in seen["vng"]
     assert seen["vng"][seen["vng"].index("--root-disk") + 1] == str(image.root)
+    assert options(cmd, "-name") == [f"kr-{tmp_path.name}-k1"]      # ours, not vng's: the dry run stays cached
     netdev = options(cmd, "-netdev")[0]
     assert "hostfwd=tcp:127.0.0.1:40000-:22" in netdev and "restrict=on" in netdev
     assert options(cmd, "-fw_cfg") == [f"name=opt/kregress/host_ed25519,file={keys.directory}/host_ed25519",
