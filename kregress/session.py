@@ -119,6 +119,7 @@ class KernelSession:
                 "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
                 "boot_phases": boot.phases if boot else None,
                 "initramfs_modules": list(boot.initramfs_modules) if boot else None,
+                "boot_entry": boot.entry if boot else None,
                 "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,

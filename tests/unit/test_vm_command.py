@@ -60,7 +60,7 @@ def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
     assert options(cmd, "-kernel") == options(original, "-kernel")
     root = options(cmd, "-drive")[0]
     assert "readonly=on" in root and root.endswith("format=raw,readonly=on")
-    assert options(cmd, "-chardev") == ["file,id=console,path=/proc/self/fd/2"]   # the console only
+    assert options(cmd, "-chardev") == ["file,id=console,path=/proc/self/fd/2,append=on"]   # the console only
     append = options(cmd, "-append")[0].split()
     assert "console=ttyS0" in append and "panic=-1" in append and append[-1] == "loglevel=5"
     assert not [arg for arg in append if arg.startswith(("virtme", "init=", "root=", "loglevel=7"))]
