@@ -416,6 +416,7 @@ static void case_whose_cgroup(void)
 
 struct coverage {
 	int active_tcp, accepted_tcp, packet;
+	int clone_runs;		/* times prio_clone ran, or -1 when not attached */
 };
 
 /* One mechanism in its own cgroup: active TCP, accepted TCP, AF_PACKET. As in
@@ -454,6 +455,8 @@ static void print_coverage(const char *key, int prio, struct coverage seen)
 	json_int("active_tcp", seen.active_tcp);
 	json_int("accepted_tcp", seen.accepted_tcp);
 	json_int("packet", seen.packet);
+	if (seen.clone_runs >= 0)
+		json_int("clone_runs", seen.clone_runs);
 	json_obj_close();
 }
 
@@ -467,7 +470,9 @@ static void case_compare(void)
 
 	enter_private_netns();
 	by_sock = compare_one("cgroup_sock", sock->progs.sock_create_prio, NULL);
+	by_sock.clone_runs = -1;
 	by_lsm = compare_one("lsm_cgroup", lsm->progs.prio_post_create, lsm->progs.prio_clone);
+	by_lsm.clone_runs = lsm->bss->clone_runs;
 
 	begin_output();
 	print_coverage("cgroup_sock", SOCK_PRIO, by_sock);

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from .config import KernelsFileError, load_kernels, select_kernels
@@ -12,6 +13,7 @@ from .kernels import KernelFetchError, resolve
 from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
 from .session import SessionOptions
+from .snapshot import DEFAULT_MAX_BYTES, SnapshotCache
 from .vm import BootError
 
 
@@ -70,6 +72,22 @@ def cmd_exec(args) -> int:
     return status
 
 
+def cmd_snapshots(args) -> int:
+    """List the saved guests, or prune them to a size (least recently used first)."""
+    cache = SnapshotCache()
+    if args.action == "prune":
+        removed = cache.evict(max_bytes=0 if args.all else int(args.max_gib * (1 << 30)))
+        print(f"removed {len(removed)} snapshot(s)")
+    entries = cache.entries()
+    for entry in entries:
+        used = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.get("last_used", 0)))
+        print(f"{entry.get('kernel', '?'):22s} {entry['bytes'] / (1 << 20):7.1f} MiB  last used {used}  "
+              f"restores {entry.get('restores', 0):3d}  {entry.get('package_version') or ''} {entry['directory']}")
+    print(f"{len(entries)} snapshot(s), {sum(e['bytes'] for e in entries) / (1 << 20):.1f} MiB in {cache.root} "
+          f"(bound {cache.max_bytes / (1 << 30):.1f} GiB)")
+    return 0
+
+
 def cmd_check_results(args) -> int:
     """Fail a run that booted no kernel or ran no VM test: a green run must have tested kernels."""
     try:
@@ -82,7 +100,8 @@ def cmd_check_results(args) -> int:
     for accel in doc.get("accelerators", []):
         print(f"accelerator: {accel.get('accel')} ({accel.get('reason')})")
     for kernel_id, info in kernels.items():
-        state = f"booted in {info['boot_seconds']}s" if info.get("boot_seconds") else "NOT BOOTED"
+        how = "restored" if info.get("boot_how") == "restored" else "booted"
+        state = f"{how} in {info['boot_seconds']}s" if info.get("boot_seconds") else "NOT BOOTED"
         print(f"  {kernel_id}: {info.get('package_version') or info.get('image')} "
               f"uname -r {info.get('uname_r')}: {state}")
     print(f"kernels booted: {summary.get('kernels_booted', 0)} of {len(kernels)}; "
@@ -164,6 +183,12 @@ def main(argv: list[str] | None = None) -> int:
     execp.add_argument("--shell", action="store_true", help="run the words as a shell command instead")
     execp.add_argument("command", nargs="+")
     execp.set_defaults(func=cmd_exec)
+    snaps = sub.add_parser("snapshots", help="list or prune the saved guests: snapshots [list|prune]")
+    snaps.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    snaps.add_argument("--max-gib", type=float, default=DEFAULT_MAX_BYTES / (1 << 30),
+                       help="prune down to this size, least recently used first")
+    snaps.add_argument("--all", action="store_true", help="prune every snapshot")
+    snaps.set_defaults(func=cmd_snapshots)
     check = sub.add_parser("check-results", help="fail unless kernels booted and VM tests ran")
     check.add_argument("results", type=Path)
     check.add_argument("--min-kernels", type=int, default=1)

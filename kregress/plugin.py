@@ -43,6 +43,11 @@ def pytest_addoption(parser):
     group.addoption("--vm-memory", default="1G")
     group.addoption("--boot-timeout", type=float, default=None, help="seconds (default: 90 KVM, 300 TCG)")
     group.addoption("--refresh-kernels", action="store_true", help="re-read Debian indexes now")
+    group.addoption("--no-snapshots", action="store_true",
+                    help="boot every kernel instead of restoring its saved guest (and save none)")
+    group.addoption("--fresh-vm", default="kernel", choices=["kernel", "module", "test"],
+                    help="a fresh guest (restored from the kernel's snapshot) for each kernel (default: "
+                         "tests share it), each test module, or each test")
 
 
 def pytest_configure(config):
@@ -52,7 +57,8 @@ def pytest_configure(config):
     run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
     try:
         harness = KernelPool(opt.kernels_file, opt.kernel, run_dir,
-                             SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout),
+                             SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
+                                            snapshots=not opt.no_snapshots),
                              accel_request=opt.accel, refresh=opt.refresh_kernels)
     except KernelsFileError as err:
         raise pytest.UsageError(str(err)) from None
@@ -61,6 +67,7 @@ def pytest_configure(config):
     if harness.is_controller and not config.option.collectonly and not _unit_only(config):
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
                                             harness.run_dir, config.option.kernels_file)
+        config.stash[RESULTS].doc.update({"fresh_vm": opt.fresh_vm, "snapshots": not opt.no_snapshots})
         harness.run_keys()      # once, before any xdist worker starts and needs them
     atexit.register(procs.kill_all)
     # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
@@ -112,8 +119,9 @@ def kernel_session(request, kernel_id) -> KernelSession:
     among them (oops, WARN, BUG, KASAN, stall) fails the test at teardown.
     """
     harness = request.config.stash[HARNESS]
+    fresh = {"kernel": None, "module": request.node.path, "test": request.node.nodeid}[request.config.option.fresh_vm]
     try:
-        session, error = harness.session(kernel_id), None
+        session, error = harness.session(kernel_id, fresh_for=fresh), None
     except (BootError, KernelFetchError) as err:
         error = str(err)
     if error:
@@ -301,13 +309,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         else:
             phases = ", ".join(f"{name} {value}" for name, value in (info.get("boot_phases") or {}).items())
             write(f"  {kernel_id}: {info.get('package') or info.get('image')} {info.get('package_version') or ''} "
-                  f"uname -r {info.get('uname_r')}, booted in {info.get('boot_seconds')}s under {info.get('accel')} "
+                  f"uname -r {info.get('uname_r')}, {came_up(info)} in {info.get('boot_seconds')}s under {info.get('accel')} "
                   f"({phases})")
     write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
           f"(outcomes {summary['outcomes']})")
     write(f"results: {results.path}")
     if summary["vm_tests"]:
         _write_reports(terminalreporter, config, results.path)
+
+
+def came_up(info: dict) -> str:
+    return {"restored": "restored", "booted+saved": "booted (and saved)"}.get(info.get("boot_how"), "booted")
 
 
 def _write_reports(terminalreporter, config, results_path: Path) -> None:

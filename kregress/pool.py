@@ -36,9 +36,10 @@ class KernelPool:
         self.keys: RunKeys | None = None
         self.image: GuestImage | None = None
         self.live: KernelSession | None = None
+        self.live_for = None
         self.boot_errors: dict[str, str] = {}
         self.infos: dict[str, dict] = {}
-        self.boot_seconds: dict[str, list[float]] = {}     # every boot, reboots after failures too
+        self.boot_seconds: dict[str, list[dict]] = {}     # every start (boot or restore), after failures too
 
     def kernel(self, kernel_id: str):
         if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
@@ -80,8 +81,11 @@ class KernelPool:
         return VM(kernel, "kvm", self.run_dir, self.run_keys(), self.guest_image(), memory="512M",
                   boot_timeout=PROBE_TIMEOUT_S).probe()
 
-    def session(self, kernel_id: str) -> KernelSession:
-        if self.live and self.live.kernel.id == kernel_id and self.live.vm.alive():
+    def session(self, kernel_id: str, fresh_for=None) -> KernelSession:
+        """The kernel's live VM; a new one (restored from its snapshot) when there is none
+        yet, it died, or fresh_for (a test module, a test) differs from the one it served."""
+        if self.live and self.live.kernel.id == kernel_id and self.live.vm.alive() and \
+                (fresh_for is None or fresh_for == self.live_for):
             return self.live
         if kernel_id in self.boot_errors:
             raise BootError(self.boot_errors[kernel_id])
@@ -99,8 +103,9 @@ class KernelPool:
             self.boot_errors[kernel_id] = str(err)
             self.infos[kernel_id] = {**session.info(), "error": str(err)}
             raise
-        self.live = session
-        self.boot_seconds.setdefault(kernel_id, []).append(session.vm.boot.seconds)
+        self.live, self.live_for = session, fresh_for
+        boot = session.vm.boot
+        self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
         self.update_info(kernel_id)
         return session
 

@@ -29,7 +29,7 @@ def kernel_header(col) -> list[str]:
     if info.get("error"):
         lines.append("NOT BOOTED: " + info["error"].splitlines()[0])
     elif info.get("boot_seconds"):
-        lines.append(f"booted in {info['boot_seconds']}s")
+        lines.append(f"{'restored' if info.get('boot_how') == 'restored' else 'booted'} in {info['boot_seconds']}s")
     return lines
 
 

@@ -10,6 +10,7 @@ from . import build
 from .accel import AccelChoice
 from .guest import CommandResult, GuestLost, RunKeys
 from .image import GuestImage
+from .snapshot import SnapshotCache
 from .kernels import Kernel
 from .vm import VM
 
@@ -32,6 +33,7 @@ class SessionOptions:
     cpus: int = 1
     memory: str = "1G"
     boot_timeout: float | None = None
+    snapshots: bool = True      # restore a saved guest instead of booting (kregress/snapshot.py)
 
 
 class KernelSession:
@@ -40,7 +42,7 @@ class KernelSession:
         self.kernel, self.accel, self.run_dir, self.image = kernel, accel, run_dir, image
         options = options or SessionOptions()
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
-                     boot_timeout=options.boot_timeout)
+                     boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
         self._pushed: dict[str, str] = {}
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
@@ -120,6 +122,8 @@ class KernelSession:
                 "boot_phases": boot.phases if boot else None,
                 "initramfs_modules": list(boot.initramfs_modules) if boot else None,
                 "boot_entry": boot.entry if boot else None,
+                "boot_how": boot.how if boot else None, "snapshot": boot.snapshot if boot else None,
+                "save_seconds": boot.save_seconds if boot else None, "snapshot_note": self.vm.snapshot_note,
                 "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,

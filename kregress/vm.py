@@ -15,9 +15,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from importlib.metadata import version as package_version
@@ -26,9 +28,11 @@ from pathlib import Path
 from .guest import GuestLost, GuestSession, RunKeys
 from .image import GuestImage
 from .initramfs import InitramfsError, ensure_initramfs, missing_config
-from .kernels import Kernel
+from .kernels import Kernel, sha256_file
 from .paths import cache_dir
 from .procs import kill_group, spawn
+from .qmp import QMP, QMPError
+from .snapshot import Snapshot, SnapshotCache, SnapshotError, qemu_version, snapshot_key
 from .vmlinux import pvh_vmlinux
 
 READY = re.compile(r"KREGRESS: READY release=(\S+) lsm=(\S*) iface=\S* t=([\d.]+)")
@@ -198,15 +202,24 @@ class BootInfo:
     phases: dict
     initramfs_modules: tuple = ()
     entry: str = "bzImage"      # or "pvh": the same kernel's vmlinux, entered directly
+    how: str = "booted"         # "booted", "booted+saved" (and a snapshot made), "restored"
+    snapshot: str | None = None
+    save_seconds: float | None = None
 
 
 class VM:
     def __init__(self, kernel: Kernel, accel: str, run_dir: Path, keys: RunKeys, image: GuestImage,
-                 cpus: int = 1, memory: str = "1G", boot_timeout: float | None = None):
+                 cpus: int = 1, memory: str = "1G", boot_timeout: float | None = None,
+                 snapshots: SnapshotCache | None = None):
         self.kernel, self.accel, self.run_dir, self.keys, self.image = kernel, accel, run_dir, keys, image
         self.cpus, self.memory = cpus, memory
         self.boot_timeout = boot_timeout or BOOT_TIMEOUT_S[accel]
+        self.snapshots = snapshots
+        self.snapshot_note: str | None = None     # why a snapshot was rebuilt or not used
+        self.guest_keys = keys      # what the guest's sshd gets at boot: the run's, or a snapshot's
         self.proc = None
+        self.port: int | None = None
+        self.qmp_dir: Path | None = None
         self.session: GuestSession | None = None
         self.boot: BootInfo | None = None
         self.console_log: Path | None = None
@@ -232,9 +245,11 @@ class VM:
         # not every driver's hello: printing to a serial port is slow under TCG. The
         # guest agent still reads the whole kernel log from /dev/kmsg.
         append = [arg for arg in ["loglevel=5", self.kernel.spec.cmdline, lsm_cmdline(self.kernel)] if arg]
-        keys = self.keys.directory
+        keys = self.guest_keys.directory
+        self.qmp_dir = self.qmp_dir or Path(tempfile.mkdtemp(prefix="kr-qmp-"))   # short: a socket path
         # the run directory's name in qemu's -name tells our VMs apart from anyone else's
         extra = ["-name", f"kr-{self.run_dir.name}-{self.kernel.id}"[:63],
+                 "-qmp", f"unix:{self.qmp_dir / 'qmp.sock'},server=on,wait=off",
                  "-netdev", f"user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
                  "-device", "virtio-net-pci,netdev=kr0",
                  "-fw_cfg", f"name=opt/kregress/host_ed25519,file={keys / 'host_ed25519'}",
@@ -247,11 +262,22 @@ class VM:
 
     def start(self) -> BootInfo:
         preflight(self.kernel)
+        if self.snapshots is not None:
+            try:
+                self.boot = self._start_from_snapshot()
+                return self.boot
+            except (SnapshotError, QMPError, GuestLost) as err:
+                self.snapshot_note = f"snapshot not used, booted instead: {err}"
+                self.stop()
+                self.guest_keys = self.keys
+        self.boot = self._boot_with_retries()
+        return self.boot
+
+    def _boot_with_retries(self) -> BootInfo:
         errors = []
         for attempt in range(1, BOOT_ATTEMPTS + 1):
             try:
-                self.boot = self._boot_once(attempt)
-                return self.boot
+                return self._boot_once(attempt)
             except BootError as err:
                 errors.append(str(err))
                 self.stop()
@@ -260,13 +286,90 @@ class VM:
         raise BootError(f"{self.kernel.id}: boot failed after {len(errors)} attempt(s):\n" + "\n".join(errors),
                         retryable=False)
 
-    def _spawn(self, port: int, label: str = "boot") -> tuple[list[str], float]:
+    # -- snapshots: boot once, save, restore ever after
+
+    def snapshot_key(self) -> str:
+        command = self.command(0)
+        return snapshot_key(command, {"qemu": qemu_version(command[0]), "kernel": sha256_file(self.kernel.image),
+                                      "initramfs": self.initramfs.path.name, "image": self.image.digest})
+
+    def _start_from_snapshot(self) -> BootInfo:
+        key = self.snapshot_key()
+        found = self.snapshots.find(self.kernel.id, key)
+        if found:
+            problem = self.snapshots.verify(found)
+            if problem is None:
+                return self._restore(found)
+            self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"
+        return self._boot_and_save(key)
+
+    def _restore(self, snapshot: Snapshot) -> BootInfo:
+        self.guest_keys = RunKeys(snapshot.keys_dir)
+        self.port = free_port()
+        # the same command line as the save, plus where the state comes from
+        cmd, started = self._spawn(self.port, label="restore",
+                                   extra=["-incoming", f"exec:cat '{snapshot.state}'"])
+        qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
+        try:
+            qmp.wait_status("running", timeout=120)     # input sent before this would be lost
+        finally:
+            qmp.close()
+        phases = {"restore_running": round(time.monotonic() - started, 2)}
+        self.session = GuestSession(self.port, self.guest_keys, connect_timeout=30)
+        phases["ssh_connected"] = round(time.monotonic() - started, 2)
+        self.session.start_agent(AGENT_PORT, timeout=30)
+        phases["agent_ready"] = round(time.monotonic() - started, 2)
+        self._adopt_run_keys()
+        self.snapshots.touch(snapshot)
+        manifest = snapshot.manifest
+        return BootInfo(release=manifest["release"], lsm=manifest["lsm"], seconds=phases["agent_ready"], attempts=1,
+                        console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
+                        initramfs_modules=self.initramfs.modules, entry=manifest["entry"], how="restored",
+                        snapshot=snapshot.directory.name)
+
+    def _boot_and_save(self, key: str) -> BootInfo:
+        staging = self.snapshots.staging(self.kernel.id, key)
+        self.guest_keys = RunKeys.create(staging / "ssh")      # the snapshot's own keys
+        boot = self._boot_with_retries()
+        started = time.monotonic()
+        self.session.close()        # no connection of this run may live on in the saved state
+        self.session = None
+        qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
+        try:
+            qmp.migrate_to_file(staging / "state")
+            qmp.execute("cont")     # the saved guest goes on as this run's VM
+        finally:
+            qmp.close()
+        boot.save_seconds = round(time.monotonic() - started, 2)
+        self.session = GuestSession(self.port, self.guest_keys, connect_timeout=30)
+        self.session.start_agent(AGENT_PORT, timeout=30)
+        snapshot = self.snapshots.commit(staging, self.kernel.id, key, {
+            "release": boot.release, "lsm": boot.lsm, "entry": boot.entry, "boot_phases": boot.phases,
+            "package": self.kernel.package, "package_version": self.kernel.package_version,
+            "image": self.image.digest, "save_seconds": boot.save_seconds})
+        self._adopt_run_keys()
+        boot.how, boot.snapshot = "booted+saved", snapshot.directory.name
+        return boot
+
+    def _adopt_run_keys(self) -> None:
+        """From now on the guest answers to this run's keys only, and its clock is the host's
+        (a restored guest's clock resumes from the moment it was saved)."""
+        script = ('umask 077; d=/run/kregress/ssh; printf "%s" "$AUTH" > $d/a.new && mv $d/a.new $d/authorized_keys'
+                  ' && printf "%s" "$HOST" > $d/h.new && mv $d/h.new $d/host_ed25519'
+                  ' && kill -HUP "$(cat /run/sshd.pid)" && date -s "@$NOW" > /dev/null')
+        env = {"AUTH": (self.keys.directory / "authorized_keys").read_text(),
+               "HOST": (self.keys.directory / "host_ed25519").read_text(), "NOW": str(int(time.time()))}
+        result = self.session.run(["sh", "-c", script], env=env, timeout=30)
+        if result.rc != 0:
+            raise SnapshotError(f"could not give the guest this run's keys: {result.stderr.strip()}")
+
+    def _spawn(self, port: int, label: str = "boot", extra: list[str] = ()) -> tuple[list[str], float]:
         (self.run_dir / "console").mkdir(parents=True, exist_ok=True)
         number = 1      # a kernel rebooted after a panic keeps its earlier logs
         while (self.run_dir / "console" / f"{self.kernel.id}.{label}{number}.log").exists():
             number += 1
         self.console_log = self.run_dir / "console" / f"{self.kernel.id}.{label}{number}.log"
-        cmd = self.command(port)
+        cmd = self.command(port) + list(extra)
         started = time.monotonic()
         with open(self.console_log, "w") as log:
             log.write("# " + shlex.join(cmd) + "\n")
@@ -287,12 +390,12 @@ class VM:
             self.stop()
 
     def _boot_once(self, attempt: int) -> BootInfo:
-        port = free_port()
-        cmd, started = self._spawn(port)
+        self.port = free_port()
+        cmd, started = self._spawn(self.port)
         ready = self._wait_ready(started)
         phases = self._phases(ready, time.monotonic() - started)
         try:
-            self.session = GuestSession(port, self.keys, connect_timeout=60)
+            self.session = GuestSession(self.port, self.guest_keys, connect_timeout=60)
             phases["ssh_connected"] = round(time.monotonic() - started, 2)
             self.session.start_agent(AGENT_PORT)
         except GuestLost as err:
@@ -378,3 +481,6 @@ class VM:
         if self.proc:
             kill_group(self.proc)
             self.proc = None
+        if self.qmp_dir:
+            shutil.rmtree(self.qmp_dir, ignore_errors=True)
+            self.qmp_dir = None

@@ -38,6 +38,26 @@ def observe(case, run_driver, kernel_session, kernel_facts) -> dict:
     return result
 
 
+# A finding on debian-6.1 (6.1.176): now and then a freshly attached lsm_cgroup program on
+# inet_csk_clone does not run at all for the next handshake (2 of 20 attempts in one guest,
+# right after the previous attach was detached; 0 of 20 on 6.12.107). Cases that need the
+# clone program are judged on the first attempt in which it ran, and every miss is recorded
+# in the results (clone_program_missed) so the rate stays visible across runs.
+CLONE_ATTEMPTS = 3
+
+
+def observe_clone(case, ran, run_driver, kernel_session, kernel_facts) -> tuple[dict, int]:
+    missed = 0
+    while True:
+        result = observe(case, run_driver, kernel_session, kernel_facts)
+        if ran(result):
+            return result, missed
+        missed += 1
+        if missed == CLONE_ATTEMPTS:
+            pytest.fail(f"the lsm_cgroup program on inet_csk_clone never ran in {missed} attempts: {strip(result)}",
+                        pytrace=False)
+
+
 def strip(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in HEADER}
 
@@ -64,7 +84,8 @@ def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel
     """2. socket_post_create never runs for accept()ed sockets; inet_csk_clone does, whichever
     cgroup calls accept(). The listener predates the programs (priority 0), since a child
     inherits its listener's priority and would hide whether a hook ran for it."""
-    r = observe("accept", run_driver, kernel_session, kernel_facts)
+    r, missed = observe_clone("accept", lambda r: r["with_inet_csk_clone"]["clone_runs"] > 0, run_driver,
+                              kernel_session, kernel_facts)
     prio = r["prio_set"]
     post, clone = r["post_create_only"], r["with_inet_csk_clone"]
     observed = {"listener": r["listener"], "post_create_only_client": post["client"],
@@ -73,14 +94,16 @@ def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel
                 "bpf_setsockopt": clone["bpf_setsockopt"]}
     expected = {"listener": 0, "post_create_only_client": prio, "post_create_only_accepted": 0,
                 "clone_accepted": prio, "clone_accepted_from_other_cgroup": prio, "bpf_setsockopt": "OK"}
-    check(record_behaviour, observed, expected)
+    check(record_behaviour, observed, expected, clone_program_missed=missed)
 
 
 def test_hooks_run_programs_of_socket_cgroup(run_driver, kernel_session, kernel_facts, record_behaviour):
     """2b. Whose cgroup runs: 69fd337a975c says hooks taking a struct socket/sock use the
     socket's cgroup (so a listener's clone follows the listener), others current's.
     socket_bind and inet_csk_clone are probed where the socket's and the task's differ."""
-    r = observe("whose_cgroup", run_driver, kernel_session, kernel_facts)
+    clone_ran = lambda r: r["inet_csk_clone_on_server_listener"]["runs_from_server"] + \
+        r["inet_csk_clone_on_server_listener"]["runs_from_other"] > 0
+    r, missed = observe_clone("whose_cgroup", clone_ran, run_driver, kernel_session, kernel_facts)
     prio = r["prio_set"]
     bind, clone = r["socket_bind_denied_in_server"], r["inet_csk_clone_on_server_listener"]
     observed = {"bind_socket_from_server_task_in_other": bind["socket_from_server_bound_from_other"],
@@ -92,7 +115,8 @@ def test_hooks_run_programs_of_socket_cgroup(run_driver, kernel_session, kernel_
     by_task = {"bind_socket_from_server_task_in_other": "OK", "bind_socket_from_other_task_in_server": "EPERM",
                "clone_handshake_from_server": prio, "clone_handshake_from_other": 0}
     runs_for = "socket" if observed == by_socket else "task" if observed == by_task else "mixed"
-    record_behaviour({**observed, "programs_of": runs_for}, {**by_socket, "programs_of": "socket"})
+    record_behaviour({**observed, "programs_of": runs_for}, {**by_socket, "programs_of": "socket"},
+                     clone_program_missed=missed)
     if runs_for == "task":
         # bpf_lsm_find_cgroup_shim() compares the hook's first parameter type (a pointer
         # type's BTF id) with btf_sock_ids[] (the struct ids): never equal, so every hook
@@ -106,14 +130,15 @@ def test_hooks_run_programs_of_socket_cgroup(run_driver, kernel_session, kernel_
 def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, kernel_facts, record_behaviour):
     """3. The reason for the migration, side by side: cgroup/sock_create sets the priority of
     active INET sockets only; lsm_cgroup also reaches accepted and AF_PACKET sockets."""
-    r = observe("compare", run_driver, kernel_session, kernel_facts)
+    r, missed = observe_clone("compare", lambda r: r["lsm_cgroup"]["clone_runs"] > 0, run_driver, kernel_session,
+                              kernel_facts)
     sock, lsm = r["cgroup_sock"], r["lsm_cgroup"]
     observed = {f"{name}_{k}": col[k] for name, col in (("cgroup_sock", sock), ("lsm_cgroup", lsm))
                 for k in ("active_tcp", "accepted_tcp", "packet")}
     expected = {"cgroup_sock_active_tcp": sock["prio_set"], "cgroup_sock_accepted_tcp": 0, "cgroup_sock_packet": 0,
                 "lsm_cgroup_active_tcp": lsm["prio_set"], "lsm_cgroup_accepted_tcp": lsm["prio_set"],
                 "lsm_cgroup_packet": lsm["prio_set"]}
-    check(record_behaviour, observed, expected)
+    check(record_behaviour, observed, expected, clone_program_missed=missed)
 
 
 def test_task_cannot_override_priority(run_driver, kernel_session, kernel_facts, record_behaviour):

@@ -1,0 +1,64 @@
+"""The snapshot cache without QEMU: keys, checksums, eviction."""
+import os
+import time
+
+from kregress.snapshot import SnapshotCache, snapshot_key
+
+COMMAND = ["/usr/bin/qemu-system-x86_64", "-name", "kr-run1-debian-6.12", "-m", "1G",
+           "-qmp", "unix:/tmp/kr-qmp-abc/qmp.sock,server=on,wait=off",
+           "-netdev", "user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:40001-:22",
+           "-fw_cfg", "name=opt/kregress/host_ed25519,file=/runs/1/ssh/host_ed25519",
+           "-kernel", "/cache/vmlinux/abc.elf", "-initrd", "/cache/initramfs/6.12-1234.cpio"]
+PARTS = {"qemu": "QEMU emulator version 7.2.19", "kernel": "k" * 64, "initramfs": "6.12-1234.cpio", "image": "i" * 64}
+
+
+def swap(command, old, new):
+    return [arg.replace(old, new) for arg in command]
+
+
+def test_key_ignores_what_changes_every_run_and_nothing_else():
+    key = snapshot_key(COMMAND, PARTS)
+    another_run = swap(swap(swap(swap(COMMAND, "40001", "40999"), "kr-qmp-abc", "kr-qmp-xyz"),
+                            "/runs/1/", "/runs/2/"), "kr-run1", "kr-run2")
+    assert another_run != COMMAND and snapshot_key(another_run, PARTS) == key
+    assert snapshot_key(swap(COMMAND, "1G", "2G"), PARTS) != key
+    assert snapshot_key(swap(COMMAND, "abc.elf", "def.elf"), PARTS) != key
+    for name in PARTS:
+        assert snapshot_key(COMMAND, {**PARTS, name: "other"}) != key, name
+
+
+def saved(cache: SnapshotCache, kernel: str, key: str, size: int):
+    staging = cache.staging(kernel, key)
+    (staging / "state").write_bytes(os.urandom(size))
+    return cache.commit(staging, kernel, key, {"release": "r", "lsm": "bpf", "entry": "pvh"})
+
+
+def test_a_whole_state_verifies_a_truncated_or_flipped_one_is_removed(tmp_path):
+    cache = SnapshotCache(tmp_path)
+    snap = saved(cache, "k", "a" * 24, 4096)
+    assert cache.find("k", "a" * 24) == snap and cache.verify(snap) is None
+    with open(snap.state, "r+b") as state:
+        state.seek(100)
+        byte = state.read(1)
+        state.seek(100)
+        state.write(bytes([byte[0] ^ 0xFF]))
+    assert "SHA-256 does not match" in cache.verify(snap)
+    assert cache.find("k", "a" * 24) is None and not snap.directory.exists()
+    snap = saved(cache, "k", "a" * 24, 4096)
+    os.truncate(snap.state, 1000)
+    assert "1000 bytes, 4096 were saved" in cache.verify(snap)
+    assert cache.find("k", "a" * 24) is None
+
+
+def test_least_recently_used_go_first_when_over_the_bound(tmp_path):
+    cache = SnapshotCache(tmp_path, max_bytes=10_000)
+    old = saved(cache, "old", "1" * 24, 4000)
+    used = saved(cache, "used", "2" * 24, 4000)
+    time.sleep(0.01)
+    cache.touch(cache.find("old", "1" * 24))       # restored since: now the more recent
+    newest = saved(cache, "new", "3" * 24, 4000)    # 12 kB > 10 kB: one must go
+    assert cache.find("used", "2" * 24) is None
+    assert cache.find("old", "1" * 24) and cache.find("new", "3" * 24) == newest
+    assert cache.find("old", "1" * 24).manifest["restores"] == 1
+    assert len(cache.evict(max_bytes=0)) == 2 and cache.entries() == []
+    assert not used.directory.exists() and not old.directory.exists()
