@@ -184,6 +184,15 @@ class GuestSession:
             raise GuestLost(f"sending to guest agent failed: {err}") from err
         return self._read_reply(timeout)["dmesg"]
 
+    def say_goodbye(self, timeout: float = 30.0) -> None:
+        """End the agent's connection from its side, so that it waits for the next one."""
+        try:
+            self._agent.sendall(b'{"bye": true}\n')
+        except (OSError, paramiko.SSHException) as err:
+            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        if not self._read_reply(timeout).get("bye"):
+            raise GuestLost("guest agent did not acknowledge the goodbye")
+
     def ssh_exec(self, command: str, timeout: float = 60.0) -> tuple[int, str]:
         """A plain SSH exec (one session per command), for comparison and for rescue."""
         _, stdout, _ = self.client.exec_command(command, timeout=timeout)

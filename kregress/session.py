@@ -21,7 +21,8 @@ KERNEL_PROBLEM = re.compile(r"(Oops|WARNING:|BUG:|KASAN:|UBSAN:|general protecti
 
 
 class GuestFailure(Exception):
-    """The guest panicked, hung or vanished during a test; the VM has been replaced."""
+    """The guest panicked, hung or vanished during a test; the VM has been stopped and the
+    next test gets a new one (restored from the kernel's snapshot, or booted)."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -89,7 +90,7 @@ class KernelSession:
             self.stop()
             dump = "\n".join(result.dmesg[-80:]) or "(no kernel log lines)"
             raise GuestFailure("guest-hang", f"{self.kernel.id}: {what} still running after {timeout}s; "
-                               f"killed, VM replaced.\n{result.stderr[-3000:]}\n"
+                               f"killed; {self.replacement()}.\n{result.stderr[-3000:]}\n"
                                f"Kernel log (sysrq w: blocked tasks):\n{dump}")
         return result
 
@@ -109,7 +110,12 @@ class KernelSession:
         console = self.vm.console_tail(60)
         kind = "guest-panic" if "Kernel panic" in console else "guest-lost"
         self.stop()
-        return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}; VM replaced.\n{console}")
+        return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}; {self.replacement()}.\n{console}")
+
+    def replacement(self) -> str:
+        if self.vm.snapshots is not None:
+            return "VM stopped; the next test gets one restored from the kernel's snapshot"
+        return "VM stopped; the next test gets a freshly booted one"
 
     def alive(self) -> bool:
         return self.vm.alive() and self.vm.session is not None

@@ -117,17 +117,14 @@ class SnapshotCache:
                     "state_sha256": sha256_file(state), "saved_at": time.time(), "last_used": time.time(), **info}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
         final = self.directory(kernel_id, key)
-        if final.exists():          # another worker saved the same one first: keep theirs
+        theirs = self.find(kernel_id, key)
+        if theirs:          # another worker saved the same one first: keep theirs
             shutil.rmtree(staging, ignore_errors=True)
-            return self.find(kernel_id, key) or self._replace(staging, final, kernel_id, key)
+            return theirs
+        shutil.rmtree(final, ignore_errors=True)        # not a snapshot of this key (damaged, misplaced)
         os.replace(staging, final)
         self.evict(keep=final)
         return Snapshot(final, key, manifest)
-
-    def _replace(self, staging: Path, final: Path, kernel_id: str, key: str) -> Snapshot:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(staging, final)
-        return self.find(kernel_id, key)
 
     def touch(self, snapshot: Snapshot) -> None:
         manifest = {**snapshot.manifest, "last_used": time.time(),

@@ -321,6 +321,8 @@ class VM:
         phases["agent_ready"] = round(time.monotonic() - started, 2)
         self._adopt_run_keys()
         self.snapshots.touch(snapshot)
+        with open(self.console_log, "a") as log:      # a restored guest prints no ready marker itself
+            log.write(f"# kregress: RESTORED from {snapshot.directory.name}: {phases}\n")
         manifest = snapshot.manifest
         return BootInfo(release=manifest["release"], lsm=manifest["lsm"], seconds=phases["agent_ready"], attempts=1,
                         console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
@@ -332,7 +334,8 @@ class VM:
         self.guest_keys = RunKeys.create(staging / "ssh")      # the snapshot's own keys
         boot = self._boot_with_retries()
         started = time.monotonic()
-        self.session.close()        # no connection of this run may live on in the saved state
+        self.session.say_goodbye()  # the agent waits for a new connection in the saved state ...
+        self.session.close()        # ... and no connection of this run lives on in it
         self.session = None
         qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
         try:

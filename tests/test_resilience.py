@@ -48,8 +48,15 @@ def test_panic_hang_and_warning_stay_in_their_test(tmp_path):
     assert "kregress-injected-warning" in tests["test_warning_in_kernel_log"]["longrepr"]
     # the warning belongs to its own test only
     assert not any("kregress-injected" in line for line in tests["test_after_warning"]["dmesg"])
-    boots = sorted(p.name for p in (tmp_path / "console").glob(f"{KERNEL}.boot*.log"))
-    assert len(boots) == 3, f"expected the first boot and one after each of panic and hang: {boots}"
+    # the first start (a boot, or a restore when the kernel's snapshot exists), then one
+    # restore after each of panic and hang: the VM is replaced from its snapshot, not rebooted
+    starts = sorted(p.name for p in (tmp_path / "console").glob(f"{KERNEL}.*.log"))
+    restores = [name for name in starts if ".restore" in name]
+    assert len(starts) == 3 and len(restores) >= 2, f"expected a first start and two restores: {starts}"
+    assert "the next test gets one restored from the kernel's snapshot" in tests["test_panic"]["longrepr"]
+    assert "the next test gets one restored from the kernel's snapshot" in hang
+    hows = [start["how"] for start in results_of(tmp_path)["kernels"][KERNEL]["boots"]]
+    assert hows[1:] == ["restored", "restored"], hows
 
 
 def test_unbootable_kernels_fail_clearly_and_alone(tmp_path):
@@ -147,8 +154,9 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
                         "--kernel", "debian-6.1", "-n", "2", "--dist", "loadgroup")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:     # wait until the first VM is up and a test is running
-        if run_dir.exists() and any("KREGRESS: READY" in p.read_text(errors="replace")
-                                    for p in (run_dir / "console").glob("*.log")):
+        if run_dir.exists() and any(marker in p.read_text(errors="replace")
+                                    for p in (run_dir / "console").glob("*.log")
+                                    for marker in ("KREGRESS: READY", "kregress: RESTORED")):
             break
         time.sleep(1)
     else:

@@ -16,6 +16,7 @@ Standard library only: it runs under the guest image's /usr/bin/python3.
 """
 import _json
 import _socket
+import _thread
 import os
 import select
 import sys
@@ -251,7 +252,11 @@ def serve(fd, kmsg):
         while b"\n" in buffered:
             line, buffered = buffered.split(b"\n", 1)
             try:
-                reply = run(loads(line.decode()), kmsg)
+                request = loads(line.decode())
+                if request.get("bye"):      # the host is about to save the guest: be back in accept()
+                    send(fd, {"bye": True})
+                    return
+                reply = run(request, kmsg)
             except Exception as err:   # the host must always get a reply line
                 reply = {"rc": None, "timed_out": False, "stdout": "", "stderr": "agent: %r" % err,
                          "dmesg": drain_kmsg(kmsg), "seconds": 0.0, "agent_error": True}
@@ -269,12 +274,17 @@ def listen(port, kmsg):
     sys.stderr.flush()
     while True:
         fd, _ = server._accept()
-        try:
-            serve(fd, kmsg)
-        except OSError:      # the host went away mid-reply; wait for the next one
-            pass
-        finally:
-            os.close(fd)
+        # a thread each: a connection that died with a restored snapshot never blocks the next
+        _thread.start_new_thread(serve_connection, (fd, kmsg))
+
+
+def serve_connection(fd, kmsg):
+    try:
+        serve(fd, kmsg)
+    except OSError:      # the host went away mid-reply
+        pass
+    finally:
+        os.close(fd)
 
 
 if __name__ == "__main__":
