@@ -14,7 +14,7 @@ from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
 from .session import SessionOptions
 from .snapshot import DEFAULT_MAX_BYTES, SnapshotCache
-from .vm import BootError
+from .vm import VM, BootError
 
 
 def _kernel_args(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +75,8 @@ def cmd_exec(args) -> int:
 def cmd_snapshots(args) -> int:
     """List the saved guests, or prune them to a size (least recently used first)."""
     cache = SnapshotCache()
+    if args.action == "key":
+        return print_snapshot_keys(args, cache)
     if args.action == "prune":
         removed = cache.evict(max_bytes=0 if args.all else int(args.max_gib * (1 << 30)))
         print(f"removed {len(removed)} snapshot(s)")
@@ -85,6 +87,21 @@ def cmd_snapshots(args) -> int:
               f"restores {entry.get('restores', 0):3d}  {entry.get('package_version') or ''} {entry['directory']}")
     print(f"{len(entries)} snapshot(s), {sum(e['bytes'] for e in entries) / (1 << 20):.1f} MiB in {cache.root} "
           f"(bound {cache.max_bytes / (1 << 30):.1f} GiB)")
+    return 0
+
+
+def print_snapshot_keys(args, cache: SnapshotCache) -> int:
+    """kernel id, snapshot key and directory per kernel, for a CI cache to save and restore."""
+    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(memory=args.vm_memory),
+                      accel_request=args.accel)
+    for kernel_id in pool.specs:
+        vm = VM(pool.kernel(kernel_id), pool.choose_accel().accel, pool.run_dir, pool.run_keys(), pool.guest_image(),
+                memory=args.vm_memory, snapshots=cache)
+        try:
+            key = vm.snapshot_key()
+        finally:
+            vm.stop()
+        print(f"{kernel_id} {key} {cache.directory(kernel_id, key)}")
     return 0
 
 
@@ -183,8 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     execp.add_argument("--shell", action="store_true", help="run the words as a shell command instead")
     execp.add_argument("command", nargs="+")
     execp.set_defaults(func=cmd_exec)
-    snaps = sub.add_parser("snapshots", help="list or prune the saved guests: snapshots [list|prune]")
-    snaps.add_argument("action", nargs="?", choices=["list", "prune"], default="list")
+    snaps = sub.add_parser("snapshots", help="list or prune the saved guests, or print their keys: "
+                           "snapshots [list|prune|key]")
+    snaps.add_argument("action", nargs="?", choices=["list", "prune", "key"], default="list")
+    _kernel_args(snaps)
+    snaps.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
+    snaps.add_argument("--vm-memory", default="1G")
     snaps.add_argument("--max-gib", type=float, default=DEFAULT_MAX_BYTES / (1 << 30),
                        help="prune down to this size, least recently used first")
     snaps.add_argument("--all", action="store_true", help="prune every snapshot")

@@ -90,8 +90,8 @@ class KernelSession:
             self.stop()
             dump = "\n".join(result.dmesg[-80:]) or "(no kernel log lines)"
             raise GuestFailure("guest-hang", f"{self.kernel.id}: {what} still running after {timeout}s; "
-                               f"killed; {self.replacement()}.\n{result.stderr[-3000:]}\n"
-                               f"Kernel log (sysrq w: blocked tasks):\n{dump}")
+                               f"killed.\n{result.stderr[-3000:]}\n"
+                               f"Kernel log (sysrq w: blocked tasks):\n{dump}\n{self.replacement()}.")
         return result
 
     def collect_dmesg(self) -> list[str]:
@@ -110,7 +110,7 @@ class KernelSession:
         console = self.vm.console_tail(60)
         kind = "guest-panic" if "Kernel panic" in console else "guest-lost"
         self.stop()
-        return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}; {self.replacement()}.\n{console}")
+        return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}.\n{console}\n{self.replacement()}.")
 
     def replacement(self) -> str:
         if self.vm.snapshots is not None:

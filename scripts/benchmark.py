@@ -6,7 +6,9 @@
 0. single boots of one kernel, 3 times: boot-to-agent with its phases, against a plain
    `vng --exec true` boot of the same kernel on the host's root over 9p (what the suite
    booted before it had a guest of its own, minus its sshd and agent), in the same run
-1. the scenario matrix, twice: cold-or-warm, then warm (bytes downloaded, programs rebuilt)
+1. the scenario matrix three times: cold (no snapshots: every kernel boots and saves),
+   warm (every kernel restores), and warm with a fresh guest restored for every test
+   (--fresh-vm test); restore seconds per kernel, the snapshot cache's size
 2. per-test harness overhead: test duration minus the seconds its commands ran in the guest
 3. wall time against the floor: sum(boot seconds) / workers + guest seconds / workers
 4. one booted kernel: guest-agent round trips versus one SSH exec session per command
@@ -36,6 +38,7 @@ from kregress.config import load_kernels, select_kernels  # noqa: E402
 from kregress.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
 from kregress.session import SessionOptions  # noqa: E402
+from kregress.snapshot import SnapshotCache  # noqa: E402
 from kregress.vm import vng_base, vng_env  # noqa: E402
 
 KERNELS_FILE = ROOT / "kernels.toml"
@@ -51,10 +54,10 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def run_matrix(label: str, kernels: list[str], workers: int) -> dict:
+def run_matrix(label: str, kernels: list[str], workers: int, *options: str) -> dict:
     run_dir = ROOT / "runs" / f"bench-{label}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
     cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", str(workers),
-           "--dist", "loadgroup", "--run-dir", str(run_dir), *SCENARIO_TESTS]
+           "--dist", "loadgroup", "--run-dir", str(run_dir), *options, *SCENARIO_TESTS]
     for kernel in kernels:
         cmd += ["--kernel", kernel]
     started = time.monotonic()
@@ -63,12 +66,13 @@ def run_matrix(label: str, kernels: list[str], workers: int) -> dict:
     doc = json.loads((run_dir / "results.json").read_text())
     tests = [t for t in doc["tests"] if t.get("kernel") and t["outcome"] in ("passed", "failed", "xfailed", "xpassed")]
     boots = {k: v.get("boot_seconds") for k, v in doc["kernels"].items()}
+    starts = {k: v.get("boots") for k, v in doc["kernels"].items()}
     phases = {k: v.get("boot_phases") for k, v in doc["kernels"].items()}
     guest = sum(t.get("guest_seconds", 0.0) for t in tests)
     overhead = [t["seconds"] - t.get("guest_seconds", 0.0) for t in tests if "seconds" in t]
     floor = sum(b for b in boots.values() if b) / workers + guest / workers
     return {"label": label, "exit": proc.returncode, "wall_s": round(wall, 1), "workers": workers,
-            "outcomes": doc["summary"]["outcomes"], "boot_s": boots, "boot_phases": phases,
+            "outcomes": doc["summary"]["outcomes"], "boot_s": boots, "boot_phases": phases, "starts": starts,
             "peak_rss_mb": {k: v.get("qemu_peak_rss_mb") for k, v in doc["kernels"].items()},
             "downloaded_bytes": sum(v.get("downloaded_bytes") or 0 for v in doc["kernels"].values()),
             "programs_rebuilt": sum(v.get("programs_rebuilt") or 0 for v in doc["kernels"].values()),
@@ -163,8 +167,12 @@ def main() -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
     report["single_boots"] = single_boots(args.naive_kernel)
-    report["first_run"] = run_matrix("first", kernels, args.workers)
+    cache = SnapshotCache()
+    cache.evict(max_bytes=0)            # cold: no kernel has a snapshot yet
+    report["first_run"] = run_matrix("cold", kernels, args.workers)
     report["warm_run"] = run_matrix("warm", kernels, args.workers)
+    report["fresh_run"] = run_matrix("fresh-per-test", kernels, args.workers, "--fresh-vm", "test")
+    report["snapshot_cache_bytes"] = sum(e["bytes"] for e in cache.entries())
     report["round_trips"] = round_trips(args.naive_kernel)
     warm = report["warm_run"]
     if not args.skip_naive:
@@ -200,7 +208,15 @@ def print_report(r: dict) -> None:
     print("boot phases per kernel (warm run), seconds from spawning QEMU; peak qemu RSS:")
     for kernel, phases in warm["boot_phases"].items():
         print(f"  {kernel:20s} {phase_line(phases)}  {warm['peak_rss_mb'].get(kernel)} MiB")
-    for run in (first, warm):
+    fresh = r["fresh_run"]
+    print("restore-to-agent seconds per kernel (warm run): " + ", ".join(
+        f"{kernel} {seconds}" for kernel, seconds in warm["boot_s"].items()))
+    print(f"matrix wall: cold {first['wall_s']}s (boot + save + restore), warm {warm['wall_s']}s "
+          f"(ratio {round(warm['wall_s'] / first['wall_s'], 2)}, goal <= 0.33), a fresh guest for each test "
+          f"{fresh['wall_s']}s ({sum(len(s or []) for s in fresh['starts'].values())} restores; ratio to the shared warm "
+          f"run {round(fresh['wall_s'] / warm['wall_s'], 2)}, goal <= 2); snapshot cache "
+          f"{r['snapshot_cache_bytes'] / (1 << 20):.0f} MiB")
+    for run in (first, warm, fresh):
         print(f"{run['label']} matrix: {run['tests']} tests, wall {run['wall_s']}s with {run['workers']} workers, "
               f"floor {run['floor_s']}s (boots/workers + guest {run['guest_s']}s/workers), "
               f"ratio {run['ratio_to_floor']} (goal <= 1.3); downloaded {run['downloaded_bytes']} bytes, "

@@ -50,13 +50,10 @@ def test_panic_hang_and_warning_stay_in_their_test(tmp_path):
     assert not any("kregress-injected" in line for line in tests["test_after_warning"]["dmesg"])
     # the first start (a boot, or a restore when the kernel's snapshot exists), then one
     # restore after each of panic and hang: the VM is replaced from its snapshot, not rebooted
-    starts = sorted(p.name for p in (tmp_path / "console").glob(f"{KERNEL}.*.log"))
-    restores = [name for name in starts if ".restore" in name]
-    assert len(starts) == 3 and len(restores) >= 2, f"expected a first start and two restores: {starts}"
     assert "the next test gets one restored from the kernel's snapshot" in tests["test_panic"]["longrepr"]
     assert "the next test gets one restored from the kernel's snapshot" in hang
     hows = [start["how"] for start in results_of(tmp_path)["kernels"][KERNEL]["boots"]]
-    assert hows[1:] == ["restored", "restored"], hows
+    assert len(hows) == 3 and hows[0] in ("booted+saved", "restored") and hows[1:] == ["restored", "restored"], hows
 
 
 def test_unbootable_kernels_fail_clearly_and_alone(tmp_path):

@@ -1,8 +1,8 @@
 """The QEMU command line (vng's, minus every host share), run keys and preflight, without booting."""
 import json
-import multiprocessing
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,6 +67,12 @@ def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
     assert cmd[-2:] == ["-device", "virtio-net-pci,netdev=kr0"]
 
 
+def test_a_random_path_is_not_mistaken_for_a_share():
+    cmd = own_guest_command(vng_argv(), initramfs=Path("/k.cpio"), append=[],
+                            extra=["-qmp", "unix:/tmp/kr-qmp-yxn9p6fv/qmp.sock,server=on,wait=off"])
+    assert cmd[-1].endswith("wait=off")
+
+
 def test_a_host_share_we_do_not_know_is_refused():
     argv = vng_argv() + ["-device", "virtio-9p-ccw,fsdev=x,mount_tag=y"]
     with pytest.raises(BootError, match="would still share host files.*virtio-9p-ccw") as err:
@@ -92,23 +98,30 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     assert options(cmd, "-append")[0].endswith("lsm=landlock,lockdown,yama,apparmor,bpf")
 
 
-def _make_keys(directory):
-    keys = RunKeys.create(Path(directory))
-    return keys.host_public, (keys.directory / "client_ed25519.pub").read_text()
+MAKE_KEYS = """
+import sys
+from pathlib import Path
+from kregress.guest import RunKeys
+keys = RunKeys.create(Path(sys.argv[1]))
+print(keys.host_public, (keys.directory / "client_ed25519.pub").read_text().split()[1])
+"""
 
 
 def test_run_keys_made_once_when_many_workers_start_together(tmp_path):
-    """xdist workers used to race here: the second ssh-keygen found the first one's file."""
-    directory = tmp_path / "relative-is-fine" / "ssh"
-    with multiprocessing.get_context("fork").Pool(6) as pool:
-        answers = pool.map(_make_keys, [str(directory)] * 12)
-    assert len(set(answers)) == 1
+    """xdist workers used to race here: the second ssh-keygen found the first one's file.
+    Eight processes (not forks of this one, which may have threads) start at once."""
+    directory = tmp_path / "ssh"
+    procs = [subprocess.Popen([sys.executable, "-c", MAKE_KEYS, str(directory)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    answers = [proc.communicate(timeout=60) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), [err for _, err in answers]
+    assert len({out for out, _ in answers}) == 1, answers
     keys = RunKeys(directory.resolve())
-    assert (keys.directory / "authorized_keys").read_text() == answers[0][1]
+    assert (keys.directory / "authorized_keys").read_text().split()[1] == answers[0][0].split()[1]
     derived = subprocess.run(["ssh-keygen", "-y", "-f", str(keys.directory / "host_ed25519")],
                              capture_output=True, text=True, check=True).stdout.split()[1]
     assert derived == keys.host_public     # private and public halves belong together
-    assert not list(keys.directory.glob(".*.partial")) and not list(keys.directory.glob(".host_*"))
+    assert not [p.name for p in keys.directory.iterdir() if p.name.startswith(".host") or p.name.startswith(".client")]
 
 
 def test_preflight_refuses_non_images_and_kernels_lacking_what_the_guest_needs(tmp_path):
