@@ -24,6 +24,7 @@ SELECTION = ["tests/test_getsockopt_efault.py", "-k", "tos or longer_than_page"]
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.harness,
     pytest.mark.skipif(os.environ.get("KREGRESS_SLOW") != "1",
                        reason="slow (builds a kernel): set KREGRESS_SLOW=1 to run"),
 ]

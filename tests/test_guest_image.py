@@ -9,6 +9,8 @@ import pytest
 from kregress import image
 from kregress.image import ImageError, ImageSpec, cached, ensure_image, image_dir, load_spec
 
+pytestmark = pytest.mark.harness
+
 
 def stand_in_image(good: ImageSpec):
     """A (small, stand-in) cached image for the project's own list."""

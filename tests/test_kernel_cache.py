@@ -3,7 +3,11 @@ against the SHA256 of the signed index every time, and fetched again when it is
 truncated or corrupted. Uses the small 'hello' package, not a kernel."""
 import hashlib
 
+import pytest
+
 from kregress.kernels import DebianArchive
+
+pytestmark = pytest.mark.harness
 
 
 def sha256(path):

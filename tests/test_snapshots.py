@@ -13,7 +13,7 @@ from kregress.session import SessionOptions
 from kregress.snapshot import SnapshotCache
 from kregress.vm import VM
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.harness]
 KERNEL = "debian-6.12"
 
 
