@@ -96,10 +96,31 @@ def module_depends(ko: bytes) -> list[str]:
     return [name.replace("-", "_") for name in names]
 
 
-def provider(name: str, files: dict[str, Path]) -> str | None:
+BUILTIN = "(built in)"
+
+
+def builtin_names(modules_dir: Path | None) -> set[str]:
+    """Modules built into the kernel and their aliases (modules.builtin.modinfo: NUL-separated
+    "module.key=value" strings), so a soft dependency they satisfy is not loaded again."""
+    names: set[str] = set()
+    path = modules_dir / "modules.builtin.modinfo" if modules_dir else None
+    if path and path.exists():
+        for entry in path.read_bytes().split(b"\0"):
+            module, _, rest = entry.decode(errors="replace").partition(".")
+            key, _, value = rest.partition("=")
+            if key == "alias":
+                names.add(value)
+            if module:
+                names.add(module.replace("-", "_"))
+    return names
+
+
+def provider(name: str, files: dict[str, Path], builtin: set[str] = frozenset()) -> str | None:
     """The module called name, or one whose name starts with it and declares it as an
     alias (crc32c -> crc32c_generic); generic implementations first, as they need no
-    particular CPU."""
+    particular CPU. BUILTIN when the kernel has it built in."""
+    if name in builtin or f"crypto-{name}" in builtin:
+        return BUILTIN
     if name in files:
         return name
     candidates = sorted((m for m in files if m.startswith(name)), key=lambda m: (not m.endswith("_generic"), m))
@@ -110,13 +131,15 @@ def provider(name: str, files: dict[str, Path]) -> str | None:
     return None
 
 
-def load_order(wanted: list[str], files: dict[str, Path]) -> list[tuple[str, bytes]]:
-    """Each wanted module after its dependencies, each once."""
+def load_order(wanted: list[str], files: dict[str, Path], builtin: set[str] = frozenset()) -> list[tuple[str, bytes]]:
+    """Each wanted module after its dependencies, each once; built-in ones are skipped."""
     order: list[tuple[str, bytes]] = []
     done: set[str] = set()
 
     def visit(wanted_name: str, chain: tuple[str, ...]) -> None:
-        name = provider(wanted_name, files)
+        name = provider(wanted_name, files, builtin)
+        if name == BUILTIN:
+            return
         if name is None:
             raise InitramfsError(f"module {wanted_name} (needed by {chain[-1] if chain else 'the guest'}) "
                                  f"is not in the kernel's modules")
@@ -156,13 +179,14 @@ def ensure_initramfs(modules_dir: Path | None, config: dict[str, str], image: Gu
         with open(out.parent / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not out.exists():
-                _write(out, load_order(wanted, files), image)
+                _write(out, load_order(wanted, files, builtin_names(modules_dir)), image)
     return Initramfs(out, tuple(_order_names(out)))
 
 
 def _key(wanted: list[str], files: dict[str, Path], image: GuestImage) -> str:
     digest = hashlib.sha256(image.busybox.read_bytes())
     digest.update(Path(__file__).read_bytes())
+    digest.update(str(sorted(files)).encode())
     for name in ["initramfs_init.sh", *GUEST_FILES]:
         digest.update((IN_GUEST / name).read_bytes())
     for name in wanted:

@@ -49,6 +49,17 @@ def test_dependencies_come_first_softdeps_included_generic_crypto_preferred(modu
                      "virtio_net"]
 
 
+def test_a_soft_dependency_built_into_the_kernel_is_not_loaded(modules):
+    """Debian's cloud kernel builds crc32c_generic in: crc32c_intel (SSE4.2 only) must not be
+    picked in its place."""
+    (modules / "kernel/crypto/crc32c_generic.ko").unlink()
+    (modules / "modules.builtin.modinfo").write_bytes(
+        b"crc32c_generic.license=GPL\0crc32c_generic.alias=crypto-crc32c\0crc32c_generic.alias=crc32c\0")
+    builtin = initramfs.builtin_names(modules)
+    order = [name for name, _ in load_order(["erofs"], module_files(modules), builtin)]
+    assert order == ["libcrc32c", "erofs"]
+
+
 def test_modinfo_fields_are_read_from_compressed_modules(modules):
     ko = initramfs.read_module(module_files(modules)["virtio_net"])
     assert module_depends(ko) == ["net_failover"]
