@@ -42,7 +42,7 @@ from kregress.snapshot import SnapshotCache  # noqa: E402
 from kregress.vm import vng_base, vng_env  # noqa: E402
 
 KERNELS_FILE = ROOT / "kernels.toml"
-PHASES = ["kernel_start", "kernel_done", "init_done", "sshd_ready", "ssh_connected", "agent_ready"]
+PHASES = ["kernel_start", "kernel_done", "init_done", "sshd_ready", "restore_running", "ssh_connected", "agent_ready"]
 
 SCENARIO_TESTS = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
 # The naive way replays each test's recorded commands (results.json "commands") in a
@@ -84,19 +84,28 @@ def run_matrix(label: str, kernels: list[str], workers: int, *options: str) -> d
             "per_test": {t["nodeid"]: t.get("seconds") for t in tests}}
 
 
-def pool_for(kernel_id: str) -> KernelPool:
+def pool_for(kernel_id: str, snapshots: bool = True) -> KernelPool:
     run_dir = Path(tempfile.mkdtemp(prefix="kregress-bench-"))
-    return KernelPool(KERNELS_FILE, [kernel_id], run_dir, SessionOptions())
+    return KernelPool(KERNELS_FILE, [kernel_id], run_dir, SessionOptions(snapshots=snapshots))
+
+
+def starts(kernel_id: str, snapshots: bool, times: int) -> list[dict]:
+    """Phases of `times` starts of the kernel: full boots, or restores of its snapshot."""
+    pool = pool_for(kernel_id, snapshots)
+    phases = []
+    for _ in range(times):
+        phases.append(pool.session(kernel_id).vm.boot.phases)
+        pool.stop_live()
+    return phases
 
 
 def single_boots(kernel_id: str, times: int = 3) -> dict:
-    """Boot-to-agent of our guest, and a plain vng host-root boot of the same kernel."""
+    """Boot-to-agent of our guest, restore-to-agent from its snapshot, and a plain vng
+    host-root boot of the same kernel."""
+    ours = starts(kernel_id, snapshots=False, times=times)
+    starts(kernel_id, snapshots=True, times=1)          # make sure the snapshot exists
+    restores = starts(kernel_id, snapshots=True, times=times)
     pool = pool_for(kernel_id)
-    ours = []
-    for _ in range(times):
-        session = pool.session(kernel_id)
-        ours.append(session.vm.boot.phases)
-        pool.stop_live()
     kernel = pool.kernel(kernel_id)
     accel = pool.choose_accel().accel
     plain = []
@@ -107,11 +116,11 @@ def single_boots(kernel_id: str, times: int = 3) -> dict:
         # /dev/virtio-ports); the boot happened, so any exit counts, a timeout does not
         code, _ = run_bounded(cmd, timeout=600, env=vng_env())
         plain.append(round(time.monotonic() - started, 2) if code is not None else None)
-    agent = [p["agent_ready"] for p in ours]
     done = [p for p in plain if p]
-    return {"kernel": kernel_id, "accel": accel, "phases": ours, "agent_ready_median_s": statistics.median(agent),
-            "vng_host_root_exec_s": plain,
-            "vng_host_root_median_s": statistics.median(done) if done else None}
+    return {"kernel": kernel_id, "accel": accel, "phases": ours,
+            "agent_ready_median_s": statistics.median(p["agent_ready"] for p in ours),
+            "restores": restores, "restore_median_s": statistics.median(p["agent_ready"] for p in restores),
+            "vng_host_root_exec_s": plain, "vng_host_root_median_s": statistics.median(done) if done else None}
 
 
 def round_trips(kernel_id: str) -> dict:
@@ -204,6 +213,9 @@ def print_report(r: dict) -> None:
     for phases in single["phases"]:
         print(f"  {phase_line(phases)}")
     plain = single["vng_host_root_median_s"]
+    for phases in single["restores"]:
+        print(f"  restored: {phase_line(phases)}")
+    print(f"  restore-to-agent median {single['restore_median_s']}s (goal <= 1.5s)")
     print(f"  boot-to-agent median {single['agent_ready_median_s']}s (goal <= 5s); a plain `vng --exec true` on the "
           f"host's root over 9p, no sshd or agent: {single['vng_host_root_exec_s']}, median {plain}s "
           f"(ratio ours/plain {round(single['agent_ready_median_s'] / plain, 2) if plain else '?'})")
