@@ -42,10 +42,11 @@ GUEST_FAIL = re.compile(r"KREGRESS: FAIL (.*)")
 FATAL = re.compile(r"Kernel panic - not syncing.*|VFS: Unable to mount root fs.*|"
                    r"Oops: .*|BUG: .*|qemu-system-\w+: .*")
 BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
-# Under TCG the CPU model is pinned (a saved guest only fits the CPU it was saved on) to
-# QEMU's own default. vng asks for -cpu max, and with it Debian's trixie cloud kernel
-# double-faulted in __kmalloc (cmpxchg16b) or took spurious #DB traps in 2 of 12 boots
-# here; with qemu64, 0 of 8, and boots were 0.3 s faster. Under KVM, vng's choice stands.
+# Under TCG the CPU model is pinned (a saved guest only fits the CPU model it was saved
+# on, and -cpu max, vng's choice, moves with QEMU versions) to QEMU's own default. With
+# -cpu max Debian's trixie cloud kernel double-faulted in __kmalloc (2 of 12 boots here);
+# with qemu64 it did not in 8, though a later run hit a GPF in do_sync_core (README).
+# Under KVM, vng's choice stands.
 TCG_CPU = "qemu64"
 BOOT_ATTEMPTS = 2
 AGENT_PORT = 7001
