@@ -1,11 +1,13 @@
 """Talk to a booted guest: paramiko SSH, SFTP pushes, commands through the guest agent."""
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -43,8 +45,9 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class RunKeys:
-    """SSH keys made for one run: the guest sshd's host key and the client key. The
-    guest gets the host key and the authorized key through fw_cfg at boot."""
+    """SSH keys made for one run: the guest's host key (also in dropbear's format, which is
+    what the guest's server reads) and the client key. The guest gets the host key and the
+    authorized key through fw_cfg at boot."""
     directory: Path
 
     @classmethod
@@ -58,6 +61,12 @@ class RunKeys:
             for name in ("host_ed25519", "client_ed25519"):
                 if not (directory / name).exists():
                     _keygen(directory, name)
+            dropbear = directory / "host_ed25519.dropbear"
+            if not dropbear.exists():
+                partial = directory / "host_ed25519.dropbear.partial"
+                partial.write_bytes(dropbear_ed25519((directory / "host_ed25519").read_text()))
+                partial.chmod(0o600)
+                os.replace(partial, dropbear)
             authorized = directory / "authorized_keys"
             if not authorized.exists():
                 partial = directory / "authorized_keys.partial"
@@ -68,6 +77,37 @@ class RunKeys:
     @property
     def host_public(self) -> str:
         return (self.directory / "host_ed25519.pub").read_text().split()[1]
+
+
+def dropbear_ed25519(openssh_private_key: str) -> bytes:
+    """The guest's SSH server (dropbear) reads host keys in its own format only; for ed25519
+    that is the key type and the 64-byte secret (seed, then public key) as SSH strings, the
+    same 64 bytes an unencrypted OpenSSH key holds."""
+    body = "".join(line for line in openssh_private_key.splitlines() if line and not line.startswith("-----"))
+    data = base64.b64decode(body)
+    magic = b"openssh-key-v1\0"
+    if not data.startswith(magic):
+        raise ValueError("not an OpenSSH private key")
+    fields, at = [], len(magic)
+    for _ in range(3):                        # cipher, kdf, kdf options
+        value, at = _ssh_string(data, at)
+        fields.append(value)
+    if fields[0] != b"none":
+        raise ValueError("the host key must not be encrypted")
+    at += 4                                   # number of keys (1)
+    _, at = _ssh_string(data, at)             # public key blob
+    private, _ = _ssh_string(data, at)
+    kind, inner = _ssh_string(private, 8)     # after two check integers
+    public, inner = _ssh_string(private, inner)
+    secret, _ = _ssh_string(private, inner)
+    if kind != b"ssh-ed25519" or len(secret) != 64 or secret[32:] != public:
+        raise ValueError(f"not an ed25519 key ({kind!r})")
+    return struct.pack(">I", len(kind)) + kind + struct.pack(">I", len(secret)) + secret
+
+
+def _ssh_string(data: bytes, at: int) -> tuple[bytes, int]:
+    (length,) = struct.unpack(">I", data[at:at + 4])
+    return data[at + 4:at + 4 + length], at + 4 + length
 
 
 def _keygen(directory: Path, name: str) -> None:

@@ -88,19 +88,21 @@ def mmdebstrap_command(spec: ImageSpec, target: Path) -> list[str]:
 
 def cache_key(spec: ImageSpec) -> str:
     digest = hashlib.sha256()
-    recipe = [RECIPE_VERSION, mmdebstrap_command(spec, Path("TARGET")), FIXUPS, EROFS_OPTIONS]
+    recipe = [RECIPE_VERSION, mmdebstrap_command(spec, Path("TARGET")), FIXUPS, SYMLINKS, EROFS_OPTIONS]
     digest.update(json.dumps(recipe).encode())
     return digest.hexdigest()[:16]
 
 
 # The accounts are ours: root logs in with the run's key only (the password field can
-# never match a password but is not a "locked" marker, which sshd would refuse), and its
-# shell is dash. Host keys made by openssh-server's postinst are removed: every boot gets
-# the run's own key, and the image carries no private key.
+# never match a password but is not a "locked" marker, which an SSH server may refuse),
+# and its shell is dash. Any host keys a package made are removed: every boot gets the
+# run's own key, and the image carries no private key. Debian's dropbear looks for the
+# SFTP server at /usr/lib/sftp-server; openssh-sftp-server installs it elsewhere.
 FIXUPS = [
     ("etc/shadow", r"^root:[^:]*:", "root:x:"),
     ("etc/passwd", r"^(root:[^:]*:0:0:[^:]*:[^:]*):.*$", r"\1:/bin/sh"),
 ]
+SYMLINKS = [("usr/lib/sftp-server", "openssh/sftp-server")]
 EROFS_OPTIONS = ["-T0", "--all-root"]      # same timestamp and owner for every file
 
 
@@ -111,8 +113,13 @@ def apply_fixups(rootdir: Path) -> None:
         if count != 1:
             raise ImageError(f"guest image fix-up: no root entry in {relative}")
         path.write_text(text)
-    for key in (rootdir / "etc/ssh").glob("ssh_host_*"):
+    for key in [*(rootdir / "etc/ssh").glob("ssh_host_*"), *(rootdir / "etc/dropbear").glob("*host_key*")]:
         key.unlink()
+    for link, target in SYMLINKS:
+        if not (rootdir / link).parent.joinpath(target).exists():
+            raise ImageError(f"guest image fix-up: {link} would point at {target}, which is missing")
+        (rootdir / link).unlink(missing_ok=True)
+        (rootdir / link).symlink_to(target)
 
 
 def image_dir(spec: ImageSpec) -> Path:

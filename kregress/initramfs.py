@@ -23,7 +23,7 @@ from .image import GuestImage
 from .paths import cache_dir
 
 IN_GUEST = Path(__file__).with_name("in_guest")
-GUEST_FILES = ["guest_init.sh", "agent.py", "sshd_config"]     # copied into the image's /run/kregress
+GUEST_FILES = ["guest_init.sh", "start_sshd.sh", "agent.py"]     # copied into the image's /run/kregress
 # What the guest needs from the kernel, as config symbol -> module name (None: must be built in).
 BOOT_NEEDS = {
     "CONFIG_VIRTIO_PCI": ("virtio_pci", "virtio PCI transport"),

@@ -10,6 +10,7 @@ host is mounted in the guest: the command is checked for that before every boot.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -262,7 +263,7 @@ class VM:
                  "-qmp", f"unix:{self.qmp_dir / 'qmp.sock'},server=on,wait=off",
                  "-netdev", f"user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:22",
                  "-device", "virtio-net-pci,netdev=kr0",
-                 "-fw_cfg", f"name=opt/kregress/host_ed25519,file={keys / 'host_ed25519'}",
+                 "-fw_cfg", f"name=opt/kregress/host_key,file={keys / 'host_ed25519.dropbear'}",
                  "-fw_cfg", f"name=opt/kregress/authorized_keys,file={keys / 'authorized_keys'}"]
         # Under TCG, QEMU enters the uncompressed kernel through PVH: no emulated decompression
         # (1-4 s). Under KVM decompressing is cheap, and the bzImage is what vng boots.
@@ -371,10 +372,11 @@ class VM:
         """From now on the guest answers to this run's keys only, and its clock is the host's
         (a restored guest's clock resumes from the moment it was saved)."""
         script = ('umask 077; d=/run/kregress/ssh; printf "%s" "$AUTH" > $d/a.new && mv $d/a.new $d/authorized_keys'
-                  ' && printf "%s" "$HOST" > $d/h.new && mv $d/h.new $d/host_ed25519'
-                  ' && kill -HUP "$(cat /run/sshd.pid)" && date -s "@$NOW" > /dev/null')
+                  ' && printf "%s" "$HOST" | base64 -d > $d/h.new && mv $d/h.new $d/host_key'
+                  ' && /run/kregress/start_sshd.sh && date -s "@$NOW" > /dev/null')
+        host_key = (self.keys.directory / "host_ed25519.dropbear").read_bytes()
         env = {"AUTH": (self.keys.directory / "authorized_keys").read_text(),
-               "HOST": (self.keys.directory / "host_ed25519").read_text(), "NOW": str(int(time.time()))}
+               "HOST": base64.b64encode(host_key).decode(), "NOW": str(int(time.time()))}
         result = self.session.run(["sh", "-c", script], env=env, timeout=30)
         if result.rc != 0:
             raise SnapshotError(f"could not give the guest this run's keys: {result.stderr.strip()}")

@@ -1,23 +1,25 @@
 #!/bin/sh
-# Stage 2, PID 1 inside the guest image (its own dash and busybox): network, sshd, the
+# Stage 2, PID 1 inside the guest image (its own dash and busybox): network, the SSH server, the
 # guest agent, the kernel interfaces the scenarios use, then a marker the host waits for.
 # The image is read-only; /run, /tmp and /var/tmp are tmpfs. Order matters under TCG:
-# the host's SSH handshake is the longest wait, so sshd starts first; the agent's Python
-# start overlaps the handshake.
+# the agent's Python start and the host's SSH handshake are the longest steps, so the
+# agent starts first and the SSH server right after the network.
 BB=/bin/busybox
 say() { echo "KREGRESS: $*"; }
 $BB ip link set lo up
+# The host reaches the agent through SSH (direct-tcpip to the guest's 127.0.0.1:7001).
+# Its Python start is the longest step here, so it starts first and overlaps the rest.
+/usr/bin/python3 -u -I -S /run/kregress/agent.py --listen 7001 &
 IFACE=$(ls /sys/class/net | grep -v '^lo$' | head -n 1)
 [ -n "$IFACE" ] || { say "FAIL no network interface (virtio_net not loaded?)"; exec $BB sleep 100000; }
 $BB ip link set "$IFACE" up
 $BB ip addr add 10.0.2.15/24 dev "$IFACE"
 $BB ip route add default via 10.0.2.2
-$BB mkdir -p /run/sshd /dev/pts
+$BB mkdir -p /dev/pts
 $BB mount -t devpts devpts /dev/pts
-# sshd logs to the console (the host keeps it); a configuration it rejects shows there
-/usr/sbin/sshd -D -e -f /run/kregress/sshd_config &
-# The host reaches the agent through SSH (direct-tcpip to the guest's 127.0.0.1:7001).
-/usr/bin/python3 -u -I -S /run/kregress/agent.py --listen 7001 &
+# dropbear, with the run's host key (in dropbear's format, written by the host) and the
+# run's authorized key; it logs to the console, which the host keeps
+/run/kregress/start_sshd.sh
 $BB mount -t securityfs securityfs /sys/kernel/security
 $BB mount -t cgroup2 none /sys/fs/cgroup
 $BB mount -t bpf bpf /sys/fs/bpf

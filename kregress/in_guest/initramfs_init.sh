@@ -26,10 +26,10 @@ mount -t tmpfs -o mode=1777 vartmp /newroot/var/tmp
 mkdir -p /newroot/run/kregress/ssh
 cp /kregress/* /newroot/run/kregress/
 keys=/sys/firmware/qemu_fw_cfg/by_name/opt/kregress
-for name in host_ed25519 authorized_keys; do
+for name in host_key authorized_keys; do
     cat "$keys/$name/raw" > "/newroot/run/kregress/ssh/$name" 2>/dev/null || fail "no $name in fw_cfg ($keys)"
 done
-chmod 600 /newroot/run/kregress/ssh/host_ed25519
+chmod 600 /newroot/run/kregress/ssh/host_key
 say "PHASE init_done $(uptime_s)"
 for fs in dev proc sys; do mount --move "/$fs" "/newroot/$fs"; done
 exec switch_root /newroot /bin/sh /run/kregress/guest_init.sh

@@ -12,7 +12,7 @@ def write(tmp_path, text):
 
 def test_the_projects_list_parses():
     spec = load_spec()
-    assert spec.suite and "python3" in spec.packages and "openssh-server" in spec.packages
+    assert spec.suite and "python3" in spec.packages and "dropbear-bin" in spec.packages
 
 
 @pytest.mark.parametrize("text, message", [
@@ -47,7 +47,10 @@ def test_fixups_make_root_ours_and_drop_host_keys(tmp_path):
     (tmp_path / "etc/shadow").write_text("root:*:20000:0:99999:7:::\ndaemon:*:20000:::::\n")
     (tmp_path / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/usr/sbin/nologin\n")
     (tmp_path / "etc/ssh/ssh_host_ed25519_key").write_text("secret")
+    (tmp_path / "usr/lib/openssh").mkdir(parents=True)
+    (tmp_path / "usr/lib/openssh/sftp-server").write_text("#!")
     apply_fixups(tmp_path)
+    assert (tmp_path / "usr/lib/sftp-server").resolve() == (tmp_path / "usr/lib/openssh/sftp-server").resolve()
     assert (tmp_path / "etc/shadow").read_text().startswith("root:x:20000:")
     assert (tmp_path / "etc/passwd").read_text().splitlines()[0] == "root:x:0:0:root:/root:/bin/sh"
     assert "daemon:x:1:1::/:/usr/sbin/nologin" in (tmp_path / "etc/passwd").read_text()

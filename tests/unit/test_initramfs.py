@@ -104,7 +104,7 @@ def test_built_and_cached_by_content(modules, tmp_path, monkeypatch):
     assert first.modules[-1] == "virtio_net" and "qemu_fw_cfg" not in first.modules
     reader = CpioReader(first.path.read_bytes())
     names = {name for name, _, _ in reader.entries()}
-    assert {"init", "bin/busybox", "kregress/agent.py", "kregress/guest_init.sh", "kregress/sshd_config",
+    assert {"init", "bin/busybox", "kregress/agent.py", "kregress/guest_init.sh", "kregress/start_sshd.sh",
             "lib/modules/erofs.ko", "lib/modules/crc32c_generic.ko"} <= names
     assert reader.file("lib/modules/virtio_blk.ko").startswith(b"\x7fELF")      # decompressed for insmod
     mtime = first.path.stat().st_mtime_ns

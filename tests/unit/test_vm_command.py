@@ -1,4 +1,5 @@
 """The QEMU command line (vng's, minus every host share), run keys and preflight, without booting."""
+import base64
 import json
 import shlex
 import subprocess
@@ -93,7 +94,7 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     assert options(cmd, "-name") == [f"kr-{tmp_path.name}-k1"]      # ours, not vng's: the dry run stays cached
     netdev = options(cmd, "-netdev")[0]
     assert "hostfwd=tcp:127.0.0.1:40000-:22" in netdev and "restrict=on" in netdev
-    assert options(cmd, "-fw_cfg") == [f"name=opt/kregress/host_ed25519,file={keys.directory}/host_ed25519",
+    assert options(cmd, "-fw_cfg") == [f"name=opt/kregress/host_key,file={keys.directory}/host_ed25519.dropbear",
                                        f"name=opt/kregress/authorized_keys,file={keys.directory}/authorized_keys"]
     assert options(cmd, "-append")[0].endswith("lsm=landlock,lockdown,yama,apparmor,bpf")
 
@@ -122,6 +123,16 @@ def test_run_keys_made_once_when_many_workers_start_together(tmp_path):
                              capture_output=True, text=True, check=True).stdout.split()[1]
     assert derived == keys.host_public     # private and public halves belong together
     assert not [p.name for p in keys.directory.iterdir() if p.name.startswith(".host") or p.name.startswith(".client")]
+
+
+def test_dropbear_host_key_is_the_openssh_keys_secret_in_dropbears_format(tmp_path):
+    import struct
+    keys = RunKeys.create(tmp_path / "ssh")
+    blob = (keys.directory / "host_ed25519.dropbear").read_bytes()
+    assert blob[:15] == struct.pack(">I", 11) + b"ssh-ed25519" and blob[15:19] == struct.pack(">I", 64)
+    public = base64.b64decode(keys.host_public)[-32:]      # the public key ends the .pub blob
+    assert len(blob) == 83 and blob[-32:] == public
+    assert oct((keys.directory / "host_ed25519.dropbear").stat().st_mode & 0o777) == "0o600"
 
 
 def test_preflight_refuses_non_images_and_kernels_lacking_what_the_guest_needs(tmp_path):
