@@ -152,9 +152,16 @@ class GuestSession:
                 if time.monotonic() > deadline:
                     raise GuestLost(f"SSH to 127.0.0.1:{port} failed for {connect_timeout:.0f}s: {err}") from err
                 time.sleep(0.1)
-        self.sftp = self.client.open_sftp()
+        self._sftp = None
         self._agent = None
         self._agent_out = None
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        """Opened on first use: only driver pushes need it, and every restore connects."""
+        if self._sftp is None:
+            self._sftp = self.client.open_sftp()
+        return self._sftp
 
     def put(self, local: Path, remote: str, mode: int = 0o755) -> None:
         directory = remote.rsplit("/", 1)[0]
