@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   qemu-system-x86 qemu-utils kmod file binutils         # virtme-ng: qemu (and qemu-img), depmod
   zstd                                                  # unpacking zstd kernels for PVH boot
+  busybox-static                                        # vng's own initramfs, for the benchmark's plain vng boots
   mmdebstrap erofs-utils                                # the guest image (guest/image.toml)
   openssh-client                                        # ssh-keygen: the run's keys
   clang llvm libbpf-dev bpftool gcc make libelf-dev zlib1g-dev libc6-dev  # progs/ and guest/, static
