@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import version as package_version
 from pathlib import Path
 
@@ -235,7 +236,19 @@ class VM:
         self.boot: BootInfo | None = None
         self.console_log: Path | None = None
         self.initramfs = None
-        self.pvh_kernel: Path | None = None
+
+    @cached_property
+    def kernel_digest(self) -> str:
+        """The kernel image's SHA-256, once per VM: the snapshot key and the PVH cache use it."""
+        return sha256_file(self.kernel.image)
+
+    @cached_property
+    def pvh_kernel(self) -> Path | None:
+        """Under TCG, QEMU enters the uncompressed kernel through PVH: no emulated
+        decompression (1-4 s). Under KVM decompressing is cheap, and the bzImage is what vng boots."""
+        if self.accel != "tcg":
+            return None
+        return pvh_vmlinux(self.kernel.image, self.kernel.config, self.kernel_digest)
 
     def vng_args(self) -> list[str]:
         return vng_base(self.accel, self.cpus, self.memory) + [
@@ -265,9 +278,6 @@ class VM:
                  "-device", "virtio-net-pci,netdev=kr0",
                  "-fw_cfg", f"name=opt/kregress/host_key,file={keys / 'host_ed25519.dropbear'}",
                  "-fw_cfg", f"name=opt/kregress/authorized_keys,file={keys / 'authorized_keys'}"]
-        # Under TCG, QEMU enters the uncompressed kernel through PVH: no emulated decompression
-        # (1-4 s). Under KVM decompressing is cheap, and the bzImage is what vng boots.
-        self.pvh_kernel = pvh_vmlinux(self.kernel.image, self.kernel.config) if self.accel == "tcg" else None
         return own_guest_command(vng_qemu_command(self.vng_args()), initramfs=self.initramfs.path,
                                  append=append, extra=extra, kernel=self.pvh_kernel,
                                  cpu=TCG_CPU if self.accel == "tcg" else None)
@@ -302,7 +312,7 @@ class VM:
 
     def snapshot_key(self) -> str:
         command = self.command(0)
-        return snapshot_key(command, {"qemu": qemu_version(command[0]), "kernel": sha256_file(self.kernel.image),
+        return snapshot_key(command, {"qemu": qemu_version(command[0]), "kernel": self.kernel_digest,
                                       "initramfs": self.initramfs.path.name, "image": self.image.digest})
 
     def _start_from_snapshot(self) -> BootInfo:

@@ -54,11 +54,12 @@ def extract(bzimage: bytes) -> bytes | None:
     return None
 
 
-def pvh_vmlinux(image: Path, config: dict[str, str]) -> Path | None:
-    """A cached vmlinux QEMU can enter through PVH, or None (then boot the bzImage)."""
+def pvh_vmlinux(image: Path, config: dict[str, str], digest: str | None = None) -> Path | None:
+    """A cached vmlinux QEMU can enter through PVH, or None (then boot the bzImage).
+    digest: the image's SHA-256, when the caller has it already."""
     if config.get("CONFIG_PVH") != "y":
         return None
-    out = cache_dir() / "vmlinux" / f"{sha256_file(image)[:20]}.elf"
+    out = cache_dir() / "vmlinux" / f"{(digest or sha256_file(image))[:20]}.elf"
     if out.exists():
         return out
     vmlinux = extract(image.read_bytes())
