@@ -14,7 +14,7 @@ from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
 from .session import SessionOptions
 from .snapshot import DEFAULT_MAX_BYTES, SnapshotCache
-from .vm import VM, BootError
+from .vm import BootError
 
 
 def _kernel_args(parser: argparse.ArgumentParser) -> None:
@@ -95,12 +95,7 @@ def print_snapshot_keys(args, cache: SnapshotCache) -> int:
     pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(memory=args.vm_memory),
                       accel_request=args.accel)
     for kernel_id in pool.specs:
-        vm = VM(pool.kernel(kernel_id), pool.choose_accel().accel, pool.run_dir, pool.run_keys(), pool.guest_image(),
-                memory=args.vm_memory, snapshots=cache)
-        try:
-            key = vm.snapshot_key()
-        finally:
-            vm.stop()
+        key = pool.snapshot_key(kernel_id, cache)
         print(f"{kernel_id} {key} {cache.directory(kernel_id, key)}")
     return 0
 

@@ -10,6 +10,7 @@ from .guest import RunKeys
 from .kernels import KernelFetchError, locked, resolve
 from .paths import cache_dir
 from .session import KernelSession, SessionOptions
+from .snapshot import SnapshotCache
 from .image import GuestImage, ImageError, ensure_image
 from .vm import VM, BootError
 
@@ -76,6 +77,15 @@ class KernelPool:
     def run_keys(self) -> RunKeys:
         self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
         return self.keys
+
+    def snapshot_key(self, kernel_id: str, cache: SnapshotCache | None = None) -> str:
+        """The key a start of this kernel would look its snapshot up by, without starting it."""
+        vm = VM(self.kernel(kernel_id), self.choose_accel().accel, self.run_dir, self.run_keys(), self.guest_image(),
+                cpus=self.options.cpus, memory=self.options.memory, snapshots=cache or SnapshotCache())
+        try:
+            return vm.snapshot_key()
+        finally:
+            vm.stop()
 
     def _probe_kvm(self, kernel) -> tuple[bool, str]:
         return VM(kernel, "kvm", self.run_dir, self.run_keys(), self.guest_image(), memory="512M",

@@ -11,7 +11,6 @@ from kregress.paths import PROJECT_ROOT
 from kregress.pool import KernelPool
 from kregress.session import SessionOptions
 from kregress.snapshot import SnapshotCache
-from kregress.vm import VM
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 KERNEL = "debian-6.12"
@@ -56,13 +55,8 @@ def test_damaged_state_is_detected_and_rebuilt_never_loaded(tmp_path):
 
 def key_of(tmp_path, memory: str) -> str:
     """The snapshot key a VM with this memory size would use, without starting it."""
-    pool = KernelPool(PROJECT_ROOT / "kernels.toml", [KERNEL], tmp_path / "keys", SessionOptions())
-    vm = VM(pool.kernel(KERNEL), pool.choose_accel().accel, tmp_path, pool.run_keys(), pool.guest_image(),
-            memory=memory, snapshots=SnapshotCache())
-    try:
-        return vm.snapshot_key()
-    finally:
-        vm.stop()
+    return KernelPool(PROJECT_ROOT / "kernels.toml", [KERNEL], tmp_path / "keys",
+                      SessionOptions(memory=memory)).snapshot_key(KERNEL)
 
 
 def test_state_from_another_command_line_is_never_loaded(tmp_path):
