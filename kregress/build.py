@@ -1,4 +1,5 @@
-"""Compile the scenario programs: progs/<name>.bpf.c -> skeleton -> guest/<name>.c driver.
+"""Compile the scenario programs (progs/<name>.bpf.c -> skeleton -> guest/<name>.c driver)
+and the guest agent.
 
 Built once per content: the cache key covers every source and header, the flags and
 the tool versions, so a second run rebuilds nothing and a changed header rebuilds all.
@@ -6,6 +7,7 @@ the tool versions, so a second run rebuilds nothing and a changed header rebuild
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import shutil
 import subprocess
@@ -33,6 +35,7 @@ class Program:
     rebuilt: bool
 
 
+@functools.cache
 def _tool_versions() -> str:
     out = []
     for tool in (["clang", "--version"], ["gcc", "--version"], ["bpftool", "version"]):
@@ -64,6 +67,22 @@ def content_key(name: str, root: Path) -> str:
     return digest.hexdigest()[:20]
 
 
+def _cached(out: Path, lock_name: str, make) -> bool:
+    """Make `out` (a directory) once: under a lock (xdist workers build the same thing),
+    in a staging directory renamed into place. Returns whether it was built now."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{lock_name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if out.exists():
+            return False
+        staging = out.with_name(out.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        make(staging)
+        staging.rename(out)
+    return True
+
+
 def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None) -> Program:
     out_root = out_root or cache_dir() / "build"
     bpf_source = root / "progs" / f"{name}.bpf.c"
@@ -71,16 +90,9 @@ def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None) ->
     if not driver_source.exists():
         raise BuildError(f"no guest driver {driver_source}")
     out = out_root / f"{name}-{content_key(name, root)}"
-    driver = out / name
     bpf_object = out / f"{name}.bpf.o" if bpf_source.exists() else None
-    out_root.mkdir(parents=True, exist_ok=True)
-    with open(out_root / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)       # xdist workers build the same program
-        if driver.exists():
-            return Program(name, driver, bpf_object, rebuilt=False)
-        staging = out.with_name(out.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+
+    def make(staging: Path) -> None:
         includes = ["-I", str(staging), "-I", str(root / "guest")]
         if bpf_object:
             obj = staging / bpf_object.name
@@ -90,9 +102,23 @@ def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None) ->
                 _run(["bpftool", "gen", "skeleton", str(obj), "name", name], f"skeleton for {name}", stdout=skel)
         _run(["gcc", *CFLAGS, *includes, str(driver_source), "-o", str(staging / name), *LDLIBS],
              f"compiling {driver_source.relative_to(root)}")
-        shutil.rmtree(out, ignore_errors=True)
-        staging.rename(out)
-    return Program(name, driver, bpf_object, rebuilt=True)
+
+    rebuilt = _cached(out, name, make)
+    return Program(name, out / name, bpf_object, rebuilt=rebuilt)
+
+
+AGENT_SOURCE = Path(__file__).with_name("in_guest") / "agent.c"
+
+
+def build_agent(out_root: Path | None = None) -> Path:
+    """The guest agent (in_guest/agent.c), static like the drivers, cached by content."""
+    out_root = out_root or cache_dir() / "build"
+    flags = [*CFLAGS, "-static"]
+    digest = hashlib.sha256(" ".join(flags).encode() + _tool_versions().encode() + AGENT_SOURCE.read_bytes())
+    out = out_root / f"agent-{digest.hexdigest()[:20]}"
+    _cached(out, "agent", lambda staging: _run(["gcc", *flags, str(AGENT_SOURCE), "-o", str(staging / "agent")],
+                                                 "compiling the guest agent (kregress/in_guest/agent.c)"))
+    return out / "agent"
 
 
 def scenario_names(root: Path = PROJECT_ROOT) -> list[str]:

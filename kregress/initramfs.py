@@ -23,7 +23,7 @@ from .image import GuestImage
 from .paths import cache_dir
 
 IN_GUEST = Path(__file__).with_name("in_guest")
-GUEST_FILES = ["guest_init.sh", "start_sshd.sh", "agent.py"]     # copied into the image's /run/kregress
+GUEST_FILES = ["guest_init.sh", "start_sshd.sh"]     # copied into the image's /run/kregress, with the agent
 # What the guest needs from the kernel, as config symbol -> module name (None: must be built in).
 BOOT_NEEDS = {
     "CONFIG_VIRTIO_PCI": ("virtio_pci", "virtio PCI transport"),
@@ -164,7 +164,8 @@ def modules_to_load(config: dict[str, str]) -> list[str]:
 
 
 def ensure_initramfs(modules_dir: Path | None, config: dict[str, str], image: GuestImage,
-                     release: str) -> Initramfs:
+                     release: str, agent: Path) -> Initramfs:
+    """agent: the guest agent's binary (build.build_agent)."""
     wanted = modules_to_load(config) if config else [m for m, _ in BOOT_NEEDS.values() if m]
     if wanted and (modules_dir is None or not modules_dir.is_dir()):
         raise InitramfsError(f"the guest needs the modules {', '.join(wanted)} but this kernel has no modules "
@@ -172,19 +173,20 @@ def ensure_initramfs(modules_dir: Path | None, config: dict[str, str], image: Gu
     files = module_files(modules_dir) if wanted else {}
     if not config:      # a local build without its .config: load what is there
         wanted = [m for m in wanted if m in files]
-    key = _key(wanted, files, image)
+    key = _key(wanted, files, image, agent)
     out = cache_dir() / "initramfs" / f"{release}-{key}.cpio"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(out.parent / ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not out.exists():
-                _write(out, load_order(wanted, files, builtin_names(modules_dir)), image)
+                _write(out, load_order(wanted, files, builtin_names(modules_dir)), image, agent)
     return Initramfs(out, tuple(_order_names(out)))
 
 
-def _key(wanted: list[str], files: dict[str, Path], image: GuestImage) -> str:
+def _key(wanted: list[str], files: dict[str, Path], image: GuestImage, agent: Path) -> str:
     digest = hashlib.sha256(image.busybox.read_bytes())
+    digest.update(agent.read_bytes())
     digest.update(Path(__file__).read_bytes())
     digest.update(str(sorted(files)).encode())
     for name in ["initramfs_init.sh", *GUEST_FILES]:
@@ -201,7 +203,7 @@ def _order_names(path: Path) -> list[str]:
     return text.decode().split()
 
 
-def _write(out: Path, modules: list[tuple[str, bytes]], image: GuestImage) -> None:
+def _write(out: Path, modules: list[tuple[str, bytes]], image: GuestImage, agent: Path) -> None:
     cpio = CpioWriter()
     for directory in ["bin", "dev", "proc", "sys", "newroot", "lib", "lib/modules", "etc", "etc/kregress",
                       "kregress"]:
@@ -212,7 +214,8 @@ def _write(out: Path, modules: list[tuple[str, bytes]], image: GuestImage) -> No
         cpio.file(f"lib/modules/{name}.ko", ko, 0o644)
     cpio.file("etc/kregress/modules", "".join(f"{name}\n" for name, _ in modules).encode(), 0o644)
     for name in GUEST_FILES:
-        cpio.file(f"kregress/{name}", (IN_GUEST / name).read_bytes(), 0o755 if name.endswith(".sh") else 0o644)
+        cpio.file(f"kregress/{name}", (IN_GUEST / name).read_bytes(), 0o755)
+    cpio.file("kregress/agent", agent.read_bytes(), 0o755)
     partial = out.with_name(out.name + ".partial")
     partial.write_bytes(cpio.finish())
     os.replace(partial, out)

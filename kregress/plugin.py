@@ -302,7 +302,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for image in guest_images(results.doc):
         packages = image.get("packages") or {}
         write(f"guest image: {image['suite']} {image['arch']} sha256 {image['digest'][:16]}, {len(packages)} packages "
-              f"(python3 {packages.get('python3', '?')}; every version in results.json)")
+              f"(libc6 {packages.get('libc6', '?')}; every version in results.json)")
     for kernel_id, info in results.doc["kernels"].items():
         if info.get("error"):
             write(f"  {kernel_id}: NOT BOOTED: {info['error'].splitlines()[0]}")

@@ -31,8 +31,9 @@ def test_userspace_is_the_images_own(kernel_session, record_behaviour):
     image = kernel_session.image
     release = dict(line.split("=", 1) for line in
                    kernel_session.run(["cat", "/etc/os-release"]).stdout.splitlines() if "=" in line)
-    python = kernel_session.run(["python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
-    record_behaviour({"codename": release.get("VERSION_CODENAME"), "python": python.stdout.strip()},
+    # getconf asks the C library that is running; the image's own, if nothing of the host is
+    libc = kernel_session.run(["getconf", "GNU_LIBC_VERSION"]).stdout.split()
+    record_behaviour({"codename": release.get("VERSION_CODENAME"), "libc": " ".join(libc)},
                      {"codename": image.suite, "image_digest": image.digest})
     assert release.get("VERSION_CODENAME") == image.suite
-    assert image.packages["python3"].startswith(python.stdout.strip() + "-"), (image.packages["python3"], python.stdout)
+    assert libc[:1] == ["glibc"] and image.packages["libc6"].startswith(libc[1] + "-"), (image.packages["libc6"], libc)

@@ -19,7 +19,7 @@ def stand_in_image(good: ImageSpec):
     (directory / "root.erofs").write_bytes(b"erofs image stand-in")
     (directory / "busybox").write_bytes(b"busybox stand-in")
     (directory / "manifest.json").write_text(json.dumps(
-        {"digest": "a" * 64, "suite": good.suite, "arch": good.arch, "packages": {"python3": "1"}}))
+        {"digest": "a" * 64, "suite": good.suite, "arch": good.arch, "packages": {"dropbear-bin": "1"}}))
     return good, cached(good)
 
 
@@ -45,7 +45,7 @@ def build_fails(spec: ImageSpec, good, before) -> str:
 def test_unknown_package_is_named(cache_with_an_image, tmp_path):
     good, before = cache_with_an_image
     listing = tmp_path / "image.toml"
-    listing.write_text('suite = "trixie"\npackages = ["python3", "kregress-no-such-package"]\n')
+    listing.write_text('suite = "trixie"\npackages = ["dropbear-bin", "kregress-no-such-package"]\n')
     message = build_fails(load_spec(listing), good, before)
     assert f"package 'kregress-no-such-package' is not in Debian trixie (amd64): fix the packages list in {listing}" \
         in message
@@ -53,14 +53,14 @@ def test_unknown_package_is_named(cache_with_an_image, tmp_path):
 
 def test_unknown_suite_is_named(cache_with_an_image, tmp_path):
     good, before = cache_with_an_image
-    message = build_fails(ImageSpec("kregress-no-such-suite", ("python3",), source="list.toml"), good, before)
+    message = build_fails(ImageSpec("kregress-no-such-suite", ("dropbear-bin",), source="list.toml"), good, before)
     assert "suite 'kregress-no-such-suite' was not found in the archive: fix suite in list.toml" in message
 
 
 def test_unreachable_archive(cache_with_an_image, monkeypatch):
     good, before = cache_with_an_image
     monkeypatch.setattr(image, "DEBIAN_MIRROR", "http://127.0.0.1:9/debian")    # nothing listens there
-    message = build_fails(ImageSpec("trixie", ("python3",)), good, before)
+    message = build_fails(ImageSpec("trixie", ("dropbear-bin",)), good, before)
     assert "the Debian archive could not be reached (http://127.0.0.1:9/debian)" in message
 
 
@@ -68,7 +68,7 @@ def test_signature_that_does_not_verify(cache_with_an_image, monkeypatch):
     good, before = cache_with_an_image
     # Debian's keyring of retired keys: a real keyring that does not sign today's archive
     monkeypatch.setattr(image, "DEBIAN_KEYRING", "/usr/share/keyrings/debian-archive-removed-keys.gpg")
-    message = build_fails(ImageSpec("trixie", ("python3",)), good, before)
+    message = build_fails(ImageSpec("trixie", ("dropbear-bin",)), good, before)
     assert "signature did not verify against /usr/share/keyrings/debian-archive-removed-keys.gpg" in message
 
 
@@ -79,7 +79,7 @@ def test_disk_full(tmp_path, monkeypatch):
     try:
         monkeypatch.setenv("KREGRESS_CACHE", str(small))
         good, before = stand_in_image(load_spec())
-        message = build_fails(ImageSpec("trixie", ("python3",)), good, before)
+        message = build_fails(ImageSpec("trixie", ("dropbear-bin",)), good, before)
         assert f"the disk is full while building in {small}" in message
     finally:
         subprocess.run(["umount", str(small)], check=True)

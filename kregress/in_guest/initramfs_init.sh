@@ -2,12 +2,14 @@
 # Stage 1, PID 1 in the initramfs (the image's own busybox). Loads exactly the modules
 # listed in /etc/kregress/modules, mounts the read-only image from /dev/vda, gives it
 # tmpfs for everything writable, takes the run's SSH keys from fw_cfg and hands over
-# to stage 2 (guest_init.sh) inside the image. Nothing of the host is mounted.
+# to stage 2 (guest_init.sh) inside the image, with the network and the kernel's
+# filesystems already set up. Nothing of the host is mounted.
 /bin/busybox --install -s /bin
 export PATH=/bin
 say() { echo "KREGRESS: $*"; }
 fail() { say "FAIL $*"; exec sleep 100000; }
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
+proc=/proc
+uptime_s() { cut -d' ' -f1 $proc/uptime; }
 
 mount -t proc proc /proc
 say "PHASE kernel_done $(uptime_s)"
@@ -25,11 +27,36 @@ mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=1777 vartmp /newroot/var/tmp
 mkdir -p /newroot/run/kregress/ssh
 cp /kregress/* /newroot/run/kregress/
-keys=/sys/firmware/qemu_fw_cfg/by_name/opt/kregress
-for name in host_key authorized_keys; do
-    cat "$keys/$name/raw" > "/newroot/run/kregress/ssh/$name" 2>/dev/null || fail "no $name in fw_cfg ($keys)"
-done
-chmod 600 /newroot/run/kregress/ssh/host_key
-say "PHASE init_done $(uptime_s)"
 for fs in dev proc sys; do mount --move "/$fs" "/newroot/$fs"; done
+cd /newroot
+proc=/newroot/proc
+mknod -m 666 /dev/null c 1 3      # this shell gives background jobs /dev/null as stdin
+# The guest agent (static, ours) runs in the image's root; the host reaches it through
+# SSH (direct-tcpip to the guest's 127.0.0.1:7001). Commands it runs get this PATH.
+ip link set lo up
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot . /run/kregress/agent --listen 7001 &
+keys=sys/firmware/qemu_fw_cfg/by_name/opt/kregress
+for name in host_key authorized_keys; do
+    cat "$keys/$name/raw" > "run/kregress/ssh/$name" 2>/dev/null || fail "no $name in fw_cfg (/$keys)"
+done
+chmod 600 run/kregress/ssh/host_key
+# The kernel interfaces the scenarios use and the network are set up here rather than in
+# stage 2: this busybox runs its applets without an exec, and under TCG every program
+# started from the image costs tens of milliseconds of boot.
+mount -t securityfs securityfs sys/kernel/security
+mount -t cgroup2 none sys/fs/cgroup
+mount -t bpf bpf sys/fs/bpf
+mount -t debugfs debugfs sys/kernel/debug 2>/dev/null
+mount -t tracefs tracefs sys/kernel/tracing 2>/dev/null
+mkdir -p dev/pts dev/shm
+mount -t devpts devpts dev/pts
+mount -t tmpfs shm dev/shm
+iface=$(ls sys/class/net | grep -v '^lo$' | head -n 1)
+[ -n "$iface" ] || fail "no network interface (virtio_net not loaded?)"
+ip link set "$iface" up
+ip addr add 10.0.2.15/24 dev "$iface"
+ip route add default via 10.0.2.2
+hostname kregress
+echo "release=$(uname -r) lsm=$(cat sys/kernel/security/lsm 2>/dev/null) iface=$iface" > run/kregress/ready
+say "PHASE init_done $(uptime_s)"
 exec switch_root /newroot /bin/sh /run/kregress/guest_init.sh

@@ -96,24 +96,29 @@ def test_built_and_cached_by_content(modules, tmp_path, monkeypatch):
     monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path / "cache"))
     busybox = tmp_path / "busybox"
     busybox.write_bytes(b"\x7fELF busybox")
+    agent = tmp_path / "agent"
+    agent.write_bytes(b"\x7fELF agent")
     image = GuestImage(root=tmp_path / "root.erofs", busybox=busybox, digest="0" * 64, suite="trixie",
                        arch="x86_64", packages={})
     config = {"CONFIG_VIRTIO_BLK": "m", "CONFIG_EROFS_FS": "m", "CONFIG_VIRTIO_NET": "m", "CONFIG_VIRTIO_PCI": "y",
               "CONFIG_FW_CFG_SYSFS": "y", "CONFIG_BLK_DEV_INITRD": "y", "CONFIG_DEVTMPFS": "y"}
-    first = ensure_initramfs(modules, config, image, "6.12.0")
+    first = ensure_initramfs(modules, config, image, "6.12.0", agent)
     assert first.modules[-1] == "virtio_net" and "qemu_fw_cfg" not in first.modules
     reader = CpioReader(first.path.read_bytes())
     names = {name for name, _, _ in reader.entries()}
-    assert {"init", "bin/busybox", "kregress/agent.py", "kregress/guest_init.sh", "kregress/start_sshd.sh",
+    assert {"init", "bin/busybox", "kregress/agent", "kregress/guest_init.sh", "kregress/start_sshd.sh",
             "lib/modules/erofs.ko", "lib/modules/crc32c_generic.ko"} <= names
     assert reader.file("lib/modules/virtio_blk.ko").startswith(b"\x7fELF")      # decompressed for insmod
     mtime = first.path.stat().st_mtime_ns
-    assert ensure_initramfs(modules, config, image, "6.12.0").path.stat().st_mtime_ns == mtime
+    assert ensure_initramfs(modules, config, image, "6.12.0", agent).path.stat().st_mtime_ns == mtime
+    agent.write_bytes(b"\x7fELF another agent")
+    second = ensure_initramfs(modules, config, image, "6.12.0", agent)
+    assert second.path != first.path
     busybox.write_bytes(b"\x7fELF another busybox")
-    assert ensure_initramfs(modules, config, image, "6.12.0").path != first.path
+    assert ensure_initramfs(modules, config, image, "6.12.0", agent).path not in (first.path, second.path)
 
 
 def test_no_modules_directory_is_a_clear_error(tmp_path):
     image = GuestImage(root=tmp_path / "r", busybox=tmp_path / "b", digest="", suite="", arch="x86_64", packages={})
     with pytest.raises(InitramfsError, match="needs the modules virtio_blk.*give 'modules' in kernels.toml"):
-        ensure_initramfs(None, {"CONFIG_VIRTIO_BLK": "m"}, image, "6.1.0")
+        ensure_initramfs(None, {"CONFIG_VIRTIO_BLK": "m"}, image, "6.1.0", tmp_path / "agent")

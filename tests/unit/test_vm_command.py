@@ -88,6 +88,7 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     seen = {}
     monkeypatch.setattr(vm, "vng_qemu_command", lambda args: seen.setdefault("vng", args) and vng_argv())
     monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
+    monkeypatch.setattr(vm, "build_agent", lambda: tmp_path / "agent")
     cmd = VM(kernel(tmp_path), "tcg", tmp_path, keys, image).command(port=40000)
     assert "--disable-kvm" in seen["vng"] and "--rw" not in seen["vng"]
     assert seen["vng"][seen["vng"].index("--root-disk") + 1] == str(image.root)

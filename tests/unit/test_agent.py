@@ -1,0 +1,95 @@
+"""The guest agent (kregress/in_guest/agent.c), built as the guest gets it and run here on
+the host, spoken to over TCP the way the host speaks to it through SSH."""
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from kregress.build import build_agent
+
+
+@pytest.fixture(scope="module")
+def agent():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([str(build_agent()), "--listen", str(port)], stderr=subprocess.PIPE, text=True)
+    assert proc.stderr.readline().startswith("KREGRESS: PHASE agent_listening ")
+    yield port
+    proc.kill()
+    proc.wait()
+
+
+class Connection:
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.lines = self.sock.makefile("rb")
+        self.hello = self.reply()
+
+    def reply(self) -> dict:
+        line = self.lines.readline()
+        assert line.endswith(b"\n"), line
+        line.decode("ascii")       # the agent writes ASCII only
+        return json.loads(line)
+
+    def ask(self, request) -> dict:
+        self.sock.sendall((request if isinstance(request, str) else json.dumps(request)).encode() + b"\n")
+        return self.reply()
+
+
+def test_hello_names_the_running_kernel(agent):
+    assert Connection(agent).hello == {"hello": subprocess.check_output(["uname", "-r"], text=True).strip()}
+
+
+def test_runs_a_command_with_its_env_cwd_and_output(agent, tmp_path):
+    conn = Connection(agent)
+    reply = conn.ask({"argv": ["sh", "-c", 'echo "out $KR_X $(pwd)"; echo "err é \\"q\\"" >&2; exit 3'],
+                      "env": {"KR_X": "x y"}, "cwd": str(tmp_path), "timeout": 10})
+    assert (reply["rc"], reply["timed_out"]) == (3, False)
+    assert reply["stdout"] == f"out x y {tmp_path}\n"
+    assert reply["stderr"] == 'err é "q"\n'
+    assert isinstance(reply["dmesg"], list) and reply["seconds"] >= 0
+    assert conn.ask({"argv": ["sh", "-c", "kill -9 $$"]})["rc"] == -9     # as Python reports a signal
+
+
+def test_bytes_that_are_not_utf8_arrive_replaced(agent):
+    reply = Connection(agent).ask({"argv": ["printf", "a\\377b\\342\\202c\\001"]})
+    assert reply["stdout"] == "a\ufffdb\ufffd\ufffdc\x01"
+
+
+def test_a_missing_program_is_rc_127_with_the_reason(agent):
+    reply = Connection(agent).ask({"argv": ["kregress-no-such-program"]})
+    assert reply["rc"] == 127 and "cannot run kregress-no-such-program" in reply["stderr"]
+
+
+def test_a_command_past_its_timeout_is_killed_with_its_kernel_side_recorded(agent):
+    started = time.monotonic()
+    reply = Connection(agent).ask({"argv": ["sh", "-c", "echo started; exec sleep 30"], "timeout": 0.5})
+    assert time.monotonic() - started < 10
+    assert reply["timed_out"] and reply["rc"] is None and reply["stdout"] == "started\n"
+    assert "timed out; its kernel side:" in reply["stderr"] and "wchan:" in reply["stderr"]
+
+
+def test_a_bad_request_gets_an_error_reply_and_the_connection_goes_on(agent):
+    conn = Connection(agent)
+    for bad in ('{"argv": ["true"]', "[1, 2]", '{"argv": "\\q"}', "nonsense"):
+        reply = conn.ask(bad)
+        assert reply["agent_error"] and reply["rc"] is None and reply["stderr"].startswith("agent: bad request"), bad
+    assert conn.ask({"argv": ["true"]})["rc"] == 0
+    assert conn.ask({})["rc"] == 0          # no argv: only the kernel log lines
+
+
+def test_escapes_and_surrogates_in_requests_are_decoded(agent):
+    reply = Connection(agent).ask('{"argv": ["printf", "%s", "tab\\there \\u00e9 \\ud83d\\ude00 \\/"]}')
+    assert reply["stdout"] == "tab\there é \U0001f600 /"
+
+
+def test_bye_ends_the_connection_and_the_agent_takes_the_next(agent):
+    conn = Connection(agent)
+    assert conn.ask({"bye": True}) == {"bye": True}
+    assert conn.lines.readline() == b""
+    other = Connection(agent)       # a connection left hanging does not block the next one
+    assert Connection(agent).ask({"argv": ["echo", "next"]})["stdout"] == "next\n"
+    other.sock.close()
