@@ -1,4 +1,4 @@
-"""Talk to a booted guest: paramiko SSH, SFTP pushes, commands through the guest agent."""
+"""Talk to a booted guest: paramiko SSH, and through it the guest agent (commands, files, clock)."""
 from __future__ import annotations
 
 import base64
@@ -152,31 +152,29 @@ class GuestSession:
                 if time.monotonic() > deadline:
                     raise GuestLost(f"SSH to 127.0.0.1:{port} failed for {connect_timeout:.0f}s: {err}") from err
                 time.sleep(0.1)
-        self._sftp = None
         self._agent = None
         self._agent_out = None
 
-    @property
-    def sftp(self) -> paramiko.SFTPClient:
-        """Opened on first use: only driver pushes need it, and every restore connects."""
-        if self._sftp is None:
-            self._sftp = self.client.open_sftp()
-        return self._sftp
-
     def put(self, local: Path, remote: str, mode: int = 0o755) -> None:
-        directory = remote.rsplit("/", 1)[0]
-        self._mkdirs(directory)
-        self.sftp.put(str(local), remote)
-        self.sftp.chmod(remote, mode)
+        """Copy a file into the guest through the agent (no SFTP server to start)."""
+        self.put_bytes(local.read_bytes(), remote, mode)
 
-    def _mkdirs(self, directory: str) -> None:
-        path = ""
-        for part in directory.strip("/").split("/"):
-            path += "/" + part
-            try:
-                self.sftp.stat(path)
-            except FileNotFoundError:
-                self.sftp.mkdir(path)
+    def put_bytes(self, data: bytes, remote: str, mode: int = 0o644) -> None:
+        request = {"put": remote, "size": len(data), "mode": mode}
+        self._ask((json.dumps(request) + "\n").encode() + data, f"writing {remote}", timeout=60 + len(data) / 1e6)
+
+    def set_clock(self, seconds: float) -> None:
+        self._ask((json.dumps({"clock": seconds}) + "\n").encode(), "setting the guest's clock", timeout=30)
+
+    def _ask(self, request: bytes, what: str, timeout: float) -> dict:
+        try:
+            self._agent.sendall(request)
+        except (OSError, paramiko.SSHException) as err:
+            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        reply = self._read_reply(timeout)
+        if reply.get("rc") != 0:
+            raise GuestLost(f"{what} failed in the guest: {reply.get('stderr')}")
+        return reply
 
     def start_agent(self, port: int, timeout: float = 60.0) -> str:
         """Reach the agent the guest's init started, through this connection (direct-tcpip

@@ -88,38 +88,39 @@ def mmdebstrap_command(spec: ImageSpec, target: Path) -> list[str]:
 
 def cache_key(spec: ImageSpec) -> str:
     digest = hashlib.sha256()
-    recipe = [RECIPE_VERSION, mmdebstrap_command(spec, Path("TARGET")), FIXUPS, SYMLINKS, EROFS_OPTIONS]
+    recipe = [RECIPE_VERSION, mmdebstrap_command(spec, Path("TARGET")), FIXUPS, sorted(OPTIONAL_FIXUPS),
+              EROFS_OPTIONS]
     digest.update(json.dumps(recipe).encode())
     return digest.hexdigest()[:16]
 
 
 # The accounts are ours: root logs in with the run's key only (the password field can
 # never match a password but is not a "locked" marker, which an SSH server may refuse),
-# and its shell is dash. Any host keys a package made are removed: every boot gets the
-# run's own key, and the image carries no private key. Debian's dropbear looks for the
-# SFTP server at /usr/lib/sftp-server; openssh-sftp-server installs it elsewhere.
+# and its shell is dash. /etc/shadow exists only if a package brought the shadow tools
+# (passwd); without it the password field of /etc/passwd is the one read. Any host keys
+# a package made are removed: every boot gets the run's own key, and the image carries
+# no private key.
 FIXUPS = [
+    ("etc/passwd", r"^root:[^:]*:(0:0:[^:]*:[^:]*):.*$", r"root:x:\1:/bin/sh"),
     ("etc/shadow", r"^root:[^:]*:", "root:x:"),
-    ("etc/passwd", r"^(root:[^:]*:0:0:[^:]*:[^:]*):.*$", r"\1:/bin/sh"),
 ]
-SYMLINKS = [("usr/lib/sftp-server", "openssh/sftp-server")]
+OPTIONAL_FIXUPS = {"etc/shadow"}
 EROFS_OPTIONS = ["-T0", "--all-root"]      # same timestamp and owner for every file
 
 
 def apply_fixups(rootdir: Path) -> None:
     for relative, pattern, replacement in FIXUPS:
         path = rootdir / relative
+        if not path.exists():
+            if relative in OPTIONAL_FIXUPS:
+                continue
+            raise ImageError(f"guest image fix-up: the image has no {relative}")
         text, count = re.subn(pattern, replacement, path.read_text(), count=1, flags=re.M)
         if count != 1:
             raise ImageError(f"guest image fix-up: no root entry in {relative}")
         path.write_text(text)
     for key in [*(rootdir / "etc/ssh").glob("ssh_host_*"), *(rootdir / "etc/dropbear").glob("*host_key*")]:
         key.unlink()
-    for link, target in SYMLINKS:
-        if not (rootdir / link).parent.joinpath(target).exists():
-            raise ImageError(f"guest image fix-up: {link} would point at {target}, which is missing")
-        (rootdir / link).unlink(missing_ok=True)
-        (rootdir / link).symlink_to(target)
 
 
 def image_dir(spec: ImageSpec) -> Path:

@@ -1,5 +1,12 @@
 """The guest itself, on every kernel: it runs the image built from guest/image.toml, from
-a read-only block device, and nothing of the host is mounted in it."""
+a read-only block device, and nothing of the host is mounted in it; restored or booted,
+it answers to this run's SSH keys only and keeps the host's time."""
+import time
+
+import pytest
+
+from kregress.guest import GuestLost, GuestSession
+
 HOST_SHARES = ("9p", "virtiofs", "fuse.virtiofs")
 
 
@@ -37,3 +44,25 @@ def test_userspace_is_the_images_own(kernel_session, record_behaviour):
                      {"codename": image.suite, "image_digest": image.digest})
     assert release.get("VERSION_CODENAME") == image.suite
     assert libc[:1] == ["glibc"] and image.packages["libc6"].startswith(libc[1] + "-"), (image.packages["libc6"], libc)
+
+
+def test_guest_takes_this_runs_keys_and_the_hosts_time(kernel_session, record_behaviour):
+    vm = kernel_session.vm
+    guest_now = float(kernel_session.run(["date", "+%s.%N"]).stdout)
+    authorized = kernel_session.run(["cat", "/run/kregress/ssh/authorized_keys"]).stdout
+    record_behaviour({"clock_skew_s": round(guest_now - time.time(), 1), "how": vm.boot.how})
+    assert abs(guest_now - time.time()) < 30, "a restored guest's clock must be set to the host's"
+    assert authorized == (vm.keys.directory / "authorized_keys").read_text()
+    # dropbear is restarted on the run's host key in the background after a restore
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            GuestSession(vm.port, vm.keys, connect_timeout=5).close()
+            break
+        except GuestLost:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    if vm.guest_keys.directory != vm.keys.directory:       # restored: the snapshot's keys are out
+        with pytest.raises(GuestLost):
+            GuestSession(vm.port, vm.guest_keys, connect_timeout=2)

@@ -4,6 +4,9 @@
  *
  *   {"argv": [...], "timeout": S, "env": {...}, "cwd": "/tmp"}  run a command
  *   {}                                                          only collect kernel log lines
+ *   {"put": PATH, "size": N, "mode": M} then N raw bytes        write a file (parents made)
+ *   {"clock": S}                                                set the wall clock (a restored
+ *                                                               guest's resumes from its save)
  *   {"bye": true}                                               end this connection
  *
  * Each reply carries the kernel log lines that appeared since the previous reply
@@ -28,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -551,8 +555,6 @@ static void run(const struct json *request, struct buf *reply)
 	free(stuck.data);
 }
 
-/* -- serving the host */
-
 static int send_all(int fd, const char *data, size_t len)
 {
 	while (len) {
@@ -566,6 +568,79 @@ static int send_all(int fd, const char *data, size_t len)
 	}
 	return 0;
 }
+
+/* -- files and the clock */
+
+static void error_reply(struct buf *reply, const char *what, int err)
+{
+	struct buf why = {0};
+	buf_printf(&why, "agent: %s: %s", what, strerror(err));
+	buf_str(reply, "{\"rc\":null,\"timed_out\":false,\"stdout\":\"\",\"stderr\":");
+	put_string(reply, why.data, why.len);
+	free(why.data);
+	buf_str(reply, ",\"dmesg\":");
+	put_kmsg(reply);
+	buf_str(reply, ",\"seconds\":0.0,\"agent_error\":true}");
+}
+
+static void ok_reply(struct buf *reply, double started)
+{
+	buf_str(reply, "{\"rc\":0,\"timed_out\":false,\"stdout\":\"\",\"stderr\":\"\",\"dmesg\":");
+	put_kmsg(reply);
+	buf_printf(reply, ",\"seconds\":%.4f}", now() - started);
+}
+
+static int make_parents(const char *path)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", path);
+	for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = 0;
+		if (mkdir(dir, 0755) && errno != EEXIST)
+			return -1;
+		*slash = '/';
+	}
+	return 0;
+}
+
+/* Write data to path through a temporary file renamed into place: a reader never sees half. */
+static void put_file(const char *path, unsigned mode, const char *data, size_t len, struct buf *reply)
+{
+	double started = now();
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.kr-%d", path, getpid());
+	if (make_parents(path))
+		return error_reply(reply, path, errno);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return error_reply(reply, tmp, errno);
+	int bad = send_all(fd, data, len) || fchmod(fd, mode & 07777);
+	int err = errno;
+	if (close(fd) && !bad) {
+		bad = 1;
+		err = errno;
+	}
+	if (!bad && rename(tmp, path)) {
+		bad = 1;
+		err = errno;
+	}
+	if (bad) {
+		unlink(tmp);
+		return error_reply(reply, path, err);
+	}
+	ok_reply(reply, started);
+}
+
+static void set_clock(double seconds, struct buf *reply)
+{
+	double started = now();
+	struct timespec ts = {(time_t)seconds, (long)((seconds - (time_t)seconds) * 1e9)};
+	if (clock_settime(CLOCK_REALTIME, &ts))
+		return error_reply(reply, "clock_settime", errno);
+	ok_reply(reply, started);
+}
+
+/* -- serving the host */
 
 /* Hello, then one reply per request line, until the host closes the connection or says bye. */
 static void serve(int fd)
@@ -605,6 +680,30 @@ static void serve(int fd)
 			send_all(fd, "{\"bye\":true}\n", 13);
 			return;
 		}
+		const struct json *put = bad ? NULL : member(&request, "put");
+		const struct json *size = bad ? NULL : member(&request, "size");
+		const struct json *clock = bad ? NULL : member(&request, "clock");
+		size_t consumed = line_len + 1;
+		if (put && put->type == J_STR && size && size->type == J_NUM && size->num >= 0) {
+			/* the file's bytes follow the request line */
+			size_t want = consumed + (size_t)size->num;
+			while (pending.len < want) {
+				ssize_t n = read(fd, chunk, sizeof(chunk));
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n <= 0)
+					return;
+				buf_add(&pending, chunk, n);
+			}
+			const struct json *mode = member(&request, "mode");
+			put_file(put->str, mode && mode->type == J_NUM ? (unsigned)mode->num : 0644,
+				 pending.data + consumed, (size_t)size->num, &reply);
+			consumed = want;
+		} else if (put) {
+			bad = fail(&p, "put needs a path and a size");
+		} else if (clock && clock->type == J_NUM) {
+			set_clock(clock->num, &reply);
+		}
 		if (bad) {
 			buf_str(&reply, "{\"rc\":null,\"timed_out\":false,\"stdout\":\"\",\"stderr\":");
 			struct buf why = {0};
@@ -614,15 +713,15 @@ static void serve(int fd)
 			buf_str(&reply, ",\"dmesg\":");
 			put_kmsg(&reply);
 			buf_str(&reply, ",\"seconds\":0.0,\"agent_error\":true}");
-		} else {
+		} else if (!reply.len) {
 			run(&request, &reply);
 		}
 		json_free(&request);
 		buf_str(&reply, "\n");
 		int sent = send_all(fd, reply.data, reply.len);
 		free(reply.data);
-		memmove(pending.data, newline + 1, pending.len - line_len - 1);
-		pending.len -= line_len + 1;
+		memmove(pending.data, pending.data + consumed, pending.len - consumed);
+		pending.len -= consumed;
 		if (sent)
 			return;
 	}

@@ -93,3 +93,24 @@ def test_bye_ends_the_connection_and_the_agent_takes_the_next(agent):
     other = Connection(agent)       # a connection left hanging does not block the next one
     assert Connection(agent).ask({"argv": ["echo", "next"]})["stdout"] == "next\n"
     other.sock.close()
+
+
+def test_put_writes_a_file_whole_with_its_mode_and_the_connection_goes_on(agent, tmp_path):
+    conn = Connection(agent)
+    data = bytes(range(256)) * 300 + b"\n{}\n"         # newlines and JSON-looking bytes inside
+    target = tmp_path / "made" / "by" / "agent.bin"
+    conn.sock.sendall(json.dumps({"put": str(target), "size": len(data), "mode": 0o750}).encode() + b"\n" + data)
+    assert conn.reply()["rc"] == 0
+    assert target.read_bytes() == data and target.stat().st_mode & 0o7777 == 0o750
+    assert conn.ask({"argv": ["cat", str(target)]})["rc"] == 0
+    assert list(target.parent.iterdir()) == [target]       # no temporary file left
+
+
+def test_a_put_that_cannot_be_written_is_an_error_reply(agent, tmp_path):
+    conn = Connection(agent)
+    (tmp_path / "file").write_text("")
+    conn.sock.sendall(json.dumps({"put": str(tmp_path / "file" / "x"), "size": 3}).encode() + b"\nabc")
+    reply = conn.reply()
+    assert reply["agent_error"] and "Not a directory" in reply["stderr"]
+    assert conn.ask({"put": "/x"})["stderr"].startswith("agent: bad request")      # no size
+    assert conn.ask({"argv": ["echo", "ok"]})["stdout"] == "ok\n"
