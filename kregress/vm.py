@@ -51,7 +51,7 @@ BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
 # Under KVM, vng's choice stands. +rdrand (TCG implements it) with random.trust_cpu=on
 # seeds the kernel's random pool at once: without it, dropbear waited for the pool
 # ("Waiting for kernel randomness") for 0.6-2.3 s of every boot.
-TCG_CPU = "qemu64,+rdrand"
+TCG_CPU = "qemu64,+rdrand,-cx16"
 BOOT_ATTEMPTS = 2
 AGENT_PORT = 7001
 # Anything by which QEMU would share a host directory with the guest.
