@@ -19,6 +19,7 @@ KEYS = {
     "modules": (str, "a path to the matching lib/modules/<release> directory"),
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
+    "tcg_cpu_flags": (str, 'CPU flags added to the TCG CPU model, e.g. "-cx16"'),
     "default": (bool, "true or false"),
     "facts": (dict, "a table of fact name = true/false"),
 }
@@ -37,6 +38,7 @@ class KernelSpec:
     modules: Path | None = None
     version: str | None = None
     cmdline: str = ""
+    tcg_cpu_flags: str = ""
     default: bool = True
     description: str = ""
     facts: dict[str, bool] = field(default_factory=dict)
@@ -118,6 +120,7 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         modules=Path(entry["modules"]).expanduser() if "modules" in entry else None,
         version=entry.get("version"),
         cmdline=entry.get("cmdline", ""),
+        tcg_cpu_flags=entry.get("tcg_cpu_flags", ""),
         default=entry.get("default", True),
         description=entry.get("description", ""),
         facts=dict(facts),

@@ -123,7 +123,9 @@ class KernelSession:
     def info(self) -> dict:
         boot = self.vm.boot
         return {**self.kernel.describe(), "uname_r": self.release, "accel": self.accel.accel,
-                "accel_reason": self.accel.reason, "boot_seconds": boot.seconds if boot else None,
+                "accel_reason": self.accel.reason,
+                "cpu_model": self.vm.tcg_cpu if self.accel.accel == "tcg" else "vng's choice",
+                "boot_seconds": boot.seconds if boot else None,
                 "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
                 "boot_phases": boot.phases if boot else None,
                 "initramfs_modules": list(boot.initramfs_modules) if boot else None,

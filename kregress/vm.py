@@ -45,13 +45,11 @@ FATAL = re.compile(r"Kernel panic - not syncing.*|VFS: Unable to mount root fs.*
                    r"Oops: .*|BUG: .*|qemu-system-\w+: .*")
 BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
 # Under TCG the CPU model is pinned (a saved guest only fits the CPU model it was saved
-# on, and -cpu max, vng's choice, moves with QEMU versions) to QEMU's own default. With
-# -cpu max Debian's trixie cloud kernel double-faulted in __kmalloc (2 of 12 boots here);
-# with qemu64 it did not in 8, though a later run hit a GPF in do_sync_core (README).
-# Under KVM, vng's choice stands. +rdrand (TCG implements it) with random.trust_cpu=on
-# seeds the kernel's random pool at once: without it, dropbear waited for the pool
-# ("Waiting for kernel randomness") for 0.6-2.3 s of every boot.
-TCG_CPU = "qemu64,+rdrand,-cx16"
+# on, and -cpu max, vng's choice, moves with QEMU versions) to QEMU's own default, plus
+# rdrand: with random.trust_cpu=on it seeds the kernel's random pool at once (dropbear
+# waited 0.6-2.3 s of every boot for it). A kernel entry may add flags (tcg_cpu_flags in
+# kernels.toml). Under KVM, vng's choice stands.
+TCG_CPU = "qemu64,+rdrand"
 BOOT_ATTEMPTS = 2
 AGENT_PORT = 7001
 # Anything by which QEMU would share a host directory with the guest.
@@ -282,7 +280,11 @@ class VM:
                  "-fw_cfg", f"name=opt/kregress/authorized_keys,file={keys / 'authorized_keys'}"]
         return own_guest_command(vng_qemu_command(self.vng_args()), initramfs=self.initramfs.path,
                                  append=append, extra=extra, kernel=self.pvh_kernel,
-                                 cpu=TCG_CPU if self.accel == "tcg" else None)
+                                 cpu=self.tcg_cpu if self.accel == "tcg" else None)
+
+    @property
+    def tcg_cpu(self) -> str:
+        return ",".join(part for part in [TCG_CPU, self.kernel.spec.tcg_cpu_flags] if part)
 
     def start(self) -> BootInfo:
         preflight(self.kernel)

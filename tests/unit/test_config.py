@@ -11,10 +11,12 @@ def parse(*entries):
 def test_debian_and_local_entries():
     specs = parse({"id": "debian-6.1", "suite": "bookworm"},
                   {"id": "mine", "image": "/k/bzImage", "modules": "/k/lib/modules/6.6.0", "version": "6.6.0",
-                   "facts": {"getsockopt_relief": False}, "default": False, "cmdline": "quiet"})
+                   "facts": {"getsockopt_relief": False}, "default": False, "cmdline": "quiet",
+                   "tcg_cpu_flags": "-cx16"})
     assert specs[0].package == "linux-image-amd64" and specs[0].source == "debian:bookworm/linux-image-amd64"
     assert specs[1].facts == {"getsockopt_relief": False} and not specs[1].default
     assert str(specs[1].modules) == "/k/lib/modules/6.6.0"
+    assert (specs[0].tcg_cpu_flags, specs[1].tcg_cpu_flags) == ("", "-cx16")
 
 
 @pytest.mark.parametrize("entry, message", [

@@ -22,13 +22,14 @@ GOOD_CONFIG = {"CONFIG_VIRTIO_PCI": "y", "CONFIG_VIRTIO_BLK": "m", "CONFIG_EROFS
                "CONFIG_DEVTMPFS": "y", "CONFIG_LSM": "landlock,lockdown,yama,apparmor"}
 
 
-def kernel(tmp_path, config=GOOD_CONFIG, cmdline="", image_bytes=None) -> Kernel:
+def kernel(tmp_path, config=GOOD_CONFIG, cmdline="", image_bytes=None, tcg_cpu_flags="") -> Kernel:
     image = tmp_path / "vmlinuz"
     data = bytearray(image_bytes if image_bytes is not None else b"\0" * 0x300)
     if image_bytes is None:
         data[0x202:0x206] = b"HdrS"
     image.write_bytes(bytes(data))
-    return Kernel(spec=KernelSpec(id="k1", image=image, cmdline=cmdline), image=image, release="6.1.0",
+    return Kernel(spec=KernelSpec(id="k1", image=image, cmdline=cmdline, tcg_cpu_flags=tcg_cpu_flags), image=image,
+                  release="6.1.0",
                   upstream_version="6.1.0", config=dict(config))
 
 
@@ -89,7 +90,9 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     monkeypatch.setattr(vm, "vng_qemu_command", lambda args: seen.setdefault("vng", args) and vng_argv())
     monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
     monkeypatch.setattr(vm, "build_agent", lambda: tmp_path / "agent")
-    cmd = VM(kernel(tmp_path), "tcg", tmp_path, keys, image).command(port=40000)
+    cmd = VM(kernel(tmp_path, tcg_cpu_flags="-cx16"), "tcg", tmp_path, keys, image).command(port=40000)
+    assert options(cmd, "-cpu") == ["qemu64,+rdrand,-cx16"]     # pinned, plus the entry's flags
+    assert "random.trust_cpu=on" in options(cmd, "-append")[0]
     assert "--disable-kvm" in seen["vng"] and "--rw" not in seen["vng"]
     assert seen["vng"][seen["vng"].index("--root-disk") + 1] == str(image.root)
     assert options(cmd, "-name") == [f"kr-{tmp_path.name}-k1"]      # ours, not vng's: the dry run stays cached
