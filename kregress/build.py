@@ -116,7 +116,7 @@ def build_agent(out_root: Path | None = None) -> Path:
     flags = [*CFLAGS, "-static"]
     digest = hashlib.sha256(" ".join(flags).encode() + _tool_versions().encode() + AGENT_SOURCE.read_bytes())
     out = out_root / f"agent-{digest.hexdigest()[:20]}"
-    _cached(out, "agent", lambda staging: _run(["gcc", *flags, str(AGENT_SOURCE), "-o", str(staging / "agent")],
+    _cached(out, "agent", lambda staging: _run(["gcc", *flags, str(AGENT_SOURCE), "-o", str(staging / "agent"), "-lz"],
                                                  "compiling the guest agent (kregress/in_guest/agent.c)"))
     return out / "agent"
 

@@ -4,6 +4,7 @@ import json
 import socket
 import subprocess
 import time
+import zlib
 
 import pytest
 
@@ -114,3 +115,15 @@ def test_a_put_that_cannot_be_written_is_an_error_reply(agent, tmp_path):
     assert reply["agent_error"] and "Not a directory" in reply["stderr"]
     assert conn.ask({"put": "/x"})["stderr"].startswith("agent: bad request")      # no size
     assert conn.ask({"argv": ["echo", "ok"]})["stdout"] == "ok\n"
+
+
+def test_put_of_zlib_data_writes_it_inflated_and_refuses_garbage(agent, tmp_path):
+    conn = Connection(agent)
+    data = b"driver bytes " * 50000
+    packed = zlib.compress(data)
+    target = tmp_path / "inflated"
+    conn.sock.sendall(json.dumps({"put": str(target), "size": len(packed), "zlib": True}).encode() + b"\n" + packed)
+    assert conn.reply()["rc"] == 0 and target.read_bytes() == data
+    conn.sock.sendall(json.dumps({"put": str(tmp_path / "bad"), "size": 5, "zlib": True}).encode() + b"\nnotz!")
+    assert conn.reply()["agent_error"] and not (tmp_path / "bad").exists()
+    assert conn.ask({"argv": ["true"]})["rc"] == 0
