@@ -10,6 +10,7 @@ content: the module files, the image's busybox and the guest-side scripts.
 from __future__ import annotations
 
 import fcntl
+import functools
 import gzip
 import hashlib
 import lzma
@@ -57,6 +58,7 @@ def missing_config(config: dict[str, str]) -> list[str]:
     return missing
 
 
+@functools.lru_cache(maxsize=16)        # a kernel's tree does not change under a running process
 def module_files(modules_dir: Path) -> dict[str, Path]:
     """Module name (dashes as underscores) -> file, for every .ko[.xz|.gz|.zst] in the tree."""
     files = {}

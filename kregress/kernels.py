@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -131,6 +132,25 @@ class DebianArchive:
         return fields
 
     def kernel_parts(self, meta_package: str) -> list[dict[str, str]]:
+        """The versioned image/modules packages a meta package leads to, remembered until
+        the package lists are read again (each apt-cache call costs about 0.9 s, and every
+        worker process resolves the kernels it runs)."""
+        remembered = self.root / f"resolved-{meta_package}.json"
+        stamp = self.root / "lists/.updated"
+        lists = stamp.stat().st_mtime_ns if stamp.exists() else None
+        try:
+            saved = json.loads(remembered.read_text())
+            if saved["lists"] == lists and saved["parts"]:
+                return saved["parts"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass        # none yet, or unreadable: resolve again
+        parts = self._walk_depends(meta_package)
+        partial = remembered.with_name(f"{remembered.name}.{os.getpid()}")
+        partial.write_text(json.dumps({"lists": lists, "parts": parts}))
+        os.replace(partial, remembered)
+        return parts
+
+    def _walk_depends(self, meta_package: str) -> list[dict[str, str]]:
         """Walk Depends from a meta package down to the versioned image/modules packages."""
         parts, seen, todo = [], set(), [meta_package]
         while todo:

@@ -48,6 +48,10 @@ def pytest_addoption(parser):
     group.addoption("--fresh-vm", default="kernel", choices=["kernel", "module", "test"],
                     help="a fresh guest (restored from the kernel's snapshot) for each kernel (default: "
                          "tests share it), each test module, or each test")
+    group.addoption("--spread", default="kernel", choices=["kernel", "module"],
+                    help="what one pytest-xdist worker takes at a time: all of a kernel's tests (default: "
+                         "its guest starts once per run), or one test module of one kernel (a kernel's "
+                         "modules may run on several workers at once, each restoring its guest)")
 
 
 def pytest_configure(config):
@@ -67,7 +71,8 @@ def pytest_configure(config):
     if harness.is_controller and not config.option.collectonly and not _unit_only(config):
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
                                             harness.run_dir, config.option.kernels_file)
-        config.stash[RESULTS].doc.update({"fresh_vm": opt.fresh_vm, "snapshots": not opt.no_snapshots})
+        config.stash[RESULTS].doc.update({"fresh_vm": opt.fresh_vm, "snapshots": not opt.no_snapshots,
+                                          "spread": opt.spread})
         harness.run_keys()      # once, before any xdist worker starts and needs them
     atexit.register(procs.kill_all)
     # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
@@ -96,13 +101,15 @@ def pytest_generate_tests(metafunc):
 
 @pytest.hookimpl(tryfirst=True)     # before xdist's own hook turns the marks into groups
 def pytest_collection_modifyitems(config, items):
-    """One xdist group per kernel, and each kernel's tests together, so it boots once."""
+    """One xdist group per kernel (or per kernel and test module, with --spread module),
+    and each kernel's tests together, so that a worker starts each guest once."""
     order = {kernel_id: i for i, kernel_id in enumerate(config.stash[HARNESS].specs)}
     for item in items:
         kernel_id = _kernel_of(item)
         if kernel_id:
             item.add_marker(pytest.mark.vm)
-            item.add_marker(pytest.mark.xdist_group(kernel_id))
+            group = kernel_id if config.option.spread == "kernel" else f"{kernel_id}@{item.path.stem}"
+            item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: order.get(_kernel_of(item), -1))
 
 

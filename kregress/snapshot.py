@@ -10,6 +10,8 @@ bounded; the least recently used snapshots go first.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -70,6 +72,9 @@ def qemu_version(binary: str) -> str:
         return "unknown"
 
 
+_VERIFIED: set[tuple] = set()      # state files this process has hashed, as they were then
+
+
 class SnapshotCache:
     def __init__(self, root: Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES):
         self.root = root or cache_dir() / "snapshots"
@@ -89,20 +94,35 @@ class SnapshotCache:
         return Snapshot(directory, key, manifest)
 
     def verify(self, snapshot: Snapshot) -> str | None:
-        """None when the state file is whole; else what is wrong (and the snapshot is gone)."""
+        """None when the state file is whole; else what is wrong (and the snapshot is gone).
+        Its SHA-256 is computed once per process and again whenever the file changes (size,
+        mtime, inode): a guest restored for every test would otherwise hash 100+ MB each time."""
         try:
-            size = snapshot.state.stat().st_size
+            stat = snapshot.state.stat()
         except OSError as err:
             problem = f"state file unreadable: {err}"
         else:
-            if size != snapshot.manifest["state_bytes"]:
-                problem = f"state file has {size} bytes, {snapshot.manifest['state_bytes']} were saved (truncated?)"
+            seen = (str(snapshot.state), stat.st_size, stat.st_mtime_ns, stat.st_ino, snapshot.manifest["state_sha256"])
+            if seen in _VERIFIED:
+                return None
+            if stat.st_size != snapshot.manifest["state_bytes"]:
+                problem = (f"state file has {stat.st_size} bytes, {snapshot.manifest['state_bytes']} were saved "
+                           "(truncated?)")
             elif sha256_file(snapshot.state) != snapshot.manifest["state_sha256"]:
                 problem = "state file's SHA-256 does not match the one recorded when it was saved (corrupted)"
             else:
+                _VERIFIED.add(seen)
                 return None
         self.remove(snapshot.directory)
         return problem
+
+    @contextlib.contextmanager
+    def lock(self, kernel_id: str, key: str):
+        """Held while a process looks for a kernel's snapshot and, missing it, makes it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{kernel_id}-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
 
     def staging(self, kernel_id: str, key: str) -> Path:
         """A fresh directory to boot and save into; becomes the snapshot on commit()."""

@@ -261,8 +261,9 @@ class VM:
 
     def command(self, port: int) -> list[str]:
         try:
-            self.initramfs = ensure_initramfs(self.kernel.modules_dir, self.kernel.config, self.image,
-                                              self.kernel.release, build_agent())
+            # once per VM: the key, the boot and every restore use the same one
+            self.initramfs = self.initramfs or ensure_initramfs(self.kernel.modules_dir, self.kernel.config,
+                                                                self.image, self.kernel.release, build_agent())
         except (InitramfsError, BuildError) as err:
             raise BootError(f"{self.kernel.id}: {err}", retryable=False) from None
         # loglevel=5: the console (which the host keeps) shows warnings, oopses and panics,
@@ -321,13 +322,16 @@ class VM:
 
     def _start_from_snapshot(self) -> BootInfo:
         key = self.snapshot_key()
-        found = self.snapshots.find(self.kernel.id, key)
-        if found:
-            problem = self.snapshots.verify(found)
-            if problem is None:
-                return self._restore(found)
-            self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"
-        return self._boot_and_save(key)
+        # One process boots and saves a kernel; another that needs it meanwhile (a kernel's
+        # tests spread over workers) waits here and then restores what the first one saved.
+        with self.snapshots.lock(self.kernel.id, key):
+            found = self.snapshots.find(self.kernel.id, key)
+            if found:
+                problem = self.snapshots.verify(found)
+                if problem is None:
+                    return self._restore(found)
+                self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"
+            return self._boot_and_save(key)
 
     def _restore(self, snapshot: Snapshot) -> BootInfo:
         self.guest_keys = RunKeys(snapshot.keys_dir)
@@ -357,17 +361,21 @@ class VM:
 
     def _boot_and_save(self, key: str) -> BootInfo:
         staging = self.snapshots.staging(self.kernel.id, key)
-        self.guest_keys = RunKeys.create(staging / "ssh")      # the snapshot's own keys
-        boot = self._boot_with_retries()
-        started = time.monotonic()
-        self.session.say_goodbye()  # the agent waits for a new connection in the saved state ...
-        self.session.close()        # ... and no connection of this run lives on in it
-        self.session = None
-        qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
         try:
-            qmp.migrate_to_file(staging / "state")
-        finally:
-            qmp.close()
+            self.guest_keys = RunKeys.create(staging / "ssh")      # the snapshot's own keys
+            boot = self._boot_with_retries()
+            started = time.monotonic()
+            self.session.say_goodbye()  # the agent waits for a new connection in the saved state ...
+            self.session.close()        # ... and no connection of this run lives on in it
+            self.session = None
+            qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
+            try:
+                qmp.migrate_to_file(staging / "state")
+            finally:
+                qmp.close()
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)      # no half-made snapshot stays behind
+            raise
         save_seconds = round(time.monotonic() - started, 2)
         snapshot = self.snapshots.commit(staging, self.kernel.id, key, {
             "release": boot.release, "lsm": boot.lsm, "entry": boot.entry, "boot_phases": boot.phases,

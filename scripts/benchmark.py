@@ -6,8 +6,9 @@
 0. single boots of one kernel, 3 times: boot-to-agent with its phases, against a plain
    `vng --exec true` boot of the same kernel on the host's root over 9p (what the suite
    booted before it had a guest of its own, minus its sshd and agent), in the same run
-1. the scenario matrix three times: cold (no snapshots: every kernel boots and saves),
-   warm (every kernel restores), and warm with a fresh guest restored for every test
+1. the scenario matrix four times: cold (no snapshots: every kernel boots and saves),
+   warm (every kernel restores), warm with a kernel's test modules spread over workers
+   (--spread module), and warm with a fresh guest restored for every test
    (--fresh-vm test); restore seconds per kernel, the snapshot cache's size
 2. per-test harness overhead: test duration minus the seconds its commands ran in the guest
 3. wall time against the floor: sum(boot seconds) / workers + guest seconds / workers
@@ -182,6 +183,7 @@ def main() -> int:
     cache.evict(max_bytes=0)            # cold: no kernel has a snapshot yet
     report["first_run"] = run_matrix("cold", kernels, args.workers)
     report["warm_run"] = run_matrix("warm", kernels, args.workers)
+    report["spread_run"] = run_matrix("warm-spread-by-module", kernels, args.workers, "--spread", "module")
     report["fresh_run"] = run_matrix("fresh-per-test", kernels, args.workers, "--fresh-vm", "test")
     report["snapshot_cache_bytes"] = sum(e["bytes"] for e in cache.entries())
     report["round_trips"] = round_trips(args.naive_kernel)
@@ -230,7 +232,12 @@ def print_report(r: dict) -> None:
           f"{fresh['wall_s']}s ({sum(len(s or []) for s in fresh['starts'].values())} restores; ratio to the shared warm "
           f"run {round(fresh['wall_s'] / warm['wall_s'], 2)}, goal <= 2); snapshot cache "
           f"{r['snapshot_cache_bytes'] / (1 << 20):.0f} MiB")
-    for run in (first, warm, fresh):
+    spread = r.get("spread_run")
+    if spread:
+        print(f"warm, a kernel's test modules spread over workers (--spread module): {spread['wall_s']}s "
+              f"({sum(len(s or []) for s in spread['starts'].values())} restores; ratio to one worker per kernel "
+              f"{round(spread['wall_s'] / warm['wall_s'], 2)})")
+    for run in (first, warm, *([spread] if spread else []), fresh):
         print(f"{run['label']} matrix: {run['tests']} tests, wall {run['wall_s']}s with {run['workers']} workers, "
               f"floor {run['floor_s']}s (boots/workers + guest {run['guest_s']}s/workers), "
               f"ratio {run['ratio_to_floor']} (goal <= 1.3); downloaded {run['downloaded_bytes']} bytes, "

@@ -2,6 +2,7 @@
 import os
 import time
 
+from kregress import snapshot
 from kregress.snapshot import SnapshotCache, snapshot_key
 
 COMMAND = ["/usr/bin/qemu-system-x86_64", "-name", "kr-run1-debian-6.12", "-m", "1G",
@@ -37,6 +38,7 @@ def test_a_whole_state_verifies_a_truncated_or_flipped_one_is_removed(tmp_path):
     cache = SnapshotCache(tmp_path)
     snap = saved(cache, "k", "a" * 24, 4096)
     assert cache.find("k", "a" * 24) == snap and cache.verify(snap) is None
+    time.sleep(0.05)        # damage comes after the check: the file's mtime moves on
     with open(snap.state, "r+b") as state:
         state.seek(100)
         byte = state.read(1)
@@ -62,3 +64,16 @@ def test_least_recently_used_go_first_when_over_the_bound(tmp_path):
     assert cache.find("old", "1" * 24).manifest["restores"] == 1
     assert len(cache.evict(max_bytes=0)) == 2 and cache.entries() == []
     assert not used.directory.exists() and not old.directory.exists()
+
+
+def test_a_state_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypatch):
+    cache = SnapshotCache(tmp_path)
+    snap = saved(cache, "k", "b" * 24, 4096)
+    hashed = []
+    real = snapshot.sha256_file
+    monkeypatch.setattr(snapshot, "sha256_file", lambda path: hashed.append(path) or real(path))
+    assert cache.verify(snap) is None and cache.verify(snap) is None
+    assert len(hashed) == 1
+    time.sleep(0.05)
+    snap.state.write_bytes(snap.state.read_bytes())       # rewritten: checked again
+    assert cache.verify(snap) is None and len(hashed) == 2

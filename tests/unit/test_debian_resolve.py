@@ -1,0 +1,40 @@
+"""Resolving a meta package to its versioned kernel packages is remembered until the
+package lists are read again, and a damaged memory is resolved again, not trusted."""
+import time
+
+from kregress.kernels import DebianArchive
+
+CONTROL = {
+    "linux-image-amd64": {"Package": "linux-image-amd64", "Version": "6.1.1",
+                          "Depends": "linux-image-6.1.0-9-amd64 (= 6.1.1)"},
+    "linux-image-6.1.0-9-amd64": {"Package": "linux-image-6.1.0-9-amd64", "Version": "6.1.1", "Depends": "kmod"},
+}
+
+
+def archive(tmp_path, monkeypatch, asked):
+    apt = DebianArchive("bookworm", root=tmp_path)
+    monkeypatch.setattr(apt, "show", lambda name: asked.append(name) or dict(CONTROL[name]))
+    return apt
+
+
+def test_resolution_is_remembered_until_the_lists_change(tmp_path, monkeypatch):
+    asked = []
+    apt = archive(tmp_path, monkeypatch, asked)
+    (apt.root / "lists/.updated").touch()
+    first = apt.kernel_parts("linux-image-amd64")
+    assert [p["Package"] for p in first] == ["linux-image-6.1.0-9-amd64"] and len(asked) == 2
+    assert archive(tmp_path, monkeypatch, asked).kernel_parts("linux-image-amd64") == first
+    assert len(asked) == 2                                  # another process: nothing asked
+    time.sleep(0.05)
+    (apt.root / "lists/.updated").touch()                   # apt-get update ran
+    apt.kernel_parts("linux-image-amd64")
+    assert len(asked) == 4
+
+
+def test_a_damaged_memory_is_resolved_again(tmp_path, monkeypatch):
+    asked = []
+    apt = archive(tmp_path, monkeypatch, asked)
+    apt.kernel_parts("linux-image-amd64")
+    (apt.root / "resolved-linux-image-amd64.json").write_text('{"lists": nu')
+    assert [p["Package"] for p in apt.kernel_parts("linux-image-amd64")] == ["linux-image-6.1.0-9-amd64"]
+    assert len(asked) == 4
