@@ -671,6 +671,21 @@ static void set_clock(double seconds, struct buf *reply)
 
 /* -- serving the host */
 
+/* More bytes from the host into pending; -1 when the connection is over. */
+static int read_more(int fd, struct buf *pending)
+{
+	char chunk[65536];
+	for (;;) {
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf_add(pending, chunk, n);
+		return 0;
+	}
+}
+
 /* Hello, then one reply per request line, until the host closes the connection or says bye. */
 static void serve(int fd)
 {
@@ -682,17 +697,11 @@ static void serve(int fd)
 	buf_str(&hello, "}\n");
 	if (send_all(fd, hello.data, hello.len))
 		return;
-	char chunk[65536];
 	for (;;) {
 		char *newline;
-		while (!pending.len || !(newline = memchr(pending.data, '\n', pending.len))) {
-			ssize_t n = read(fd, chunk, sizeof(chunk));
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0)
+		while (!pending.len || !(newline = memchr(pending.data, '\n', pending.len)))
+			if (read_more(fd, &pending))
 				return;
-			buf_add(&pending, chunk, n);
-		}
 		size_t line_len = newline - pending.data;
 		struct parser p = {pending.data, newline, NULL};
 		struct json request;
@@ -716,14 +725,9 @@ static void serve(int fd)
 		if (put && put->type == J_STR && size && size->type == J_NUM && size->num >= 0) {
 			/* the file's bytes follow the request line */
 			size_t want = consumed + (size_t)size->num;
-			while (pending.len < want) {
-				ssize_t n = read(fd, chunk, sizeof(chunk));
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n <= 0)
+			while (pending.len < want)
+				if (read_more(fd, &pending))
 					return;
-				buf_add(&pending, chunk, n);
-			}
 			const struct json *mode = member(&request, "mode"), *zlib = member(&request, "zlib");
 			put_file(put->str, mode && mode->type == J_NUM ? (unsigned)mode->num : 0644,
 				 zlib && zlib->type == J_BOOL && zlib->num, pending.data + consumed, (size_t)size->num,
