@@ -6,7 +6,8 @@
 0. single boots of one kernel, 3 times: boot-to-agent with its phases, against a plain
    `vng --exec true` boot of the same kernel on the host's root over 9p (what the suite
    booted before it had a guest of its own, minus its sshd and agent), in the same run
-1. the scenario matrix four times: cold (no snapshots: every kernel boots and saves),
+1. the old matrix's four kernels with every one booted (--no-snapshots), against the 52 s
+   the host-root path took; then the scenario matrix four times: cold (no snapshots: every kernel boots and saves),
    warm (every kernel restores), warm with a kernel's test modules spread over workers
    (--spread module), and warm with a fresh guest restored for every test
    (--fresh-vm test); restore seconds per kernel, the snapshot cache's size
@@ -45,6 +46,10 @@ from kregress.vm import vng_base, vng_env  # noqa: E402
 KERNELS_FILE = ROOT / "kernels.toml"
 PHASES = ["kernel_start", "kernel_done", "init_done", "sshd_ready", "restore_running", "ssh_connected", "agent_ready"]
 
+# The matrix before the guest of our own (host root over 9p, every kernel booted, 2 workers),
+# measured on this machine on 2026-11-22: the yardstick for booting without snapshots.
+OLD_MATRIX = ["debian-5.10", "debian-6.1", "debian-6.12", "debian-backports"]
+OLD_MATRIX_WALL_S = 52.0
 SCENARIO_TESTS = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
 # The naive way replays each test's recorded commands (results.json "commands") in a
 # vng --exec boot of its own, as a plain virtme-ng user would write one test per boot.
@@ -179,6 +184,7 @@ def main() -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
     report["single_boots"] = single_boots(args.naive_kernel)
+    report["booted_run"] = run_matrix("booted-old-matrix", OLD_MATRIX, args.workers, "--no-snapshots")
     cache = SnapshotCache()
     cache.evict(max_bytes=0)            # cold: no kernel has a snapshot yet
     report["first_run"] = run_matrix("cold", kernels, args.workers)
@@ -221,6 +227,11 @@ def print_report(r: dict) -> None:
     print(f"  boot-to-agent median {single['agent_ready_median_s']}s (goal <= 5s); a plain `vng --exec true` on the "
           f"host's root over 9p, no sshd or agent: {single['vng_host_root_exec_s']}, median {plain}s "
           f"(ratio ours/plain {round(single['agent_ready_median_s'] / plain, 2) if plain else '?'})")
+    booted = r.get("booted_run")
+    if booted:
+        print(f"the old matrix's kernels ({', '.join(OLD_MATRIX)}), every one booted (--no-snapshots): "
+              f"{booted['wall_s']}s, {booted['tests']} tests; before this guest {OLD_MATRIX_WALL_S}s "
+              f"(ratio {round(booted['wall_s'] / OLD_MATRIX_WALL_S, 2)}, goal <= 0.5)")
     print("boot phases per kernel (warm run), seconds from spawning QEMU; peak qemu RSS:")
     for kernel, phases in warm["boot_phases"].items():
         print(f"  {kernel:20s} {phase_line(phases)}  {warm['peak_rss_mb'].get(kernel)} MiB")
