@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from .build import BuildError
 from .config import KernelsFileError, load_kernels, select_kernels
 from .image import ImageError, ensure_image
 from .kernels import KernelFetchError, resolve
@@ -54,17 +55,18 @@ def cmd_exec(args) -> int:
             session = pool.session(kernel_id)
             boot = session.vm.boot
             print(f"# {kernel_id}: {session.release} under {session.accel.accel}, "
-                  f"booted in {boot.seconds}s {boot.phases}", file=sys.stderr)
+                  f"{boot.how} in {boot.seconds}s {boot.phases}", file=sys.stderr)
             if args.shell:
                 result = session.run(["sh", "-c", " ".join(args.command)], timeout=args.timeout)
             else:
-                result = session.run_driver(args.command[0], *args.command[1:], timeout=args.timeout)
+                result = session.run_driver(args.command[0], *args.command[1:], timeout=args.timeout,
+                                            root=args.programs_from)
             sys.stdout.write(result.stdout)
             sys.stderr.write(result.stderr)
             for line in result.dmesg:
                 print(f"# dmesg: {line}", file=sys.stderr)
             status = status or (result.rc if result.rc is not None else 124)
-        except (BootError, KernelFetchError) as err:
+        except (BootError, KernelFetchError, BuildError) as err:
             print(err, file=sys.stderr)
             status = 1
         finally:
@@ -193,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     execp.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
     execp.add_argument("--timeout", type=float, default=120)
     execp.add_argument("--shell", action="store_true", help="run the words as a shell command instead")
+    execp.add_argument("--from", dest="programs_from", type=Path, default=None, metavar="DIR",
+                       help="build NAME from DIR/progs/NAME.bpf.c and DIR/guest/NAME.c (a reproducer's own "
+                            "directory) instead of the project's progs/ and guest/")
     execp.add_argument("command", nargs="+")
     execp.set_defaults(func=cmd_exec)
     snaps = sub.add_parser("snapshots", help="list or prune the saved guests, or print their keys: "

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import procs
+from . import durations, procs
 from .config import KernelsFileError
 from .facts import KernelFacts
 from .junit import junit_properties
@@ -91,6 +91,7 @@ RESULTS = pytest.StashKey[ResultsFile]()
 def pytest_configure_node(node):
     """xdist: workers share the controller's run directory."""
     node.workerinput["kregress_run_dir"] = str(node.config.stash[HARNESS].run_dir)
+    node.workerinput["kregress_kernel_order"] = kernel_order(node.config)
 
 
 def pytest_generate_tests(metafunc):
@@ -102,8 +103,9 @@ def pytest_generate_tests(metafunc):
 @pytest.hookimpl(tryfirst=True)     # before xdist's own hook turns the marks into groups
 def pytest_collection_modifyitems(config, items):
     """One xdist group per kernel (or per kernel and test module, with --spread module),
-    and each kernel's tests together, so that a worker starts each guest once."""
-    order = {kernel_id: i for i, kernel_id in enumerate(config.stash[HARNESS].specs)}
+    and each kernel's tests together, so that a worker starts each guest once; the kernels
+    whose tests took longest last time first, so no worker is left with a long one at the end."""
+    order = {kernel_id: i for i, kernel_id in enumerate(kernel_order(config))}
     for item in items:
         kernel_id = _kernel_of(item)
         if kernel_id:
@@ -111,6 +113,17 @@ def pytest_collection_modifyitems(config, items):
             group = kernel_id if config.option.spread == "kernel" else f"{kernel_id}@{item.path.stem}"
             item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: order.get(_kernel_of(item), -1))
+
+
+def kernel_order(config) -> list[str]:
+    """Longest kernels first, decided once by the controller: every xdist worker must
+    collect the same order, even if another run rewrites the durations meanwhile."""
+    worker = getattr(config, "workerinput", None)
+    if worker and "kregress_kernel_order" in worker:
+        return worker["kregress_kernel_order"]
+    if not hasattr(config, "_kregress_kernel_order"):
+        config._kregress_kernel_order = durations.longest_first(list(config.stash[HARNESS].specs), durations.load())
+    return config._kregress_kernel_order
 
 
 def _kernel_of(item) -> str | None:
@@ -302,6 +315,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not results:
         return
     summary = results.finish()
+    durations.record(results.doc)
     write = terminalreporter.write_line
     terminalreporter.section("kregress")
     for accel in results.doc["accelerators"]:

@@ -61,18 +61,20 @@ class KernelSession:
     def active_lsms(self) -> list[str]:
         return self.vm.boot.lsm.split(",") if self.vm.boot else []
 
-    def driver_path(self, name: str) -> str:
-        """Build (cached by content) and push a scenario driver once per VM."""
-        if name not in self._pushed:
-            program = build.build(name)
+    def driver_path(self, name: str, root: Path | None = None) -> str:
+        """Build (cached by content) and push a scenario driver once per VM; root: where
+        its progs/ and guest/ are (the project's own by default, or a reproducer's)."""
+        key = f"{root or ''}:{name}"
+        if key not in self._pushed:
+            program = build.build(name, root) if root else build.build(name)
             self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
             self.vm.session.put(program.driver, remote)
-            self._pushed[name] = remote
-        return self._pushed[name]
+            self._pushed[key] = remote
+        return self._pushed[key]
 
-    def run_driver(self, name: str, *args, timeout: float = 60) -> CommandResult:
-        return self.run([self.driver_path(name), *map(str, args)], timeout=timeout)
+    def run_driver(self, name: str, *args, timeout: float = 60, root: Path | None = None) -> CommandResult:
+        return self.run([self.driver_path(name, root), *map(str, args)], timeout=timeout)
 
     def run(self, argv: list[str], timeout: float = 60) -> CommandResult:
         """Run in the guest; a panic, a hang or a lost guest stops this VM and raises GuestFailure."""
