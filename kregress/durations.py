@@ -1,6 +1,7 @@
-"""How long each kernel's tests took in the last run, kept in the cache, so that the next
-run hands the longest kernels to the pytest-xdist workers first (longest processing time
-first): the idle worker at the end of a run is what makes it slower than its floor."""
+"""How long each test took last time it ran, kept in the cache, so that a run hands the
+kernels with the longest tests to the pytest-xdist workers first (longest processing
+time first): a worker left alone with a long kernel at the end is what makes a matrix
+slower than its floor. Kept per test, so a partial run does not distort the next."""
 from __future__ import annotations
 
 import json
@@ -8,13 +9,15 @@ import os
 
 from .paths import cache_dir
 
+UNKNOWN_TEST_S = 1.0        # a test never measured: about a scenario test under TCG
+
 
 def _path():
     return cache_dir() / "durations.json"
 
 
 def load() -> dict[str, float]:
-    """kernel id -> seconds of its tests last time; {} when unknown or unreadable."""
+    """Test node id -> seconds (setup + call + teardown) last time; {} when unknown or unreadable."""
     try:
         data = json.loads(_path().read_text())
         return {str(k): float(v) for k, v in data.items()}
@@ -23,24 +26,22 @@ def load() -> dict[str, float]:
 
 
 def record(doc: dict) -> None:
-    """Add this run's per-kernel seconds (setup + call + teardown of its tests)."""
-    seconds: dict[str, float] = {}
-    for test in doc["tests"]:
-        if test.get("kernel"):
-            spent = sum(test.get(key) or 0.0 for key in ("setup_seconds", "seconds", "teardown_seconds"))
-            seconds[test["kernel"]] = seconds.get(test["kernel"], 0.0) + spent
+    """Remember this run's seconds for each VM test it ran."""
+    seconds = {t["nodeid"]: round(sum(t.get(key) or 0.0 for key in ("setup_seconds", "seconds", "teardown_seconds")), 3)
+               for t in doc["tests"] if t.get("kernel") and "nodeid" in t}
     if not seconds:
         return
-    merged = {**load(), **{k: round(v, 2) for k, v in seconds.items()}}
     path = _path()
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps(merged, indent=1, sort_keys=True))
+    partial.write_text(json.dumps({**load(), **seconds}, indent=0, sort_keys=True))
     os.replace(partial, path)
 
 
-def longest_first(kernel_ids: list[str], known: dict[str, float]) -> list[str]:
-    """Kernels never measured first (they may be the longest), then by last seconds, longest
-    first; ties keep the kernels file's order."""
-    position = {k: i for i, k in enumerate(kernel_ids)}
-    return sorted(kernel_ids, key=lambda k: (k in known, -known.get(k, 0.0), position[k]))
+def longest_first(tests_by_kernel: dict[str, list[str]], known: dict[str, float]) -> list[str]:
+    """Kernel ids by the summed seconds of their tests, longest first; a test never
+    measured counts UNKNOWN_TEST_S; ties keep the given order."""
+    position = {kernel: i for i, kernel in enumerate(tests_by_kernel)}
+    total = {kernel: sum(known.get(nodeid, UNKNOWN_TEST_S) for nodeid in nodeids)
+             for kernel, nodeids in tests_by_kernel.items()}
+    return sorted(tests_by_kernel, key=lambda kernel: (-total[kernel], position[kernel]))

@@ -91,7 +91,7 @@ RESULTS = pytest.StashKey[ResultsFile]()
 def pytest_configure_node(node):
     """xdist: workers share the controller's run directory."""
     node.workerinput["kregress_run_dir"] = str(node.config.stash[HARNESS].run_dir)
-    node.workerinput["kregress_kernel_order"] = kernel_order(node.config)
+    node.workerinput["kregress_durations"] = known_durations(node.config)
 
 
 def pytest_generate_tests(metafunc):
@@ -105,7 +105,12 @@ def pytest_collection_modifyitems(config, items):
     """One xdist group per kernel (or per kernel and test module, with --spread module),
     and each kernel's tests together, so that a worker starts each guest once; the kernels
     whose tests took longest last time first, so no worker is left with a long one at the end."""
-    order = {kernel_id: i for i, kernel_id in enumerate(kernel_order(config))}
+    tests_by_kernel = {kernel_id: [] for kernel_id in config.stash[HARNESS].specs}
+    for item in items:
+        if _kernel_of(item) in tests_by_kernel:
+            tests_by_kernel[_kernel_of(item)].append(item.nodeid)
+    kernels = durations.longest_first(tests_by_kernel, known_durations(config))
+    order = {kernel_id: i for i, kernel_id in enumerate(kernels)}
     for item in items:
         kernel_id = _kernel_of(item)
         if kernel_id:
@@ -115,15 +120,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: order.get(_kernel_of(item), -1))
 
 
-def kernel_order(config) -> list[str]:
-    """Longest kernels first, decided once by the controller: every xdist worker must
-    collect the same order, even if another run rewrites the durations meanwhile."""
+def known_durations(config) -> dict[str, float]:
+    """The tests' seconds last time, read once by the controller: every xdist worker must
+    order its collection the same way, even if another run rewrites the file meanwhile."""
     worker = getattr(config, "workerinput", None)
-    if worker and "kregress_kernel_order" in worker:
-        return worker["kregress_kernel_order"]
-    if not hasattr(config, "_kregress_kernel_order"):
-        config._kregress_kernel_order = durations.longest_first(list(config.stash[HARNESS].specs), durations.load())
-    return config._kregress_kernel_order
+    if worker and "kregress_durations" in worker:
+        return worker["kregress_durations"]
+    if not hasattr(config, "_kregress_durations"):
+        config._kregress_durations = durations.load()
+    return config._kregress_durations
 
 
 def _kernel_of(item) -> str | None:
