@@ -100,23 +100,27 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("kernel_id", ids, ids=ids, scope="session")
 
 
-@pytest.hookimpl(tryfirst=True)     # before xdist's own hook turns the marks into groups
+@pytest.hookimpl(hookwrapper=True)
 def pytest_collection_modifyitems(config, items):
     """One xdist group per kernel (or per kernel and test module, with --spread module),
-    and each kernel's tests together, so that a worker starts each guest once; the kernels
-    whose tests took longest last time first, so no worker is left with a long one at the end."""
-    tests_by_kernel = {kernel_id: [] for kernel_id in config.stash[HARNESS].specs}
-    for item in items:
-        if _kernel_of(item) in tests_by_kernel:
-            tests_by_kernel[_kernel_of(item)].append(item.nodeid)
-    kernels = durations.longest_first(tests_by_kernel, known_durations(config))
-    order = {kernel_id: i for i, kernel_id in enumerate(kernels)}
+    marked before xdist's own hook turns the marks into groups. Then, after pytest's own
+    reordering (by parametrized fixture scope, which interleaves kernels), each kernel's
+    tests together, the kernels whose tests took longest last time first: xdist hands a
+    worker its next group only when it is nearly done, so no worker is left with a long
+    kernel at the end."""
     for item in items:
         kernel_id = _kernel_of(item)
         if kernel_id:
             item.add_marker(pytest.mark.vm)
             group = kernel_id if config.option.spread == "kernel" else f"{kernel_id}@{item.path.stem}"
             item.add_marker(pytest.mark.xdist_group(group))
+    yield
+    tests_by_kernel = {kernel_id: [] for kernel_id in config.stash[HARNESS].specs}
+    for item in items:
+        if _kernel_of(item) in tests_by_kernel:
+            tests_by_kernel[_kernel_of(item)].append(item.nodeid.split("@")[0])
+    kernels = durations.longest_first(tests_by_kernel, known_durations(config))
+    order = {kernel_id: i for i, kernel_id in enumerate(kernels)}
     items.sort(key=lambda item: order.get(_kernel_of(item), -1))
 
 
