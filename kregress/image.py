@@ -157,10 +157,23 @@ def _print_progress(line: str) -> None:
     print(f"guest image: {line}", file=sys.stderr, flush=True)
 
 
+def remove_staging(staging: Path) -> None:
+    """Remove a build directory, first unmounting what a killed mmdebstrap left mounted
+    in it (its chroot's /proc, /dev ...): rmtree alone would fail, or walk into /proc."""
+    prefix = str(staging) + "/"
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1].replace("\\040", " ") for line in mounts]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], capture_output=True)
+    shutil.rmtree(staging, ignore_errors=True)
+    if staging.exists():
+        raise ImageError(f"guest image: cannot remove the earlier build directory {staging}; remove it by hand")
+
+
 def build(spec: ImageSpec, progress) -> GuestImage:
     final = image_dir(spec)
     staging = final.with_name(final.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_staging(staging)
     staging.mkdir(parents=True)
     started = time.monotonic()
     try:
@@ -180,7 +193,7 @@ def build(spec: ImageSpec, progress) -> GuestImage:
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         raise
     progress(f"ready: {final / 'root.erofs'} sha256 {digest[:16]} "
              f"({(final / 'root.erofs').stat().st_size >> 20} MiB, {time.monotonic() - started:.0f}s)")

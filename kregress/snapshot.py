@@ -127,7 +127,10 @@ class SnapshotCache:
     def staging(self, kernel_id: str, key: str) -> Path:
         """A fresh directory to boot and save into; becomes the snapshot on commit()."""
         directory = self.directory(kernel_id, key).with_name(f"{kernel_id}-{key}.{os.getpid()}.partial")
-        shutil.rmtree(directory, ignore_errors=True)
+        for stale in self.root.glob("*.partial"):       # left by a process that died mid-save
+            pid = stale.name.rsplit(".", 2)[-2]
+            if stale == directory or (pid.isdigit() and not Path(f"/proc/{pid}").exists()):
+                shutil.rmtree(stale, ignore_errors=True)
         directory.mkdir(parents=True)
         return directory
 

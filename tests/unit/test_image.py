@@ -1,7 +1,10 @@
 """guest/image.toml parsing and the image's cache key."""
+import os
+import subprocess
+
 import pytest
 
-from kregress.image import ImageError, ImageSpec, apply_fixups, cache_key, load_spec
+from kregress.image import ImageError, ImageSpec, apply_fixups, cache_key, load_spec, remove_staging
 
 
 def write(tmp_path, text):
@@ -62,3 +65,15 @@ def test_without_shadow_the_passwd_field_is_ours(tmp_path):
     (tmp_path / "etc/passwd").unlink()
     with pytest.raises(ImageError, match="the image has no etc/passwd"):
         apply_fixups(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
+def test_a_build_directory_with_a_leftover_mount_is_removed(tmp_path):
+    """A killed mmdebstrap leaves its chroot's /proc mounted; the next build must cope."""
+    staging = tmp_path / "x.partial"
+    (staging / "rootdir/proc").mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "leftover", str(staging / "rootdir/proc")], check=True)
+    (staging / "rootdir/proc/file").write_text("x")
+    remove_staging(staging)
+    assert not staging.exists()
+    assert str(staging) not in open("/proc/self/mounts").read()

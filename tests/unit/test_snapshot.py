@@ -77,3 +77,13 @@ def test_a_state_is_hashed_once_per_process_until_it_changes(tmp_path, monkeypat
     time.sleep(0.05)
     snap.state.write_bytes(snap.state.read_bytes())       # rewritten: checked again
     assert cache.verify(snap) is None and len(hashed) == 2
+
+
+def test_staging_clears_what_dead_processes_left(tmp_path):
+    cache = SnapshotCache(tmp_path)
+    dead = tmp_path / "k-abc.999999999.partial"          # no such pid
+    alive = tmp_path / f"k-abc.{os.getppid()}.partial"   # another live process, saving now
+    dead.mkdir()
+    alive.mkdir()
+    mine = cache.staging("k", "abc")
+    assert mine.exists() and not dead.exists() and alive.exists()
