@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import durations, procs
+from . import durations, procs, reproduce
 from .config import KernelsFileError
 from .facts import KernelFacts
 from .junit import junit_properties
@@ -214,6 +214,8 @@ def pytest_runtest_makereport(item, call):
         _record_of(item)["harness_error"] = call.excinfo.value.kind
         report.longrepr = f"{call.excinfo.value.kind.upper()}: {call.excinfo.value}"
     kernel_id = _kernel_of(item)
+    if kernel_id and report.when == "call" and report.failed:
+        _add_reproducer(item, report, kernel_id)
     if kernel_id and report.when == "teardown":
         harness = item.config.stash[HARNESS]
         harness.update_info(kernel_id)
@@ -226,6 +228,20 @@ def pytest_runtest_makereport(item, call):
             record["kernel_info"] = {**record["kernel_info"], "facts": dict(spec.facts)}
         report.user_properties = list(item.user_properties)
     return report
+
+
+def _add_reproducer(item, report, kernel_id: str) -> None:
+    """The commands that replay what the failed test ran, in its record and its message."""
+    record = _record_of(item)
+    lines = reproduce.commands(record, kernel_id, item.config.option.kernels_file)
+    if not lines:
+        return
+    record["reproduce"] = lines
+    text = "\n".join(lines)
+    if hasattr(report.longrepr, "addsection"):
+        report.longrepr.addsection(f"reproduce on {kernel_id}", text)
+    else:
+        report.longrepr = f"{report.longrepr}\nreproduce on {kernel_id}:\n{text}"
 
 
 _phases: dict[str, dict] = {}

@@ -71,6 +71,8 @@ class KernelSession:
             remote = f"{GUEST_BIN}/{name}"
             self.vm.session.put(program.driver, remote)
             self._pushed[key] = remote
+        if root:        # a reproducer's own program: its replay needs to know where it lives
+            self.test_record.setdefault("programs_from", {})[name] = str(root)
         return self._pushed[key]
 
     def run_driver(self, name: str, *args, timeout: float = 60, root: Path | None = None) -> CommandResult:
