@@ -18,6 +18,9 @@ class Fact:
     mainline: tuple[int, int]                       # first release with it
     stable: dict[tuple[int, int], int] = field(default_factory=dict)  # branch -> first patch level
     note: str = ""
+    # bytes only a kernel image with the fact contains (kregress.evidence): a message the
+    # commit added, or a name it added to the kernel's BTF
+    signature: bytes = b""
 
     @property
     def label(self) -> str:
@@ -39,18 +42,21 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
     Fact("getsockopt_relief", "29ebbba7d461", "bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen",
          mainline=(6, 5), stable={(6, 1): 39, (5, 15): 121},
          note="user optlen > PAGE_SIZE: the prog's buffer is ignored instead of EFAULT; "
-              "not in 5.10.y"),
+              "not in 5.10.y",
+         signature=b"ignoring program buffer with optlen"),
     Fact("sockops_hdr_opt", "0813a841566f", "bpf: tcp: Allow bpf prog to write and parse TCP header option",
          mainline=(5, 10),
-         note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt"),
+         note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt",
+         signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0"),
     Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
-         note="BPF_LSM_CGROUP attach type"),
+         note="BPF_LSM_CGROUP attach type", signature=b"BPF_LSM_CGROUP\0"),
     Fact("bpf_get_set_retval", "b44123b4a3dc",
          "bpf: Add cgroup helpers bpf_{get,set}_retval to get/set syscall return value",
          mainline=(5, 18),
          note="the prog array now returns the syscall's retval, and getsockopt bails out on a "
               "negative one before checking optlen: a kernel error passes through unchanged even "
-              "with optlen > PAGE_SIZE (inferred from the source; no 5.18-6.4 kernel in the matrix)"),
+              "with optlen > PAGE_SIZE (inferred from the source; no 5.18-6.4 kernel in the matrix)",
+         signature=b"BPF_FUNC_get_retval\0"),
 ]}
 
 
@@ -61,35 +67,67 @@ def parse_version(text: str | None) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
+TRUST = ("binary", "changelog", "version")      # after kernels.toml's stated facts
+
+
 @dataclass(frozen=True)
 class KernelFacts:
-    """What one kernel should do, by fact name, and why."""
+    """What one kernel should do, by fact name, and why. Sources in order of trust:
+    kernels.toml's stated facts, then the evidence (kregress.evidence: the kernel binary,
+    the package changelog), then the upstream version."""
     kernel_id: str
     version: str | None
     overrides: dict[str, bool] = field(default_factory=dict)
+    evidence: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def answers(self, name: str) -> dict[str, str]:
+        """Each source's answer about the fact: present, absent or unknown."""
+        parsed = parse_version(self.version)
+        said = dict(self.evidence.get(name, {}))
+        said["version"] = ("unknown" if parsed is None else "present" if FACTS[name].in_version(parsed)
+                           else "absent")
+        if name in self.overrides:
+            said = {"kernels.toml": "present" if self.overrides[name] else "absent", **said}
+        return said
+
+    def decided_by(self, name: str) -> str:
+        said = self.answers(name)
+        for source in ("kernels.toml", *TRUST):
+            if said.get(source) in ("present", "absent"):
+                return source
+        raise LookupError(f"{self.kernel_id}: nothing tells whether it has {FACTS[name].label}: no upstream "
+                          f"version, and neither its binary nor a changelog says; set version = \"X.Y.Z\" "
+                          f"or facts = {{ {name} = true/false }} in kernels.toml")
 
     def has(self, name: str) -> bool:
-        if name in self.overrides:
-            return self.overrides[name]
-        parsed = parse_version(self.version)
-        if parsed is None:
-            raise LookupError(f"{self.kernel_id}: no upstream version known, so whether it has "
-                              f"{FACTS[name].label} cannot be derived; set version = \"X.Y.Z\" or "
-                              f"facts = {{ {name} = true/false }} in kernels.toml")
-        return FACTS[name].in_version(parsed)
+        return self.answers(name)[self.decided_by(name)] == "present"
+
+    def disagreements(self, name: str) -> list[str]:
+        said = self.answers(name)
+        decided = said[self.decided_by(name)]
+        return [source for source, answer in said.items() if answer in ("present", "absent") and answer != decided]
 
     def why(self, name: str) -> str:
         fact = FACTS[name]
-        if name in self.overrides:
-            return f"kernels.toml states {name} = {str(self.overrides[name]).lower()} for {self.kernel_id}"
-        verdict = "carries" if self.has(name) else "predates"
-        return f"{self.version} {verdict} {fact.label}; releases with it: {fact.releases()}"
+        source = self.decided_by(name)
+        if source == "kernels.toml":
+            text = f"kernels.toml states {name} = {str(self.overrides[name]).lower()} for {self.kernel_id}"
+        elif source == "version":
+            verdict = "carries" if self.has(name) else "predates"
+            text = f"{self.version} {verdict} {fact.label}; releases with it: {fact.releases()}"
+        else:
+            text = f"its {source} says it {'has' if self.has(name) else 'lacks'} {fact.label}"
+        others = self.disagreements(name)
+        if others:
+            text += " (" + "; ".join(f"{other} says {'has' if self.answers(name)[other] == 'present' else 'lacks'} it"
+                                     for other in others) + ")"
+        return text
 
     def contradiction(self, name: str, observed_present: bool) -> str:
-        """The message for a kernel whose behaviour disagrees with its version."""
+        """The message for a kernel whose behaviour disagrees with what the sources say."""
         fact = FACTS[name]
         behaves = "with" if observed_present else "without"
         says = "has it" if self.has(name) else "lacks it"
-        return (f"{self.kernel_id} ({self.version}) behaves {behaves} {fact.label}, "
-                f"but {'kernels.toml says' if name in self.overrides else 'its version says'} it {says}: "
-                f"{self.why(name)}")
+        source = self.decided_by(name)
+        who = "kernels.toml says" if source == "kernels.toml" else f"its {source} says"
+        return f"{self.kernel_id} ({self.version}) behaves {behaves} {fact.label}, but {who} it {says}: {self.why(name)}"

@@ -266,7 +266,8 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
         infos.setdefault(kernel, {"id": kernel})
         case = case_of(test["nodeid"], kernel)
         rows.setdefault(case, Row(case)).cells[kernel] = Cell(kernel, test)
-    columns = sorted((Column(k, info, KernelFacts(k, info.get("upstream_version"), overrides.get(k, {})))
+    columns = sorted((Column(k, info, KernelFacts(k, info.get("upstream_version"), overrides.get(k, {}),
+                                                  info.get("evidence") or {}))
                       for k, info in infos.items()), key=Column.sort_key)
     ordered = [rows[case] for case in sorted(rows)]
     for row in ordered:

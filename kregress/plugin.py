@@ -170,7 +170,7 @@ def kernel_session(request, kernel_id) -> KernelSession:
 @pytest.fixture
 def kernel_facts(kernel_session) -> KernelFacts:
     kernel = kernel_session.kernel
-    return KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts))
+    return KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts), kernel_session.evidence)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import build
+from . import build, evidence
 from .accel import AccelChoice
 from .guest import CommandResult, GuestLost, RunKeys
 from .image import GuestImage
@@ -45,6 +45,7 @@ class KernelSession:
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
         self._pushed: dict[str, str] = {}
+        self._evidence: dict | None = None
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
         self.programs_rebuilt = 0
@@ -124,6 +125,13 @@ class KernelSession:
     def alive(self) -> bool:
         return self.vm.alive() and self.vm.session is not None
 
+    @property
+    def evidence(self) -> dict[str, dict[str, str]]:
+        """What the kernel binary and its package changelog say about each fact (once)."""
+        if self._evidence is None:
+            self._evidence = evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
+        return self._evidence
+
     def info(self) -> dict:
         boot = self.vm.boot
         return {**self.kernel.describe(), "uname_r": self.release, "accel": self.accel.accel,
@@ -139,7 +147,7 @@ class KernelSession:
                 "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
-                "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb()}
+                "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence}
 
     def stop(self) -> None:
         self.vm.stop()
