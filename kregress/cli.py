@@ -158,6 +158,20 @@ def cmd_compare(args) -> int:
     return status
 
 
+def cmd_verdicts(args) -> int:
+    """Per kernel and fact: expected by which source, what each source said, how it behaves."""
+    from . import verdicts
+    try:
+        rows = verdicts.table(verdicts.load(args.results))
+    except (OSError, ValueError) as err:
+        print(f"verdicts: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    print(verdicts.render(rows))
+    return 1 if any(row["verdict"] != "agree" for row in rows) else 0
+
+
 def cmd_merge(args) -> int:
     from .compare import MergeError, merge
     from .matrix import load
@@ -200,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
                             "directory) instead of the project's progs/ and guest/")
     execp.add_argument("command", nargs="+")
     execp.set_defaults(func=cmd_exec)
+    verd = sub.add_parser("verdicts", help="one line per kernel and fact: has it, behaves like it, which source "
+                          "said so; over one or many results files; exit 1 on a contradiction")
+    verd.add_argument("results", nargs="+", type=Path)
+    verd.add_argument("--json", type=Path, help="also write the table as JSON here")
+    verd.set_defaults(func=cmd_verdicts)
     snaps = sub.add_parser("snapshots", help="list or prune the saved guests, or print their keys: "
                            "snapshots [list|prune|key]")
     snaps.add_argument("action", nargs="?", choices=["list", "prune", "key"], default="list")

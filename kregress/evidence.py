@@ -9,7 +9,8 @@ be built from a tree where a fix was reverted, so the version is only one witnes
 - version: the upstream version against the releases that carry the fact.
 
 Each answers "present", "absent" or "unknown". A changelog that does not mention a fix
-the upstream base already had says nothing about it (unknown); a kernel image with no
+its own upstream base (the version of its newest entry) already had says nothing about
+it (unknown); a kernel image with no
 readable binary or no changelog is unknown there. The order of trust is kernels.toml's
 stated facts, then binary, changelog, version (kregress.facts.KernelFacts applies it).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import mmap
+import re
 import zlib
 from pathlib import Path
 
@@ -31,6 +33,9 @@ def gather(image: Path, version: str | None, digest: str | None = None) -> dict[
     """fact name -> {source: answer} for the kernel image at `image`."""
     binary = _binary_answers(image, digest)
     changelog = _changelog_text(image)
+    # the changelog's own upstream base (its newest entry's version), not the one the
+    # kernels file declares: a wrong declaration must not leak into this witness
+    base = _changelog_base(changelog)
     parsed = parse_version(version)
     out = {}
     for name, fact in FACTS.items():
@@ -39,11 +44,19 @@ def gather(image: Path, version: str | None, digest: str | None = None) -> dict[
             from_changelog = UNKNOWN
         elif fact.title in changelog:
             from_changelog = PRESENT
-        else:       # silence about a fix the base already had says nothing
-            from_changelog = UNKNOWN if in_version is not False else ABSENT
+        elif base is None or fact.in_version(base):
+            from_changelog = UNKNOWN    # silence about a fix the base already had says nothing
+        else:
+            from_changelog = ABSENT
         out[name] = {"binary": binary.get(name, UNKNOWN), "changelog": from_changelog,
                      "version": UNKNOWN if in_version is None else PRESENT if in_version else ABSENT}
     return out
+
+
+def _changelog_base(changelog: str | None) -> tuple[int, int, int] | None:
+    """'linux (6.1.176-1) bookworm-security; ...' -> (6, 1, 176)."""
+    match = re.search(r"\((\d+\.\d+[.\d]*)", changelog.split("\n", 1)[0]) if changelog else None
+    return parse_version(match.group(1)) if match else None
 
 
 def _binary_answers(image: Path, digest: str | None) -> dict[str, str]:

@@ -79,6 +79,7 @@ class KernelFacts:
     version: str | None
     overrides: dict[str, bool] = field(default_factory=dict)
     evidence: dict[str, dict[str, str]] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set, compare=False)     # the facts a test asked about
 
     def answers(self, name: str) -> dict[str, str]:
         """Each source's answer about the fact: present, absent or unknown."""
@@ -100,7 +101,12 @@ class KernelFacts:
                           f"or facts = {{ {name} = true/false }} in kernels.toml")
 
     def has(self, name: str) -> bool:
+        self.used.add(name)
         return self.answers(name)[self.decided_by(name)] == "present"
+
+    def summary(self, name: str) -> dict:
+        """For the results: what is expected, which source decided, what each source said."""
+        return {"expected": self.has(name), "decided_by": self.decided_by(name), "sources": self.answers(name)}
 
     def disagreements(self, name: str) -> list[str]:
         said = self.answers(name)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import durations, procs, reproduce
+from . import durations, procs, reproduce, verdicts
 from .config import KernelsFileError
 from .facts import KernelFacts
 from .junit import junit_properties
@@ -168,9 +168,12 @@ def kernel_session(request, kernel_id) -> KernelSession:
 
 
 @pytest.fixture
-def kernel_facts(kernel_session) -> KernelFacts:
+def kernel_facts(request, kernel_session) -> KernelFacts:
+    """The kernel's facts; the ones the test asked about go into its record (facts_used)."""
     kernel = kernel_session.kernel
-    return KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts), kernel_session.evidence)
+    facts = KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts), kernel_session.evidence)
+    yield facts
+    _record_of(request.node)["facts_used"] = {name: facts.summary(name) for name in sorted(facts.used)}
 
 
 @pytest.fixture
@@ -343,6 +346,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     durations.record(results.doc)
     write = terminalreporter.write_line
     terminalreporter.section("kregress")
+    rows = verdicts.table([results.doc])
+    if rows:        # first: the fleet's question, one line per kernel and fact
+        for line in verdicts.render(rows).splitlines():
+            write(line)
     for accel in results.doc["accelerators"]:
         write(f"accelerator: {accel['accel']} ({accel['reason']})")
     for image in guest_images(results.doc):

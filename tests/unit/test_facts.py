@@ -49,3 +49,17 @@ def test_every_fact_has_commit_and_release():
     for fact in FACTS.values():
         assert len(fact.commit) == 12 and fact.mainline >= (5, 0), fact
     assert parse_version("6.12") == (6, 12, 0)
+
+
+def test_order_of_trust_stated_binary_changelog_version():
+    evidence = {"getsockopt_relief": {"binary": "present", "changelog": "unknown"}}
+    facts = KernelFacts("deb61-claims-5.10", "5.10.0", {}, evidence)
+    assert facts.has("getsockopt_relief") and facts.decided_by("getsockopt_relief") == "binary"
+    assert facts.disagreements("getsockopt_relief") == ["version"]
+    assert "its binary says it has" in facts.why("getsockopt_relief")
+    assert "version says lacks it" in facts.why("getsockopt_relief")
+    stated = KernelFacts("k", "5.10.0", {"getsockopt_relief": False}, evidence)
+    assert not stated.has("getsockopt_relief") and stated.decided_by("getsockopt_relief") == "kernels.toml"
+    changelog_only = KernelFacts("k", None, {}, {"lsm_cgroup": {"binary": "unknown", "changelog": "present"}})
+    assert changelog_only.has("lsm_cgroup") and changelog_only.decided_by("lsm_cgroup") == "changelog"
+    assert facts.used == {"getsockopt_relief"}     # what the test asked about, for its record
