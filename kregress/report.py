@@ -10,7 +10,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from . import junit, kcidb
+from . import junit, kcidb, verdicts
 from .facts import FACTS
 from .matrix import Matrix, behaviour_parts, behaviour_text, build, load, value_text
 
@@ -127,10 +127,18 @@ update();
 """
 
 
-def render_html(matrix: Matrix, title: str = "kregress behaviour matrix") -> str:
+def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdict_rows: list[dict] = ()) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
+    if verdict_rows:        # first: per kernel and fact, has it and behaves like it, by which source
+        out.append('<h2>Verdicts</h2><table id="verdicts"><tr><th>kernel</th><th>fact</th><th>expected</th>'
+                   "<th>decided by</th><th>verdict</th><th>sources and behaviour</th></tr>")
+        out += [f"<tr><td>{escape(r['kernel'])}</td><td>{escape(r['fact'])}</td>"
+                f"<td>{'has it' if r['expected'] else 'lacks it'}</td><td>{escape(r['decided_by'])}</td>"
+                f"<td class=\"{'pass' if r['verdict'] == 'agree' else 'fail'}\">{escape(r['verdict'])}</td>"
+                f"<td>{escape(verdicts.sentence(r))}</td></tr>" for r in verdict_rows]
+        out.append("</table>")
     meta = matrix.meta
     counts = matrix.counts()
     out.append(f"<p>Run {escape(str(meta.get('started') or '?'))} to {escape(str(meta.get('finished') or '?'))} "
@@ -232,7 +240,7 @@ def write_reports(results_path: Path, out_dir: Path | None = None, kernels_file:
     out_dir.mkdir(parents=True, exist_ok=True)
     matrix = build(doc, kernels_file)
     contents = {
-        "report.html": lambda: render_html(matrix),
+        "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc])),
         "kcidb.json": lambda: json.dumps(kcidb.from_results(doc), indent=1, sort_keys=True) + "\n",
         "junit.xml": lambda: junit.from_results(doc),
     }

@@ -55,3 +55,5 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     lsm = rows[("deb510-claims-6.5", "lsm_cgroup")]          # 6.5 would have it; the binary has not
     assert (lsm["expected"], lsm["verdict"]) == (False, "agree")
     assert {fact for kernel, fact in rows} >= {"getsockopt_relief", "sockops_hdr_opt", "lsm_cgroup"}
+    assert 'id="verdicts"' in (run_dir / "report.html").read_text()       # first thing in the report too
+    assert "version says lacks it" in proc.stdout                          # and in the terminal summary
