@@ -1,8 +1,9 @@
 """Upstream facts, written once: which commit brought a behaviour, which releases carry it.
 
-Expectations for a kernel are derived from these and the kernel's upstream version,
-never copied from what some kernel did. A kernels.toml entry built from source can
-state a fact outright (facts = { getsockopt_relief = true }).
+Expectations for a kernel are derived from these and what the kernel's witnesses say
+(kregress.evidence: its binary, its package changelog, its upstream version), never
+copied from what some kernel did. A kernels.toml entry can state a fact outright
+(facts = { getsockopt_relief = true }), which outranks every witness.
 """
 from __future__ import annotations
 
