@@ -16,6 +16,8 @@ KEYS = {
     "suite": (str, 'a Debian suite such as "bookworm"'),
     "package": (str, 'a Debian package such as "linux-image-amd64"'),
     "image": (str, "a path to a kernel image (bzImage/vmlinuz)"),
+    "deb": ((str, list), 'a kernel package file, or a list of them (image and modules where split): '
+                         'deb = ["linux-image-....deb", "linux-modules-....deb"]'),
     "modules": (str, "a path to the matching lib/modules/<release> directory"),
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
@@ -35,6 +37,7 @@ class KernelSpec:
     suite: str | None = None
     package: str | None = None
     image: Path | None = None
+    debs: tuple[Path, ...] = ()             # the user's own .deb files (a vendor's, Ubuntu's ...)
     modules: Path | None = None
     version: str | None = None
     cmdline: str = ""
@@ -47,6 +50,8 @@ class KernelSpec:
     def source(self) -> str:
         if self.suite:
             return f"debian:{self.suite}/{self.package}"
+        if self.debs:
+            return "deb:" + ",".join(path.name for path in self.debs)
         return f"local:{self.image}"
 
 
@@ -96,10 +101,15 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         raise KernelsFileError(f"{where}: missing 'id'")
     if not ID_PATTERN.match(entry["id"]):
         raise KernelsFileError(f"{where}: id {entry['id']!r} may only use letters, digits, '.', '_', '+', '-'")
-    has_debian, has_image = "suite" in entry, "image" in entry
-    if has_debian == has_image:
-        raise KernelsFileError(f"{where}: give exactly one source: suite = \"...\" (a Debian package) "
-                               "or image = \"...\" (a local kernel image)")
+    has_debian, has_image, has_deb = "suite" in entry, "image" in entry, "deb" in entry
+    if has_debian + has_image + has_deb != 1:
+        raise KernelsFileError(f"{where}: give exactly one source: suite = \"...\" (a Debian package), "
+                               "image = \"...\" (a local kernel image) or deb = [\"...\"] (package files)")
+    debs = [entry["deb"]] if isinstance(entry.get("deb"), str) else entry.get("deb", [])
+    if has_deb and (not debs or not all(isinstance(d, str) and d.endswith(".deb") for d in debs)):
+        raise KernelsFileError(f"{where}: deb = {entry['deb']!r}; write the path of a .deb file or a list of them")
+    if has_deb and ("modules" in entry or "package" in entry):
+        raise KernelsFileError(f"{where}: 'modules' and 'package' do not go with deb: the packages hold both")
     if has_debian and ("modules" in entry):
         raise KernelsFileError(f"{where}: 'modules' belongs to a local image entry, not a Debian one")
     if has_image and "package" in entry:
@@ -117,6 +127,7 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         suite=entry.get("suite"),
         package=entry.get("package", "linux-image-amd64") if has_debian else None,
         image=Path(entry["image"]).expanduser() if has_image else None,
+        debs=tuple(Path(d).expanduser() for d in debs),
         modules=Path(entry["modules"]).expanduser() if "modules" in entry else None,
         version=entry.get("version"),
         cmdline=entry.get("cmdline", ""),

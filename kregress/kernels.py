@@ -301,5 +301,39 @@ def _release_from_image(image: Path) -> str | None:
     return match.group(1) if match else None
 
 
+def resolve_debs(spec: KernelSpec) -> Kernel:
+    """The user's own kernel packages: checked whole (dpkg-deb reads every member), unpacked
+    once into the cache by their content, then found like Debian's."""
+    for deb in spec.debs:
+        if not deb.is_file():
+            raise KernelFetchError(f"{spec.id}: {deb} does not exist; fix 'deb' in kernels.toml")
+    digest = hashlib.sha256()
+    for deb in spec.debs:
+        digest.update(sha256_file(deb).encode())
+    fields = {}
+    for deb in spec.debs:
+        info = subprocess.run(["dpkg-deb", "--field", str(deb), "Package", "Version"], capture_output=True, text=True)
+        check = subprocess.run(["dpkg-deb", "--contents", str(deb)], capture_output=True, text=True)
+        if info.returncode != 0 or check.returncode != 0:
+            raise KernelFetchError(f"{spec.id}: {deb} is not a readable Debian package "
+                                   f"({(info.stderr or check.stderr).strip()}); fetch it again or fix 'deb'")
+        package = dict(line.split(": ", 1) for line in info.stdout.splitlines() if ": " in line)
+        if package.get("Package", "").startswith(("linux-image-", "linux-binary-")):
+            fields = package
+    if not fields:
+        raise KernelFetchError(f"{spec.id}: none of {[d.name for d in spec.debs]} is a kernel image package "
+                               "(linux-image-* or linux-binary-*)")
+    tree = cache_dir() / "kernels" / f"deb-{spec.id}-{digest.hexdigest()[:16]}"
+    with locked(cache_dir() / "locks" / f"deb-{spec.id}.lock"):
+        if not (tree / ".complete").exists():
+            _extract(list(spec.debs), tree)
+    kernel = kernel_from_tree(spec, tree)
+    kernel.package, kernel.package_version = fields["Package"], fields.get("Version")
+    kernel.upstream_version = spec.version or upstream_version_of(fields.get("Version") or "")
+    return kernel
+
+
 def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
-    return fetch_debian(spec, refresh) if spec.suite else resolve_local(spec)
+    if spec.suite:
+        return fetch_debian(spec, refresh)
+    return resolve_debs(spec) if spec.debs else resolve_local(spec)

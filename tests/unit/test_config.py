@@ -67,3 +67,29 @@ def test_project_kernels_toml_is_valid():
     from kregress.paths import PROJECT_ROOT
     specs = load_kernels(PROJECT_ROOT / "kernels.toml", known_facts=set(FACTS))
     assert {"debian-5.10", "debian-6.1", "debian-6.12", "debian-backports"} <= {s.id for s in specs if s.default}
+
+
+def test_deb_entries(tmp_path):
+    specs = parse({"id": "vendor", "deb": "/dl/linux-image-6.1.0-9-amd64_6.1.1_amd64.deb", "version": "6.1.1"},
+                  {"id": "split", "deb": ["/dl/linux-binary-7.3.deb", "/dl/linux-modules-7.3.deb"]})
+    assert [str(d) for d in specs[0].debs] == ["/dl/linux-image-6.1.0-9-amd64_6.1.1_amd64.deb"]
+    assert specs[0].source == "deb:linux-image-6.1.0-9-amd64_6.1.1_amd64.deb" and len(specs[1].debs) == 2
+    for entry, message in [({"id": "x", "deb": []}, "write the path of a .deb file"),
+                           ({"id": "x", "deb": ["k.tar"]}, "write the path of a .deb file"),
+                           ({"id": "x", "deb": "k.deb", "suite": "trixie"}, "give exactly one source"),
+                           ({"id": "x", "deb": "k.deb", "modules": "/m"}, "do not go with deb")]:
+        with pytest.raises(KernelsFileError, match=message):
+            parse(entry)
+
+
+def test_a_broken_deb_is_a_clear_error(tmp_path, monkeypatch):
+    from kregress.kernels import KernelFetchError, resolve
+    monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path / "cache"))
+    broken = tmp_path / "linux-image-x.deb"
+    broken.write_bytes(b"!<arch>\ntruncated")
+    [spec] = parse({"id": "vendor", "deb": str(broken)})
+    with pytest.raises(KernelFetchError, match=r"vendor: .*linux-image-x.deb is not a readable Debian package"):
+        resolve(spec)
+    [missing] = parse({"id": "gone", "deb": str(tmp_path / "nope.deb")})
+    with pytest.raises(KernelFetchError, match="gone: .*nope.deb does not exist; fix 'deb'"):
+        resolve(missing)
