@@ -180,11 +180,14 @@ class GuestSession:
     def set_clock(self, seconds: float) -> None:
         self._ask((json.dumps({"clock": seconds}) + "\n").encode(), "setting the guest's clock", timeout=30)
 
-    def _ask(self, request: bytes, what: str, timeout: float) -> dict:
+    def _send(self, data: bytes) -> None:
         try:
-            self._agent.sendall(request)
+            self._agent.sendall(data)
         except (OSError, paramiko.SSHException) as err:
             raise GuestLost(f"sending to guest agent failed: {err}") from err
+
+    def _ask(self, request: bytes, what: str, timeout: float) -> dict:
+        self._send(request)
         reply = self._read_reply(timeout)
         if reply.get("rc") != 0:
             raise GuestLost(f"{what} failed in the guest: {reply.get('stderr')}")
@@ -225,10 +228,7 @@ class GuestSession:
 
     def run(self, argv: list[str], timeout: float = 60.0, env: dict | None = None) -> CommandResult:
         request = {"argv": [str(a) for a in argv], "timeout": timeout, "env": env or {}}
-        try:
-            self._agent.sendall((json.dumps(request) + "\n").encode())
-        except (OSError, paramiko.SSHException) as err:
-            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        self._send((json.dumps(request) + "\n").encode())
         # the agent enforces the timeout itself; the margin covers a guest that stopped
         reply = self._read_reply(timeout + 30)
         return CommandResult(argv=request["argv"], rc=reply["rc"], stdout=reply["stdout"],
@@ -237,18 +237,12 @@ class GuestSession:
 
     def collect_dmesg(self, timeout: float = 30.0) -> list[str]:
         """Kernel log lines since the previous reply, without running anything."""
-        try:
-            self._agent.sendall(b"{}\n")
-        except (OSError, paramiko.SSHException) as err:
-            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        self._send(b"{}\n")
         return self._read_reply(timeout)["dmesg"]
 
     def say_goodbye(self, timeout: float = 30.0) -> None:
         """End the agent's connection from its side, so that it waits for the next one."""
-        try:
-            self._agent.sendall(b'{"bye": true}\n')
-        except (OSError, paramiko.SSHException) as err:
-            raise GuestLost(f"sending to guest agent failed: {err}") from err
+        self._send(b'{"bye": true}\n')
         if not self._read_reply(timeout).get("bye"):
             raise GuestLost("guest agent did not acknowledge the goodbye")
 
