@@ -324,14 +324,15 @@ class VM:
         key = self.snapshot_key()
         # One process boots and saves a kernel; another that needs it meanwhile (a kernel's
         # tests spread over workers) waits here and then restores what the first one saved.
+        # Restoring needs no lock: processes restoring one snapshot at once do not wait for each other.
         with self.snapshots.lock(self.kernel.id, key):
             found = self.snapshots.find(self.kernel.id, key)
-            if found:
-                problem = self.snapshots.verify(found)
-                if problem is None:
-                    return self._restore(found)
-                self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"
-            return self._boot_and_save(key)
+            problem = self.snapshots.verify(found) if found else None
+            if not found or problem:
+                if problem:
+                    self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"
+                return self._boot_and_save(key)
+        return self._restore(found)
 
     def _restore(self, snapshot: Snapshot) -> BootInfo:
         self.guest_keys = RunKeys(snapshot.keys_dir)
