@@ -16,6 +16,7 @@ stated facts, then binary, changelog, version (kregress.facts.KernelFacts applie
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import mmap
 import re
@@ -29,6 +30,7 @@ PRESENT, ABSENT, UNKNOWN = "present", "absent", "unknown"
 SOURCES = ("binary", "changelog", "version")
 
 
+@functools.lru_cache(maxsize=32)     # once per kernel per process, however many VMs it starts
 def gather(image: Path, version: str | None, digest: str | None = None) -> dict[str, dict[str, str]]:
     """fact name -> {source: answer} for the kernel image at `image`."""
     binary = _binary_answers(image, digest)

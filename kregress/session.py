@@ -45,7 +45,6 @@ class KernelSession:
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
         self._pushed: dict[str, str] = {}
-        self._evidence: dict | None = None
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
         self.programs_rebuilt = 0
@@ -127,10 +126,8 @@ class KernelSession:
 
     @property
     def evidence(self) -> dict[str, dict[str, str]]:
-        """What the kernel binary and its package changelog say about each fact (once)."""
-        if self._evidence is None:
-            self._evidence = evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
-        return self._evidence
+        """What the kernel binary and its package changelog say about each fact."""
+        return evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
 
     def info(self) -> dict:
         boot = self.vm.boot

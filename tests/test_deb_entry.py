@@ -2,19 +2,14 @@
 Debian's trixie 6.12 image package copied out of the cache, entered with deb = [...].
 It is checked, unpacked once into the cache by content, booted, and runs the scenarios."""
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
+from nested import SCENARIOS, run_pytest
 
-from kregress.paths import PROJECT_ROOT, cache_dir
+from kregress.paths import cache_dir
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
-
-SCENARIOS = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
-
 
 def test_a_deb_entry_runs_the_scenario_matrix(tmp_path):
     cached = sorted((cache_dir() / "debs").glob("linux-image-6.12.*+deb13-amd64_*_amd64.deb"))
@@ -24,10 +19,7 @@ def test_a_deb_entry_runs_the_scenario_matrix(tmp_path):
     kernels = tmp_path / "kernels.toml"
     kernels.write_text(f'[[kernel]]\nid = "my-vendor-6.12"\ndeb = ["{deb}"]\n')
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "pytest", *SCENARIOS, "-p", "no:cacheprovider",
-                           "--run-dir", str(run_dir), "--kernels-file", str(kernels)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
+    proc = run_pytest(SCENARIOS, run_dir, kernels)
     assert proc.returncode == 0, proc.stdout[-4000:]
     doc = json.loads((run_dir / "results.json").read_text())
     info = doc["kernels"]["my-vendor-6.12"]

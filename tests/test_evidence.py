@@ -2,20 +2,16 @@
 kernel that claims to be 5.10.0, and Debian's 5.10 image claiming 6.5.0. The binary's
 word decides, the scenarios pass, and the verdict table says which source said what."""
 import json
-import os
 import subprocess
-import sys
 
 import pytest
+from nested import SCENARIOS, run_pytest
 
 from kregress.config import load_kernels
 from kregress.kernels import resolve
 from kregress.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
-
-SCENARIOS = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
-
 
 def debian(kernel_id: str):
     return resolve(next(s for s in load_kernels(PROJECT_ROOT / "kernels.toml") if s.id == kernel_id))
@@ -31,11 +27,7 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     kernels = tmp_path / "kernels.toml"
     kernels.write_text("\n".join(entries))
     run_dir = tmp_path / "run"
-    # the test files first: xdist workers find the project's conftest (and its options) from them
-    proc = subprocess.run([sys.executable, "-m", "pytest", *SCENARIOS, "-p", "no:cacheprovider", "-n", "2",
-                           "--dist", "loadgroup", "--run-dir", str(run_dir), "--kernels-file", str(kernels)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
+    proc = run_pytest(SCENARIOS, run_dir, kernels, "-n", "2", "--dist", "loadgroup")
     assert proc.returncode == 0, proc.stdout[-4000:]
 
     table = tmp_path / "verdicts.json"

@@ -6,10 +6,9 @@ expects EFAULT and sees ENOPROTOOPT."""
 import json
 import shlex
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from nested import run_pytest
 
 from kregress.paths import PROJECT_ROOT
 
@@ -23,9 +22,7 @@ def test_a_failed_case_carries_commands_that_reproduce_it(tmp_path):
     kernels = tmp_path / "kernels.toml"
     kernels.write_text(f"[[kernel]]\n{DEBIAN_6_12}facts = {{ getsockopt_relief = false, bpf_get_set_retval = false }}\n")
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--run-dir", str(run_dir),
-                           "--kernels-file", str(kernels), CASE], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                          timeout=900)
+    proc = run_pytest([CASE], run_dir, kernels, timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:]
     [case] = [t for t in json.loads((run_dir / "results.json").read_text())["tests"] if t.get("kernel")]
     assert case["outcome"] == "failed"

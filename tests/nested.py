@@ -1,0 +1,20 @@
+"""A pytest of its own, run by a harness test against real kernels: the way a user runs the
+suite, with a kernels file of the test's making."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kregress.paths import PROJECT_ROOT
+
+SCENARIOS = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
+
+
+def run_pytest(tests: list[str], run_dir: Path, kernels_file: Path, *options: str,
+               timeout: float = 1800) -> subprocess.CompletedProcess:
+    # the test files first: xdist workers find the project's conftest (and its options) from them;
+    # no PYTEST_* variable of the outer run (its xdist worker id, its current test) leaks in
+    return subprocess.run([sys.executable, "-m", "pytest", *tests, "-p", "no:cacheprovider", *options,
+                           "--run-dir", str(run_dir), "--kernels-file", str(kernels_file)],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
