@@ -1,12 +1,13 @@
 /* Guest driver for the getsockopt EFAULT scenario.
  *
  *   getsockopt_efault CASE OPTLEN PROG
- *     CASE  unknown     getsockopt(SOL_SOCKET, an option nobody handles) on TCP
- *           private     setsockopt + getsockopt of the programs' own option
- *           tos         setsockopt(IP_TOS) with OPTLEN bytes, then read TOS back
- *           peergroups  getsockopt(SO_PEERGROUPS) on a unix socketpair made with
- *                       more than 1024 supplementary groups: the kernel answers > 4096 bytes
- *     PROG  none | buggy (returns 1, optlen untouched) | fixed (optlen = 0 past PAGE_SIZE)
+ *     CASE    unknown     getsockopt(SOL_SOCKET, an option nobody handles) on TCP
+ *             private     setsockopt + getsockopt of the programs' own option
+ *             tos         setsockopt(IP_TOS) with OPTLEN bytes, then read TOS back
+ *             peergroups  getsockopt(SO_PEERGROUPS) on a unix socketpair made with
+ *                         PAGE_SIZE/4 + 76 supplementary groups: the answer is longer than a page
+ *     OPTLEN  bytes, or relative to the guest's page size: page, page+1, 2page
+ *     PROG    none | buggy (returns 1, optlen untouched) | fixed (optlen = 0 past PAGE_SIZE)
  *
  * Prints one JSON object: what userspace saw (return, errno name, optlen, value).
  */
@@ -23,7 +24,7 @@
 #define SO_NOBODY_HANDLES 9877
 #define PRIVATE_VALUE 0x5a
 #define TOS_VALUE 0x10
-#define PEER_GROUPS 1100          /* 1100 * 4 bytes = 4400 > PAGE_SIZE */
+#define EXTRA_GROUPS 76           /* past a page: 1100 groups, 4400 bytes, with 4K pages */
 
 static struct getsockopt_efault *skel;
 
@@ -100,22 +101,40 @@ static void case_tos(int optlen_in)
 
 static void case_peergroups(int optlen_in)
 {
-	gid_t groups[PEER_GROUPS];
+	int nr_groups = sysconf(_SC_PAGESIZE) / sizeof(gid_t) + EXTRA_GROUPS;
+	gid_t *groups = calloc(nr_groups, sizeof(gid_t));
 	char *buf = calloc(1, optlen_in);
 	socklen_t optlen = optlen_in;
 	int pair[2], ret;
 
-	for (int i = 0; i < PEER_GROUPS; i++)
+	for (int i = 0; groups && i < nr_groups; i++)
 		groups[i] = 10000 + i;
 	/* Peer credentials are captured when the pair is made. */
-	if (setgroups(PEER_GROUPS, groups))
-		fail("setgroups(%d)", PEER_GROUPS);
+	if (!groups || setgroups(nr_groups, groups))
+		fail("setgroups(%d)", nr_groups);
+	json_int("groups_set", nr_groups);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) || !buf)
 		fail("socketpair");
 	ret = getsockopt(pair[0], SOL_SOCKET, SO_PEERGROUPS, buf, &optlen);
 	report(ret, errno, optlen);
 	json_int("groups_seen", ret == 0 ? optlen / sizeof(gid_t) : -1);
 	json_bool("first_group_ok", ret == 0 && ((gid_t *)buf)[0] == 10000);
+}
+
+/* OPTLEN: a number of bytes, or page, page+1, 2page (the guest's own page size). */
+static int parse_optlen(const char *text)
+{
+	long page = sysconf(_SC_PAGESIZE);
+
+	if (!strcmp(text, "page"))
+		return page;
+	if (!strcmp(text, "page+1"))
+		return page + 1;
+	if (!strcmp(text, "2page"))
+		return 2 * page;
+	if (atoi(text) <= 0)
+		fail("OPTLEN %s: a positive number, page, page+1 or 2page", text);
+	return atoi(text);
 }
 
 int main(int argc, char **argv)
@@ -125,7 +144,7 @@ int main(int argc, char **argv)
 
 	if (argc != 4)
 		fail("usage: %s unknown|private|tos|peergroups OPTLEN none|buggy|fixed", argv[0]);
-	optlen_in = atoi(argv[2]);
+	optlen_in = parse_optlen(argv[2]);
 	skel = getsockopt_efault__open_and_load();
 	if (!skel)
 		fail("loading BPF programs");
@@ -135,6 +154,7 @@ int main(int argc, char **argv)
 
 	json_open();
 	json_str("case", argv[1]);
+	json_int("page_size", sysconf(_SC_PAGESIZE));
 	json_int("optlen_in", optlen_in);
 	json_str("prog", argv[3]);
 	if (!strcmp(argv[1], "unknown"))

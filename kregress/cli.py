@@ -147,7 +147,7 @@ def cmd_report(args) -> int:
 
 def cmd_compare(args) -> int:
     from .compare import CompareError, compare, render
-    from .matrix import load
+    from .results import load
     try:
         pairings = compare(load(args.old), load(args.new), args.old_kernel, args.new_kernel, args.kernels_file)
     except (CompareError, OSError, ValueError) as err:
@@ -173,8 +173,7 @@ def cmd_verdicts(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from .compare import MergeError, merge
-    from .matrix import load
+    from .results import MergeError, load, merge
     try:
         merged = merge([(str(path), load(path)) for path in args.shards])
     except (MergeError, OSError, ValueError) as err:

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .facts import FACTS
-from .matrix import Cell, Column, Matrix, behaviour_text, build, facts_for_case, flipping
-from .results import summarize
+from .matrix import Cell, Column, Matrix, behaviour_text, build, facts_of, flipping
 
 
 class CompareError(ValueError):
@@ -101,7 +100,7 @@ def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_ker
                 continue
             compared += 1
             if o.comparable and n.comparable and o.observed != n.observed:
-                names = facts_for_case(case, [o.test.get("why"), n.test.get("why")])
+                names = facts_of([o.test, n.test])
                 differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts)))
             elif o.outcome != n.outcome:
                 differences.append(Difference(case, o, n, "outcome"))
@@ -135,48 +134,3 @@ def render(pairings: list[Pairing]) -> tuple[list[str], int]:
                      f"{failures} new failure(s)")
     lines.append("compare: FAIL" if gating else "compare: ok (every difference is explained)")
     return lines, 1 if gating else 0
-
-
-# ---- merge -------------------------------------------------------------------------------
-
-class MergeError(ValueError):
-    pass
-
-
-def merge(shards: list[tuple[str, dict]]) -> dict:
-    """Shards of one matrix (each run with --kernel ID) into one results document."""
-    if not shards:
-        raise MergeError("no shard results given")
-    merged = {"format": "kregress-results/1", "started": None, "finished": None, "host": {},
-              "run_dir": None, "kernels_file": None, "accelerators": [], "kernels": {}, "tests": [],
-              "summary": {}, "shards": []}
-    owner: dict[str, str] = {}
-    for path, doc in shards:
-        if doc.get("format") != "kregress-results/1":
-            raise MergeError(f"{path}: not a kregress results file (format {doc.get('format')!r})")
-        tested = {t["kernel"] for t in doc.get("tests", []) if t.get("kernel")}
-        for kernel_id in tested:
-            if kernel_id in owner:
-                raise MergeError(f"kernel {kernel_id} has results in both {owner[kernel_id]} and {path}; "
-                                 f"shards must split the matrix by --kernel")
-            owner[kernel_id] = path
-        for kernel_id, info in doc.get("kernels", {}).items():
-            merged["kernels"][kernel_id] = {**merged["kernels"].get(kernel_id, {}), **info}
-        merged["tests"] += doc.get("tests", [])
-        old_style = [doc["accelerator"]] if doc.get("accelerator") else []
-        for accel in doc.get("accelerators") or old_style:
-            choice = {"accel": accel.get("accel"), "reason": accel.get("reason", "")}
-            if choice not in merged["accelerators"]:
-                merged["accelerators"].append(choice)
-        merged["shards"].append({"path": str(path), **{k: doc.get(k) for k in ("started", "finished", "host", "run_dir")}})
-        merged["kernels_file"] = merged["kernels_file"] or doc.get("kernels_file")
-    starts = [s["started"] for s in merged["shards"] if s["started"]]
-    ends = [s["finished"] for s in merged["shards"] if s["finished"]]
-    merged["started"] = min(starts) if starts else None
-    # An interrupted shard has no "finished": neither has the merged run.
-    merged["finished"] = max(ends) if len(ends) == len(merged["shards"]) else None
-    hosts = [s["host"] or {} for s in merged["shards"]]
-    machines = list(dict.fromkeys(h.get("machine", "?") for h in hosts))
-    merged["host"] = hosts[0] if len(machines) == 1 else {"machine": ", ".join(machines)}
-    merged["summary"] = summarize(merged)
-    return merged

@@ -51,13 +51,23 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0"),
     Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
          note="BPF_LSM_CGROUP attach type", signature=b"BPF_LSM_CGROUP\0"),
-    Fact("bpf_get_set_retval", "b44123b4a3dc",
-         "bpf: Add cgroup helpers bpf_{get,set}_retval to get/set syscall return value",
+    Fact("getsockopt_retval_in_run_ctx", "c4dcfdd406aa", "bpf: Move getsockopt retval to struct bpf_cg_run_ctx",
          mainline=(5, 18),
-         note="the prog array now returns the syscall's retval, and getsockopt bails out on a "
-              "negative one before checking optlen: a kernel error passes through unchanged even "
-              "with optlen > PAGE_SIZE (inferred from the source; no 5.18-6.4 kernel in the matrix)",
+         note="getsockopt bails out on a negative retval before checking optlen, so a kernel error "
+              "passes through even with optlen > PAGE_SIZE; a prog returning 0 gives EPERM only when no "
+              "error is set yet; a prog may set any retval (the documented 'only 0 or the kernel's "
+              "value, else EFAULT' rule is gone). Binary signature: the bpf_get_retval helper of "
+              "b44123b4a3dc, same v5.18 series (c4dcfdd406aa adds no string of its own)",
          signature=b"BPF_FUNC_get_retval\0"),
+    Fact("setsockopt_buffer_16", "9babe825da76", "bpf: always allocate at least 16 bytes for setsockopt hook",
+         mainline=(5, 4),
+         note="a setsockopt prog may raise optlen up to 16 bytes past a shorter user buffer (release "
+              "inferred from the bpf-next batch it was merged with; older than every kernel here)"),
+    Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
+         mainline=(6, 11), stable={(6, 6): 57},
+         note="max_optlen is read whether or not a getsockopt prog is attached: a prog attached while a "
+              "getsockopt is in flight no longer turns it into EFAULT. 6.6.y: present in 6.6.57, the first "
+              "6.6.y with it is not pinned; absent in 6.1.y"),
 ]}
 
 
@@ -68,7 +78,11 @@ def parse_version(text: str | None) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
-TRUST = ("binary", "changelog", "version")      # after kernels.toml's stated facts
+TRUST = ("binary", "changelog", "version")
+
+
+class UndeclaredFact(LookupError):
+    """A scenario test consulted a fact its module does not declare."""      # after kernels.toml's stated facts
 
 
 @dataclass(frozen=True)
@@ -101,13 +115,23 @@ class KernelFacts:
                           f"version, and neither its binary nor a changelog says; set version = \"X.Y.Z\" "
                           f"or facts = {{ {name} = true/false }} in kernels.toml")
 
+    declared: tuple[str, ...] | None = None     # a scenario's declared facts: asking for others is an error
+
     def has(self, name: str) -> bool:
+        """What the sources say about the fact; the test's expectation now depends on it."""
+        if self.declared is not None and name not in self.declared:
+            raise UndeclaredFact(f"the test asked about fact {name!r}, which its module's scenario marker does "
+                                 f"not declare (declared: {', '.join(self.declared) or 'none'}); add it to "
+                                 f"pytest.mark.scenario(facts=[...])")
         self.used.add(name)
+        return self.expects(name)
+
+    def expects(self, name: str) -> bool:
         return self.answers(name)[self.decided_by(name)] == "present"
 
     def summary(self, name: str) -> dict:
         """For the results: what is expected, which source decided, what each source said."""
-        return {"expected": self.has(name), "decided_by": self.decided_by(name), "sources": self.answers(name)}
+        return {"expected": self.expects(name), "decided_by": self.decided_by(name), "sources": self.answers(name)}
 
     def disagreements(self, name: str) -> list[str]:
         said = self.answers(name)
@@ -120,10 +144,10 @@ class KernelFacts:
         if source == "kernels.toml":
             text = f"kernels.toml states {name} = {str(self.overrides[name]).lower()} for {self.kernel_id}"
         elif source == "version":
-            verdict = "carries" if self.has(name) else "predates"
+            verdict = "carries" if self.expects(name) else "predates"
             text = f"{self.version} {verdict} {fact.label}; releases with it: {fact.releases()}"
         else:
-            text = f"its {source} says it {'has' if self.has(name) else 'lacks'} {fact.label}"
+            text = f"its {source} says it {'has' if self.expects(name) else 'lacks'} {fact.label}"
         others = self.disagreements(name)
         if others:
             text += " (" + "; ".join(f"{other} says {'has' if self.answers(name)[other] == 'present' else 'lacks'} it"
@@ -134,7 +158,7 @@ class KernelFacts:
         """The message for a kernel whose behaviour disagrees with what the sources say."""
         fact = FACTS[name]
         behaves = "with" if observed_present else "without"
-        says = "has it" if self.has(name) else "lacks it"
+        says = "has it" if self.expects(name) else "lacks it"
         source = self.decided_by(name)
         who = "kernels.toml says" if source == "kernels.toml" else f"its {source} says"
         return f"{self.kernel_id} ({self.version}) behaves {behaves} {fact.label}, but {who} it {says}: {self.why(name)}"

@@ -10,7 +10,8 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from .matrix import build, case_of
+from .matrix import build
+from .results import case_of
 from .results import verdict
 
 # Characters XML 1.0 cannot carry (a stray control byte in a guest log, say).

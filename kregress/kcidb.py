@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from .matrix import behaviour_text, case_of
+from .matrix import behaviour_text
+from .results import case_of
 from .results import verdict
 
 ORIGIN = "kregress"

@@ -2,50 +2,23 @@
 
 Kernels are ordered by upstream version, so adjacent columns are the steps a fleet takes
 when it upgrades. A behaviour change between adjacent kernels is explained by a fact from
-kregress.facts that flips between their versions and that the test names (in its `why`,
-or in TEST_FACTS below); anything else is an "unexplained change". The same rule is used
+kregress.facts that flips between them and that the test's results entry records as one
+its expectation depended on; anything else is an "unexplained change". The same rule is used
 by `kregress compare` between two runs, so the report and the upgrade gate agree.
 """
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .facts import FACTS, KernelFacts, parse_version
-from .results import verdict
-
-# Facts a scenario's behaviour depends on, for tests whose record has no `why` naming
-# them (the dmesg test, say). Keys: "module" or "module::test_function" (more specific wins).
-TEST_FACTS: dict[str, tuple[str, ...]] = {
-    "tests/test_getsockopt_efault.py": ("getsockopt_relief",),
-    "tests/test_getsockopt_efault.py::test_unknown_option_big_optlen": ("getsockopt_relief", "bpf_get_set_retval"),
-    "tests/test_sockops_flags.py": ("sockops_hdr_opt",),
-    "tests/test_lsm_priority.py": ("lsm_cgroup",),
-}
+from .results import case_of, verdict
 
 STATUS_OF_VERDICT = {"pass": "pass", "fail": "fail", "error": "fail", "skip": "skip"}
 # Outcomes whose observed behaviour is a verdict worth comparing (a skip may record a
 # half-run scenario; an error happened outside the test body).
 COMPARABLE = ("passed", "failed")
-
-
-def case_of(nodeid: str, kernel: str | None) -> str:
-    """The scenario case: the node id without the kernel parameter, so rows line up."""
-    base, bracket, params = nodeid.partition("[")
-    if not bracket or not kernel:
-        return nodeid
-    params = params[:-1] if params.endswith("]") else params
-    if params == kernel:
-        rest = ""
-    elif params.startswith(kernel + "-"):
-        rest = params[len(kernel) + 1:]
-    elif params.endswith("-" + kernel):
-        rest = params[:-len(kernel) - 1]
-    else:
-        rest = params.replace(f"-{kernel}-", "-", 1)
-    return f"{base}[{rest}]" if rest else base
 
 
 def value_text(value) -> str:
@@ -66,20 +39,13 @@ def behaviour_text(observed: dict, keys=None) -> str:
     return " ".join(behaviour_parts(observed, keys))
 
 
-def facts_named(text: str | None) -> set[str]:
-    """Facts a `why` string names: KernelFacts.why() writes the commit or the fact's name."""
-    text = text or ""
-    return {name for name, fact in FACTS.items()
-            if fact.commit in text or re.search(rf"\b{re.escape(name)}\b", text)}
-
-
-def facts_for_case(case: str, whys=()) -> tuple[str, ...]:
-    module, _, test = case.partition("::")
-    function = test.partition("[")[0]
-    names = set(TEST_FACTS.get(f"{module}::{function}") or TEST_FACTS.get(module) or ())
-    for why in whys:
-        names |= facts_named(why)
-    return tuple(name for name in FACTS if name in names)   # the facts table's order
+def facts_of(tests) -> tuple[str, ...]:
+    """The facts the tests' expectations depended on, as their results entries record them
+    (expectation_facts: named in expect(); facts_used: asked about), in the facts table's order."""
+    names = set()
+    for test in tests:
+        names |= set(test.get("expectation_facts") or ()) | set(test.get("facts_used") or {})
+    return tuple(name for name in FACTS if name in names)
 
 
 def flipping(names, old: KernelFacts, new: KernelFacts) -> tuple[str, ...]:
@@ -211,13 +177,6 @@ class Matrix:
         return sum(1 for _, cell in self.changes() if not cell.change.explained)
 
 
-def load(path: Path) -> dict:
-    doc = json.loads(Path(path).read_text())
-    if doc.get("format") != "kregress-results/1":
-        raise ValueError(f"{path}: not a kregress results file (format {doc.get('format')!r})")
-    return doc
-
-
 def overrides_of(doc: dict, kernels_file: Path | None = None) -> dict[str, dict[str, bool]]:
     """kernels.toml `facts = {...}` per kernel: recorded in the results file, or read from
     the kernels file (given, or the one the run used) for results written before that."""
@@ -282,7 +241,7 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
 
 def _classify(row: Row, columns: list[Column]) -> None:
     cells = [(col, row.cells[col.id]) for col in columns if col.id in row.cells]
-    row.facts = facts_for_case(row.case, [cell.test.get("why") for _, cell in cells])
+    row.facts = facts_of(cell.test for _, cell in cells)
     keys = list(dict.fromkeys(k for _, cell in cells if cell.comparable for k in cell.observed))
     row.varying = [k for k in keys if len({value_text(cell.observed.get(k)) for _, cell in cells
                                           if cell.comparable}) > 1]

@@ -15,6 +15,7 @@ import pytest
 
 from . import durations, procs, reproduce, verdicts
 from .config import KernelsFileError
+from .expect import declared_facts, differences, facts_mismatch, failure_message
 from .facts import KernelFacts
 from .junit import junit_properties
 from .kernels import KernelFetchError
@@ -56,6 +57,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "vm: runs inside a booted kernel")
+    config.addinivalue_line("markers", "scenario(facts=[...]): a scenario on every kernel of the matrix; facts: "
+                                       "the kregress/facts.py names its expectations may depend on")
     opt = config.option
     worker = getattr(config, "workerinput", None)
     run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
@@ -169,11 +172,40 @@ def kernel_session(request, kernel_id) -> KernelSession:
 
 @pytest.fixture
 def kernel_facts(request, kernel_session) -> KernelFacts:
-    """The kernel's facts; the ones the test asked about go into its record (facts_used)."""
+    """The kernel's facts; the ones the test asked about go into its record (facts_used).
+    A scenario test may only ask about the facts its module declares, and its expect()
+    calls must name exactly the facts it asked about."""
     kernel = kernel_session.kernel
-    facts = KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts), kernel_session.evidence)
+    declared = declared_facts(request.node.iter_markers("scenario"))
+    facts = KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts), kernel_session.evidence,
+                        declared=declared)
     yield facts
-    _record_of(request.node)["facts_used"] = {name: facts.summary(name) for name in sorted(facts.used)}
+    record = _record_of(request.node)
+    record["facts_used"] = {name: facts.summary(name) for name in sorted(facts.used)}
+    named = set(record["expectation_facts"]) if "expectation_facts" in record else None
+    mismatch = facts_mismatch(declared, set(facts.used), named)
+    if mismatch:
+        pytest.fail(f"{request.node.nodeid}: recorded facts and expectation disagree: {mismatch}", pytrace=False)
+
+
+@pytest.fixture
+def expect(request, kernel_facts):
+    """expect(observed, expected, facts=[...]): record both and the facts the expectation
+    came from, and fail with observed vs expected and what each fact's sources say.
+    document=DocumentRule(...), documented={...}: what a document says the same keys should be."""
+    def check(observed: dict, expected: dict, *, facts=(), note: str = "", document=None,
+              documented: dict | None = None, **extra) -> None:
+        entry = _record_of(request.node)
+        entry["observed"].update(observed)
+        entry["expected"].update(expected)
+        entry.update(extra)
+        named = entry.setdefault("expectation_facts", [])
+        named += [name for name in facts if name not in named]
+        if document is not None:
+            entry.setdefault("documented", []).append(document.as_record(documented or {}))
+        if differences(observed, expected):
+            pytest.fail(failure_message(kernel_facts, observed, expected, facts, note), pytrace=False)
+    return check
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import junit, kcidb, verdicts
 from .facts import FACTS
-from .matrix import Matrix, behaviour_parts, behaviour_text, build, load, value_text
+from .matrix import Matrix, behaviour_parts, behaviour_text, build, value_text
+from .results import load
 
 STATUS_MARK = {"pass": "+", "fail": "x", "skip": "s", "expected-diff": "~"}
 STATUS_WORD = {"pass": "pass", "fail": "fail", "skip": "skip", "expected-diff": "expected difference"}

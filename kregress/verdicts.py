@@ -8,8 +8,9 @@ source says; any failure among them is a CONTRADICTION.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from . import results
 
 CONSISTENT = {"passed", "xfailed", "skipped"}
 
@@ -55,4 +56,4 @@ def render(rows: list[dict]) -> str:
 
 
 def load(paths: list[Path]) -> list[dict]:
-    return [json.loads(Path(path).read_text()) for path in paths]
+    return [results.load(path) for path in paths]

@@ -2,12 +2,16 @@
 # Make the demo kernel tree for a real `git bisect run`: Debian's linux-source-6.12
 # imported into git, then a dozen small commits of which one brings back the pre-relief
 # EFAULT (undoes the core of 29ebbba7d461 in kernel/bpf/cgroup.c), tagged demo-regression.
-#   apt-get install linux-source-6.12 flex bison dwarves ccache bc libelf-dev libssl-dev
 #   scripts/bisect-demo-tree.sh [/usr/src/linux-source-6.12.tar.xz] [/work/ksrc]
 # Keep the tree OUTSIDE this repository. See docs/bisect.md.
 set -eu
 TARBALL=${1:-/usr/src/linux-source-6.12.tar.xz}
 DEST=${2:-/work/ksrc}
+# The source package (and the build tools scripts/setup.sh installs), when missing.
+if [ "$TARBALL" = /usr/src/linux-source-6.12.tar.xz ] && [ ! -f "$TARBALL" ]; then
+    [ "$(id -u)" = 0 ] || { echo "need root to apt-get install linux-source-6.12" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends linux-source-6.12
+fi
 mkdir -p "$DEST"
 cd "$DEST"
 [ -d linux-source-6.12 ] || nice -n 10 tar -xf "$TARBALL"

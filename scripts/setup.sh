@@ -12,6 +12,7 @@ PACKAGES=(
   mmdebstrap erofs-utils                                # the guest image (guest/image.toml)
   openssh-client                                        # ssh-keygen: the run's keys
   clang llvm libbpf-dev bpftool gcc make libelf-dev zlib1g-dev libc6-dev  # progs/ and guest/, static
+  flex bison bc dwarves libssl-dev ccache             # `tree = ...` entries and bisect-run: vng --build
   debian-archive-keyring apt ca-certificates dpkg       # kernels and the image, verified
   python3 python3-venv
   chromium                                              # report.html checked in a headless browser

@@ -1,110 +1,106 @@
 """getsockopt/setsockopt with optlen > PAGE_SIZE through a cgroup sockopt program that
-ignores the option ("Cgroup-bpf production surprises"). Expected outcomes come from
-kregress.facts: the relief fix 29ebbba7d461 and, for the kernel-error path, b44123b4a3dc."""
+ignores the option ("Cgroup-bpf production surprises"). Sizes come from the guest's own
+page size (the driver's page, page+1, 2page); expectations from kregress.facts: the relief
+fix 29ebbba7d461 and, for the kernel-error path, c4dcfdd406aa."""
+import re
+
 import pytest
 
-pytestmark = pytest.mark.vm
+pytestmark = pytest.mark.scenario(facts=["getsockopt_relief", "getsockopt_retval_in_run_ctx"])
 
 DRIVER = "getsockopt_efault"
 RELIEF = "getsockopt_relief"
-DMESG_GET = "bpf getsockopt: ignoring program buffer"
-DMESG_SET = "bpf setsockopt: ignoring program buffer"
+RETVAL = "getsockopt_retval_in_run_ctx"
+DMESG = re.compile(r"bpf (get|set)sockopt: ignoring program buffer with optlen=(-?\d+) \(max_optlen=(\d+)\)")
 
 
 def observe(run_driver, case, optlen, prog):
     return run_driver(DRIVER, case, optlen, prog)
 
 
-def check_relief(kernel_facts, observed_fixed: bool, detail: str):
-    """Fail with the contradiction message when behaviour disagrees with the version."""
-    expected_fixed = kernel_facts.has(RELIEF)
-    assert observed_fixed == expected_fixed, kernel_facts.contradiction(RELIEF, observed_fixed) + f"\n{detail}"
+def relief_note(kernel_facts, observed_fixed: bool) -> str:
+    return "behaves " + ("with" if observed_fixed else "without") + " the relief: " + \
+        kernel_facts.contradiction(RELIEF, observed_fixed)
 
 
-def test_unknown_option_big_optlen(run_driver, kernel_facts, record_behaviour):
-    """A kernel error (ENOPROTOOPT) with optlen 8192 through the ignoring program."""
-    baseline = observe(run_driver, "unknown", 8192, "none")
-    seen = observe(run_driver, "unknown", 8192, "buggy")
+def test_unknown_option_big_optlen(run_driver, kernel_facts, expect):
+    """A kernel error (ENOPROTOOPT) with optlen 2 * PAGE_SIZE through the ignoring program."""
+    baseline = observe(run_driver, "unknown", "2page", "none")
+    seen = observe(run_driver, "unknown", "2page", "buggy")
     # Before the fix the optlen check turned the error into EFAULT, unless the kernel
-    # already let negative retvals through before that check (bpf_get_set_retval).
-    passes_through = kernel_facts.has(RELIEF) or kernel_facts.has("bpf_get_set_retval")
-    expected = baseline["errno"] if passes_through else "EFAULT"
-    record_behaviour({"errno": seen["errno"]}, {"errno": expected},
-                     why=f"{kernel_facts.why(RELIEF)}; {kernel_facts.why('bpf_get_set_retval')}")
-    if passes_through:
-        assert seen["errno"] == baseline["errno"], (
-            f"expected the kernel's own {baseline['errno']}, got {seen['errno']}: "
-            + kernel_facts.contradiction(RELIEF, False))
-    else:
-        assert seen["errno"] == "EFAULT", (
-            f"expected EFAULT, got {seen['errno']}: " + kernel_facts.contradiction(RELIEF, True))
+    # already let negative retvals through before that check (c4dcfdd406aa).
+    relief, retval_first = kernel_facts.has(RELIEF), kernel_facts.has(RETVAL)
+    passes_through = relief or retval_first
+    expect({"errno": seen["errno"]}, {"errno": baseline["errno"] if passes_through else "EFAULT"},
+           facts=[RELIEF, RETVAL], optlen=seen["optlen_in"])
 
 
-def test_unknown_option_optlen_page_size(run_driver, record_behaviour):
+def test_unknown_option_optlen_page_size(run_driver, expect):
     """optlen == PAGE_SIZE never trips the check: the kernel's own errno on every kernel."""
-    baseline = observe(run_driver, "unknown", 4096, "none")
-    seen = observe(run_driver, "unknown", 4096, "buggy")
-    record_behaviour({"errno": seen["errno"]}, {"errno": baseline["errno"]})
+    baseline = observe(run_driver, "unknown", "page", "none")
+    seen = observe(run_driver, "unknown", "page", "buggy")
     assert baseline["errno"] == "ENOPROTOOPT", f"no program attached should give ENOPROTOOPT: {baseline}"
-    assert seen == {**baseline, "prog": "buggy"}, f"expected the kernel's answer {baseline}, got {seen}"
+    expect({"errno": seen["errno"], "optlen_out": seen["optlen_out"]},
+           {"errno": baseline["errno"], "optlen_out": baseline["optlen_out"]}, optlen=seen["optlen_in"])
 
 
-def test_private_option_answered_by_program(run_driver, record_behaviour):
+def test_private_option_answered_by_program(run_driver, expect):
     """The program's own option: the value from sk storage with optlen 1, any caller optlen."""
-    seen = observe(run_driver, "private", 8192, "buggy")
-    record_behaviour({"errno": seen["errno"], "optlen": seen["optlen_out"], "value": seen["value"]},
-                     {"errno": "OK", "optlen": 1, "value": 0x5A})
-    assert (seen["set_errno"], seen["errno"], seen["optlen_out"], seen["value"]) == ("OK", "OK", 1, 0x5A), seen
+    seen = observe(run_driver, "private", "2page", "buggy")
+    expect({"set_errno": seen["set_errno"], "errno": seen["errno"], "optlen": seen["optlen_out"],
+            "value": seen["value"]},
+           {"set_errno": "OK", "errno": "OK", "optlen": 1, "value": 0x5A})
 
 
-def test_workaround_resets_optlen(run_driver, record_behaviour):
+def test_workaround_resets_optlen(run_driver, expect):
     """The talk's fixed program (optlen = 0 past PAGE_SIZE) gives the kernel's answer everywhere."""
-    baseline = observe(run_driver, "unknown", 8192, "none")
-    seen = observe(run_driver, "unknown", 8192, "fixed")
-    record_behaviour({"errno": seen["errno"]}, {"errno": baseline["errno"]})
-    assert seen["errno"] == baseline["errno"], f"expected {baseline['errno']}, got {seen['errno']}"
+    baseline = observe(run_driver, "unknown", "2page", "none")
+    seen = observe(run_driver, "unknown", "2page", "fixed")
+    expect({"errno": seen["errno"]}, {"errno": baseline["errno"]})
 
 
-def test_setsockopt_ip_tos_optlen_4097(run_driver, kernel_facts, record_behaviour):
-    """setsockopt(IP_TOS, 4097 bytes): EFAULT without the fix, TOS really set with it."""
-    baseline = observe(run_driver, "tos", 4097, "none")
-    seen = observe(run_driver, "tos", 4097, "buggy")
+def test_setsockopt_ip_tos_optlen_4097(run_driver, kernel_facts, expect):
+    """setsockopt(IP_TOS, PAGE_SIZE + 1 bytes): EFAULT without the fix, TOS really set with it."""
+    baseline = observe(run_driver, "tos", "page+1", "none")
+    seen = observe(run_driver, "tos", "page+1", "buggy")
     assert (baseline["errno"], baseline["tos_after"]) == ("OK", 0x10), f"baseline without a program: {baseline}"
-    has_fix = kernel_facts.has(RELIEF)
-    expected = {"errno": "OK", "tos": 0x10} if has_fix else {"errno": "EFAULT", "tos": 0}
+    fixed = {"errno": "OK", "tos": 0x10}
     observed = {"errno": seen["errno"], "tos": seen["tos_after"]}
-    record_behaviour(observed, expected, why=kernel_facts.why(RELIEF))
-    if observed not in ({"errno": "OK", "tos": 0x10}, {"errno": "EFAULT", "tos": 0}):
-        pytest.fail(f"neither the fixed nor the unfixed behaviour: {observed}")
-    check_relief(kernel_facts, observed["errno"] == "OK", f"observed {observed}, expected {expected}")
+    expected = fixed if kernel_facts.has(RELIEF) else {"errno": "EFAULT", "tos": 0}
+    note = relief_note(kernel_facts, observed == fixed) if observed in (fixed, {"errno": "EFAULT", "tos": 0}) \
+        else "neither the fixed nor the unfixed behaviour"
+    expect(observed, expected, facts=[RELIEF], note=note, optlen=seen["optlen_in"])
 
 
-def test_kernel_answer_longer_than_page(run_driver, kernel_facts, record_behaviour):
-    """SO_PEERGROUPS with 1100 groups: the kernel answers 4400 bytes (> PAGE_SIZE)."""
-    baseline = observe(run_driver, "peergroups", 8192, "none")
-    assert (baseline["errno"], baseline["optlen_out"], baseline["groups_seen"]) == ("OK", 4400, 1100), baseline
-    seen = observe(run_driver, "peergroups", 8192, "buggy")
-    workaround = observe(run_driver, "peergroups", 8192, "fixed")
+def test_kernel_answer_longer_than_page(run_driver, kernel_facts, expect):
+    """SO_PEERGROUPS with PAGE_SIZE/4 + 76 groups: the kernel's answer is longer than a page."""
+    baseline = observe(run_driver, "peergroups", "2page", "none")
+    groups = baseline["groups_set"]
+    assert (baseline["errno"], baseline["optlen_out"], baseline["groups_seen"]) == ("OK", 4 * groups, groups), baseline
+    assert 4 * groups > baseline["page_size"], f"the answer must be longer than a page: {baseline}"
+    seen = observe(run_driver, "peergroups", "2page", "buggy")
+    workaround = observe(run_driver, "peergroups", "2page", "fixed")
     has_fix = kernel_facts.has(RELIEF)
-    observed = {"errno": seen["errno"], "optlen": seen["optlen_out"], "workaround_errno": workaround["errno"],
-                "workaround_groups": workaround["groups_seen"]}
-    expected = {"errno": "OK" if has_fix else "EFAULT", "optlen": 4400,
-                "workaround_errno": "OK", "workaround_groups": 1100}
-    record_behaviour(observed, expected, why=kernel_facts.why(RELIEF))
-    check_relief(kernel_facts, seen["errno"] == "OK", f"observed {observed}")
+    observed = {"errno": seen["errno"], "optlen": seen["optlen_out"], "data_intact": seen["first_group_ok"],
+                "workaround_errno": workaround["errno"], "workaround_groups": workaround["groups_seen"]}
+    expected = {"errno": "OK" if has_fix else "EFAULT", "optlen": 4 * groups,
+                "workaround_errno": "OK", "workaround_groups": groups}
     if has_fix:
-        assert seen["groups_seen"] == 1100 and seen["first_group_ok"], f"kernel's data not intact: {seen}"
-    assert (workaround["errno"], workaround["groups_seen"]) == ("OK", 1100), f"workaround broke: {workaround}"
+        expected["data_intact"] = True
+    expect(observed, expected, facts=[RELIEF], note=relief_note(kernel_facts, seen["errno"] == "OK"),
+           page_size=baseline["page_size"])
 
 
-def test_dmesg_line_exactly_with_fix(kernel_session, run_driver, kernel_facts, record_behaviour):
-    """pr_info_once: trigger both paths, then look at the whole boot's kernel log."""
-    observe(run_driver, "tos", 4097, "buggy")
-    observe(run_driver, "peergroups", 8192, "buggy")
-    log = kernel_session.run(["dmesg"]).stdout
-    observed = {"getsockopt_line": DMESG_GET in log, "setsockopt_line": DMESG_SET in log}
-    expected_present = kernel_facts.has(RELIEF)
-    expected = {"getsockopt_line": expected_present, "setsockopt_line": expected_present}
-    record_behaviour(observed, expected)
-    assert observed == expected, (f"dmesg lines {observed}, expected {expected}: "
-                                  + kernel_facts.contradiction(RELIEF, observed["getsockopt_line"]))
+def test_dmesg_line_exactly_with_fix(kernel_session, run_driver, kernel_facts, expect):
+    """pr_info_once: trigger both paths, then look at the whole boot's kernel log. The
+    line's max_optlen is the page size."""
+    tos = observe(run_driver, "tos", "page+1", "buggy")
+    observe(run_driver, "peergroups", "2page", "buggy")
+    lines = {hook: (int(optlen), int(max_optlen))
+             for hook, optlen, max_optlen in DMESG.findall(kernel_session.run(["dmesg"]).stdout)}
+    page = tos["page_size"]
+    observed = {"getsockopt_line": "get" in lines, "setsockopt_line": "set" in lines,
+                "max_optlen_is_page_size": all(max_optlen == page for _, max_optlen in lines.values())}
+    present = kernel_facts.has(RELIEF)
+    expect(observed, {"getsockopt_line": present, "setsockopt_line": present, "max_optlen_is_page_size": True},
+           facts=[RELIEF], note=relief_note(kernel_facts, observed["getsockopt_line"]), page_size=page)

@@ -20,7 +20,7 @@ DEBIAN_6_12 = 'id = "debian-6.12"\nsuite = "trixie"\n'
 
 def test_a_failed_case_carries_commands_that_reproduce_it(tmp_path):
     kernels = tmp_path / "kernels.toml"
-    kernels.write_text(f"[[kernel]]\n{DEBIAN_6_12}facts = {{ getsockopt_relief = false, bpf_get_set_retval = false }}\n")
+    kernels.write_text(f"[[kernel]]\n{DEBIAN_6_12}facts = {{ getsockopt_relief = false, getsockopt_retval_in_run_ctx = false }}\n")
     run_dir = tmp_path / "run"
     proc = run_pytest([CASE], run_dir, kernels, timeout=900)
     assert proc.returncode == 1, proc.stdout[-3000:]

@@ -211,11 +211,11 @@ def test_harness_timeout_is_skip(fake):
 
 def test_expect_writes_the_fact_and_the_version(fake):
     fake.vng("ok")
-    fake.run("--expect", "buggy", "--set-fact", "bpf_get_set_retval=true", mode="pass")
+    fake.run("--expect", "buggy", "--set-fact", "getsockopt_retval_in_run_ctx=true", mode="pass")
     call = fake.calls()[0]
     toml = call["kernels_toml"]
     assert 'version = "6.12.117"' in toml and "bzImage" in toml
-    assert "getsockopt_relief = false" in toml and "bpf_get_set_retval = true" in toml
+    assert "getsockopt_relief = false" in toml and "getsockopt_retval_in_run_ctx = true" in toml
     assert call["argv"][-1] == "tests/test_x.py" and Path(call["cwd"]) == bisect.PROJECT_ROOT
     fake.run("--expect", "fixed", mode="pass")
     assert "getsockopt_relief = true" in fake.calls()[1]["kernels_toml"]

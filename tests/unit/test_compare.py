@@ -4,7 +4,8 @@ import json
 import pytest
 
 from kregress.cli import main
-from kregress.compare import MergeError, compare, merge
+from kregress.compare import compare
+from kregress.results import MergeError, merge
 from kregress.matrix import build
 from kregress import junit, kcidb
 from kregress.report import render_html, render_text

@@ -2,6 +2,7 @@
 import json
 
 from kregress.cli import main
+from kregress.results import FORMAT
 from kregress.verdicts import render, sentence, table
 
 SOURCES_61_AS_510 = {"binary": "present", "changelog": "present", "version": "absent"}
@@ -24,8 +25,10 @@ def test_agreeing_and_contradicting_kernels(tmp_path):
     assert "contradicted by t2[b]" in render(list(rows.values()))
     # the command: exit 1 on a contradiction, JSON beside the text; a fleet is many files
     first, second = tmp_path / "a.json", tmp_path / "b.json"
-    first.write_text(json.dumps({"tests": doc["tests"][:2]}))
-    second.write_text(json.dumps({"tests": doc["tests"][2:]}))
+    first.write_text(json.dumps({"format": FORMAT, "tests": doc["tests"][:2]}))
+    second.write_text(json.dumps({"format": FORMAT, "tests": doc["tests"][2:]}))
+    (tmp_path / "other.json").write_text(json.dumps({"tests": []}))
+    assert main(["verdicts", str(tmp_path / "other.json")]) == 2     # not a results file: named, not judged
     assert main(["verdicts", str(first), "--json", str(tmp_path / "v.json")]) == 0
     assert main(["verdicts", str(first), str(second)]) == 1
     assert json.loads((tmp_path / "v.json").read_text())[0]["verdict"] == "agree"

@@ -1,0 +1,82 @@
+"""One expectation vocabulary for every scenario: observed against expected, the facts the
+expectation was derived from, and (where a document states a rule) what the document says.
+
+A scenario module declares, as data, the facts its expectations may depend on:
+
+    pytestmark = pytest.mark.scenario(facts=["getsockopt_relief"])
+
+and each test ends in `expect(observed, expected, facts=[...])`. The plugin records the
+observation, the expectation and each fact's answer (which source decided, what every
+source said) as fields of the test's results entry; the report, `kregress compare`, the
+verdict table and bisect read them from there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .facts import FACTS, KernelFacts, UndeclaredFact
+
+
+@dataclass(frozen=True)
+class DocumentRule:
+    """A rule a document states, to be held against every kernel's behaviour."""
+    document: str
+    rule: str
+
+    def as_record(self, says: dict) -> dict:
+        return {"document": self.document, "rule": self.rule, "says": says}
+
+
+def declared_facts(markers) -> tuple[str, ...] | None:
+    """The facts named by a test's `scenario` markers (None: not a scenario test)."""
+    markers = list(markers)
+    if not markers:
+        return None
+    names: list[str] = []
+    for marker in markers:
+        for name in marker.kwargs.get("facts", ()):
+            if name not in FACTS:
+                raise UndeclaredFact(f"scenario marker names {name!r}, which kregress/facts.py does not define "
+                                     f"(known: {', '.join(FACTS)})")
+            if name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def facts_mismatch(declared: tuple[str, ...] | None, consulted: set[str], named: set[str] | None) -> str:
+    """Why a test's recorded facts and its expectation disagree ("" when they agree).
+
+    consulted: the facts the test asked KernelFacts about; named: the facts its expect()
+    calls said the expectation came from (None: it never reached expect())."""
+    problems = []
+    if declared is not None and not consulted <= set(declared):
+        problems.append(f"consulted {sorted(consulted - set(declared))} that its module's scenario marker does "
+                        f"not declare")
+    if named is not None and named != consulted:
+        if consulted - named:
+            problems.append(f"its expectation depends on {sorted(consulted - named)} but expect() does not name "
+                            f"them")
+        if named - consulted:
+            problems.append(f"expect() names {sorted(named - consulted)} but the test never consulted them")
+    return "; ".join(problems)
+
+
+def differences(observed: dict, expected: dict) -> dict[str, tuple]:
+    return {key: (observed.get(key, "<missing>"), want) for key, want in expected.items()
+            if observed.get(key, "<missing>") != want}
+
+
+def failure_message(facts: KernelFacts, observed: dict, expected: dict, names, note: str = "") -> str:
+    """The one shape of a failed expectation: what differs, then which fact says so."""
+    wrong = differences(observed, expected)
+    lines = [f"{facts.kernel_id} ({facts.version}): {len(wrong)} of {len(expected)} observation(s) differ "
+             f"from the expectation"]
+    lines += [f"  {key}: observed {got!r}, expected {want!r}" for key, (got, want) in wrong.items()]
+    if names:
+        lines.append("expected because: " + "; ".join(facts.why(name) for name in names))
+    else:
+        lines.append("expected on every kernel (no fact in kregress/facts.py changes it)")
+    if note:
+        lines.append(note)
+    lines.append(f"observed: {observed}")
+    return "\n".join(lines)
