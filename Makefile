@@ -1,5 +1,5 @@
 # The two commands a user needs (both install what they need first, idempotently):
-#   make matrix   the default kernel matrix, scenario tests only (and the guest check), with its report
+#   make matrix   the default kernel matrix, scenario tests only (pytest -m scenario), with its report
 #   make test     unit tests + scenario tests on the default matrix (what CI runs)
 # Narrow either with PYTEST_ARGS, e.g. make test PYTEST_ARGS="--kernel debian-6.12".
 PYTEST_ARGS ?=
@@ -22,5 +22,5 @@ test: kernels
 	.venv/bin/kregress check-results $(RUN_DIR)/results.json
 
 matrix: kernels
-	$(PYTEST) tests --ignore=tests/unit -m "not harness" $(PYTEST_ARGS)
+	$(PYTEST) tests --ignore=tests/unit -m scenario $(PYTEST_ARGS)
 	.venv/bin/kregress check-results $(RUN_DIR)/results.json

@@ -32,8 +32,9 @@ def junit_properties(kernel_id: str, info: dict) -> list[tuple[str, str]]:
             ("accel", info.get("accel") or "")]
 
 
-def from_results(doc: dict) -> str:
-    matrix = build(doc)
+def from_results(doc: dict, matrix=None) -> str:
+    """JUnit XML, one testsuite per kernel; give the Matrix when the caller has built it."""
+    matrix = matrix or build(doc)
     root = ET.Element("testsuites", name="kregress")
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     for col in matrix.columns:

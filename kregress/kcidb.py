@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .facts import FACTS
 from .matrix import behaviour_text
 from .results import case_of
 from .results import verdict
@@ -107,7 +108,11 @@ def from_results(doc: dict) -> dict:
                  "environment": _environment(info, host),
                  "comment": _clean(behaviour_text(test.get("observed") or {}) or test.get("outcome", "")),
                  "misc": {"kernel": kernel_id, "nodeid": test["nodeid"], "observed": test.get("observed") or {},
-                          "expected": test.get("expected") or {}, "why": test.get("why") or ""}}
+                          "expected": test.get("expected") or {},
+                          # the facts the expectation came from, and what decided each one
+                          "facts": {name: {"commit": FACTS[name].commit,
+                                           **(test.get("facts_used") or {}).get(name, {})}
+                                    for name in test.get("expectation_facts") or () if name in FACTS}}}
         if test.get("seconds") is not None:
             entry["duration"] = float(test["seconds"])
         log = list(test.get("dmesg") or [])

@@ -211,6 +211,8 @@ def guest_images(doc: dict) -> list[dict]:
         image = info.get("guest_image")
         if image and image.get("digest"):
             found.setdefault(image["digest"], {**image, "kernels": []})["kernels"].append(info.get("id"))
+    for image in found.values():
+        image["kernels"].sort()         # the same for merged shards as for one run
     return list(found.values())
 
 

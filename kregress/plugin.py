@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import durations, procs, reproduce, verdicts
+from . import documents, durations, procs, reproduce, verdicts
 from .config import KernelsFileError
 from .expect import declared_facts, differences, facts_mismatch, failure_message
 from .facts import KernelFacts
@@ -152,13 +152,14 @@ def kernel_session(request, kernel_id) -> KernelSession:
     """
     harness = request.config.stash[HARNESS]
     fresh = {"kernel": None, "module": request.node.path, "test": request.node.nodeid}[request.config.option.fresh_vm]
+    record = _record_of(request.node)
     try:
         session, error = harness.session(kernel_id, fresh_for=fresh), None
     except (BootError, KernelFetchError) as err:
         error = str(err)
+        record["harness_error"] = "boot-failed" if isinstance(err, BootError) else "fetch-failed"
     if error:
         pytest.fail(error, pytrace=False)
-    record = _record_of(request.node)
     session.collect_dmesg()             # lines from before this test are not its own
     session.test_record = record
     yield session
@@ -226,6 +227,8 @@ def run_driver(request, kernel_session):
         result = kernel_session.run_driver(name, *args, timeout=timeout)
         data = result.json()
         if result.rc != 0 or "error" in data:
+            # the driver could not set up its observation: the harness failed, not the behaviour
+            _record_of(request.node)["harness_error"] = "driver-failed"
             pytest.fail(f"{name} {' '.join(map(str, args))} failed (exit {result.rc}): "
                         f"{data.get('error', '')}\nstderr:\n{result.stderr[-3000:]}", pytrace=False)
         return data
@@ -382,6 +385,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if rows:        # first: the fleet's question, one line per kernel and fact
         for line in verdicts.render(rows).splitlines():
             write(line)
+    for line in documents.render(documents.rules([results.doc])):
+        write(line)
     for accel in results.doc["accelerators"]:
         write(f"accelerator: {accel['accel']} ({accel['reason']})")
     for image in guest_images(results.doc):

@@ -10,7 +10,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from . import junit, kcidb, verdicts
+from . import documents, junit, kcidb, verdicts
 from .facts import FACTS
 from .matrix import Matrix, behaviour_parts, behaviour_text, build, value_text
 from .results import load
@@ -128,7 +128,8 @@ update();
 """
 
 
-def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdict_rows: list[dict] = ()) -> str:
+def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdict_rows: list[dict] = (),
+                document_rules: list[dict] = ()) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
@@ -140,6 +141,9 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
                 f"<td class=\"{'pass' if r['verdict'] == 'agree' else 'fail'}\">{escape(r['verdict'])}</td>"
                 f"<td>{escape(verdicts.sentence(r))}</td></tr>" for r in verdict_rows]
         out.append("</table>")
+    if document_rules:      # second: where the documentation and the kernels part ways
+        out.append('<h2>Documentation</h2><pre id="documents">'
+                   + escape("\n".join(documents.render(document_rules))) + "</pre>")
     meta = matrix.meta
     counts = matrix.counts()
     out.append(f"<p>Run {escape(str(meta.get('started') or '?'))} to {escape(str(meta.get('finished') or '?'))} "
@@ -241,9 +245,10 @@ def write_reports(results_path: Path, out_dir: Path | None = None, kernels_file:
     out_dir.mkdir(parents=True, exist_ok=True)
     matrix = build(doc, kernels_file)
     contents = {
-        "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc])),
+        "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc]),
+                                           document_rules=documents.rules([doc])),
         "kcidb.json": lambda: json.dumps(kcidb.from_results(doc), indent=1, sort_keys=True) + "\n",
-        "junit.xml": lambda: junit.from_results(doc),
+        "junit.xml": lambda: junit.from_results(doc, matrix),
     }
     written = {}
     for name, make in contents.items():

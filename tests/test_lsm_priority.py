@@ -9,7 +9,7 @@ lsm= boot parameter that fixes it.
 """
 import pytest
 
-pytestmark = pytest.mark.vm
+pytestmark = pytest.mark.scenario(facts=["lsm_cgroup"])
 
 DRIVER = "lsm_priority"
 FACT = "lsm_cgroup"
@@ -62,13 +62,7 @@ def strip(result: dict) -> dict:
     return {k: v for k, v in result.items() if k not in HEADER}
 
 
-def check(record_behaviour, observed: dict, expected: dict, **extra) -> None:
-    record_behaviour(observed, expected, **extra)
-    wrong = {k: f"expected {expected[k]!r}, got {observed.get(k)!r}" for k in expected if observed.get(k) != expected[k]}
-    assert not wrong, f"{wrong}\nexpected {expected}\nobserved {observed}"
-
-
-def test_post_create_sets_priority_in_its_cgroup_only(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_post_create_sets_priority_in_its_cgroup_only(run_driver, kernel_session, kernel_facts, expect):
     """1. socket_post_create + bpf_setsockopt: every socket made in the cgroup, none in a sibling."""
     r = observe("post_create", run_driver, kernel_session, kernel_facts)
     prio = r["prio_set"]
@@ -77,10 +71,10 @@ def test_post_create_sets_priority_in_its_cgroup_only(run_driver, kernel_session
                 "sibling_unix": r["sibling"]["unix"], "bpf_setsockopt": r["bpf_setsockopt"]}
     expected = {"tcp": prio, "udp6": prio, "unix": prio,
                 "sibling_tcp": 0, "sibling_udp6": 0, "sibling_unix": 0, "bpf_setsockopt": "OK"}
-    check(record_behaviour, observed, expected)
+    expect(observed, expected, facts=[FACT])
 
 
-def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel_facts, expect):
     """2. socket_post_create never runs for accept()ed sockets; inet_csk_clone does, whichever
     cgroup calls accept(). The listener predates the programs (priority 0), since a child
     inherits its listener's priority and would hide whether a hook ran for it."""
@@ -96,7 +90,7 @@ def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel
                 "bpf_setsockopt": clone["bpf_setsockopt"]}
     expected = {"listener": 0, "post_create_only_client": prio, "post_create_only_accepted": 0,
                 "clone_accepted": prio, "clone_accepted_from_other_cgroup": prio, "bpf_setsockopt": "OK"}
-    check(record_behaviour, observed, expected, clone_program_missed=missed)
+    expect(observed, expected, facts=[FACT], clone_program_missed=missed)
 
 
 def test_hooks_run_programs_of_socket_cgroup(run_driver, kernel_session, kernel_facts, record_behaviour):
@@ -134,7 +128,7 @@ def test_hooks_run_programs_of_socket_cgroup(run_driver, kernel_session, kernel_
     pytest.fail(f"neither the socket's nor the task's cgroup consistently: {observed}", pytrace=False)
 
 
-def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, kernel_facts, expect):
     """3. The reason for the migration, side by side: cgroup/sock_create sets the priority of
     active INET sockets only; lsm_cgroup also reaches accepted and AF_PACKET sockets."""
     r, missed = observe_clone("compare", lambda r: r["lsm_cgroup"]["clone_runs"] > 0, run_driver, kernel_session,
@@ -145,10 +139,10 @@ def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, k
     expected = {"cgroup_sock_active_tcp": sock["prio_set"], "cgroup_sock_accepted_tcp": 0, "cgroup_sock_packet": 0,
                 "lsm_cgroup_active_tcp": lsm["prio_set"], "lsm_cgroup_accepted_tcp": lsm["prio_set"],
                 "lsm_cgroup_packet": lsm["prio_set"]}
-    check(record_behaviour, observed, expected, clone_program_missed=missed)
+    expect(observed, expected, facts=[FACT], clone_program_missed=missed)
 
 
-def test_task_cannot_override_priority(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_task_cannot_override_priority(run_driver, kernel_session, kernel_facts, expect):
     """4. A cgroup/setsockopt guard makes setsockopt(SO_PRIORITY) EPERM for the task, while
     bpf_setsockopt from lsm_cgroup (which does not pass through that hook) still sets it."""
     r = observe("override", run_driver, kernel_session, kernel_facts)
@@ -160,10 +154,10 @@ def test_task_cannot_override_priority(run_driver, kernel_session, kernel_facts,
     expected = {"unguarded_setsockopt": "OK", "unguarded_after": task,
                 "guarded_created": prio, "guarded_setsockopt": "EPERM", "guarded_after": prio,
                 "guarded_other_option": "OK"}
-    check(record_behaviour, observed, expected)
+    expect(observed, expected, facts=[FACT])
 
 
-def test_net_raw_xmit_and_chosen_errno(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_net_raw_xmit_and_chosen_errno(run_driver, kernel_session, kernel_facts, expect):
     """5. NET_RAW_XMIT: AF_PACKET may send but not receive (protocol != 0 at socket() or
     bind() is EPERM); IPv4 hiding's errno from bpf_set_retval reaches userspace unchanged."""
     r = observe("net_raw_xmit", run_driver, kernel_session, kernel_facts)
@@ -172,7 +166,7 @@ def test_net_raw_xmit_and_chosen_errno(run_driver, kernel_session, kernel_facts,
                 "bind_eth_p_all": "EPERM", "bind_proto_0": "OK", "send": "OK",
                 "inet": "EAFNOSUPPORT", "inet6": "OK",
                 "sibling_packet_eth_p_all": "OK", "sibling_inet": "OK"}
-    check(record_behaviour, observed, expected)
+    expect(observed, expected, facts=[FACT])
 
 
 def run_order(run: dict, parent_prio: int, child_prio: int) -> str:
@@ -186,7 +180,7 @@ def run_order(run: dict, parent_prio: int, child_prio: int) -> str:
     return f"unclear (parent saw {run['parent_seen']}, child saw {run['child_seen']})"
 
 
-def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_facts, expect):
     """6. Programs on a parent and its child cgroup both run for a socket in the child. The
     documented order (BPF_F_ALLOW_MULTI in uapi bpf.h: the sub-cgroup's programs first, then
     the parent's) makes the parent the last writer, whichever was attached first."""
@@ -200,10 +194,10 @@ def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_fact
         observed[f"{attach}_last_writer"] = writer.get(run["final"], f"neither ({run['final']})")
         expected[f"{attach}_order"] = "child,parent"
         expected[f"{attach}_last_writer"] = "parent"
-    check(record_behaviour, observed, expected)
+    expect(observed, expected, facts=[FACT])
 
 
-def test_detach_restores_default(run_driver, kernel_session, kernel_facts, record_behaviour):
+def test_detach_restores_default(run_driver, kernel_session, kernel_facts, expect):
     """7. Destroying the links takes every effect away: default priority, AF_PACKET with a
     protocol allowed again, no lsm_cgroup program left on the cgroup."""
     r = observe("detach", run_driver, kernel_session, kernel_facts)
@@ -213,4 +207,4 @@ def test_detach_restores_default(run_driver, kernel_session, kernel_facts, recor
                 "detached_packet": off["packet_eth_p_all"], "detached_programs": off["query_count"]}
     expected = {"attached_prio": r["prio_set"], "attached_packet": "EPERM", "attached_programs": 2,
                 "detached_prio": 0, "detached_packet": "OK", "detached_programs": 0}
-    check(record_behaviour, observed, expected)
+    expect(observed, expected, facts=[FACT])

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from kregress import bisect
-from kregress.bisect import (GOOD, BAD, SKIP, coarse_bisect, combine, judge, main_kernels, main_run,
-                             required_configs, settled, case_name)
+from kregress.bisect import run as bisect_run
+from kregress.bisect.coarse import coarse_bisect, main_kernels
+from kregress.bisect.judge import BAD, GOOD, SKIP, combine, judge, settled
+from kregress.bisect.run import main_run
+from kregress.bisect.steps import StepLog
+from kregress.bisect.tree import DEFAULT_FRAGMENT, git_info, required_configs
+from kregress.paths import PROJECT_ROOT
+from kregress.results import case_of as case_name
 
-FRAGMENT = bisect.DEFAULT_FRAGMENT
+FRAGMENT = DEFAULT_FRAGMENT
 
 FAKE_PYTEST = r'''
 import json, os, sys, time
@@ -40,7 +45,7 @@ if mode == "hang":
     time.sleep(120)
 if mode == "nothing":
     sys.exit(int(os.environ.get("FAKE_RC", "4")))
-doc = {"kernels": {kernel: {"id": kernel, "boot_seconds": 1.5, "boot_attempts": 1, "uname_r": "6.12.117-virtme",
+doc = {"format": "kregress-results/2", "kernels": {kernel: {"id": kernel, "boot_seconds": 1.5, "boot_attempts": 1, "uname_r": "6.12.117-virtme",
                             "accel": "tcg", "upstream_version": kernel.split("_")[-1]}}, "tests": []}
 def test(outcome, longrepr="", **extra):
     doc["tests"].append({"nodeid": f"tests/test_x.py::test_a[{kernel}]", "kernel": kernel, "outcome": outcome,
@@ -55,7 +60,8 @@ elif mode == "boot-error":
     doc["kernels"][kernel] = {"id": kernel, "error": "bisect-x: boot failed after 2 attempt(s): Kernel panic"}
     test("error", "Failed: boot failed"); rc = 1
 elif mode == "guest-lost":
-    test("failed", "Failed: bisect-x: guest lost while running getsockopt_efault: EOF"); rc = 1
+    test("error", "GUEST-LOST: bisect-x: guest lost while running getsockopt_efault: EOF",
+         harness_error="guest-lost"); rc = 1
 elif mode == "harness-error":
     test("error", "GUEST-LOST: guest lost", harness_error="guest-lost"); rc = 1
 elif mode == "all-skipped":
@@ -121,8 +127,10 @@ def fake(tmp_path, monkeypatch):
                 monkeypatch.setenv("FAKE_MODE", mode)
             for key, value in env.items():
                 monkeypatch.setenv(key, value)
+            fact = [] if "--fact" in options or not str(selection[0]).endswith("test_x.py") else \
+                ["--fact", "getsockopt_relief"]
             argv = ["--log", str(self.log), "--run-dir", str(tmp_path / "run"), "--ccache", "no",
-                    "--pytest-command", f"{sys.executable} {fake_pytest}", *options, "--", *selection]
+                    "--pytest-command", f"{sys.executable} {fake_pytest}", *fact, *options, "--", *selection]
             code = main_run(argv)
             assert code in (GOOD, BAD, SKIP)
             return code
@@ -216,7 +224,7 @@ def test_expect_writes_the_fact_and_the_version(fake):
     toml = call["kernels_toml"]
     assert 'version = "6.12.117"' in toml and "bzImage" in toml
     assert "getsockopt_relief = false" in toml and "getsockopt_retval_in_run_ctx = true" in toml
-    assert call["argv"][-1] == "tests/test_x.py" and Path(call["cwd"]) == bisect.PROJECT_ROOT
+    assert call["argv"][-1] == "tests/test_x.py" and Path(call["cwd"]) == PROJECT_ROOT
     fake.run("--expect", "fixed", mode="pass")
     assert "getsockopt_relief = true" in fake.calls()[1]["kernels_toml"]
 
@@ -240,7 +248,7 @@ def test_internal_error_is_skip(fake, monkeypatch):
 
     def boom(*args, **kwargs):
         raise RuntimeError("harness bug")
-    monkeypatch.setattr(bisect, "build_tree", boom)
+    monkeypatch.setattr(bisect_run, "build_tree", boom)
     assert fake.run(mode="pass") == SKIP
 
 
@@ -277,7 +285,7 @@ def test_combine_and_settled():
 
 
 def test_step_log_survives_a_torn_line(tmp_path):
-    log = bisect.StepLog(tmp_path / "x.jsonl")
+    log = StepLog(tmp_path / "x.jsonl")
     log.append({"event": "a"})
     with open(log.path, "a") as handle:
         handle.write('{"event": "cut sho')
@@ -292,7 +300,7 @@ def test_judge_without_file_is_skip(tmp_path):
 
 
 def test_judge_ignores_other_kernels_and_unit_tests(tmp_path):
-    doc = {"kernels": {"k": {"boot_seconds": 2}}, "tests": [
+    doc = {"format": "kregress-results/2", "kernels": {"k": {"boot_seconds": 2}}, "tests": [
         {"nodeid": "tests/unit/test_u.py::t", "outcome": "failed"},
         {"nodeid": "t[other]", "kernel": "other", "outcome": "failed"},
         {"nodeid": "t[k]", "kernel": "k", "outcome": "passed", "observed": {"a": 1}}]}
@@ -407,7 +415,7 @@ def test_bisect_kernels_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------- scripts/bisect-run, the guard
 
-WRAPPER = bisect.PROJECT_ROOT / "scripts" / "bisect-run"
+WRAPPER = PROJECT_ROOT / "scripts" / "bisect-run"
 
 
 def run_wrapper(tmp_path, body: str | None, *args: str) -> int:
@@ -449,6 +457,19 @@ def test_git_terms_only_while_bisecting(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     git_dir = tmp_path / ".git"
     (git_dir / "BISECT_TERMS").write_text("fixed\nbuggy\n")
-    assert "terms" not in bisect.git_info(tmp_path)          # left over from an old bisection
+    assert "terms" not in git_info(tmp_path)          # left over from an old bisection
     (git_dir / "BISECT_START").write_text("main\n")
-    assert bisect.git_info(tmp_path)["terms"] == {"new": "fixed", "old": "buggy"}
+    assert git_info(tmp_path)["terms"] == {"new": "fixed", "old": "buggy"}
+
+
+def test_fact_comes_from_the_selected_scenario(fake, capsys):
+    """Without --fact: the one fact the selected scenario module declares; several: 125, naming them."""
+    fake.vng("ok")
+    sockops = str(PROJECT_ROOT / "tests" / "test_sockops_flags.py")
+    assert fake.run(selection=(sockops, "-k", "alone"), mode="pass") == GOOD
+    assert "sockops_hdr_opt = true" in json.loads((fake.root / "state" / "call0").read_text())["kernels_toml"]
+    efault = str(PROJECT_ROOT / "tests" / "test_getsockopt_efault.py")
+    capsys.readouterr()
+    assert fake.run(selection=(efault,), mode="pass") == SKIP
+    said = capsys.readouterr().err
+    assert "--fact" in said and "getsockopt_relief, getsockopt_retval_in_run_ctx" in said

@@ -37,7 +37,8 @@ def test_kcidb_from_the_real_run_is_valid():
     assert tos["status"] == "PASS" and tos["comment"] == "OK tos=16"
     assert "bpf setsockopt: ignoring program buffer with optlen=4097" in tos["log_excerpt"]
     assert tos["environment"]["misc"]["accel"] == "tcg"
-    assert RELIEF_COMMIT in tos["misc"]["why"]
+    relief = tos["misc"]["facts"]["getsockopt_relief"]
+    assert relief["commit"] == RELIEF_COMMIT and relief["expected"] is True and relief["decided_by"] == "binary"
     build = next(b for b in data["builds"] if b["id"] == tos["build_id"])
     assert build["id"] == "kregress:debian:linux-image-6.1.0-50-amd64=6.1.176-1"
     assert next(c for c in data["checkouts"] if c["id"] == build["checkout_id"])["misc"]["package_version"] == "6.1.176-1"

@@ -1,0 +1,106 @@
+"""The expectation vocabulary: declared facts, the facts a test consulted and the facts its
+expect() named must agree; the failure message has one shape; and every scenario module
+in tests/ names only facts it declares (read from the source, no VM)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from kregress.expect import DocumentRule, declared_facts, facts_mismatch, failure_message, scenario_facts
+from kregress.facts import FACTS, KernelFacts, UndeclaredFact
+from kregress.paths import PROJECT_ROOT
+
+SCENARIO_MODULES = sorted(p for p in (PROJECT_ROOT / "tests").glob("test_*.py")
+                          if "pytest.mark.scenario(" in p.read_text())
+
+
+def test_recorded_facts_and_expectation_must_agree():
+    declared = ("getsockopt_relief", "getsockopt_retval_in_run_ctx")
+    assert facts_mismatch(declared, {"getsockopt_relief"}, {"getsockopt_relief"}) == ""
+    assert facts_mismatch(declared, set(), set()) == ""                     # a rule that holds everywhere
+    assert facts_mismatch(declared, {"getsockopt_relief"}, None) == ""      # skipped before expect()
+    # consulted but not named: the expectation hides what it depends on
+    assert "does not name them" in facts_mismatch(declared, {"getsockopt_relief", "getsockopt_retval_in_run_ctx"},
+                                                  {"getsockopt_relief"})
+    # named but never consulted: the record would claim a dependence that is not there
+    assert "never consulted" in facts_mismatch(declared, set(), {"getsockopt_relief"})
+    # consulted outside the module's declaration
+    assert "does not declare" in facts_mismatch(declared, {"lsm_cgroup"}, {"lsm_cgroup"})
+    assert facts_mismatch(None, {"lsm_cgroup"}, None) == ""                # not a scenario test
+
+
+def test_a_scenario_cannot_consult_an_undeclared_fact():
+    facts = KernelFacts("k", "6.1.176", declared=("getsockopt_relief",))
+    assert facts.has("getsockopt_relief") is True
+    with pytest.raises(UndeclaredFact, match="lsm_cgroup.*pytest.mark.scenario"):
+        facts.has("lsm_cgroup")
+    assert facts.used == {"getsockopt_relief"}
+
+
+def test_declared_facts_must_exist():
+    marker = type("Mark", (), {"kwargs": {"facts": ["no_such_fact"]}})()
+    with pytest.raises(UndeclaredFact, match="no_such_fact"):
+        declared_facts([marker])
+    assert declared_facts([]) is None
+
+
+def test_failure_message_shape():
+    facts = KernelFacts("debian-5.10", "5.10.223", evidence={"getsockopt_relief": {"binary": "absent"}})
+    text = failure_message(facts, {"errno": "OK", "tos": 16}, {"errno": "EFAULT", "tos": 16}, ["getsockopt_relief"],
+                           note="extra words")
+    lines = text.splitlines()
+    assert lines[0] == "debian-5.10 (5.10.223): 1 of 2 observation(s) differ from the expectation"
+    assert lines[1] == "  errno: observed 'OK', expected 'EFAULT'"
+    assert lines[2].startswith("expected because: its binary says it lacks 29ebbba7d461")
+    assert "extra words" in text and text.endswith("observed: {'errno': 'OK', 'tos': 16}")
+    plain = failure_message(facts, {"a": 1}, {"a": 2}, [])
+    assert "no fact in kregress/facts.py changes it" in plain
+
+
+def test_document_rule_record():
+    rule = DocumentRule("Doc.rst", "a rule")
+    assert rule.as_record({"k": "EFAULT"}) == {"document": "Doc.rst", "rule": "a rule", "says": {"k": "EFAULT"}}
+
+
+def _names(module: ast.Module) -> dict[str, str]:
+    """Module-level NAME = "string" constants."""
+    return {t.id: node.value.value for node in module.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def _fact_names(nodes, constants) -> set[str]:
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.add(node.value)
+        elif isinstance(node, ast.Name) and node.id in constants:
+            out.add(constants[node.id])
+    return out
+
+
+@pytest.mark.parametrize("path", SCENARIO_MODULES, ids=lambda p: p.name)
+def test_scenario_modules_use_only_declared_facts(path: Path):
+    """Every fact a scenario module asks about (.has(X)) or names in expect(facts=[...]) is
+    one its scenario marker declares, and every declared fact is used somewhere."""
+    declared = set(scenario_facts([str(path)]))
+    tree = ast.parse(path.read_text())
+    constants = _names(tree)
+    consulted, named = set(), set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "has":
+            consulted |= _fact_names(node.args, constants)
+        for keyword in node.keywords:
+            if keyword.arg == "facts" and isinstance(keyword.value, (ast.List, ast.Tuple)):
+                named |= _fact_names(keyword.value.elts, constants)
+    assert declared, f"{path.name}: a scenario marker with no facts"
+    assert consulted <= declared, f"{path.name} consults undeclared {consulted - declared}"
+    assert named - set(FACTS) <= set() and named <= declared, f"{path.name} names undeclared {named - declared}"
+    assert declared <= consulted | named, f"{path.name} declares facts it never uses: {declared - consulted - named}"
+
+
+def test_every_scenario_is_found():
+    names = {p.stem for p in SCENARIO_MODULES}
+    assert {"test_getsockopt_efault", "test_sockops_flags", "test_lsm_priority", "test_sockopt_contract"} <= names
