@@ -47,7 +47,8 @@ def test_git_bisect_run_names_the_culprit():
     git("bisect", "start", BAD, GOOD)
     try:
         proc = subprocess.run(["git", "-C", str(TREE), "bisect", "run", wrapper,
-                               "--expect", "fixed", "--nice", "10", "--", *SELECTION],
+                               "--expect", "fixed", "--fact", "getsockopt_relief", "--nice", "10", "--",
+                               *SELECTION],
                               capture_output=True, text=True, cwd=TREE)
         bisect_log = git("bisect", "log", check=False)
     finally:
