@@ -18,6 +18,8 @@ KEYS = {
     "image": (str, "a path to a kernel image (bzImage/vmlinuz)"),
     "deb": ((str, list), 'a kernel package file, or a list of them (image and modules where split): '
                          'deb = ["linux-image-....deb", "linux-modules-....deb"]'),
+    "tree": (str, 'a kernel source tree (a git checkout) to build with virtme-ng, e.g. "~/src/linux"'),
+    "config": (str, "a config fragment for a tree entry (default: configs/bisect.config)"),
     "modules": (str, "a path to the matching lib/modules/<release> directory"),
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
@@ -38,6 +40,8 @@ class KernelSpec:
     package: str | None = None
     image: Path | None = None
     debs: tuple[Path, ...] = ()             # the user's own .deb files (a vendor's, Ubuntu's ...)
+    tree: Path | None = None                # a kernel source tree, built with vng --build
+    config_fragment: Path | None = None
     modules: Path | None = None
     version: str | None = None
     cmdline: str = ""
@@ -52,6 +56,8 @@ class KernelSpec:
             return f"debian:{self.suite}/{self.package}"
         if self.debs:
             return "deb:" + ",".join(path.name for path in self.debs)
+        if self.tree:
+            return f"tree:{self.tree}"
         return f"local:{self.image}"
 
 
@@ -101,10 +107,15 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         raise KernelsFileError(f"{where}: missing 'id'")
     if not ID_PATTERN.match(entry["id"]):
         raise KernelsFileError(f"{where}: id {entry['id']!r} may only use letters, digits, '.', '_', '+', '-'")
-    has_debian, has_image, has_deb = "suite" in entry, "image" in entry, "deb" in entry
-    if has_debian + has_image + has_deb != 1:
+    has_debian, has_image, has_deb, has_tree = "suite" in entry, "image" in entry, "deb" in entry, "tree" in entry
+    if has_debian + has_image + has_deb + has_tree != 1:
         raise KernelsFileError(f"{where}: give exactly one source: suite = \"...\" (a Debian package), "
-                               "image = \"...\" (a local kernel image) or deb = [\"...\"] (package files)")
+                               "image = \"...\" (a local kernel image), deb = [\"...\"] (package files) or "
+                               "tree = \"...\" (a kernel source tree to build)")
+    if has_tree and ({"modules", "package"} & set(entry)):
+        raise KernelsFileError(f"{where}: 'modules' and 'package' do not go with tree: the build has no modules")
+    if "config" in entry and not has_tree:
+        raise KernelsFileError(f"{where}: 'config' (a config fragment) belongs to a tree entry")
     debs = [entry["deb"]] if isinstance(entry.get("deb"), str) else entry.get("deb", [])
     if has_deb and (not debs or not all(isinstance(d, str) and d.endswith(".deb") for d in debs)):
         raise KernelsFileError(f"{where}: deb = {entry['deb']!r}; write the path of a .deb file or a list of them")
@@ -128,6 +139,8 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         package=entry.get("package", "linux-image-amd64") if has_debian else None,
         image=Path(entry["image"]).expanduser() if has_image else None,
         debs=tuple(Path(d).expanduser() for d in debs),
+        tree=Path(entry["tree"]).expanduser() if has_tree else None,
+        config_fragment=Path(entry["config"]).expanduser() if "config" in entry else None,
         modules=Path(entry["modules"]).expanduser() if "modules" in entry else None,
         version=entry.get("version"),
         cmdline=entry.get("cmdline", ""),

@@ -40,6 +40,7 @@ class Kernel:
     config: dict[str, str] = field(default_factory=dict)
     downloaded_bytes: int = 0
     modules_dir: Path | None = None   # lib/modules/<release>: the initramfs takes its boot modules from here
+    tree_build: dict | None = None    # a tree entry: commit, local changes, fragment, build seconds
 
     @property
     def id(self) -> str:
@@ -48,7 +49,8 @@ class Kernel:
     def describe(self) -> dict:
         return {"id": self.id, "source": self.spec.source, "package": self.package,
                 "package_version": self.package_version, "upstream_version": self.upstream_version,
-                "expected_release": self.release, "image": str(self.image)}
+                "expected_release": self.release, "image": str(self.image),
+                **({"tree_build": self.tree_build} if self.tree_build else {})}
 
 
 def upstream_version_of(debian_version: str) -> str | None:
@@ -333,7 +335,29 @@ def resolve_debs(spec: KernelSpec) -> Kernel:
     return kernel
 
 
+def resolve_tree(spec: KernelSpec) -> Kernel:
+    """A kernel source tree: built once per commit + local changes + config fragment (one
+    build at a time per entry), the image kept in the cache."""
+    from .tree import DEFAULT_FRAGMENT, build_cached
+    fragment = (spec.config_fragment or DEFAULT_FRAGMENT).resolve()
+    if not spec.tree.is_dir():
+        raise KernelFetchError(f"{spec.id}: tree {spec.tree} does not exist; fix 'tree' in kernels.toml")
+    with locked(cache_dir() / "locks" / f"tree-{spec.id}.lock"):
+        try:
+            built = build_cached(spec.tree, fragment, cache_dir() / "trees", cache_dir() / "trees" / "logs")
+        except RuntimeError as err:
+            raise KernelFetchError(f"{spec.id}: cannot build {spec.tree}: {err}; fix the tree or 'tree'/'config' "
+                                   f"in kernels.toml") from None
+    kernel = Kernel(spec=spec, image=built.image, release=_release_from_image(built.image) or "unknown",
+                    upstream_version=spec.version or built.version, config=read_config(built.config))
+    kernel.package_version = f"{built.record['commit'][:12]}" + ("+local" if built.record["local_changes"] else "")
+    kernel.tree_build = built.record
+    return kernel
+
+
 def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
     if spec.suite:
         return fetch_debian(spec, refresh)
+    if spec.tree:
+        return resolve_tree(spec)
     return resolve_debs(spec) if spec.debs else resolve_local(spec)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from kregress.paths import PROJECT_ROOT
 
-SCENARIOS = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
+# every scenario module (pytest.mark.scenario), whichever exist
+SCENARIOS = ["tests", "--ignore=tests/unit", "-m", "scenario"]
 
 
 def run_pytest(tests: list[str], run_dir: Path, kernels_file: Path, *options: str,

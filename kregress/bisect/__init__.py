@@ -14,9 +14,8 @@ Both append one JSON line per step to a log as they go (build, each run, the ver
 each kernel booted), so an interrupted bisection loses nothing; bisect-kernels reuses
 the kernels already judged in its log when started again.
 
-The package, one module per job: steps (the step log, logged subprocesses), judge (a
-results file -> good/bad/skip), tree (building a kernel tree with virtme-ng), run
-(bisect-run), coarse (bisect-kernels).
+The package, one module per job: steps (the step log), judge (a results file ->
+good/bad/skip), run (bisect-run), coarse (bisect-kernels); kregress.tree builds the tree.
 """
 
 

@@ -14,8 +14,9 @@ from ..expect import scenario_facts
 from ..facts import FACTS
 from ..paths import PROJECT_ROOT
 from .judge import EXIT_CODES, SKIP, Judgement, combine, judge, settled
-from .steps import StepLog, run_logged, tail
-from .tree import DEFAULT_FRAGMENT, IMAGE, BuildResult, build_tree, git_info, kernel_version
+from ..procs import run_logged, tail
+from ..tree import DEFAULT_FRAGMENT, IMAGE, BuildResult, build_tree, git_info, kernel_version
+from .steps import StepLog
 
 LOG_NAME = "kregress-bisect.jsonl"
 EXPECT_TERMS = {"fixed": True, "buggy": False}

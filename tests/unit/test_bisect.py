@@ -14,7 +14,7 @@ from kregress.bisect.coarse import coarse_bisect, main_kernels
 from kregress.bisect.judge import BAD, GOOD, SKIP, combine, judge, settled
 from kregress.bisect.run import main_run
 from kregress.bisect.steps import StepLog
-from kregress.bisect.tree import DEFAULT_FRAGMENT, git_info, required_configs
+from kregress.tree import DEFAULT_FRAGMENT, git_info, required_configs
 from kregress.paths import PROJECT_ROOT
 from kregress.results import case_of as case_name
 

@@ -1,14 +1,19 @@
-"""Building a kernel tree with virtme-ng and the project's config fragment (configs/bisect.config)."""
+"""Kernel source trees: built with virtme-ng and a config fragment (configs/bisect.config by
+default), incrementally. bisect-run builds the checked-out commit; a kernels.toml `tree`
+entry builds once per commit + local changes + config fragment and keeps the image in the cache."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..paths import PROJECT_ROOT
-from .steps import run_logged, tail, tool_env
+from .paths import PROJECT_ROOT
+from .procs import run_logged, tail, tool_env
 
 DEFAULT_FRAGMENT = PROJECT_ROOT / "configs" / "bisect.config"
 IMAGE = Path("arch/x86/boot/bzImage")
@@ -122,3 +127,71 @@ def git_info(tree: Path) -> dict:
         if len(lines) >= 2:
             info["terms"] = {"new": lines[0], "old": lines[1]}
     return info
+
+
+def tree_state(tree: Path) -> dict | None:
+    """What the tree holds, for the cache key: HEAD and a digest of the tracked files'
+    uncommitted changes. None when the tree is not a git checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", "-C", str(tree), *args], capture_output=True, timeout=300)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return proc.stdout.decode(errors="replace") if proc.returncode == 0 else None
+    head = git("rev-parse", "HEAD")
+    if head is None:
+        return None
+    diff = git("diff", "HEAD", "--binary") or ""
+    return {"commit": head.strip(), "subject": (git("log", "-1", "--format=%s") or "").strip(),
+            "local_changes": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None}
+
+
+def cache_key(state: dict, fragment: Path) -> str:
+    digest = hashlib.sha256(json.dumps({"commit": state["commit"], "local_changes": state["local_changes"],
+                                        "fragment": fragment.read_text()}, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class BuiltTree:
+    image: Path
+    config: Path
+    version: str
+    record: dict            # commit, local changes, fragment, build seconds, whether it was built now
+
+
+def build_cached(tree: Path, fragment: Path, cache: Path, log_dir: Path, jobs: int | None = None,
+                 nice: int = 10, timeout: float = 4 * 3600) -> BuiltTree:
+    """The tree's kernel image, from the cache when this commit (plus local changes) was
+    built with this fragment before; else an incremental vng --build, copied into the cache.
+    Raises RuntimeError with the reason and the build log's tail."""
+    if not (tree / "Makefile").exists() or not (tree / "Kconfig").exists():
+        raise RuntimeError(f"{tree} is not a kernel source tree (no Makefile/Kconfig)")
+    if not fragment.is_file():
+        raise RuntimeError(f"config fragment {fragment} does not exist")
+    state = tree_state(tree)
+    if state is None:
+        raise RuntimeError(f"{tree} is not a git checkout: the built kernel is cached by its commit; "
+                           f"run git init and commit, or use image = \"{tree / IMAGE}\" after building it yourself")
+    out = cache / cache_key(state, fragment)
+    done = out / "build.json"
+    if done.exists():
+        record = json.loads(done.read_text())
+        return BuiltTree(out / "bzImage", out / "config", record["version"], {**record, "built_now": False})
+    log = log_dir / f"build-{out.name}.log"
+    result = build_tree(tree, fragment, jobs or os.cpu_count() or 1, "auto", nice, timeout, log)
+    if not result.ok:
+        raise RuntimeError(f"{result.reason} (build log {log})")
+    if tree_state(tree) != state:
+        raise RuntimeError(f"{tree} changed while it was being built; build again")
+    staging = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copy2(tree / IMAGE, staging / "bzImage")
+    shutil.copy2(tree / ".config", staging / "config")
+    record = {**state, "tree": str(tree), "fragment": str(fragment), "version": result.version,
+              "build_seconds": result.seconds, "incremental": result.incremental, "command": result.command}
+    (staging / "build.json").write_text(json.dumps(record, indent=1))
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(staging, out)
+    return BuiltTree(out / "bzImage", out / "config", result.version, {**record, "built_now": True})
