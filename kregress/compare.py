@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .facts import FACTS
-from .matrix import Cell, Column, Matrix, behaviour_text, build, facts_of, flipping
+from .behaviour import behaviour_text
+from .matrix import Cell, Column, Matrix, build, facts_of, flipping
 
 
 class CompareError(ValueError):

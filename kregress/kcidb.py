@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from .facts import FACTS
-from .matrix import behaviour_text
+from .behaviour import behaviour_text
 from .results import case_of
 from .results import verdict
 

@@ -8,35 +8,17 @@ by `kregress compare` between two runs, so the report and the upgrade gate agree
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .facts import FACTS, KernelFacts, parse_version
+from .behaviour import behaviour_text, value_text
 from .results import case_of, verdict
 
 STATUS_OF_VERDICT = {"pass": "pass", "fail": "fail", "error": "fail", "skip": "skip"}
 # Outcomes whose observed behaviour is a verdict worth comparing (a skip may record a
 # half-run scenario; an error happened outside the test body).
 COMPARABLE = ("passed", "failed")
-
-
-def value_text(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return str(value)
-
-
-def behaviour_parts(observed: dict, keys=None) -> list[str]:
-    """Short forms: an errno alone ("EFAULT"), everything else key=value."""
-    return [value_text(v) if k == "errno" else f"{k}={value_text(v)}"
-            for k, v in observed.items() if keys is None or k in keys]
-
-
-def behaviour_text(observed: dict, keys=None) -> str:
-    return " ".join(behaviour_parts(observed, keys))
 
 
 def facts_of(tests) -> tuple[str, ...]:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from . import documents, junit, kcidb, verdicts
 from .facts import FACTS
-from .matrix import Matrix, behaviour_parts, behaviour_text, build, value_text
+from .behaviour import behaviour_parts, behaviour_text, value_text
+from .matrix import Matrix, build
 from .results import load
 
 STATUS_MARK = {"pass": "+", "fail": "x", "skip": "s", "expected-diff": "~"}

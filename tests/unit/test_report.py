@@ -4,7 +4,9 @@ import re
 import pytest
 
 from kregress.cli import main
-from kregress.matrix import behaviour_text, build, case_of
+from kregress.behaviour import behaviour_text
+from kregress.matrix import build
+from kregress.results import case_of
 from kregress.report import render_html, render_text, write_reports
 
 from reportdata import RELIEF_COMMIT, four_kernels, record_of, write
