@@ -16,9 +16,26 @@ from pathlib import Path
 
 from .paths import PROJECT_ROOT, cache_dir
 
-BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall",
-              "-I/usr/include/x86_64-linux-gnu"]   # asm/types.h for the uapi headers
+BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-Wall"]
 CFLAGS = ["-O2", "-g", "-Wall", "-Wno-unused-function"]
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    cc: str                 # the C compiler for drivers and the agent
+    bpf_arch: str           # __TARGET_ARCH_<this> for the BPF side
+    multiarch: str          # Debian's multiarch triplet: asm/ headers and the static libraries
+
+    @property
+    def bpf_flags(self) -> list[str]:
+        return [*BPF_CFLAGS, f"-D__TARGET_ARCH_{self.bpf_arch}", f"-I/usr/include/{self.multiarch}"]
+
+
+# Per guest architecture; arm64 is cross-built against the multiarch arm64 -dev packages.
+TOOLCHAINS = {
+    "x86_64": Toolchain("gcc", "x86", "x86_64-linux-gnu"),
+    "arm64": Toolchain("aarch64-linux-gnu-gcc", "arm64", "aarch64-linux-gnu"),
+}
 # Fully static: a driver runs on the guest image's userspace whatever the host's is.
 LDLIBS = ["-static", "-l:libbpf.a", "-lelf", "-lz"]
 
@@ -35,10 +52,16 @@ class Program:
     rebuilt: bool
 
 
+def toolchain(arch: str) -> Toolchain:
+    if arch not in TOOLCHAINS:
+        raise BuildError(f"no toolchain for architecture {arch!r}; known: {', '.join(TOOLCHAINS)}")
+    return TOOLCHAINS[arch]
+
+
 @functools.cache
-def _tool_versions() -> str:
+def _tool_versions(cc: str = "gcc") -> str:
     out = []
-    for tool in (["clang", "--version"], ["gcc", "--version"], ["bpftool", "version"]):
+    for tool in (["clang", "--version"], [cc, "--version"], ["bpftool", "version"]):
         try:
             out.append(subprocess.run(tool, capture_output=True, text=True).stdout.split("\n")[0])
         except OSError:
@@ -55,10 +78,11 @@ def _run(cmd: list[str], what: str, stdout=None) -> None:
         raise BuildError(f"{what} failed:\n$ {' '.join(cmd)}\n{proc.stderr.strip()}")
 
 
-def content_key(name: str, root: Path) -> str:
+def content_key(name: str, root: Path, arch: str = "x86_64") -> str:
+    tools = toolchain(arch)
     digest = hashlib.sha256()
-    digest.update(" ".join(BPF_CFLAGS + CFLAGS + LDLIBS).encode())
-    digest.update(_tool_versions().encode())
+    digest.update(" ".join(tools.bpf_flags + CFLAGS + LDLIBS).encode())
+    digest.update(_tool_versions(tools.cc).encode())
     sources = [root / "progs" / f"{name}.bpf.c", root / "guest" / f"{name}.c"]
     sources += sorted((root / "progs").glob("*.h")) + sorted((root / "guest").glob("*.h"))
     for path in sources:
@@ -83,41 +107,45 @@ def _cached(out: Path, lock_name: str, make) -> bool:
     return True
 
 
-def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None) -> Program:
+def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None, arch: str = "x86_64") -> Program:
     out_root = out_root or cache_dir() / "build"
+    tools = toolchain(arch)
     bpf_source = root / "progs" / f"{name}.bpf.c"
     driver_source = root / "guest" / f"{name}.c"
     if not driver_source.exists():
         raise BuildError(f"no guest driver {driver_source}")
-    out = out_root / f"{name}-{content_key(name, root)}"
+    prefix = name if arch == "x86_64" else f"{name}-{arch}"
+    out = out_root / f"{prefix}-{content_key(name, root, arch)}"
     bpf_object = out / f"{name}.bpf.o" if bpf_source.exists() else None
 
     def make(staging: Path) -> None:
         includes = ["-I", str(staging), "-I", str(root / "guest")]
         if bpf_object:
             obj = staging / bpf_object.name
-            _run(["clang", *BPF_CFLAGS, "-I", str(root / "progs"), "-c", str(bpf_source), "-o", str(obj)],
+            _run(["clang", *tools.bpf_flags, "-I", str(root / "progs"), "-c", str(bpf_source), "-o", str(obj)],
                  f"compiling {bpf_source.relative_to(root)}")
             with open(staging / f"{name}.skel.h", "w") as skel:
                 _run(["bpftool", "gen", "skeleton", str(obj), "name", name], f"skeleton for {name}", stdout=skel)
-        _run(["gcc", *CFLAGS, *includes, str(driver_source), "-o", str(staging / name), *LDLIBS],
-             f"compiling {driver_source.relative_to(root)}")
+        _run([tools.cc, *CFLAGS, *includes, str(driver_source), "-o", str(staging / name), *LDLIBS],
+             f"compiling {driver_source.relative_to(root)} for {arch}")
 
-    rebuilt = _cached(out, name, make)
+    rebuilt = _cached(out, prefix, make)
     return Program(name, out / name, bpf_object, rebuilt=rebuilt)
 
 
 AGENT_SOURCE = Path(__file__).with_name("in_guest") / "agent.c"
 
 
-def build_agent(out_root: Path | None = None) -> Path:
+def build_agent(out_root: Path | None = None, arch: str = "x86_64") -> Path:
     """The guest agent (in_guest/agent.c), static like the drivers, cached by content."""
     out_root = out_root or cache_dir() / "build"
+    tools = toolchain(arch)
     flags = [*CFLAGS, "-static"]
-    digest = hashlib.sha256(" ".join(flags).encode() + _tool_versions().encode() + AGENT_SOURCE.read_bytes())
-    out = out_root / f"agent-{digest.hexdigest()[:20]}"
-    _cached(out, "agent", lambda staging: _run(["gcc", *flags, str(AGENT_SOURCE), "-o", str(staging / "agent"), "-lz"],
-                                                 "compiling the guest agent (kregress/in_guest/agent.c)"))
+    digest = hashlib.sha256(" ".join(flags).encode() + _tool_versions(tools.cc).encode() + AGENT_SOURCE.read_bytes())
+    prefix = "agent" if arch == "x86_64" else f"agent-{arch}"
+    out = out_root / f"{prefix}-{digest.hexdigest()[:20]}"
+    _cached(out, prefix, lambda staging: _run([tools.cc, *flags, str(AGENT_SOURCE), "-o", str(staging / "agent"), "-lz"],
+                                               f"compiling the guest agent (kregress/in_guest/agent.c) for {arch}"))
     return out / "agent"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .build import BuildError
 from .config import KernelsFileError, load_kernels, select_kernels
-from .image import ImageError, ensure_image
+from .image import ImageError, ensure_image, load_spec
 from .kernels import KernelFetchError, resolve
 from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
@@ -35,13 +35,14 @@ def cmd_fetch(args) -> int:
         except KernelFetchError as err:
             print(f"{spec.id}: {err}", file=sys.stderr)
             status = 1
-    try:
-        image = ensure_image()
-        print(json.dumps({"guest_image": image.digest, "suite": image.suite, "arch": image.arch,
-                          "packages": len(image.packages), "path": str(image.root)}))
-    except ImageError as err:
-        print(f"kregress: {err}", file=sys.stderr)
-        status = 1
+    for arch in sorted({spec.arch for spec in specs} or {"x86_64"}):     # one guest image per architecture
+        try:
+            image = ensure_image(load_spec(arch=arch))
+            print(json.dumps({"guest_image": image.digest, "suite": image.suite, "arch": image.arch,
+                              "packages": len(image.packages), "path": str(image.root)}))
+        except ImageError as err:
+            print(f"kregress: {err}", file=sys.stderr)
+            status = 1
     return status
 
 

@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+ARCHES = ("x86_64", "arm64")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 VERSION_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
@@ -24,6 +25,7 @@ KEYS = {
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
     "tcg_cpu_flags": (str, 'CPU flags added to the TCG CPU model, e.g. "-cx16"'),
+    "arch": (str, 'the kernel\'s architecture: "x86_64" (default) or "arm64"'),
     "default": (bool, "true or false"),
     "facts": (dict, "a table of fact name = true/false"),
 }
@@ -46,6 +48,7 @@ class KernelSpec:
     version: str | None = None
     cmdline: str = ""
     tcg_cpu_flags: str = ""
+    arch: str = "x86_64"
     default: bool = True
     description: str = ""
     facts: dict[str, bool] = field(default_factory=dict)
@@ -125,6 +128,8 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         raise KernelsFileError(f"{where}: 'modules' belongs to a local image entry, not a Debian one")
     if has_image and "package" in entry:
         raise KernelsFileError(f"{where}: 'package' belongs to a Debian entry (with 'suite'), not a local image")
+    if entry.get("arch", "x86_64") not in ARCHES:
+        raise KernelsFileError(f"{where}: arch = {entry['arch']!r}; write one of {', '.join(ARCHES)}")
     if "version" in entry and not VERSION_PATTERN.match(entry["version"]):
         raise KernelsFileError(f"{where}: version = {entry['version']!r} is not like \"6.1.39\"")
     facts = entry.get("facts", {})
@@ -145,6 +150,7 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         version=entry.get("version"),
         cmdline=entry.get("cmdline", ""),
         tcg_cpu_flags=entry.get("tcg_cpu_flags", ""),
+        arch=entry.get("arch", "x86_64"),
         default=entry.get("default", True),
         description=entry.get("description", ""),
         facts=dict(facts),

@@ -83,9 +83,10 @@ def locked(path: Path):
 class DebianArchive:
     """apt with a private state per suite: the host's apt configuration is never touched."""
 
-    def __init__(self, suite: str, root: Path | None = None, refresh: bool = False):
+    def __init__(self, suite: str, root: Path | None = None, refresh: bool = False, arch: str = "amd64"):
         self.suite = suite
-        self.root = (root or cache_dir() / "apt") / suite
+        self.arch = arch        # Debian's name: amd64, arm64
+        self.root = (root or cache_dir() / "apt") / (suite if arch == "amd64" else f"{suite}-{arch}")
         self.refresh = refresh
         for sub in ("lists/partial", "cache/archives/partial", "etc"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -97,7 +98,7 @@ class DebianArchive:
         r = self.root
         return ["-o", f"Dir::Etc::SourceList={r}/etc/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
                 "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::State::status={r}/status",
-                "-o", f"Dir::Cache={r}/cache", "-o", "APT::Architecture=amd64",
+                "-o", f"Dir::Cache={r}/cache", "-o", f"APT::Architecture={self.arch}",
                 "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
 
     def _run(self, tool: str, *args: str) -> str:
@@ -226,15 +227,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
+
+
 def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
     root = cache_dir()
-    with locked(root / "locks" / f"apt-{spec.suite}.lock"):
-        archive = DebianArchive(spec.suite, refresh=refresh)
+    arch = DEBIAN_ARCH[spec.arch]
+    with locked(root / "locks" / (f"apt-{spec.suite}.lock" if arch == "amd64" else f"apt-{spec.suite}-{arch}.lock")):
+        archive = DebianArchive(spec.suite, refresh=refresh, arch=arch)
         archive.update()
         parts = archive.kernel_parts(spec.package)
         image_fields = next(p for p in parts if p["Package"].startswith(("linux-image-", "linux-binary-")))
         version = image_fields["Version"]
-        tree = root / "kernels" / f"{spec.package}_{spec.suite}_{version}"
+        tree = root / "kernels" / (f"{spec.package}_{spec.suite}_{version}" if arch == "amd64"
+                                   else f"{spec.package}_{spec.suite}_{arch}_{version}")
         downloaded = 0
         if not (tree / ".complete").exists():
             debs = []

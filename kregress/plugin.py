@@ -22,7 +22,7 @@ from .kernels import KernelFetchError
 from .matrix import guest_images
 from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
-from .report import render_text, write_reports
+from .report import page_text, render_text, write_reports
 from .results import ResultsFile
 from .session import KERNEL_PROBLEM, GuestFailure, KernelSession, SessionOptions
 from .vm import BootError
@@ -399,8 +399,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         else:
             phases = ", ".join(f"{name} {value}" for name, value in (info.get("boot_phases") or {}).items())
             write(f"  {kernel_id}: {info.get('package') or info.get('image')} {info.get('package_version') or ''} "
-                  f"uname -r {info.get('uname_r')}, {came_up(info)} in {info.get('boot_seconds')}s under {info.get('accel')} "
-                  f"({phases})")
+                  f"uname -r {info.get('uname_r')}, {info.get('arch')} {page_text(info.get('page_size'))} pages, "
+                  f"{came_up(info)} in {info.get('boot_seconds')}s under {info.get('accel')} ({phases})")
     write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
           f"(outcomes {summary['outcomes']})")
     write(f"results: {results.path}")

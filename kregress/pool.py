@@ -1,6 +1,7 @@
 """The kernels of one pytest process and its live VM."""
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 from .accel import AccelChoice, choose_for_host
@@ -11,10 +12,11 @@ from .kernels import KernelFetchError, locked, resolve
 from .paths import cache_dir
 from .session import KernelSession, SessionOptions
 from .snapshot import SnapshotCache
-from .image import GuestImage, ImageError, ensure_image
+from .image import GuestImage, ImageError, ensure_image, load_spec
 from .vm import VM, BootError
 
 PROBE_TIMEOUT_S = 60
+HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
 
 
 class KernelPool:
@@ -35,7 +37,7 @@ class KernelPool:
         self.kernels, self.fetch_errors = {}, {}
         self.accel: AccelChoice | None = None
         self.keys: RunKeys | None = None
-        self.image: GuestImage | None = None
+        self.images: dict[str, GuestImage] = {}         # one guest image per architecture
         self.live: KernelSession | None = None
         self.live_for = None
         self.boot_errors: dict[str, str] = {}
@@ -55,7 +57,7 @@ class KernelPool:
     def choose_accel(self) -> AccelChoice:
         if self.accel is None:
             kernel = None
-            for kernel_id in self.specs:
+            for kernel_id in (k for k, spec in self.specs.items() if spec.arch == HOST_ARCH):
                 try:
                     kernel = self.kernel(kernel_id)
                     break
@@ -69,10 +71,16 @@ class KernelPool:
                     self.accel = choose_for_host(self.accel_request, probe=lambda: self._probe_kvm(kernel))
         return self.accel
 
-    def guest_image(self) -> GuestImage:
-        if self.image is None:
-            self.image = ensure_image()
-        return self.image
+    def accel_for(self, kernel) -> AccelChoice:
+        """KVM runs only the host's own architecture: another one is always emulated."""
+        if kernel.spec.arch != HOST_ARCH:
+            return AccelChoice("tcg", f"{kernel.spec.arch} kernel on an {HOST_ARCH} host: emulated")
+        return self.choose_accel()
+
+    def guest_image(self, arch: str = HOST_ARCH) -> GuestImage:
+        if arch not in self.images:
+            self.images[arch] = ensure_image(load_spec(arch=arch))
+        return self.images[arch]
 
     def run_keys(self) -> RunKeys:
         self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
@@ -80,7 +88,8 @@ class KernelPool:
 
     def snapshot_key(self, kernel_id: str, cache: SnapshotCache | None = None) -> str:
         """The key a start of this kernel would look its snapshot up by, without starting it."""
-        vm = VM(self.kernel(kernel_id), self.choose_accel().accel, self.run_dir, self.run_keys(), self.guest_image(),
+        kernel = self.kernel(kernel_id)
+        vm = VM(kernel, self.accel_for(kernel).accel, self.run_dir, self.run_keys(), self.guest_image(kernel.spec.arch),
                 cpus=self.options.cpus, memory=self.options.memory, snapshots=cache or SnapshotCache())
         try:
             return vm.snapshot_key()
@@ -102,8 +111,8 @@ class KernelPool:
         self.stop_live()
         kernel = self.kernel(kernel_id)
         try:
-            session = KernelSession(kernel, self.choose_accel(), self.run_dir, self.run_keys(), self.guest_image(),
-                                    self.options)
+            session = KernelSession(kernel, self.accel_for(kernel), self.run_dir, self.run_keys(),
+                                    self.guest_image(kernel.spec.arch), self.options)
         except ImageError as err:
             self.boot_errors[kernel_id] = f"{kernel_id}: {err}"
             raise BootError(self.boot_errors[kernel_id], retryable=False) from None

@@ -20,11 +20,16 @@ STATUS_MARK = {"pass": "+", "fail": "x", "skip": "s", "expected-diff": "~"}
 STATUS_WORD = {"pass": "pass", "fail": "fail", "skip": "skip", "expected-diff": "expected difference"}
 
 
+def page_text(size) -> str:
+    return f"{size // 1024}K" if isinstance(size, int) else "?"
+
+
 def kernel_header(col) -> list[str]:
     info = col.info
     lines = [info.get("package_version") or info.get("image") or "?",
              f"upstream {col.version or '?'}", f"uname -r {info.get('uname_r') or '?'}",
-             f"accel {info.get('accel') or '?'}"]
+             f"accel {info.get('accel') or '?'}",
+             f"{info.get('arch') or '?'}, {page_text(info.get('page_size'))} pages"]
     image = info.get("guest_image") or {}
     if image.get("digest"):
         lines.append(f"guest {image.get('suite')} {image.get('arch')} {image['digest'][:12]}")

@@ -58,6 +58,10 @@ class KernelSession:
         return self.vm.boot.release if self.vm.boot else ""
 
     @property
+    def page_size(self) -> int | None:
+        return self.vm.boot.page_size if self.vm.boot else None
+
+    @property
     def active_lsms(self) -> list[str]:
         return self.vm.boot.lsm.split(",") if self.vm.boot else []
 
@@ -66,7 +70,8 @@ class KernelSession:
         its progs/ and guest/ are (the project's own by default, or a reproducer's)."""
         key = f"{root or ''}:{name}"
         if key not in self._pushed:
-            program = build.build(name, root) if root else build.build(name)
+            arch = self.kernel.spec.arch
+            program = build.build(name, root, arch=arch) if root else build.build(name, arch=arch)
             self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
             self.vm.session.put(program.driver, remote)
@@ -131,7 +136,8 @@ class KernelSession:
 
     def info(self) -> dict:
         boot = self.vm.boot
-        return {**self.kernel.describe(), "uname_r": self.release, "accel": self.accel.accel,
+        return {**self.kernel.describe(), "uname_r": self.release, "arch": self.kernel.spec.arch,
+                "page_size": boot.page_size if boot else None, "accel": self.accel.accel,
                 "accel_reason": self.accel.reason,
                 "cpu_model": self.vm.tcg_cpu if self.accel.accel == "tcg" else "vng's choice",
                 "boot_seconds": boot.seconds if boot else None,

@@ -37,7 +37,7 @@ from .qmp import QMP, QMPError
 from .snapshot import Snapshot, SnapshotCache, SnapshotError, qemu_version, snapshot_key
 from .vmlinux import pvh_vmlinux
 
-READY = re.compile(r"KREGRESS: READY release=(\S+) lsm=(\S*) iface=\S* t=([\d.]+)")
+READY = re.compile(r"KREGRESS: READY release=(\S+) lsm=(\S*) page_kb=(\d*) iface=\S* t=([\d.]+)")
 PHASE = re.compile(r"KREGRESS: PHASE (\w+) ([\d.]+)")
 GUEST_FAIL = re.compile(r"KREGRESS: FAIL (.*)")
 # Console lines that mean the boot is over, whatever the timeout says.
@@ -49,7 +49,12 @@ BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
 # rdrand: with random.trust_cpu=on it seeds the kernel's random pool at once (dropbear
 # waited 0.6-2.3 s of every boot for it). A kernel entry may add flags (tcg_cpu_flags in
 # kernels.toml). Under KVM, vng's choice stands.
-TCG_CPU = "qemu64,+rdrand"
+TCG_CPU = {"x86_64": "qemu64,+rdrand",
+           # max: every page size (cortex-a57, vng's choice, has no 16K granule) and RNDR for
+           # random.trust_cpu; pauth-impdef: QEMU's cheap pointer authentication, much faster under TCG
+           "arm64": "max,pauth-impdef=on"}
+# vng's arm64 command puts the image on virtio-mmio; PCI is the transport the initramfs loads
+RENAMED_DEVICES = {"virtio-blk-device": "virtio-blk-pci"}
 BOOT_ATTEMPTS = 2
 AGENT_PORT = 7001
 # Anything by which QEMU would share a host directory with the guest.
@@ -136,6 +141,9 @@ def own_guest_command(qemu: list[str], *, initramfs: Path, append: list[str], ex
             continue
         if option == "-device" and value.split(",")[0] in DROPPED_DEVICES:
             continue
+        if option == "-device" and value.split(",")[0] in RENAMED_DEVICES:
+            name, _, rest = value.partition(",")
+            value = f"{RENAMED_DEVICES[name]},{rest}"
         if option == "-chardev" and "id=console" not in value.split(","):
             continue
         if option == "-chardev" and value.startswith("file,") and "append=" not in value:
@@ -173,19 +181,24 @@ def lsm_cmdline(kernel: Kernel) -> str:
 def preflight(kernel: Kernel) -> None:
     """Refuse, before booting, what cannot work: not a kernel image, or a config without what we need.
 
-    A garbage image makes qemu's firmware spin silently until the boot timeout; the x86
-    boot protocol's "HdrS" magic at 0x202 tells in microseconds.
+    A garbage image makes qemu's firmware spin silently until the boot timeout; the boot
+    header's magic tells in microseconds: x86's "HdrS" at 0x202, arm64's "ARM\\x64" at 0x38
+    (or a gzip stream, which QEMU unpacks).
     """
     try:
         with open(kernel.image, "rb") as image:
-            image.seek(0x202)
-            magic = image.read(4)
+            head = image.read(0x210)
     except OSError as err:
         raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err}", retryable=False) from None
-    if magic != b"HdrS":
+    if kernel.spec.arch == "arm64":
+        if head[0x38:0x3c] != b"ARM\x64" and head[:2] != b"\x1f\x8b":
+            raise BootError(f"{kernel.id}: {kernel.image} is not an arm64 Image (no 'ARM\\x64' magic at 0x38, not "
+                            f"gzip): corrupt, truncated, or not arm64? Check 'arch' and 'image' in kernels.toml",
+                            retryable=False)
+    elif head[0x202:0x206] != b"HdrS":
         raise BootError(f"{kernel.id}: {kernel.image} is not an x86 bzImage (no 'HdrS' boot header at 0x202): "
-                        f"corrupt or truncated? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
-                        f"or a vmlinuz", retryable=False)
+                        f"corrupt, truncated, or not x86_64? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
+                        f"or a vmlinuz, or set 'arch'", retryable=False)
     if not kernel.config:
         return      # a local build without its .config: let the boot tell
     missing = missing_config(kernel.config)
@@ -205,6 +218,7 @@ def free_port() -> int:
 class BootInfo:
     release: str
     lsm: str
+    page_size: int | None       # bytes, as the running kernel reports it
     seconds: float
     attempts: int
     console_log: Path
@@ -246,13 +260,14 @@ class VM:
     def pvh_kernel(self) -> Path | None:
         """Under TCG, QEMU enters the uncompressed kernel through PVH: no emulated
         decompression (1-4 s). Under KVM decompressing is cheap, and the bzImage is what vng boots."""
-        if self.accel != "tcg":
+        if self.accel != "tcg" or self.kernel.spec.arch != "x86_64":
             return None
         return pvh_vmlinux(self.kernel.image, self.kernel.config, self.kernel_digest)
 
     def vng_args(self) -> list[str]:
         return vng_base(self.accel, self.cpus, self.memory) + [
             # the run directory's name in qemu's -name tells our VMs apart from anyone else's
+            *(["--arch", "arm64"] if self.kernel.spec.arch == "arm64" else []),
             "--run", str(self.kernel.image),
             "--root-disk", str(self.image.root), "--busybox", str(self.image.busybox),
             # vng's non-interactive mode: serial console into a file, no monitor on stdio.
@@ -263,7 +278,8 @@ class VM:
         try:
             # once per VM: the key, the boot and every restore use the same one
             self.initramfs = self.initramfs or ensure_initramfs(self.kernel.modules_dir, self.kernel.config,
-                                                                self.image, self.kernel.release, build_agent())
+                                                                self.image, self.kernel.release,
+                                                                build_agent(arch=self.kernel.spec.arch))
         except (InitramfsError, BuildError) as err:
             raise BootError(f"{self.kernel.id}: {err}", retryable=False) from None
         # loglevel=5: the console (which the host keeps) shows warnings, oopses and panics,
@@ -285,7 +301,7 @@ class VM:
 
     @property
     def tcg_cpu(self) -> str:
-        return ",".join(part for part in [TCG_CPU, self.kernel.spec.tcg_cpu_flags] if part)
+        return ",".join(part for part in [TCG_CPU[self.kernel.spec.arch], self.kernel.spec.tcg_cpu_flags] if part)
 
     def start(self) -> BootInfo:
         preflight(self.kernel)
@@ -355,7 +371,8 @@ class VM:
         with open(self.console_log, "a") as log:      # a restored guest prints no ready marker itself
             log.write(f"# kregress: RESTORED from {snapshot.directory.name}: {phases}\n")
         manifest = snapshot.manifest
-        return BootInfo(release=manifest["release"], lsm=manifest["lsm"], seconds=phases["agent_ready"], attempts=1,
+        return BootInfo(release=manifest["release"], lsm=manifest["lsm"], page_size=manifest.get("page_size"),
+                        seconds=phases["agent_ready"], attempts=1,
                         console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
                         initramfs_modules=self.initramfs.modules, entry=manifest["entry"], how="restored",
                         snapshot=snapshot.directory.name)
@@ -379,7 +396,8 @@ class VM:
             raise
         save_seconds = round(time.monotonic() - started, 2)
         snapshot = self.snapshots.commit(staging, self.kernel.id, key, {
-            "release": boot.release, "lsm": boot.lsm, "entry": boot.entry, "boot_phases": boot.phases,
+            "release": boot.release, "lsm": boot.lsm, "page_size": boot.page_size, "entry": boot.entry,
+            "boot_phases": boot.phases,
             "package": self.kernel.package, "package_version": self.kernel.package_version,
             "image": self.image.digest, "save_seconds": save_seconds})
         # This run goes on in a guest restored from the file: the first run is then exactly
@@ -448,14 +466,15 @@ class VM:
             raise BootError(f"attempt {attempt}: guest booted but SSH/agent failed: {err}\n"
                             + self.console_tail()) from err
         phases["agent_ready"] = round(time.monotonic() - started, 2)
-        return BootInfo(release=ready.group(1), lsm=ready.group(2), seconds=phases["agent_ready"],
+        return BootInfo(release=ready.group(1), lsm=ready.group(2),
+                        page_size=int(ready.group(3)) * 1024 if ready.group(3) else None, seconds=phases["agent_ready"],
                         attempts=attempt, console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
                         initramfs_modules=self.initramfs.modules, entry="pvh" if self.pvh_kernel else "bzImage")
 
     def _phases(self, ready: re.Match, host_seconds: float) -> dict:
         """Boot phases on the host's clock, placing the guest's own timestamps by the
         moment the ready marker was seen (guest clock = host clock minus kernel start)."""
-        kernel_start = max(0.0, host_seconds - float(ready.group(3)))
+        kernel_start = max(0.0, host_seconds - float(ready.group(4)))
         text = self.console_log.read_text(errors="replace")
         phases = {"kernel_start": round(kernel_start, 2)}
         for name, uptime in PHASE.findall(text):

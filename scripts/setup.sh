@@ -16,7 +16,16 @@ PACKAGES=(
   debian-archive-keyring apt ca-certificates dpkg       # kernels and the image, verified
   python3 python3-venv
   chromium                                              # report.html checked in a headless browser
+  qemu-system-arm qemu-user-static binfmt-support arch-test  # arm64 kernels (TCG) and their guest image
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross           # arm64 drivers and agent, cross-built
+  libbpf-dev:arm64 libelf-dev:arm64 zlib1g-dev:arm64    # ... linked statically against these
 )
+
+# The arm64 -dev packages install beside the host's (multiarch).
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+  if [ "$(id -u)" != 0 ]; then echo "setup: need root to add the arm64 architecture" >&2; exit 1; fi
+  dpkg --add-architecture arm64
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -28,6 +37,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# mmdebstrap runs the arm64 image's maintainer scripts through qemu-user: binfmt_misc must
+# be mounted (containers often lack it) and know qemu-aarch64.
+if [ ! -e /proc/sys/fs/binfmt_misc/register ] && [ "$(id -u)" = 0 ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc 2>/dev/null || true
+fi
+if [ -e /proc/sys/fs/binfmt_misc/register ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && [ "$(id -u)" = 0 ]; then
+  update-binfmts --enable qemu-aarch64 || echo "setup: cannot register qemu-aarch64 with binfmt_misc: arm64 images will not build" >&2
 fi
 
 # The venv, rebuilt only when pyproject.toml changes.

@@ -99,6 +99,8 @@ def test_dmesg_line_exactly_with_fix(kernel_session, run_driver, kernel_facts, e
     lines = {hook: (int(optlen), int(max_optlen))
              for hook, optlen, max_optlen in DMESG.findall(kernel_session.run(["dmesg"]).stdout)}
     page = tos["page_size"]
+    assert page == kernel_session.page_size, (f"the driver's page size {page} is not the one the kernel reported "
+                                              f"at boot ({kernel_session.page_size})")
     observed = {"getsockopt_line": "get" in lines, "setsockopt_line": "set" in lines,
                 "max_optlen_is_page_size": all(max_optlen == page for _, max_optlen in lines.values())}
     present = kernel_facts.has(RELIEF)

@@ -57,6 +57,8 @@ ip link set "$iface" up
 ip addr add 10.0.2.15/24 dev "$iface"
 ip route add default via 10.0.2.2
 hostname kregress
-echo "release=$(uname -r) lsm=$(cat sys/kernel/security/lsm 2>/dev/null) iface=$iface" > run/kregress/ready
+# the page size as the running kernel maps this shell (kB): the scenarios' sizes follow it
+page_kb=$(grep -m1 KernelPageSize proc/self/smaps | tr -dc 0-9)
+echo "release=$(uname -r) lsm=$(cat sys/kernel/security/lsm 2>/dev/null) page_kb=$page_kb iface=$iface" > run/kregress/ready
 say "PHASE init_done $(uptime_s)"
 exec switch_root /newroot /bin/sh /run/kregress/guest_init.sh

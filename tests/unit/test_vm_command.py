@@ -33,6 +33,9 @@ def kernel(tmp_path, config=GOOD_CONFIG, cmdline="", image_bytes=None, tcg_cpu_f
                   upstream_version="6.1.0", config=dict(config))
 
 
+DRY_RUN_ARM64 = DRY_RUN.with_name("vng-1.42-dry-run-arm64.txt")
+
+
 def vng_argv() -> list[str]:
     return shlex.split(DRY_RUN.read_text())
 
@@ -89,7 +92,7 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     seen = {}
     monkeypatch.setattr(vm, "vng_qemu_command", lambda args: seen.setdefault("vng", args) and vng_argv())
     monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
-    monkeypatch.setattr(vm, "build_agent", lambda: tmp_path / "agent")
+    monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": tmp_path / "agent")
     cmd = VM(kernel(tmp_path, tcg_cpu_flags="-cx16"), "tcg", tmp_path, keys, image).command(port=40000)
     assert options(cmd, "-cpu") == ["qemu64,+rdrand,-cx16"]     # pinned, plus the entry's flags
     assert "random.trust_cpu=on" in options(cmd, "-append")[0]
@@ -165,3 +168,37 @@ def test_dry_run_is_cached_by_arguments(tmp_path, monkeypatch):
     assert [c[1] for c in calls] == ["--dry-run", "--dry-run"] and len(calls) == 2
     (cache,) = [p for p in (tmp_path / "vng-dry-run").iterdir() if json.loads(p.read_text()) == first][:1]
     assert cache.exists()
+
+
+def test_arm64_kernel_boots_on_max_cpu_with_pci_disk(tmp_path, monkeypatch):
+    """vng --arch arm64 gives cortex-a57 (no 16K granule) and a virtio-mmio disk: the guest
+    gets QEMU's max CPU and the disk on PCI, like the network; no PVH entry."""
+    image_file = tmp_path / "Image"
+    data = bytearray(0x300)
+    data[0x38:0x3c] = b"ARM\x64"
+    image_file.write_bytes(bytes(data))
+    arm = Kernel(spec=KernelSpec(id="a1", image=image_file, arch="arm64"), image=image_file, release="6.12.107",
+                 upstream_version="6.12.107", config=dict(GOOD_CONFIG, CONFIG_PAGE_SHIFT="14"))
+    vm.preflight(arm)
+    keys = RunKeys.create(tmp_path / "ssh")
+    image = GuestImage(root=tmp_path / "root.erofs", busybox=tmp_path / "busybox", digest="d" * 64,
+                       suite="trixie", arch="arm64", packages={})
+    seen = {}
+    monkeypatch.setattr(vm, "vng_qemu_command",
+                        lambda args: seen.setdefault("vng", args) and shlex.split(DRY_RUN_ARM64.read_text()))
+    monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
+    monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": seen.setdefault("agent", arch) and tmp_path / "a")
+    cmd = VM(arm, "tcg", tmp_path, keys, image).command(port=40000)
+    assert cmd[0].endswith("qemu-system-aarch64") and seen["agent"] == "arm64"
+    assert seen["vng"][seen["vng"].index("--arch") + 1] == "arm64"
+    assert options(cmd, "-cpu") == ["max,pauth-impdef=on"]
+    assert "virtio-blk-pci,drive=virtme-root" in options(cmd, "-device")
+    assert not [d for d in options(cmd, "-device") if d.startswith(("virtio-blk-device", "virtio-9p", "virtio-serial"))]
+    assert options(cmd, "-kernel")[0].split("/")[-1].startswith("vmlinuz-")      # vng's, no PVH vmlinux
+    x86_image = tmp_path / "bz"
+    x86 = bytearray(0x300)
+    x86[0x202:0x206] = b"HdrS"
+    x86_image.write_bytes(bytes(x86))
+    with pytest.raises(vm.BootError, match="not an arm64 Image"):
+        vm.preflight(Kernel(spec=KernelSpec(id="a2", image=x86_image, arch="arm64"), image=x86_image,
+                            release="x", upstream_version="6.12.0", config=dict(GOOD_CONFIG)))
