@@ -99,9 +99,15 @@ static void case_tos(int optlen_in)
 	json_int("tos_after", tos);
 }
 
+/* Enough groups for an answer longer than a page. */
+static int groups_for(long page)
+{
+	return page / sizeof(gid_t) + EXTRA_GROUPS;
+}
+
 static void case_peergroups(int optlen_in)
 {
-	int nr_groups = sysconf(_SC_PAGESIZE) / sizeof(gid_t) + EXTRA_GROUPS;
+	int nr_groups = groups_for(sysconf(_SC_PAGESIZE));
 	gid_t *groups = calloc(nr_groups, sizeof(gid_t));
 	char *buf = calloc(1, optlen_in);
 	socklen_t optlen = optlen_in;
@@ -121,11 +127,9 @@ static void case_peergroups(int optlen_in)
 	json_bool("first_group_ok", ret == 0 && ((gid_t *)buf)[0] == 10000);
 }
 
-/* OPTLEN: a number of bytes, or page, page+1, 2page (the guest's own page size). */
-static int parse_optlen(const char *text)
+/* OPTLEN: a number of bytes, or page, page+1, 2page (of the given page size). */
+static int parse_optlen(const char *text, long page)
 {
-	long page = sysconf(_SC_PAGESIZE);
-
 	if (!strcmp(text, "page"))
 		return page;
 	if (!strcmp(text, "page+1"))
@@ -142,9 +146,21 @@ int main(int argc, char **argv)
 	char cg_path[256];
 	int cg_fd, optlen_in;
 
+	if (argc == 3 && !strcmp(argv[1], "sizes")) {    /* what a page size makes of the sizes; no BPF */
+		long page = atol(argv[2]);
+
+		json_open();
+		json_int("page_size", page);
+		json_int("page", parse_optlen("page", page));
+		json_int("page+1", parse_optlen("page+1", page));
+		json_int("2page", parse_optlen("2page", page));
+		json_int("groups", groups_for(page));
+		json_close();
+		return 0;
+	}
 	if (argc != 4)
-		fail("usage: %s unknown|private|tos|peergroups OPTLEN none|buggy|fixed", argv[0]);
-	optlen_in = parse_optlen(argv[2]);
+		fail("usage: %s unknown|private|tos|peergroups OPTLEN none|buggy|fixed, or sizes PAGE_SIZE", argv[0]);
+	optlen_in = parse_optlen(argv[2], sysconf(_SC_PAGESIZE));
 	skel = getsockopt_efault__open_and_load();
 	if (!skel)
 		fail("loading BPF programs");

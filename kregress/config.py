@@ -157,8 +157,14 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
     )
 
 
-def select_kernels(specs: list[KernelSpec], wanted_ids: list[str]) -> list[KernelSpec]:
-    """--kernel ID picks entries (any, default or not); none given means the default matrix."""
+def select_kernels(specs: list[KernelSpec], wanted_ids: list[str], arches: list[str] = ()) -> list[KernelSpec]:
+    """--kernel ID picks entries (any, default or not); none given means the default matrix.
+    --arch narrows either to those architectures."""
+    unknown_arches = [a for a in arches if a not in ARCHES]
+    if unknown_arches:
+        raise KernelsFileError(f"--arch {', '.join(unknown_arches)}: write one of {', '.join(ARCHES)}")
+    if arches:
+        return [s for s in select_kernels(specs, wanted_ids) if s.arch in arches]
     if not wanted_ids:
         return [s for s in specs if s.default]
     by_id = {s.id: s for s in specs}

@@ -36,6 +36,9 @@ def pytest_addoption(parser):
                     help="kernel matrix (default: kernels.toml)")
     group.addoption("--kernel", action="append", default=[], metavar="ID",
                     help="run only this kernel id (repeatable); default: entries with default = true")
+    group.addoption("--arch", action="append", default=[], metavar="ARCH",
+                    help="only kernels of this architecture (x86_64, arm64; repeatable), of the default "
+                         "matrix or of the --kernel ids")
     group.addoption("--accel", default="auto", choices=["auto", "kvm", "tcg"],
                     help="auto probes KVM with a real boot and falls back to TCG")
     group.addoption("--results", type=Path, default=None, help="results JSON (default: RUN_DIR/results.json)")
@@ -66,7 +69,7 @@ def pytest_configure(config):
         harness = KernelPool(opt.kernels_file, opt.kernel, run_dir,
                              SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
                                             snapshots=not opt.no_snapshots),
-                             accel_request=opt.accel, refresh=opt.refresh_kernels)
+                             accel_request=opt.accel, refresh=opt.refresh_kernels, arches=opt.arch)
     except KernelsFileError as err:
         raise pytest.UsageError(str(err)) from None
     harness.is_controller = worker is None

@@ -25,9 +25,9 @@ class KernelPool:
     tests move on to the next kernel, so memory stays bounded by one VM per worker."""
 
     def __init__(self, kernels_file: Path, wanted: list[str], run_dir: Path, options: SessionOptions,
-                 accel_request: str = "auto", refresh: bool = False):
+                 accel_request: str = "auto", refresh: bool = False, arches: list[str] = ()):
         specs = load_kernels(kernels_file, known_facts=set(FACTS))      # KernelsFileError: bad file
-        self.specs = {s.id: s for s in select_kernels(specs, wanted)}
+        self.specs = {s.id: s for s in select_kernels(specs, wanted, arches)}
         # absolute: the guest reads its sshd config from here, from its own working directory
         self.run_dir = run_dir.resolve()
         self.options = options

@@ -107,17 +107,17 @@ def starts(kernel_id: str, snapshots: bool, times: int) -> list[dict]:
     return phases
 
 
-def single_boots(kernel_id: str, times: int = 3) -> dict:
-    """Boot-to-agent of our guest, restore-to-agent from its snapshot, and a plain vng
-    host-root boot of the same kernel."""
+def single_boots(kernel_id: str, times: int = 3, plain_vng: bool = True) -> dict:
+    """Boot-to-agent of our guest, restore-to-agent from its snapshot, and (plain_vng) a
+    plain vng host-root boot of the same kernel (only of the host's own architecture)."""
     ours = starts(kernel_id, snapshots=False, times=times)
     starts(kernel_id, snapshots=True, times=1)          # make sure the snapshot exists
     restores = starts(kernel_id, snapshots=True, times=times)
     pool = pool_for(kernel_id)
     kernel = pool.kernel(kernel_id)
-    accel = pool.choose_accel().accel
+    accel = pool.accel_for(kernel).accel
     plain = []
-    for _ in range(times):
+    for _ in range(times if plain_vng else 0):
         cmd = vng_base(accel, 1, "1G") + ["--run", str(kernel.image), "--exec", "true"]
         started = time.monotonic()
         # vng exits 255 here after a full boot ("cannot find script I/O ports": no udev for
@@ -125,7 +125,7 @@ def single_boots(kernel_id: str, times: int = 3) -> dict:
         code, _ = run_bounded(cmd, timeout=600, env=vng_env())
         plain.append(round(time.monotonic() - started, 2) if code is not None else None)
     done = [p for p in plain if p]
-    return {"kernel": kernel_id, "accel": accel, "phases": ours,
+    return {"kernel": kernel_id, "accel": accel, "arch": kernel.spec.arch, "phases": ours,
             "agent_ready_median_s": statistics.median(p["agent_ready"] for p in ours),
             "restores": restores, "restore_median_s": statistics.median(p["agent_ready"] for p in restores),
             "vng_host_root_exec_s": plain, "vng_host_root_median_s": statistics.median(done) if done else None}
@@ -180,12 +180,15 @@ def main() -> int:
     parser.add_argument("--kernel", action="append", default=[])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--naive-kernel", default="debian-6.12")
+    parser.add_argument("--arm64-kernel", default="debian-6.12-arm64-16k",
+                        help="the arm64 kernel whose boot-to-agent is printed next to --naive-kernel's")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the slow naive replay")
     args = parser.parse_args()
     kernels = args.kernel or [s.id for s in select_kernels(load_kernels(KERNELS_FILE), [])]
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
     report["single_boots"] = single_boots(args.naive_kernel)
+    report["single_boots_arm64"] = single_boots(args.arm64_kernel, plain_vng=False)
     report["booted_run"] = run_matrix("booted-old-matrix", OLD_MATRIX, args.workers, "--no-snapshots")
     cache = SnapshotCache()
     cache.evict(max_bytes=0)            # cold: no kernel has a snapshot yet
@@ -229,6 +232,15 @@ def print_report(r: dict) -> None:
     print(f"  boot-to-agent median {single['agent_ready_median_s']}s (goal <= 5s); a plain `vng --exec true` on the "
           f"host's root over 9p, no sshd or agent: {single['vng_host_root_exec_s']}, median {plain}s "
           f"(ratio ours/plain {round(single['agent_ready_median_s'] / plain, 2) if plain else '?'})")
+    arm = r.get("single_boots_arm64")
+    if arm:
+        print(f"single boots of {arm['kernel']} ({arm['arch']}, {arm['accel']}: emulated on this host):")
+        for phases in arm["phases"]:
+            print(f"  {phase_line(phases)}")
+        print(f"  boot-to-agent median {arm['agent_ready_median_s']}s, restore-to-agent median "
+              f"{arm['restore_median_s']}s; next to {single['kernel']}: boot "
+              f"{round(arm['agent_ready_median_s'] / single['agent_ready_median_s'], 2)}x, restore "
+              f"{round(arm['restore_median_s'] / single['restore_median_s'], 2)}x")
     booted = r.get("booted_run")
     if booted:
         print(f"the old matrix's kernels ({', '.join(OLD_MATRIX)}), every one booted (--no-snapshots): "

@@ -93,3 +93,17 @@ def test_a_broken_deb_is_a_clear_error(tmp_path, monkeypatch):
     [missing] = parse({"id": "gone", "deb": str(tmp_path / "nope.deb")})
     with pytest.raises(KernelFetchError, match="gone: .*nope.deb does not exist; fix 'deb'"):
         resolve(missing)
+
+
+def test_arch_is_parsed_and_selects():
+    from kregress.config import select_kernels
+    specs = parse_kernels({"kernel": [{"id": "x", "suite": "trixie"},
+                                      {"id": "a", "suite": "trixie", "package": "linux-image-arm64", "arch": "arm64"},
+                                      {"id": "b", "suite": "trixie", "arch": "arm64", "default": False}]}, "k.toml")
+    assert [s.arch for s in specs] == ["x86_64", "arm64", "arm64"]
+    assert [s.id for s in select_kernels(specs, [], ["arm64"])] == ["a"]            # the default matrix's arm64
+    assert [s.id for s in select_kernels(specs, ["x", "b"], ["arm64"])] == ["b"]
+    with pytest.raises(KernelsFileError, match="--arch riscv"):
+        select_kernels(specs, [], ["riscv"])
+    with pytest.raises(KernelsFileError, match=r"\(bad\): arch = 'aarch64'; write one of x86_64, arm64"):
+        parse_kernels({"kernel": [{"id": "bad", "suite": "trixie", "arch": "aarch64"}]}, "k.toml")

@@ -38,3 +38,31 @@ def test_a_damaged_memory_is_resolved_again(tmp_path, monkeypatch):
     (apt.root / "resolved-linux-image-amd64.json").write_text('{"lists": nu')
     assert [p["Package"] for p in apt.kernel_parts("linux-image-amd64")] == ["linux-image-6.1.0-9-amd64"]
     assert len(asked) == 4
+
+
+def test_each_architecture_has_its_own_apt_state(tmp_path):
+    amd64, arm64 = DebianArchive("trixie", root=tmp_path), DebianArchive("trixie", root=tmp_path, arch="arm64")
+    assert amd64.root == tmp_path / "trixie" and arm64.root == tmp_path / "trixie-arm64"
+    assert "APT::Architecture=arm64" in arm64._options() and "APT::Architecture=amd64" in amd64._options()
+    # the same signed source for both
+    assert (arm64.root / "etc/sources.list").read_text() == (amd64.root / "etc/sources.list").read_text()
+
+
+def test_an_arm64_entry_is_fetched_from_the_arm64_index(tmp_path, monkeypatch):
+    from kregress import kernels
+    from kregress.config import parse_kernels
+    spec = parse_kernels({"kernel": [{"id": "a", "suite": "trixie", "package": "linux-image-arm64-16k",
+                                      "arch": "arm64"}]}, "k.toml")[0]
+    seen = {}
+
+    class FakeArchive(DebianArchive):
+        def __init__(self, suite, refresh=False, arch="amd64"):
+            seen["arch"] = arch
+            raise kernels.KernelFetchError("stop here")
+    monkeypatch.setattr(kernels, "DebianArchive", FakeArchive)
+    monkeypatch.setattr(kernels, "cache_dir", lambda: tmp_path)
+    try:
+        kernels.resolve(spec)
+    except kernels.KernelFetchError:
+        pass
+    assert seen["arch"] == "arm64"
