@@ -52,8 +52,8 @@ def render(found: list[dict]) -> list[str]:
                             for n in rule["facts"]) or "no fact in kregress/facts.py (older than every kernel here?)"
         lines.append(f"  STALE     {rule['document']}: \"{rule['rule']}\"")
         lines.append(f"            changed by {because}")
-        lines.append(f"            not on {', '.join(rule['stale_on'])}"
-                     + (f"; still on {', '.join(rule['holds_on'])}" if rule["holds_on"] else ""))
+        lines.append(f"            not on {', '.join(sorted(rule['stale_on']))}"
+                     + (f"; still on {', '.join(sorted(rule['holds_on']))}" if rule["holds_on"] else ""))
         first_kernel, differs = next(iter(rule["stale_on"].items()))
         shown = ", ".join(f"{k}: {v['observed']!r} (document: {v['document']!r})" for k, v in differs.items())
         lines.append(f"            e.g. {first_kernel}: {shown}")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kregress.results import FORMAT
+
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,4 +168,4 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
     leftovers = our_processes(run_dir.name)
     assert not leftovers, "processes left after SIGTERM:\n" + "\n".join(leftovers) + output[-2000:]
     doc = results_of(run_dir)      # still valid JSON, with whatever finished
-    assert doc["format"] == "kregress-results/1" and isinstance(doc["tests"], list)
+    assert doc["format"] == FORMAT and isinstance(doc["tests"], list)
