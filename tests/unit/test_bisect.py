@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from faketree import make_kernel_tree
 
 from kregress.bisect import run as bisect_run
 from kregress.bisect.coarse import coarse_bisect, main_kernels
@@ -99,10 +100,7 @@ def write_exe(path: Path, text: str) -> Path:
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
     """A fake kernel tree, fake tools on PATH, a fake pytest; returns a runner of main_run."""
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n")
-    (tree / "Kconfig").write_text("")
+    tree = make_kernel_tree(tmp_path / "tree")
     bindir = tmp_path / "bin"
     bindir.mkdir()
     fake_pytest = tmp_path / "fake_pytest.py"

@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from faketree import make_kernel_tree
 
 from kregress import kernels
 from kregress.config import KernelsFileError, parse_kernels
@@ -42,10 +43,7 @@ def test_bad_tree_entries(fields, message):
 
 @pytest.fixture
 def tree(tmp_path, monkeypatch):
-    tree = tmp_path / "linux"
-    tree.mkdir()
-    (tree / "Makefile").write_text("VERSION = 6\nPATCHLEVEL = 12\nSUBLEVEL = 117\nEXTRAVERSION =\n")
-    (tree / "Kconfig").write_text("")
+    tree = make_kernel_tree(tmp_path / "linux")
     (tree / ".gitignore").write_text("arch/\n.config\nvmlinux\n")
     git = lambda *a: subprocess.run(["git", "-C", str(tree), *a], check=True, capture_output=True)  # noqa: E731
     git("init", "-q")
@@ -88,10 +86,7 @@ def test_a_tree_that_cannot_be_built_or_cached_is_named(tree, tmp_path, monkeypa
     (tmp_path / "bin" / "vng").write_text("#!/bin/sh\necho 'error: no compiler' >&2\nexit 2\n")
     with pytest.raises(RuntimeError, match="(?s)build failed: vng exited with 2.*no compiler"):
         build_cached(tree, DEFAULT_FRAGMENT, tmp_path / "cache", tmp_path / "logs")
-    plain = tmp_path / "plain"
-    plain.mkdir()
-    (plain / "Makefile").write_text("")
-    (plain / "Kconfig").write_text("")
+    plain = make_kernel_tree(tmp_path / "plain")
     assert tree_state(plain) is None
     with pytest.raises(RuntimeError, match="not a git checkout"):
         build_cached(plain, DEFAULT_FRAGMENT, tmp_path / "cache", tmp_path / "logs")
