@@ -1,6 +1,6 @@
 """The harness under real failures: each test runs a pytest of its own against real
 kernels and checks what that run reported. Not parametrized per kernel: debian-6.12
-stands in for all."""
+stands in for all, with debian-6.12-arm64-16k beside it for panics and hangs."""
 import json
 import os
 import signal
@@ -33,8 +33,10 @@ def outcomes(doc: dict) -> dict:
     return {t["nodeid"].split("::")[1].split("[")[0]: t for t in doc["tests"]}
 
 
-def test_panic_hang_and_warning_stay_in_their_test(tmp_path):
-    proc = inner_pytest(tmp_path, CASES / "case_guest_failures.py", "--kernel", KERNEL)
+# arm64 too: its panics, hangs and console come through qemu-system-aarch64 and ttyAMA0
+@pytest.mark.parametrize("kernel", [KERNEL, "debian-6.12-arm64-16k"])
+def test_panic_hang_and_warning_stay_in_their_test(tmp_path, kernel):
+    proc = inner_pytest(tmp_path, CASES / "case_guest_failures.py", "--kernel", kernel)
     output, _ = proc.communicate(timeout=1200)
     assert proc.returncode == 1, output[-3000:]
     tests = outcomes(results_of(tmp_path))
@@ -54,7 +56,7 @@ def test_panic_hang_and_warning_stay_in_their_test(tmp_path):
     # restore after each of panic and hang: the VM is replaced from its snapshot, not rebooted
     assert "the next test gets one restored from the kernel's snapshot" in tests["test_panic"]["longrepr"]
     assert "the next test gets one restored from the kernel's snapshot" in hang
-    hows = [start["how"] for start in results_of(tmp_path)["kernels"][KERNEL]["boots"]]
+    hows = [start["how"] for start in results_of(tmp_path)["kernels"][kernel]["boots"]]
     assert len(hows) == 3 and hows[0] in ("booted+saved", "restored") and hows[1:] == ["restored", "restored"], hows
 
 
