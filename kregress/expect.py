@@ -45,15 +45,13 @@ def declared_facts(markers) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def facts_mismatch(declared: tuple[str, ...] | None, consulted: set[str], named: set[str] | None) -> str:
+def facts_mismatch(consulted: set[str], named: set[str] | None) -> str:
     """Why a test's recorded facts and its expectation disagree ("" when they agree).
 
-    consulted: the facts the test asked KernelFacts about; named: the facts its expect()
-    calls said the expectation came from (None: it never reached expect())."""
+    consulted: the facts the test asked KernelFacts about (only declared ones: KernelFacts
+    refuses the others); named: the facts its expect() calls said the expectation came
+    from (None: it never reached expect())."""
     problems = []
-    if declared is not None and not consulted <= set(declared):
-        problems.append(f"consulted {sorted(consulted - set(declared))} that its module's scenario marker does "
-                        f"not declare")
     if named is not None and named != consulted:
         if consulted - named:
             problems.append(f"its expectation depends on {sorted(consulted - named)} but expect() does not name "

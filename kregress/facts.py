@@ -78,11 +78,11 @@ def parse_version(text: str | None) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
 
 
-TRUST = ("binary", "changelog", "version")
+TRUST = ("binary", "changelog", "version")      # after kernels.toml's stated facts
 
 
 class UndeclaredFact(LookupError):
-    """A scenario test consulted a fact its module does not declare."""      # after kernels.toml's stated facts
+    """A scenario test consulted a fact its module does not declare."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class KernelFacts:
     overrides: dict[str, bool] = field(default_factory=dict)
     evidence: dict[str, dict[str, str]] = field(default_factory=dict)
     used: set[str] = field(default_factory=set, compare=False)     # the facts a test asked about
+    declared: tuple[str, ...] | None = None     # a scenario's declared facts: asking for others is an error
 
     def answers(self, name: str) -> dict[str, str]:
         """Each source's answer about the fact: present, absent or unknown."""
@@ -114,8 +115,6 @@ class KernelFacts:
         raise LookupError(f"{self.kernel_id}: nothing tells whether it has {FACTS[name].label}: no upstream "
                           f"version, and neither its binary nor a changelog says; set version = \"X.Y.Z\" "
                           f"or facts = {{ {name} = true/false }} in kernels.toml")
-
-    declared: tuple[str, ...] | None = None     # a scenario's declared facts: asking for others is an error
 
     def has(self, name: str) -> bool:
         """What the sources say about the fact; the test's expectation now depends on it."""
