@@ -20,11 +20,11 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import DEBIAN_ARCH
 from .kernels import DEBIAN_KEYRING, DEBIAN_MIRROR, sha256_file
 from .paths import PROJECT_ROOT, cache_dir
 
 IMAGE_LIST = PROJECT_ROOT / "guest" / "image.toml"
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 # Nothing the suite reads: documentation, manuals, translations.
 EXCLUDED_PATHS = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*"]
 # Bump when the recipe changes in a way the command line below does not show.

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import KernelSpec
+from .config import DEBIAN_ARCH, KernelSpec
 from .paths import cache_dir
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -225,9 +225,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}
 
 
 def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:

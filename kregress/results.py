@@ -5,7 +5,7 @@ A test's entry holds, besides its outcome: observed and expected (dicts), expect
 (the facts expect() said the expectation came from), facts_used (each fact asked about:
 expected, decided_by, sources), documented (rules a document states, with what it says),
 harness_error (a kind, when the harness rather than the behaviour failed: guest-lost,
-guest-panic, guest-hang, boot-failed, driver-failed) and reproduce (commands).
+guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed) and reproduce (commands).
 """
 from __future__ import annotations
 
@@ -106,10 +106,10 @@ def normalise(doc: dict, where: str = "results") -> dict:
     doc.setdefault("kernels", {})
     doc.setdefault("tests", [])
     for test in doc["tests"]:
-        for key, empty in (("observed", {}), ("expected", {}), ("facts_used", {}), ("expectation_facts", []),
-                           ("documented", [])):
-            if test.get(key) is None:
-                test[key] = type(empty)()
+        for key in ("observed", "expected", "facts_used"):
+            test[key] = test.get(key) or {}
+        for key in ("expectation_facts", "documented"):
+            test[key] = test.get(key) or []
     doc["format"] = FORMAT
     return doc
 
