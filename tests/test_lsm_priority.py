@@ -40,22 +40,29 @@ def observe(case, run_driver, kernel_session, kernel_facts) -> dict:
 
 # A finding on debian-6.1 (6.1.176): now and then a freshly attached lsm_cgroup program on
 # inet_csk_clone does not run at all for the next handshake (2 of 20 attempts in one guest,
-# right after the previous attach was detached; 0 of 20 on 6.12.107). Cases that need the
-# clone program are judged on the first attempt in which it ran, and every miss is recorded
-# in the results (clone_program_missed) so the rate stays visible across runs.
-CLONE_ATTEMPTS = 3
+# right after the previous attach was detached; 0 of 20 on 6.12.107). And once, on
+# debian-6.12 in a guest restored for that one test, both programs of the hierarchy case ran
+# twice for one socket right after the previous links were destroyed. Cases that depend on
+# a freshly attached program running exactly as attached are judged on the first of up to
+# ATTEMPTS attempts in which it did, and every miss is recorded in the results
+# (clone_program_missed, attach_anomalies) so the rate stays visible across runs.
+ATTEMPTS = 3
 
 
-def observe_clone(case, ran, run_driver, kernel_session, kernel_facts) -> tuple[dict, int]:
+def observe_until(case, ran, what, run_driver, kernel_session, kernel_facts) -> tuple[dict, int]:
     missed = 0
     while True:
         result = observe(case, run_driver, kernel_session, kernel_facts)
         if ran(result):
             return result, missed
         missed += 1
-        if missed == CLONE_ATTEMPTS:
-            pytest.fail(f"the lsm_cgroup program on inet_csk_clone never ran in {missed} attempts: {strip(result)}",
-                        pytrace=False)
+        if missed == ATTEMPTS:
+            pytest.fail(f"{what} in {missed} attempts: {strip(result)}", pytrace=False)
+
+
+def observe_clone(case, ran, run_driver, kernel_session, kernel_facts) -> tuple[dict, int]:
+    return observe_until(case, ran, "the lsm_cgroup program on inet_csk_clone never ran", run_driver,
+                         kernel_session, kernel_facts)
 
 
 def strip(result: dict) -> dict:
@@ -184,7 +191,10 @@ def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_fact
     """6. Programs on a parent and its child cgroup both run for a socket in the child. The
     documented order (BPF_F_ALLOW_MULTI in uapi bpf.h: the sub-cgroup's programs first, then
     the parent's) makes the parent the last writer, whichever was attached first."""
-    r = observe("hierarchy", run_driver, kernel_session, kernel_facts)
+    once = lambda r: all(r[k]["parent_runs"] == 1 and r[k]["child_runs"] == 1  # noqa: E731
+                         for k in ("parent_attached_first", "child_attached_first"))
+    r, anomalies = observe_until("hierarchy", once, "the two programs never ran once each for one socket",
+                                 run_driver, kernel_session, kernel_facts)
     parent_prio, child_prio = r["parent_prio"], r["child_prio"]
     writer = {parent_prio: "parent", child_prio: "child"}
     observed, expected = {}, {}
@@ -194,7 +204,7 @@ def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_fact
         observed[f"{attach}_last_writer"] = writer.get(run["final"], f"neither ({run['final']})")
         expected[f"{attach}_order"] = "child,parent"
         expected[f"{attach}_last_writer"] = "parent"
-    expect(observed, expected, facts=[FACT],
+    expect(observed, expected, facts=[FACT], attach_anomalies=anomalies,
            detach={"listed_after_destroy": r["listed_after_destroy"], "waited_ms": r["waited_ms"]})
 
 
