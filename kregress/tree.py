@@ -174,10 +174,12 @@ def build_cached(tree: Path, fragment: Path, cache: Path, log_dir: Path, jobs: i
         raise RuntimeError(f"{tree} is not a git checkout: the built kernel is cached by its commit; "
                            f"run git init and commit, or use image = \"{tree / IMAGE}\" after building it yourself")
     out = cache / cache_key(state, fragment)
-    done = out / "build.json"
-    if done.exists():
-        record = json.loads(done.read_text())
-        return BuiltTree(out / "bzImage", out / "config", record["version"], {**record, "built_now": False})
+    try:
+        record = json.loads((out / "build.json").read_text())
+        if (out / "bzImage").is_file() and (out / "config").is_file():
+            return BuiltTree(out / "bzImage", out / "config", record["version"], {**record, "built_now": False})
+    except (OSError, ValueError, KeyError, TypeError):
+        pass        # not built yet, or a damaged entry: build again and replace it
     log = log_dir / f"build-{out.name}.log"
     result = build_tree(tree, fragment, jobs or os.cpu_count() or 1, "auto", nice, timeout, log)
     if not result.ok:

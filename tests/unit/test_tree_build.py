@@ -70,15 +70,18 @@ def test_built_once_per_commit_changes_and_fragment(tree, tmp_path):
     assert first.image.read_text().startswith("image of ") and first.image.parent.parent == cache
     again = build_cached(tree, DEFAULT_FRAGMENT, cache, logs)
     assert not again.record["built_now"] and again.image == first.image and builds(tmp_path) == 1
+    (first.image.parent / "build.json").write_text('{"version": ')     # a damaged cache entry
+    assert build_cached(tree, DEFAULT_FRAGMENT, cache, logs).record["built_now"] and builds(tmp_path) == 2
+    assert not build_cached(tree, DEFAULT_FRAGMENT, cache, logs).record["built_now"]
     # a local change to a tracked file is another kernel
     (tree / "Kconfig").write_text("# changed\n")
     changed = build_cached(tree, DEFAULT_FRAGMENT, cache, logs)
-    assert changed.image != first.image and changed.record["local_changes"] and builds(tmp_path) == 2
+    assert changed.image != first.image and changed.record["local_changes"] and builds(tmp_path) == 3
     # another fragment too
     fragment = tmp_path / "other.config"
     fragment.write_text(DEFAULT_FRAGMENT.read_text() + "CONFIG_KASAN=y\n")
     other = build_cached(tree, fragment, cache, logs)
-    assert other.image not in (first.image, changed.image) and builds(tmp_path) == 3
+    assert other.image not in (first.image, changed.image) and builds(tmp_path) == 4
     assert json.loads((other.image.parent / "build.json").read_text())["fragment"] == str(fragment)
 
 
