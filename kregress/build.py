@@ -107,14 +107,21 @@ def _cached(out: Path, lock_name: str, make) -> bool:
     return True
 
 
-def build(name: str, root: Path = PROJECT_ROOT, out_root: Path | None = None, arch: str = "x86_64") -> Program:
+def _cache_name(base: str, arch: str) -> str:
+    """x86_64 builds keep their old cache names; other architectures' are apart."""
+    return base if arch == "x86_64" else f"{base}-{arch}"
+
+
+def build(name: str, root: Path | None = None, out_root: Path | None = None, arch: str = "x86_64") -> Program:
+    """root: where progs/ and guest/ are (default: the project's own)."""
+    root = root or PROJECT_ROOT
     out_root = out_root or cache_dir() / "build"
     tools = toolchain(arch)
     bpf_source = root / "progs" / f"{name}.bpf.c"
     driver_source = root / "guest" / f"{name}.c"
     if not driver_source.exists():
         raise BuildError(f"no guest driver {driver_source}")
-    prefix = name if arch == "x86_64" else f"{name}-{arch}"
+    prefix = _cache_name(name, arch)
     out = out_root / f"{prefix}-{content_key(name, root, arch)}"
     bpf_object = out / f"{name}.bpf.o" if bpf_source.exists() else None
 
@@ -142,7 +149,7 @@ def build_agent(out_root: Path | None = None, arch: str = "x86_64") -> Path:
     tools = toolchain(arch)
     flags = [*CFLAGS, "-static"]
     digest = hashlib.sha256(" ".join(flags).encode() + _tool_versions(tools.cc).encode() + AGENT_SOURCE.read_bytes())
-    prefix = "agent" if arch == "x86_64" else f"agent-{arch}"
+    prefix = _cache_name("agent", arch)
     out = out_root / f"{prefix}-{digest.hexdigest()[:20]}"
     _cached(out, prefix, lambda staging: _run([tools.cc, *flags, str(AGENT_SOURCE), "-o", str(staging / "agent"), "-lz"],
                                                f"compiling the guest agent (kregress/in_guest/agent.c) for {arch}"))

@@ -5,7 +5,6 @@ expectation and present on those kernels are what changed it."""
 from __future__ import annotations
 
 from .facts import FACTS
-from .results import case_of
 
 
 def rules(docs: list[dict]) -> list[dict]:
@@ -18,10 +17,7 @@ def rules(docs: list[dict]) -> list[dict]:
             for said in test.get("documented") or []:
                 rule = found.setdefault((said["document"], said["rule"]), {
                     "document": said["document"], "rule": said["rule"], "holds_on": [], "stale_on": {},
-                    "facts": [], "cases": []})
-                case = case_of(test["nodeid"], kernel)
-                if case not in rule["cases"]:
-                    rule["cases"].append(case)
+                    "facts": []})
                 observed = test.get("observed") or {}
                 differs = {key: {"observed": observed.get(key), "document": value}
                            for key, value in said["says"].items() if observed.get(key) != value}

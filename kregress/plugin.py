@@ -193,16 +193,14 @@ def kernel_facts(request, kernel_session) -> KernelFacts:
 
 
 @pytest.fixture
-def expect(request, kernel_facts):
+def expect(request, kernel_facts, record_behaviour):
     """expect(observed, expected, facts=[...]): record both and the facts the expectation
     came from, and fail with observed vs expected and what each fact's sources say.
     document=DocumentRule(...), documented={...}: what a document says the same keys should be."""
     def check(observed: dict, expected: dict, *, facts=(), note: str = "", document=None,
               documented: dict | None = None, **extra) -> None:
+        record_behaviour(observed, expected, **extra)
         entry = _record_of(request.node)
-        entry["observed"].update(observed)
-        entry["expected"].update(expected)
-        entry.update(extra)
         named = entry.setdefault("expectation_facts", [])
         named += [name for name in facts if name not in named]
         if document is not None:

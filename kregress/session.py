@@ -70,8 +70,7 @@ class KernelSession:
         its progs/ and guest/ are (the project's own by default, or a reproducer's)."""
         key = f"{root or ''}:{name}"
         if key not in self._pushed:
-            arch = self.kernel.spec.arch
-            program = build.build(name, root, arch=arch) if root else build.build(name, arch=arch)
+            program = build.build(name, root, arch=self.kernel.spec.arch)
             self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
             self.vm.session.put(program.driver, remote)
