@@ -169,8 +169,8 @@ def cmd_verdicts(args) -> int:
         return 2
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print(verdicts.render(rows))
-    return 1 if any(row["verdict"] != "agree" for row in rows) else 0
+    print(verdicts.render_grid(rows) if args.grid else verdicts.render(rows))
+    return 1 if verdicts.disagreeing(rows) else 0
 
 
 def cmd_merge(args) -> int:
@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     execp.add_argument("command", nargs="+")
     execp.set_defaults(func=cmd_exec)
     verd = sub.add_parser("verdicts", help="one line per kernel and fact: has it, behaves like it, which source "
-                          "said so; over one or many results files; exit 1 on a contradiction")
+                          "said so; over one or many results files; exit 1 on a contradiction or facts in question")
     verd.add_argument("results", nargs="+", type=Path)
+    verd.add_argument("--grid", action="store_true", help="kernels as rows, facts as columns (a fleet's view)")
     verd.add_argument("--json", type=Path, help="also write the table as JSON here")
     verd.set_defaults(func=cmd_verdicts)
     snaps = sub.add_parser("snapshots", help="list or prune the saved guests, or print their keys: "
@@ -240,8 +241,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="kernels.toml for the facts overrides (results files record them)")
     report.add_argument("--quiet", action="store_true", help="do not print the text matrix")
     report.set_defaults(func=cmd_report)
-    comparep = sub.add_parser("compare", help="cases whose behaviour differs between two results files; "
-                              "exit 1 on an unexplained difference or a new failure")
+    comparep = sub.add_parser("compare", help="cases whose behaviour or outcome differs between two results "
+                              "files; exit 1 on any worse outcome (failed, error, skipped, missing) or an "
+                              "unexplained behaviour change")
     comparep.add_argument("old", type=Path)
     comparep.add_argument("new", type=Path)
     comparep.add_argument("--old-kernel", help="kernel id in OLD (needed when it has several)")

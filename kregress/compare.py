@@ -1,10 +1,11 @@
 """Two results files against each other (`kregress compare`), and shards into one
 (`kregress merge`).
 
-compare gates a fleet upgrade: every scenario case whose behaviour differs between the old
-run's kernel and the new run's is listed, with the fact that explains it (same rule as the
-matrix: a fact the test names that flips between the two versions). An unexplained
-difference, or a case that passed before and fails now, makes the exit status 1.
+compare gates a fleet upgrade. Every scenario case whose behaviour or outcome differs between the
+old run's kernel and the new run's is listed. Any outcome worse than before gates (passed ->
+failed, error or skipped; a case missing from the new run), whatever facts flip. A behaviour
+change is "explained" only when the new kernel still passes the case and a fact the test names
+flips between the two kernels (the matrix's rule); any other behaviour change gates too.
 """
 from __future__ import annotations
 
@@ -20,32 +21,65 @@ class CompareError(ValueError):
     """The files cannot be compared as asked; the message says how to ask."""
 
 
+# How good an outcome is for a gate: a known deviation (xfail) is less than a pass, a skip
+# checks nothing, a failure or error is the worst.
+OUTCOME_RANK = {"passed": 3, "xpassed": 3, "xfailed": 2, "skipped": 1, "failed": 0, "error": 0}
+
+
+def rank(outcome: str) -> int:
+    return OUTCOME_RANK.get(outcome, 0)
+
+
 @dataclass
 class Difference:
     case: str
     old: Cell | None
     new: Cell | None
     kind: str                   # behaviour, outcome, only-old, only-new
-    facts: tuple[str, ...] = ()
+    facts: tuple[str, ...] = ()  # named by the test and flipping between the two kernels
+
+    @property
+    def worse(self) -> bool:
+        """The new outcome is worse than the old one (a missing case is)."""
+        if self.kind == "only-old":
+            return True
+        return self.kind != "only-new" and rank(self.new.outcome) < rank(self.old.outcome)
+
+    @property
+    def explained(self) -> bool:
+        return self.kind == "behaviour" and bool(self.facts) and rank(self.new.outcome) == OUTCOME_RANK["passed"]
 
     @property
     def gating(self) -> bool:
+        return self.worse or (self.kind == "behaviour" and not self.explained)
+
+    @property
+    def tag(self) -> str:
+        if self.kind == "only-old":
+            return "MISSING"
+        if self.worse:
+            return "WORSE"
         if self.kind == "behaviour":
-            return not self.facts
-        if self.kind == "outcome":
-            return self.new.outcome in ("failed", "error") and self.old.outcome not in ("failed", "error")
-        return False
+            return "explained" if self.explained else "UNEXPLAINED"
+        return {"outcome": "outcome", "only-new": "added"}[self.kind]
 
     def describe(self) -> str:
         if self.kind == "only-old":
             return f"not in the new run (was {self.old.outcome}: {self.old.text})"
         if self.kind == "only-new":
             return f"new case ({self.new.outcome}: {self.new.text})"
+        outcomes = f"{self.old.outcome} -> {self.new.outcome}"
         if self.kind == "outcome":
-            return f"{self.old.outcome} -> {self.new.outcome} ({self.new.text})"
-        why = ("explained by " + "; ".join(f"{n} ({FACTS[n].label})" for n in self.facts)
-               if self.facts else "UNEXPLAINED: no fact the test names flips between the two kernels")
-        outcome = f" [{self.old.outcome} -> {self.new.outcome}]" if self.old.outcome != self.new.outcome else ""
+            return f"{outcomes} ({self.new.text})"
+        flips = "; ".join(f"{n} ({FACTS[n].label})" for n in self.facts)
+        if self.explained:
+            why = "explained by " + flips
+        elif self.facts:
+            why = (f"{flips} flips, but the new kernel does not pass it, so that does not explain it"
+                   if not self.worse else f"worse outcome, although {flips} flips")
+        else:
+            why = "UNEXPLAINED: no fact the test names flips between the two kernels"
+        outcome = f" [{outcomes}]" if self.old.outcome != self.new.outcome else ""
         old, new = self.old.observed, self.new.observed
         keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]   # just what changed
         return f"{behaviour_text(old, keys)} -> {behaviour_text(new, keys)}{outcome}: {why}"
@@ -116,22 +150,26 @@ def _kernel_line(col: Column) -> str:
 
 
 def render(pairings: list[Pairing]) -> tuple[list[str], int]:
-    """The lines to print and the exit status (1: an unexplained difference or a new failure)."""
-    lines, gating = [], 0
+    """The lines to print and the exit status (1: a worse outcome, a missing case or an
+    unexplained behaviour change). The last line says what was compared and what gated."""
+    lines, compared, gated = [], [], []
     for p in pairings:
         lines.append(f"old {_kernel_line(p.old)}")
         lines.append(f"new {_kernel_line(p.new)}")
-        for d in p.differences:
-            tag = "UNEXPLAINED" if d.gating and d.kind == "behaviour" else (
-                "NEW FAILURE" if d.gating else {"behaviour": "explained", "outcome": "outcome",
-                                                 "only-old": "missing", "only-new": "added"}[d.kind])
-            lines.append(f"  {tag:<11} {d.case}: {d.describe()}")
-        behaviour = [d for d in p.differences if d.kind == "behaviour"]
-        unexplained = sum(1 for d in behaviour if d.gating)
-        failures = sum(1 for d in p.differences if d.gating and d.kind == "outcome")
-        gating += unexplained + failures
-        lines.append(f"  {p.compared} case(s) compared: {len(behaviour)} behave differently "
-                     f"({len(behaviour) - unexplained} explained, {unexplained} unexplained), "
-                     f"{failures} new failure(s)")
-    lines.append("compare: FAIL" if gating else "compare: ok (every difference is explained)")
-    return lines, 1 if gating else 0
+        lines += [f"  {d.tag:<11} {d.case}: {d.describe()}" for d in p.differences]
+        count = {tag: sum(1 for d in p.differences if d.tag == tag)
+                 for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "added")}
+        lines.append(f"  {p.compared} case(s) compared: {count['explained']} explained, "
+                     f"{count['UNEXPLAINED']} unexplained behaviour change(s), {count['WORSE']} worse outcome(s), "
+                     f"{count['MISSING']} missing, {count['outcome']} other outcome change(s), "
+                     f"{count['added']} added")
+        compared.append(f"{p.old.id} -> {p.new.id} ({p.compared} case(s))")
+        gated += [f"{d.tag} {d.case.rpartition('::')[2] or d.case}"
+                  + (f" ({d.old.outcome} -> {d.new.outcome if d.new else 'missing'})" if d.tag != "UNEXPLAINED" else "")
+                  for d in p.differences if d.gating]
+    what = "; ".join(compared) or "no kernel pair"
+    if gated:
+        lines.append(f"compare: FAIL: {what}: gated by {len(gated)}: {', '.join(gated)}")
+    else:
+        lines.append(f"compare: ok: {what}: nothing worse, missing or unexplained")
+    return lines, 1 if gated else 0

@@ -107,6 +107,7 @@ td.pass { background: #d8f0d8; }
 td.fail { background: #f6c9c9; }
 td.skip { background: #e6e6e6; color: #555; }
 td.expected-diff { background: #fde9b8; }
+td.precondition { background: #f3d9f7; }
 td.missing { background: #fff; color: #999; }
 .obs.varies { font-weight: bold; }
 .change { font-family: system-ui, sans-serif; font-size: .85em; margin-top: .3em; }
@@ -140,11 +141,12 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
     if verdict_rows:        # first: per kernel and fact, has it and behaves like it, by which source
-        out.append('<h2>Verdicts</h2><table id="verdicts"><tr><th>kernel</th><th>fact</th><th>expected</th>'
+        out.append(_verdict_grid(verdict_rows))
+        out.append('<table id="verdicts"><tr><th>kernel</th><th>fact</th><th>expected</th>'
                    "<th>decided by</th><th>verdict</th><th>sources and behaviour</th></tr>")
         out += [f"<tr><td>{escape(r['kernel'])}</td><td>{escape(r['fact'])}</td>"
-                f"<td>{'has it' if r['expected'] else 'lacks it'}</td><td>{escape(r['decided_by'])}</td>"
-                f"<td class=\"{'pass' if r['verdict'] == 'agree' else 'fail'}\">{escape(r['verdict'])}</td>"
+                f"<td>{escape(verdicts.STATE_TEXT[r['state']])}</td><td>{escape(str(r['decided_by']))}</td>"
+                f"<td class=\"{_verdict_class(r)}\">{escape(r['verdict'])}</td>"
                 f"<td>{escape(verdicts.sentence(r))}</td></tr>" for r in verdict_rows]
         out.append("</table>")
     if document_rules:      # second: where the documentation and the kernels part ways
@@ -180,6 +182,31 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
             f"{escape(f.note)}</li>" for f in FACTS.values()]
     out.append(f"</ul><script>{SCRIPT}</script></body></html>")
     return "\n".join(out) + "\n"
+
+
+def _verdict_class(row: dict) -> str:
+    if row["verdict"] in verdicts.DISAGREEING:
+        return "fail"
+    return {"agree": "pass", "not judged": "skip"}.get(row["verdict"], "precondition")
+
+
+def _verdict_grid(rows: list[dict]) -> str:
+    """Kernels as rows, facts as columns: the fleet's view of the same verdicts."""
+    kernels, facts, cells = verdicts.grid(rows)
+    out = ['<h2>Verdicts</h2><table id="verdict-grid"><tr><th>kernel</th>'
+           + "".join(f"<th>{escape(f)}</th>" for f in facts) + "</tr>"]
+    for kernel in kernels:
+        out.append(f'<tr><th class="kernel">{escape(kernel)}</th>')
+        for fact in facts:
+            row = cells.get((kernel, fact))
+            if row is None:
+                out.append('<td class="missing">-</td>')
+                continue
+            out.append(f'<td class="{_verdict_class(row)}" data-verdict-kernel="{escape(kernel)}" data-fact="{escape(fact)}" '
+                       f'title="{escape(verdicts.sentence(row))}">{escape(verdicts.cell_text(row))}</td>')
+        out.append("</tr>")
+    out.append("</table>")
+    return "".join(out)
 
 
 def _table(matrix: Matrix) -> str:

@@ -27,13 +27,78 @@ def test_5_10_to_6_1_differences_are_the_relief_fix(shards, capsys):
     assert "old debian-5.10 (5.10.223-1, upstream 5.10.223, uname -r 5.10.0-32-amd64, tcg)" in out
     assert (f"  explained   {TOS}: EFAULT tos=0 -> OK tos=16: explained by getsockopt_relief "
             f"({RELIEF_COMMIT} " "\"bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen\" (v6.5))") in out
-    assert "7 case(s) compared: 4 behave differently (4 explained, 0 unexplained), 0 new failure(s)" in out
-    assert out.rstrip().endswith("compare: ok (every difference is explained)")
+    assert ("7 case(s) compared: 4 explained, 0 unexplained behaviour change(s), 0 worse outcome(s), "
+            "0 missing, 0 other outcome change(s), 0 added") in out
+    assert out.rstrip().endswith("compare: ok: debian-5.10 -> debian-6.1 (7 case(s)): nothing worse, missing or "
+                                 "unexplained")
 
 
 def test_same_behaviour_no_differences(shards, capsys):
     assert main(["compare", str(shards["debian-6.12"]), str(shards["debian-backports"])]) == 0
-    assert "7 case(s) compared: 0 behave differently" in capsys.readouterr().out
+    assert "7 case(s) compared: 0 explained, 0 unexplained" in capsys.readouterr().out
+
+
+BIG = "unknown_option_big_optlen"
+
+
+def gate(tmp_path, capsys, change) -> tuple[int, str]:
+    """compare debian-5.10 -> debian-6.1 of the real run, after `change(new_doc)`."""
+    doc = four_kernels()
+    new = shard(doc, "debian-6.1")
+    change(new)
+    old = write(tmp_path / "old.json", shard(doc, "debian-5.10"))
+    status = main(["compare", str(old), str(write(tmp_path / "new.json", new))])
+    return status, capsys.readouterr().out
+
+
+def test_a_new_failure_gates_even_when_a_named_fact_flips(tmp_path, capsys):
+    # EFAULT -> ENOPROTOOPT is what the relief fix explains, but the new kernel fails the case now
+    status, out = gate(tmp_path, capsys, lambda new: record_of(new, BIG, "debian-6.1").update(
+        outcome="failed", expected={"errno": "EFAULT"}))
+    assert status == 1
+    assert (f"  WORSE       tests/test_getsockopt_efault.py::test_{BIG}: EFAULT -> ENOPROTOOPT [passed -> failed]: "
+            f"worse outcome, although getsockopt_relief") in out
+    assert out.rstrip().splitlines()[-1] == (f"compare: FAIL: debian-5.10 -> debian-6.1 (7 case(s)): gated by 1: "
+                                             f"WORSE test_{BIG} (passed -> failed)")
+
+
+def test_passed_to_skipped_gates(tmp_path, capsys):
+    status, out = gate(tmp_path, capsys, lambda new: record_of(new, BIG, "debian-6.1").update(
+        outcome="skipped", observed={}))
+    assert status == 1
+    assert f"  WORSE       tests/test_getsockopt_efault.py::test_{BIG}: passed -> skipped" in out
+    assert out.rstrip().endswith(f"gated by 1: WORSE test_{BIG} (passed -> skipped)")
+
+
+def test_a_case_missing_from_the_new_run_gates(tmp_path, capsys):
+    def drop(new):
+        new["tests"].remove(record_of(new, BIG, "debian-6.1"))
+    status, out = gate(tmp_path, capsys, drop)
+    assert status == 1
+    assert f"  MISSING     tests/test_getsockopt_efault.py::test_{BIG}: not in the new run (was passed" in out
+    assert "6 case(s) compared" in out and out.rstrip().endswith(f"gated by 1: MISSING test_{BIG} (passed -> missing)")
+
+
+def test_a_changed_behaviour_that_still_fails_is_not_explained(tmp_path, capsys):
+    """Failed before and after, a named fact flips: no better, but not explained either."""
+    doc = four_kernels()
+    old, new = shard(doc, "debian-5.10"), shard(doc, "debian-6.1")
+    record_of(old, BIG, "debian-5.10").update(outcome="failed", expected={"errno": "ENOPROTOOPT"})
+    record_of(new, BIG, "debian-6.1").update(outcome="failed", expected={"errno": "EFAULT"})
+    [pairing] = compare(old, new)
+    [difference] = [d for d in pairing.differences if d.case.endswith(BIG)]
+    assert "getsockopt_relief" in difference.facts and not difference.worse
+    assert not difference.explained and difference.gating and difference.tag == "UNEXPLAINED"
+
+
+def test_a_better_outcome_does_not_gate(tmp_path, capsys):
+    doc = four_kernels()
+    old = shard(doc, "debian-6.12")
+    record_of(old, "unknown_option_optlen_page_size", "debian-6.12").update(outcome="error", observed={})
+    assert main(["compare", str(write(tmp_path / "old.json", old)),
+                 str(write(tmp_path / "new.json", shard(doc, "debian-backports")))]) == 0
+    assert "  outcome     tests/test_getsockopt_efault.py::test_unknown_option_optlen_page_size: error -> passed" \
+        in capsys.readouterr().out
 
 
 def test_unexplained_difference_fails_the_gate(tmp_path, capsys):
@@ -45,7 +110,8 @@ def test_unexplained_difference_fails_the_gate(tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("UNEXPLAINED tests/test_getsockopt_efault.py::test_workaround_resets_optlen: ENOPROTOOPT -> EFAULT: "
             "UNEXPLAINED") in out
-    assert out.rstrip().endswith("compare: FAIL")
+    assert out.rstrip().endswith("compare: FAIL: debian-6.12 -> debian-backports (7 case(s)): gated by 1: "
+                                 "UNEXPLAINED test_workaround_resets_optlen")
 
 
 def test_new_failure_fails_the_gate_even_with_the_same_behaviour():
@@ -54,7 +120,7 @@ def test_new_failure_fails_the_gate_even_with_the_same_behaviour():
     record_of(new, "unknown_option_optlen_page_size", "debian-backports").update(outcome="error", observed={})
     [pairing] = compare(shard(doc, "debian-6.12"), new)
     [difference] = pairing.differences
-    assert difference.kind == "outcome" and difference.gating
+    assert difference.kind == "outcome" and difference.gating and difference.tag == "WORSE"
 
 
 def test_same_kernel_ids_pair_up_and_ambiguity_is_refused(tmp_path, capsys):
