@@ -12,7 +12,7 @@ setup:
 	scripts/setup.sh
 
 kernels: setup   # the kernels and the guest image, into the cache
-	.venv/bin/kregress fetch
+	.venv/bin/kregress fetch -- $(PYTEST_ARGS)
 
 unit: setup
 	.venv/bin/pytest -q -p no:cacheprovider tests/unit

@@ -24,9 +24,22 @@ def _kernel_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refresh-kernels", action="store_true", help="re-read the Debian indexes now")
 
 
+def selection_from_pytest_args(words: list[str]) -> argparse.Namespace:
+    """The kernel selection inside a pytest argument list (make's PYTEST_ARGS): --kernel,
+    --arch and --kernels-file, in either `--opt V` or `--opt=V` form; the rest is pytest's."""
+    picker = argparse.ArgumentParser(add_help=False)
+    picker.add_argument("--kernels-file", type=Path, default=None)
+    picker.add_argument("--kernel", action="append", default=[])
+    picker.add_argument("--arch", action="append", default=[])
+    return picker.parse_known_args(words)[0]
+
+
 def cmd_fetch(args) -> int:
-    """Everything a run needs, into the cache: the selected kernels and the guest image."""
-    specs = select_kernels(load_kernels(args.kernels_file), args.kernel)
+    """Everything a run needs, into the cache: the selected kernels and their guest images
+    (only the architectures selected: a run narrowed to one kernel builds one image)."""
+    picked = selection_from_pytest_args([w for w in args.pytest_args if w != "--"])
+    kernels_file = picked.kernels_file or args.kernels_file
+    specs = select_kernels(load_kernels(kernels_file), args.kernel + picked.kernel, args.arch + picked.arch)
     status = 0
     for spec in specs:
         try:
@@ -201,8 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bisect-run", help="one `git bisect run` step in a kernel tree: build, boot, test; "
                    "exit 0/1/125 (see docs/bisect.md)")
     sub.add_parser("bisect-kernels", help="coarse bisection over prebuilt kernels from a kernels file")
-    fetch = sub.add_parser("fetch", help="resolve and download kernels into the cache")
+    fetch = sub.add_parser("fetch", help="resolve and download kernels into the cache: fetch [--kernel ID]... "
+                           "[--arch A]... [-- PYTEST_ARGS] (the selection in a pytest argument list counts too)")
     _kernel_args(fetch)
+    fetch.add_argument("--arch", action="append", default=[], help="only kernels of this architecture")
+    fetch.add_argument("pytest_args", nargs=argparse.REMAINDER, help="after --: a pytest argument list")
     fetch.set_defaults(func=cmd_fetch)
     execp = sub.add_parser("exec", help="boot kernels and run a scenario driver: exec --kernel ID -- NAME ARGS")
     _kernel_args(execp)

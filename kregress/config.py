@@ -73,10 +73,13 @@ def load_kernels(path: Path, known_facts: set[str] | None = None) -> list[Kernel
         raise KernelsFileError(f"{path}: no such file (pass --kernels-file PATH)") from None
     except tomllib.TOMLDecodeError as err:
         raise KernelsFileError(f"{path}: not valid TOML: {err}") from None
-    return parse_kernels(data, str(path), known_facts)
+    return parse_kernels(data, str(path), known_facts, base=path.resolve().parent)
 
 
-def parse_kernels(data: dict, where: str, known_facts: set[str] | None = None) -> list[KernelSpec]:
+def parse_kernels(data: dict, where: str, known_facts: set[str] | None = None,
+                  base: Path | None = None) -> list[KernelSpec]:
+    """base: the kernels file's directory; relative paths in entries resolve from it
+    (as vmtest.toml's do), not from wherever the command was started."""
     extra = set(data) - {"kernel"}
     if extra:
         raise KernelsFileError(f"{where}: unknown top-level key(s) {sorted(extra)}; "
@@ -87,7 +90,7 @@ def parse_kernels(data: dict, where: str, known_facts: set[str] | None = None) -
     specs: list[KernelSpec] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries, start=1):
-        spec = _parse_entry(entry, f"{where}: kernel #{index}", known_facts)
+        spec = _parse_entry(entry, f"{where}: kernel #{index}", known_facts, base)
         if spec.id in seen:
             raise KernelsFileError(f"{where}: kernel #{index}: duplicate id {spec.id!r} "
                                    f"(already used by kernel #{seen[spec.id]}); ids must be unique")
@@ -96,7 +99,12 @@ def parse_kernels(data: dict, where: str, known_facts: set[str] | None = None) -
     return specs
 
 
-def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> KernelSpec:
+def _entry_path(value: str, base: Path | None) -> Path:
+    path = Path(value).expanduser()
+    return base / path if base is not None and not path.is_absolute() else path
+
+
+def _parse_entry(entry: dict, where: str, known_facts: set[str] | None, base: Path | None) -> KernelSpec:
     if not isinstance(entry, dict):
         raise KernelsFileError(f"{where}: must be a [[kernel]] table")
     if "id" in entry and isinstance(entry["id"], str):
@@ -143,11 +151,11 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None) -> Kerne
         id=entry["id"],
         suite=entry.get("suite"),
         package=entry.get("package", "linux-image-amd64") if has_debian else None,
-        image=Path(entry["image"]).expanduser() if has_image else None,
-        debs=tuple(Path(d).expanduser() for d in debs),
-        tree=Path(entry["tree"]).expanduser() if has_tree else None,
-        config_fragment=Path(entry["config"]).expanduser() if "config" in entry else None,
-        modules=Path(entry["modules"]).expanduser() if "modules" in entry else None,
+        image=_entry_path(entry["image"], base) if has_image else None,
+        debs=tuple(_entry_path(d, base) for d in debs),
+        tree=_entry_path(entry["tree"], base) if has_tree else None,
+        config_fragment=_entry_path(entry["config"], base) if "config" in entry else None,
+        modules=_entry_path(entry["modules"], base) if "modules" in entry else None,
         version=entry.get("version"),
         cmdline=entry.get("cmdline", ""),
         tcg_cpu_flags=entry.get("tcg_cpu_flags", ""),

@@ -21,3 +21,17 @@ def new_run_dir(base: Path | None = None) -> Path:
     import time
     base = base or PROJECT_ROOT / "runs"
     return base / f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"   # made when first written
+
+
+def kregress_command() -> str:
+    """How to call kregress from the project root, as printed in reproduce lines: the
+    entry point beside the running interpreter (the project's .venv/bin/kregress after
+    `make setup`), relative to the project when it lives inside it."""
+    import sys
+    entry = Path(sys.executable).parent / "kregress"
+    if not entry.exists():
+        return "kregress"
+    try:
+        return str(entry.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(entry)

@@ -7,13 +7,13 @@ import shlex
 from pathlib import Path
 
 from .build import scenario_names
-from .paths import PROJECT_ROOT
+from .paths import PROJECT_ROOT, kregress_command
 
 
 def commands(record: dict, kernel_id: str, kernels_file: Path | str) -> list[str]:
     drivers = set(scenario_names())
     programs_from = record.get("programs_from") or {}
-    base = ["kregress", "exec"]
+    base = [kregress_command(), "exec"]
     if Path(kernels_file).resolve() != (PROJECT_ROOT / "kernels.toml").resolve():
         base += ["--kernels-file", str(Path(kernels_file).resolve())]
     base += ["--kernel", kernel_id]

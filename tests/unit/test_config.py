@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from kregress.config import KernelsFileError, load_kernels, parse_kernels, select_kernels
@@ -107,3 +109,23 @@ def test_arch_is_parsed_and_selects():
         select_kernels(specs, [], ["riscv"])
     with pytest.raises(KernelsFileError, match=r"\(bad\): arch = 'aarch64'; write one of x86_64, arm64"):
         parse_kernels({"kernel": [{"id": "bad", "suite": "trixie", "arch": "aarch64"}]}, "k.toml")
+
+
+def test_relative_paths_resolve_from_the_kernels_file(tmp_path, monkeypatch):
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "k.toml").write_text('[[kernel]]\nid = "mine"\nimage = "build/bzImage"\nmodules = "/abs/mods"\n'
+                                '[[kernel]]\nid = "vendor"\ndeb = ["debs/linux-image.deb"]\n')
+    monkeypatch.chdir(tmp_path)                 # started elsewhere: the file's directory still counts
+    mine, vendor = load_kernels(Path("lab/k.toml"))
+    assert mine.image == lab.resolve() / "build/bzImage"
+    assert mine.modules == Path("/abs/mods")
+    assert vendor.debs == (lab.resolve() / "debs/linux-image.deb",)
+
+
+def test_fetch_reads_the_selection_in_pytest_args():
+    from kregress.cli import selection_from_pytest_args
+    picked = selection_from_pytest_args(["tests", "-k", "relief", "--kernel", "a", "--kernel=b", "--arch", "arm64",
+                                         "-x", "--kernels-file", "mine.toml"])
+    assert (picked.kernel, picked.arch, picked.kernels_file) == (["a", "b"], ["arm64"], Path("mine.toml"))
+    assert selection_from_pytest_args([]).kernel == []
