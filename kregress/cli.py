@@ -152,6 +152,10 @@ def cmd_report(args) -> int:
     except (OSError, ValueError) as err:
         print(f"report: {err}", file=sys.stderr)
         return 2
+    if args.markdown:
+        from .markdown import render_markdown
+        args.markdown.write_text(render_markdown(matrix, str(args.results)))
+        written = {**written, "markdown": args.markdown}
     if not args.quiet:
         print("\n".join(render_text(matrix)))
     for path in written.values():
@@ -256,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--kernels-file", type=Path, default=None,
                         help="kernels.toml for the facts overrides (results files record them)")
     report.add_argument("--quiet", action="store_true", help="do not print the text matrix")
+    report.add_argument("--markdown", type=Path, default=None, metavar="FILE",
+                        help="also write the matrix as Markdown tables (docs/scenario-results.md is made so)")
     report.set_defaults(func=cmd_report)
     comparep = sub.add_parser("compare", help="cases whose behaviour or outcome differs between two results "
                               "files; exit 1 on any worse outcome (failed, error, skipped, missing) or an "

@@ -1,5 +1,5 @@
-"""Two results files against each other (`kregress compare`), and shards into one
-(`kregress merge`).
+"""Two results files against each other (`kregress compare`): the upgrade gate. Merging
+shards into one file (`kregress merge`) lives in kregress.results.
 
 compare gates a fleet upgrade. Every scenario case whose behaviour or outcome differs between the
 old run's kernel and the new run's is listed. Any outcome worse than before gates (passed ->
