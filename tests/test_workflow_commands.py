@@ -1,7 +1,8 @@
 """The shipped CI workflow's own commands, run here as its jobs run them: the kernels job
-picks the default kernels, two shard jobs run their steps for one kernel each (on
-separate machines there, in separate directories here), and the report job merges the
-two shards' results, reports and checks them. The commands are read from
+picks the default kernels, the unit job runs the unit tests, two shard jobs run their steps
+for one kernel each (on separate machines there, in separate directories here), and the
+report job merges the two shards' results, reports them, judges the verdicts (failing on a
+contradiction) and checks them. The commands are read from
 .github/workflows/matrix.yml, not copied: the workflow cannot drift from the CLI."""
 import json
 import os
@@ -63,6 +64,12 @@ def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):
     ids = json.loads(output_of(listed, "ids"))
     assert len(ids) >= SHARDS and int(output_of(listed, "count")) == len(ids)
 
+    # unit job: its steps after the checkout (make unit: setup.sh, then tests/unit)
+    unit_job = workspace(tmp_path, "unit")
+    for step in jobs["unit"]["steps"]:
+        if "run" in step and "apt-get" not in step["run"]:
+            run_step(step, unit_job, {}, outputs)
+
     # shard jobs: every run: step after the checkout (apt-get for git and make is the
     # container's business here), for the first two kernels
     shards = tmp_path / "report" / "shards"
@@ -88,3 +95,8 @@ def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):
     assert sorted(merged["kernels"]) == sorted(ids[:SHARDS])
     assert merged["summary"]["vm_tests_run"] > 0 and not merged["summary"]["kernels_failed"]
     assert (report / "merged/report.html").exists() and (report / ".summary").read_text().startswith("```")
+    # the verdicts step ran on the merged results (exit 0: no contradiction) and left its table
+    verdicts = json.loads((report / "merged/verdicts.json").read_text())
+    assert {row["kernel"] for row in verdicts} == set(ids[:SHARDS])
+    assert all(row["verdict"] not in ("CONTRADICTION", "IN QUESTION") for row in verdicts)
+    assert "verdicts: " in (report / ".summary").read_text()

@@ -38,3 +38,47 @@ def test_every_action_is_pinned_to_a_commit():
             if "uses:" in line:
                 ref = line.split("uses:", 1)[1].split("#")[0].strip()
                 assert len(ref.split("@", 1)[1]) == 40, f"{workflow.name}: {line.strip()} is not pinned to a commit"
+
+
+def jobs() -> dict:
+    from ruamel.yaml import YAML
+    return YAML(typ="safe").load((PROJECT_ROOT / ".github/workflows/matrix.yml").read_text())["jobs"]
+
+
+def test_a_job_runs_the_unit_tests():
+    """Where the expectation rules and the gate are enforced: tests/unit, on every push."""
+    unit = [job for job in jobs().values() if any("make unit" in step.get("run", "") for step in job["steps"])]
+    assert unit, "no job of matrix.yml runs `make unit`"
+    for job in unit:
+        assert not job.get("continue-on-error") and not job.get("if")
+        assert not any(step.get("continue-on-error") for step in job["steps"])
+
+
+def verdicts_step() -> dict:
+    [step] = [s for s in jobs()["report"]["steps"] if "kregress verdicts" in s.get("run", "")]
+    return step
+
+
+def test_the_report_job_fails_on_a_contradiction_and_passes_on_agreement(tmp_path):
+    """The report job's verdicts step, run as written (bash -e, as GitHub runs it), on a merged
+    results file whose one kernel agrees with its fact, then on one that contradicts it."""
+    import json
+    from kregress.results import FORMAT
+
+    step = verdicts_step()
+    assert "merged/results.json" in step["run"] and not step.get("continue-on-error")
+    (tmp_path / "merged").mkdir()
+    (tmp_path / "step.sh").write_text(step["run"])
+    used = {"getsockopt_relief": {"expected": True, "decided_by": "binary", "sources": {"binary": "present"}}}
+    statuses = {}
+    for outcome in ("passed", "failed"):
+        doc = {"format": FORMAT, "kernels": {"k": {"package_version": "1"}}, "tests": [
+            {"nodeid": "t[k]", "kernel": "k", "outcome": outcome, "expectation_facts": ["getsockopt_relief"],
+             "facts_used": used}]}
+        (tmp_path / "merged/results.json").write_text(json.dumps(doc))
+        summary = tmp_path / f"summary-{outcome}"
+        proc = subprocess.run(["bash", "-e", str(tmp_path / "step.sh")], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PATH": f"{BIN}:/usr/bin:/bin", "GITHUB_STEP_SUMMARY": str(summary)}, timeout=60)
+        statuses[outcome] = proc.returncode
+        assert "getsockopt_relief" in summary.read_text() and (tmp_path / "merged/verdicts.json").exists()
+    assert statuses == {"passed": 0, "failed": 1}
