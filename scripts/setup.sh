@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   qemu-system-x86 qemu-utils kmod file binutils         # virtme-ng: qemu (and qemu-img), depmod
-  zstd                                                  # unpacking zstd kernels for PVH boot
+  zstd lz4 lzop                                         # kernel payloads: PVH boot and the binary witness
   busybox-static                                        # vng's own initramfs, for the benchmark's plain vng boots
   mmdebstrap erofs-utils                                # the guest image (guest/image.toml)
   openssh-client                                        # ssh-keygen: the run's keys
