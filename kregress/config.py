@@ -21,7 +21,7 @@ KEYS = {
     "deb": ((str, list), 'a kernel package file, or a list of them (image and modules where split): '
                          'deb = ["linux-image-....deb", "linux-modules-....deb"]'),
     "tree": (str, 'a kernel source tree (a git checkout) to build with virtme-ng, e.g. "~/src/linux"'),
-    "config": (str, "a config fragment for a tree entry (default: configs/bisect.config)"),
+    "config": (str, "a tree entry's config fragment (default: configs/bisect.config), or a local image's .config"),
     "modules": (str, "a path to the matching lib/modules/<release> directory"),
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
@@ -44,7 +44,8 @@ class KernelSpec:
     image: Path | None = None
     debs: tuple[Path, ...] = ()             # the user's own .deb files (a vendor's, Ubuntu's ...)
     tree: Path | None = None                # a kernel source tree, built with vng --build
-    config_fragment: Path | None = None
+    config_fragment: Path | None = None     # a tree entry's
+    config_file: Path | None = None         # a local image's own .config
     modules: Path | None = None
     version: str | None = None
     cmdline: str = ""
@@ -126,8 +127,9 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None, base: Pa
                                "tree = \"...\" (a kernel source tree to build)")
     if has_tree and ({"modules", "package"} & set(entry)):
         raise KernelsFileError(f"{where}: 'modules' and 'package' do not go with tree: the build has no modules")
-    if "config" in entry and not has_tree:
-        raise KernelsFileError(f"{where}: 'config' (a config fragment) belongs to a tree entry")
+    if "config" in entry and not (has_tree or has_image):
+        raise KernelsFileError(f"{where}: 'config' belongs to a tree entry (a config fragment) or a local image "
+                               f"(its .config); a Debian package carries its own")
     debs = [entry["deb"]] if isinstance(entry.get("deb"), str) else entry.get("deb", [])
     if has_deb and (not debs or not all(isinstance(d, str) and d.endswith(".deb") for d in debs)):
         raise KernelsFileError(f"{where}: deb = {entry['deb']!r}; write the path of a .deb file or a list of them")
@@ -154,7 +156,8 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None, base: Pa
         image=_entry_path(entry["image"], base) if has_image else None,
         debs=tuple(_entry_path(d, base) for d in debs),
         tree=_entry_path(entry["tree"], base) if has_tree else None,
-        config_fragment=_entry_path(entry["config"], base) if "config" in entry else None,
+        config_fragment=_entry_path(entry["config"], base) if "config" in entry and has_tree else None,
+        config_file=_entry_path(entry["config"], base) if "config" in entry and has_image else None,
         modules=_entry_path(entry["modules"], base) if "modules" in entry else None,
         version=entry.get("version"),
         cmdline=entry.get("cmdline", ""),

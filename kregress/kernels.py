@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ class Kernel:
     config: dict[str, str] = field(default_factory=dict)
     downloaded_bytes: int = 0
     modules_dir: Path | None = None   # lib/modules/<release>: the initramfs takes its boot modules from here
+    config_source: str | None = None  # where `config` came from: a file, or "IKCONFIG" (None: no config found)
     tree_build: dict | None = None    # a tree entry: commit, local changes, fragment, build seconds
 
     @property
@@ -49,7 +51,7 @@ class Kernel:
     def describe(self) -> dict:
         return {"id": self.id, "source": self.spec.source, "package": self.package,
                 "package_version": self.package_version, "upstream_version": self.upstream_version,
-                "expected_release": self.release, "image": str(self.image),
+                "expected_release": self.release, "image": str(self.image), "config_source": self.config_source,
                 **({"tree_build": self.tree_build} if self.tree_build else {})}
 
 
@@ -62,13 +64,62 @@ def upstream_version_of(debian_version: str) -> str | None:
     return f"{major}.{minor}.{patch}"
 
 
-def read_config(path: Path) -> dict[str, str]:
+def parse_config(text: str) -> dict[str, str]:
+    """A kernel .config's set options ("# CONFIG_X is not set" lines are simply absent)."""
     config = {}
-    for line in path.read_text(errors="replace").splitlines():
+    for line in text.splitlines():
         if line.startswith("CONFIG_") and "=" in line:
             key, value = line.split("=", 1)
             config[key] = value.strip('"')
     return config
+
+
+def read_config(path: Path) -> dict[str, str]:
+    return parse_config(path.read_text(errors="replace"))
+
+
+IKCONFIG_START, IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"     # around the gzipped .config (kernel/configs.c)
+
+
+def ikconfig(data: bytes) -> str | None:
+    """The .config a kernel built with CONFIG_IKCONFIG carries (scripts/extract-ikconfig's
+    format: the marker, then a gzip stream), in its decompressed image or in configs.ko."""
+    at = data.find(IKCONFIG_START + b"\x1f\x8b\x08")
+    if at < 0:
+        return None
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[at + len(IKCONFIG_START):]).decode(
+            errors="replace")
+    except zlib.error:
+        return None
+
+
+def config_of(image: Path, files: list[Path], modules_dir: Path | None = None) -> tuple[dict[str, str], str | None]:
+    """The kernel's config and where it came from: the first of `files` that exists, else
+    IKCONFIG in the image (CONFIG_IKCONFIG=y) or in its configs.ko (=m); ({}, None) when none."""
+    for path in files:
+        if path.is_file():
+            return read_config(path), str(path)
+    from .vmlinux import UnknownImage, payload     # vmlinux imports this module
+    try:
+        text = ikconfig(payload(image.read_bytes()).data)
+    except (OSError, UnknownImage):
+        text = None
+    if text is None and modules_dir is not None:
+        from .initramfs import read_module
+        for module in sorted(modules_dir.glob("kernel/kernel/configs.ko*")):
+            text = ikconfig(read_module(module))
+            break
+    return (parse_config(text), "IKCONFIG") if text else ({}, None)
+
+
+def config_problem(kernel: Kernel) -> str | None:
+    """Why preflight cannot judge the kernel's config (None: it has one). Without one, built-in
+    and missing options look alike, so the guest's needs cannot be checked."""
+    if kernel.config:
+        return None
+    return (f"{kernel.id}: no config found for {kernel.image} (no config file beside it, no IKCONFIG in it): give "
+            f"`config` in kernels.toml (the kernel's .config) or build with CONFIG_IKCONFIG")
 
 
 @contextmanager
@@ -277,11 +328,11 @@ def kernel_from_tree(spec: KernelSpec, tree: Path) -> Kernel:
     release = image.name[len("vmlinuz-"):] if image.name.startswith("vmlinuz-") else image.parent.name
     config_paths = [tree / "boot" / f"config-{release}", tree / "usr/lib/modules" / release / "config",
                     tree / "lib/modules" / release / "config"]
-    config = next((read_config(p) for p in config_paths if p.exists()), {})
     modules_dir = next((d for d in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
                         if d.is_dir()), None)
+    config, source = config_of(image, config_paths, modules_dir)
     return Kernel(spec=spec, image=image, release=release, upstream_version=spec.version, config=config,
-                  modules_dir=modules_dir)
+                  modules_dir=modules_dir, config_source=source)
 
 
 def resolve_local(spec: KernelSpec) -> Kernel:
@@ -289,15 +340,13 @@ def resolve_local(spec: KernelSpec) -> Kernel:
     if not image or not image.is_file():
         raise KernelFetchError(f"{spec.id}: image {image} does not exist; fix 'image' in kernels.toml")
     release = spec.modules.name if spec.modules else _release_from_image(image)
-    config = {}
-    for candidate in (image.parent / ".config", image.parent.parent.parent.parent / ".config",
-                      image.parent / f"config-{release}"):
-        if candidate.exists():
-            config = read_config(candidate)
-            break
+    if spec.config_file and not spec.config_file.is_file():
+        raise KernelFetchError(f"{spec.id}: config {spec.config_file} does not exist; fix 'config' in kernels.toml")
+    beside = [image.parent / ".config", image.parent.parent.parent.parent / ".config", image.parent / f"config-{release}"]
+    config, source = config_of(image, [spec.config_file] if spec.config_file else beside, spec.modules)
     version = spec.version or upstream_version_of(release or "")
     return Kernel(spec=spec, image=image, release=release or "unknown", upstream_version=version, config=config,
-                  modules_dir=spec.modules)
+                  modules_dir=spec.modules, config_source=source)
 
 
 def _release_from_image(image: Path) -> str | None:
@@ -352,7 +401,8 @@ def resolve_tree(spec: KernelSpec) -> Kernel:
             raise KernelFetchError(f"{spec.id}: cannot build {spec.tree}: {err}; fix the tree or 'tree'/'config' "
                                    f"in kernels.toml") from None
     kernel = Kernel(spec=spec, image=built.image, release=_release_from_image(built.image) or "unknown",
-                    upstream_version=spec.version or built.version, config=read_config(built.config))
+                    upstream_version=spec.version or built.version, config=read_config(built.config),
+                    config_source=str(built.config))
     kernel.package_version = f"{built.record['commit'][:12]}" + ("+local" if built.record["local_changes"] else "")
     kernel.tree_build = built.record
     return kernel

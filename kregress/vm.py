@@ -30,7 +30,7 @@ from .build import BuildError, build_agent
 from .guest import GuestLost, GuestSession, RunKeys
 from .image import GuestImage
 from .initramfs import InitramfsError, ensure_initramfs, missing_config
-from .kernels import Kernel, sha256_file
+from .kernels import Kernel, config_problem, sha256_file
 from .paths import cache_dir
 from .procs import kill_group, spawn
 from .qmp import QMP, QMPError
@@ -199,8 +199,9 @@ def preflight(kernel: Kernel) -> None:
         raise BootError(f"{kernel.id}: {kernel.image} is not an x86 bzImage (no 'HdrS' boot header at 0x202): "
                         f"corrupt, truncated, or not x86_64? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
                         f"or a vmlinuz, or set 'arch'", retryable=False)
-    if not kernel.config:
-        return      # a local build without its .config: let the boot tell
+    no_config = config_problem(kernel)     # without one, built-in and missing options look alike
+    if no_config:
+        raise BootError(no_config, retryable=False)
     missing = missing_config(kernel.config)
     if missing:
         raise BootError(f"{kernel.id}: {kernel.package or kernel.image} cannot boot the kregress guest: "

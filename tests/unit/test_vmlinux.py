@@ -1,12 +1,11 @@
 """Finding the kernel inside every image format (synthetic images in the kernel's layouts),
 and when PVH is used at all."""
-import bz2
 import gzip
 import lzma
 import struct
-import subprocess
 
 import pytest
+from kernelimages import COMPRESS, bzimage
 
 from kregress.vmlinux import UnknownImage, extract, payload, pvh_vmlinux
 
@@ -14,38 +13,6 @@ SIGNATURE = b"ignoring program buffer with optlen"
 ELF = b"\x7fELF" + b"\x02\x01\x01" + b"\0" * 57 + b"Xen\x00" + b"kernel text" * 100 + SIGNATURE
 # an arm64 Image: code, the magic at 0x38, then text and data (here: the signature)
 ARM64_IMAGE = b"\x4d\x5a\x00\x91" + b"\0" * 0x34 + b"ARM\x64" + b"\0" * 200 + b"arm64 text" * 500 + SIGNATURE
-
-
-def tool(*cmd: str, data: bytes) -> bytes:
-    return subprocess.run(cmd, input=data, capture_output=True, check=True).stdout
-
-
-# how the kernel's build compresses a payload (scripts/Makefile.lib: the size is appended to all but gzip)
-def with_size(packed: bytes, raw: bytes) -> bytes:
-    return packed + struct.pack("<I", len(raw))
-
-
-COMPRESS = {
-    "gzip": lambda raw: gzip.compress(raw),
-    "bzip2": lambda raw: with_size(bz2.compress(raw), raw),
-    "lzma": lambda raw: with_size(lzma.compress(raw, format=lzma.FORMAT_ALONE), raw),
-    "xz": lambda raw: with_size(lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC32), raw),
-    "lzo": lambda raw: with_size(tool("lzop", "-9", "-c", data=raw), raw),
-    "lz4": lambda raw: with_size(tool("lz4", "-l", "-9", "-c", data=raw), raw),
-    "zstd": lambda raw: with_size(tool("zstd", "-19", "-c", "-q", data=raw), raw),
-}
-
-
-def bzimage(packed: bytes, setup_sects: int = 3, protocol: int = 0x20f) -> bytes:
-    """Real mode setup (setup_sects + 1 sectors), then the decompressor and the payload, as the
-    setup header's payload_offset/payload_length (boot protocol 2.08+) describe it."""
-    decompressor = b"\x90" * 700 + b"\xfd7zXZ\x00 a decoy in the decompressor's code"
-    image = bytearray(b"MZ" + b"\0" * ((setup_sects + 1) * 512 - 2))
-    image[0x1f1] = setup_sects
-    image[0x202:0x206] = b"HdrS"
-    struct.pack_into("<H", image, 0x206, protocol)
-    struct.pack_into("<II", image, 0x248, len(decompressor), len(packed))
-    return bytes(image) + decompressor + packed + b"\x12\x34\x56\x78" * 8
 
 
 @pytest.mark.parametrize("kind", sorted(COMPRESS))
