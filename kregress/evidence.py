@@ -8,11 +8,16 @@ be built from a tree where a fix was reverted, so the version is only one witnes
 - changelog: Debian's package changelog lists the stable commit titles it merged;
 - version: the upstream version against the releases that carry the fact.
 
-Each answers "present", "absent" or "unknown". A changelog that does not mention a fix
+Each answers "present", "absent" or "unknown". The binary is searched in the decompressed
+payload, ELF or raw, whatever the image format (kregress.vmlinux); a signature that is a
+name in the BTF says nothing in a kernel without BTF. A changelog that does not mention a fix
 its own upstream base (the version of its newest entry) already had says nothing about
 it (unknown); a kernel image with no
 readable binary or no changelog is unknown there. The order of trust is kernels.toml's
 stated facts, then binary, changelog, version (kregress.facts.KernelFacts applies it).
+The kernel's config is a witness too: of whether a fact it has is usable here (Fact.needs).
+
+Which witnesses answered, and why one could not, is recorded per kernel (coverage()).
 """
 from __future__ import annotations
 
@@ -24,16 +29,18 @@ import zlib
 from pathlib import Path
 
 from .facts import FACTS, parse_version
-from .vmlinux import extract, pvh_vmlinux
+from .vmlinux import UnknownImage, payload, pvh_vmlinux
 
 PRESENT, ABSENT, UNKNOWN = "present", "absent", "unknown"
 SOURCES = ("binary", "changelog", "version")
+ANSWERED = "answered"
+BTF_HEADER = b"\x9f\xeb\x01\x00\x18\x00\x00\x00"    # struct btf_header: magic 0xeB9F, version 1, hdr_len 24
 
 
 @functools.lru_cache(maxsize=32)     # once per kernel per process, however many VMs it starts
 def gather(image: Path, version: str | None, digest: str | None = None) -> dict[str, dict[str, str]]:
     """fact name -> {source: answer} for the kernel image at `image`."""
-    binary = _binary_answers(image, digest)
+    binary, _, _ = binary_witness(image, digest)
     changelog = _changelog_text(image)
     # the changelog's own upstream base (its newest entry's version), not the one the
     # kernels file declares: a wrong declaration must not leak into this witness
@@ -61,21 +68,52 @@ def _changelog_base(changelog: str | None) -> tuple[int, int, int] | None:
     return parse_version(match.group(1)) if match else None
 
 
-def _binary_answers(image: Path, digest: str | None) -> dict[str, str]:
+@functools.lru_cache(maxsize=32)
+def binary_witness(image: Path, digest: str | None = None) -> tuple[dict[str, str], str, str | None]:
+    """(fact name -> answer, "answered" or why the binary could not answer, the image's format)."""
     try:
-        path = pvh_vmlinux(image, {"CONFIG_PVH": "y"}, digest)     # cached, for Debian's kernels
+        path = pvh_vmlinux(image, {"CONFIG_PVH": "y"}, digest)     # cached, for Debian's x86 kernels
         if path:
             with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return _search(data)
-        data = extract(image.read_bytes())
-    except (OSError, ValueError, zlib.error, EOFError):
-        return {}
-    return _search(data) if data else {}
+                return (*_search(data), "x86 bzImage (its vmlinux cached for PVH)")
+        found = payload(image.read_bytes())
+    except UnknownImage as err:
+        return {}, f"binary: {err}", None
+    except OSError as err:
+        return {}, f"binary: cannot read {image}: {err}", None
+    return (*_search(found.data), found.format)
 
 
-def _search(data) -> dict[str, str]:
-    return {name: PRESENT if data.find(fact.signature) >= 0 else ABSENT
-            for name, fact in FACTS.items() if fact.signature}
+def _search(data) -> tuple[dict[str, str], str]:
+    btf = data.find(BTF_HEADER) >= 0
+    answers = {name: UNKNOWN if fact.signature_in_btf and not btf else PRESENT if data.find(fact.signature) >= 0
+               else ABSENT for name, fact in FACTS.items() if fact.signature}
+    silent = sorted(name for name, answer in answers.items() if answer == UNKNOWN)
+    return answers, (f"binary: no BTF in the image, so it cannot say about {', '.join(silent)}" if silent
+                     else ANSWERED)
+
+
+def coverage(kernel, digest: str | None = None) -> dict[str, str]:
+    """Which witnesses can answer for this kernel (kregress.kernels.Kernel), and why one cannot."""
+    _, binary, _ = binary_witness(kernel.image, digest)
+    return {"binary": binary,
+            "config": ANSWERED if kernel.config else "config: no config found (no config file beside the image, "
+                                                     "no IKCONFIG in it)",
+            "changelog": ANSWERED if _changelog_text(kernel.image) is not None else
+                         "changelog: no package changelog beside the image"}
+
+
+def missing_witnesses(kernels: dict[str, dict]) -> str | None:
+    """The terminal summary's line: how many kernels ran without a binary or a config witness."""
+    covered = {kid: info["evidence_coverage"] for kid, info in kernels.items() if info.get("evidence_coverage")}
+    if not covered:
+        return None
+    parts = []
+    for witness in ("binary", "config"):
+        without = sorted(kid for kid, said in covered.items() if said.get(witness, ANSWERED) != ANSWERED)
+        parts.append(f"{witness} witness missing on {len(without)} of {len(covered)} kernel(s)"
+                     + (f" ({', '.join(without)})" if without else ""))
+    return "evidence: " + "; ".join(parts)
 
 
 def _changelog_text(image: Path) -> str | None:

@@ -4,6 +4,10 @@ Expectations for a kernel are derived from these and what the kernel's witnesses
 (kregress.evidence: its binary, its package changelog, its upstream version), never
 copied from what some kernel did. A kernels.toml entry can state a fact outright
 (facts = { getsockopt_relief = true }), which outranks every witness.
+
+Having the commit is not always enough: a fact can declare what else the feature needs
+(config options, on every architecture or on one), and a kernel that has the commit but
+not those is "unusable here", with the reason, as its config (a witness too) says.
 """
 from __future__ import annotations
 
@@ -22,6 +26,14 @@ class Fact:
     # bytes only a kernel image with the fact contains (kregress.evidence): a message the
     # commit added, or a name it added to the kernel's BTF
     signature: bytes = b""
+    # the signature is a name in the BTF: a kernel without BTF says nothing either way
+    signature_in_btf: bool = False
+    # what the feature needs beyond its commit: options on every arch, and per arch
+    needs_config: tuple[str, ...] = ()
+    needs_config_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def needs(self, arch: str) -> tuple[str, ...]:
+        return self.needs_config + self.needs_config_on.get(arch, ())
 
     @property
     def label(self) -> str:
@@ -44,13 +56,18 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          mainline=(6, 5), stable={(6, 1): 39, (5, 15): 121},
          note="user optlen > PAGE_SIZE: the prog's buffer is ignored instead of EFAULT; "
               "not in 5.10.y",
-         signature=b"ignoring program buffer with optlen"),
+         signature=b"ignoring program buffer with optlen", needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("sockops_hdr_opt", "0813a841566f", "bpf: tcp: Allow bpf prog to write and parse TCP header option",
          mainline=(5, 10),
          note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt",
-         signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0"),
+         signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
-         note="BPF_LSM_CGROUP attach type", signature=b"BPF_LSM_CGROUP\0"),
+         note="BPF_LSM_CGROUP attach type. Programs attach through BPF trampolines, which arm64 builds on "
+              "ftrace direct calls (Debian bookworm arm64 6.1.176 lacks them and refuses every attach with "
+              "ENOTSUPP, -524; trixie's arm64 6.12 has them)",
+         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True,
+         needs_config=("CONFIG_BPF_LSM", "CONFIG_CGROUP_BPF", "CONFIG_DEBUG_INFO_BTF", "CONFIG_BPF_JIT"),
+         needs_config_on={"arm64": ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",)}),
     Fact("getsockopt_retval_in_run_ctx", "c4dcfdd406aa", "bpf: Move getsockopt retval to struct bpf_cg_run_ctx",
          mainline=(5, 18),
          note="getsockopt bails out on a negative retval before checking optlen, so a kernel error "
@@ -58,7 +75,7 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "error is set yet; a prog may set any retval (the documented 'only 0 or the kernel's "
               "value, else EFAULT' rule is gone). Binary signature: the bpf_get_retval helper of "
               "b44123b4a3dc, same v5.18 series (c4dcfdd406aa adds no string of its own)",
-         signature=b"BPF_FUNC_get_retval\0"),
+         signature=b"BPF_FUNC_get_retval\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("setsockopt_buffer_16", "9babe825da76", "bpf: always allocate at least 16 bytes for setsockopt hook",
          mainline=(5, 4),
          note="a setsockopt prog may raise optlen up to 16 bytes past a shorter user buffer (release "
@@ -96,6 +113,9 @@ class KernelFacts:
     evidence: dict[str, dict[str, str]] = field(default_factory=dict)
     used: set[str] = field(default_factory=set, compare=False)     # the facts a test asked about
     declared: tuple[str, ...] | None = None     # a scenario's declared facts: asking for others is an error
+    arch: str = "x86_64"
+    config: dict[str, str] | None = None        # the kernel's config (None or empty: none found)
+    config_source: str | None = None
 
     def answers(self, name: str) -> dict[str, str]:
         """Each source's answer about the fact: present, absent or unknown."""
@@ -128,9 +148,43 @@ class KernelFacts:
     def expects(self, name: str) -> bool:
         return self.answers(name)[self.decided_by(name)] == "present"
 
+    def unusable_reason(self, name: str) -> str | None:
+        """Why a kernel with the fact cannot use it here, as its config says ("arm64 kernel without
+        CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS"); None when it can, lacks the fact, or has no config."""
+        if not self.config or not self.expects(name):
+            return None
+        fact = FACTS[name]
+        missing = [option for option in fact.needs(self.arch) if self.config.get(option) not in ("y", "m")]
+        if not missing:
+            return None
+        per_arch = any(option in fact.needs_config_on.get(self.arch, ()) for option in missing)
+        return f"{self.arch + ' kernel' if per_arch else 'kernel'} without {' and '.join(missing)}"
+
+    def state(self, name: str) -> str:
+        """"has", "lacks" or "unusable" (has the commit, not what the feature needs); the test's
+        expectation now depends on it, as with has()."""
+        if not self.has(name):
+            return "lacks"
+        return "unusable" if self.unusable_reason(name) else "has"
+
+    def unusable_skip(self, name: str) -> str:
+        """The named skip of a test whose fact is unusable here."""
+        return (f"unusable here: {name}: {self.unusable_reason(name)} (its config: {self.config_source}); "
+                f"{FACTS[name].label} is in it: {self.why(name)}")
+
     def summary(self, name: str) -> dict:
-        """For the results: what is expected, which source decided, what each source said."""
-        return {"expected": self.expects(name), "decided_by": self.decided_by(name), "sources": self.answers(name)}
+        """For the results: what is expected, which source decided, what each source said, and the
+        state: has, lacks, or unusable (with the reason, from the config)."""
+        out = {"expected": self.expects(name), "decided_by": self.decided_by(name), "sources": self.answers(name)}
+        reason = self.unusable_reason(name)
+        out["state"] = "lacks" if not out["expected"] else "unusable" if reason else "has"
+        if reason:
+            out["reason"] = reason
+        needs = FACTS[name].needs(self.arch)
+        if needs:
+            out["config_needs"] = ({option: self.config.get(option, "unset") for option in needs} if self.config
+                                   else "unknown: no config found")
+        return out
 
     def disagreements(self, name: str) -> list[str]:
         said = self.answers(name)
@@ -156,6 +210,10 @@ class KernelFacts:
     def contradiction(self, name: str, observed_present: bool) -> str:
         """The message for a kernel whose behaviour disagrees with what the sources say."""
         fact = FACTS[name]
+        reason = self.unusable_reason(name)
+        if reason and observed_present:
+            return (f"{self.kernel_id} ({self.version}) behaves with {fact.label}, but its config "
+                    f"({self.config_source}) says it cannot use it here: {reason}")
         behaves = "with" if observed_present else "without"
         says = "has it" if self.expects(name) else "lacks it"
         source = self.decided_by(name)

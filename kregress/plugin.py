@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import documents, durations, procs, reproduce, verdicts
+from . import documents, durations, evidence, procs, reproduce, verdicts
 from .config import KernelsFileError
 from .expect import declared_facts, differences, facts_mismatch, failure_message
 from .facts import KernelFacts
@@ -182,7 +182,8 @@ def kernel_facts(request, kernel_session) -> KernelFacts:
     kernel = kernel_session.kernel
     declared = declared_facts(request.node.iter_markers("scenario"))
     facts = KernelFacts(kernel.id, kernel.upstream_version, dict(kernel.spec.facts), kernel_session.evidence,
-                        declared=declared)
+                        declared=declared, arch=kernel.spec.arch, config=kernel.config,
+                        config_source=kernel.config_source)
     yield facts
     record = _record_of(request.node)
     record["facts_used"] = {name: facts.summary(name) for name in sorted(facts.used)}
@@ -402,6 +403,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             write(f"  {kernel_id}: {info.get('package') or info.get('image')} {info.get('package_version') or ''} "
                   f"uname -r {info.get('uname_r')}, {info.get('arch')} {page_text(info.get('page_size'))} pages, "
                   f"{came_up(info)} in {info.get('boot_seconds')}s under {info.get('accel')} ({phases})")
+    missing = evidence.missing_witnesses(results.doc["kernels"])
+    if missing:
+        write(missing)
     write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
           f"(outcomes {summary['outcomes']})")
     write(f"results: {results.path}")

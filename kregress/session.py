@@ -149,7 +149,9 @@ class KernelSession:
                 "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
-                "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence}
+                "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence,
+                "evidence_coverage": evidence.coverage(self.kernel, self.vm.kernel_digest),
+                "image_format": evidence.binary_witness(self.kernel.image, self.vm.kernel_digest)[2]}
 
     def stop(self) -> None:
         self.vm.stop()

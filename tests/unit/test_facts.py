@@ -63,3 +63,43 @@ def test_order_of_trust_stated_binary_changelog_version():
     changelog_only = KernelFacts("k", None, {}, {"lsm_cgroup": {"binary": "unknown", "changelog": "present"}})
     assert changelog_only.has("lsm_cgroup") and changelog_only.decided_by("lsm_cgroup") == "changelog"
     assert facts.used == {"getsockopt_relief"}     # what the test asked about, for its record
+
+
+# what Debian's configs say (bookworm arm64 6.1.176 and trixie arm64 6.12 /boot/config-*)
+LSM_CONFIG = {"CONFIG_BPF_LSM": "y", "CONFIG_CGROUP_BPF": "y", "CONFIG_DEBUG_INFO_BTF": "y", "CONFIG_BPF_JIT": "y"}
+WITH_DIRECT_CALLS = {**LSM_CONFIG, "CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS": "y"}
+
+
+def test_lsm_cgroup_on_arm64_needs_ftrace_direct_calls():
+    bookworm = KernelFacts("debian-6.1-arm64", "6.1.176", arch="arm64", config=LSM_CONFIG,
+                           config_source="boot/config-6.1.0-50-arm64")
+    assert bookworm.state("lsm_cgroup") == "unusable" and bookworm.has("lsm_cgroup")
+    assert bookworm.unusable_reason("lsm_cgroup") == "arm64 kernel without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS"
+    summary = bookworm.summary("lsm_cgroup")
+    assert (summary["expected"], summary["state"], summary["reason"]) == (
+        True, "unusable", "arm64 kernel without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS")
+    assert summary["config_needs"]["CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS"] == "unset"
+    assert bookworm.unusable_skip("lsm_cgroup").startswith(
+        "unusable here: lsm_cgroup: arm64 kernel without CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS (its config: "
+        "boot/config-6.1.0-50-arm64)")
+    # a kernel that runs the programs anyway contradicts its config
+    assert "says it cannot use it here: arm64 kernel without" in bookworm.contradiction("lsm_cgroup", True)
+    # the other facts need nothing arm64-specific
+    assert bookworm.state("getsockopt_relief") == "has"
+
+    trixie = KernelFacts("debian-6.12-arm64-16k", "6.12.117", arch="arm64", config=WITH_DIRECT_CALLS)
+    assert trixie.state("lsm_cgroup") == "has" and "reason" not in trixie.summary("lsm_cgroup")
+    # x86_64 attaches trampolines without ftrace direct calls
+    assert KernelFacts("debian-6.1", "6.1.176", config=LSM_CONFIG).state("lsm_cgroup") == "has"
+
+
+def test_options_every_arch_needs_and_what_no_config_means():
+    no_bpf_lsm = {k: v for k, v in LSM_CONFIG.items() if k != "CONFIG_BPF_LSM"}
+    facts = KernelFacts("own", "6.12.1", config=no_bpf_lsm)
+    assert facts.unusable_reason("lsm_cgroup") == "kernel without CONFIG_BPF_LSM"
+    # lacking the commit stays "lacks", whatever the config
+    assert KernelFacts("debian-5.10-arm64", "5.10.223", arch="arm64", config=LSM_CONFIG).state("lsm_cgroup") == "lacks"
+    # no config: nothing says it is unusable, and the record says the config is unknown
+    unknown = KernelFacts("own", "6.12.1", arch="arm64")
+    assert unknown.state("lsm_cgroup") == "has"
+    assert unknown.summary("lsm_cgroup")["config_needs"] == "unknown: no config found"
