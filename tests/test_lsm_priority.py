@@ -3,7 +3,8 @@ Stanislav Fomichev's LPC 2022 talk "Networking resource control with per-cgroup 
 
 Every test runs one case of guest/lsm_priority.c. Preconditions are observed, not
 assumed: the driver first tries an lsm_cgroup program, and a kernel that refuses it is
-an expected skip only when its version says it lacks 69fd337a975c (fact "lsm_cgroup");
+an expected skip only when its version says it lacks 69fd337a975c (fact "lsm_cgroup"),
+or its config says it cannot run it (unusable here: e.g. arm64 without ftrace direct calls);
 a kernel that accepts the programs but does not run the bpf LSM fails, naming the
 lsm= boot parameter that fixes it.
 """
@@ -20,10 +21,15 @@ def observe(case, run_driver, kernel_session, kernel_facts) -> dict:
     """The case's observations, once the kernel is known to run lsm_cgroup programs."""
     result = run_driver(DRIVER, case)
     supported = result["lsm_cgroup_supported"]
-    if supported != kernel_facts.has(FACT):
+    # the facts' decision: has it, lacks it, or has it but cannot run it here (issue 21: its config)
+    state = kernel_facts.state(FACT)
+    if supported != (state == "has"):
         how = "accepted" if supported else f"refused ({result.get('stage')}: {result.get('load_errno')})"
         pytest.fail(f"{kernel_facts.contradiction(FACT, supported)}; the kernel {how} an lsm_cgroup "
                     f"program. Driver output: {result}", pytrace=False)
+    if state == "unusable":
+        pytest.skip(f"{kernel_facts.unusable_skip(FACT)}; the kernel refused the {result['stage']} of an "
+                    f"lsm_cgroup program with {result['load_errno']} ({result.get('libbpf', '')})")
     if not supported:
         pytest.skip(f"not supported by this kernel: lsm_cgroup (BPF_LSM_CGROUP) is missing - "
                     f"{kernel_facts.why(FACT)}; the kernel refused the {result['stage']} of an "
