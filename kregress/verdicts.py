@@ -65,6 +65,7 @@ def table(docs: list[dict]) -> list[dict]:
                     "expected": used.get("expected"), "decided_by": used.get("decided_by"),
                     "sources": used.get("sources") or {},
                     "package_version": (doc.get("kernels", {}).get(kernel) or {}).get("package_version"),
+                    "coverage": (doc.get("kernels", {}).get(kernel) or {}).get("evidence_coverage") or {},
                     "agree": [], "against": [], "in_question": [], "precondition": [], "not_counted": []})
                 kind, detail = judge(test, name, row["state"])
                 nodeid = test.get("nodeid", "?")
@@ -126,7 +127,8 @@ def sentence(row: dict) -> str:
     """e.g. 'version says lacks it; binary says has it; behaves with it'."""
     said = [f"{source} says {'has' if answer == 'present' else 'lacks'} it"
             for source, answer in row["sources"].items() if answer in ("present", "absent")]
-    return "; ".join(said + [behaviour(row)])
+    silent = [why for why in row.get("coverage", {}).values() if why != "answered"]     # evidence.coverage()
+    return "; ".join(said + silent + [behaviour(row)])
 
 
 def expected_text(row: dict) -> str:

@@ -187,3 +187,13 @@ def test_report_html_shows_the_grid_before_the_line_table():
     assert parser.cells[("debian-5.10", RELIEF, "pass")] == "lacks: agree"
     assert len(parser.cells) == 8
     assert page.index('id="verdict-grid"') < page.index('id="verdicts"') < page.index('id="matrix"')
+
+
+def test_verdict_lines_say_which_witness_could_not_answer():
+    doc = {"kernels": {"own-arm64": {"evidence_coverage": {
+        "binary": "binary: payload format not recognised (not ELF, x86 bzImage, ...)", "config": "answered",
+        "changelog": "changelog: no package changelog beside the image"}}},
+        "tests": [record("t::a", "own-arm64", "passed", decided_by="version", sources={"version": "present"})]}
+    row, = table([doc])
+    assert sentence(row) == ("version says has it; binary: payload format not recognised (not ELF, x86 bzImage, "
+                             "...); changelog: no package changelog beside the image; behaves with it")
