@@ -75,8 +75,8 @@ class Difference:
         if self.explained:
             why = "explained by " + flips
         elif self.facts:
-            why = (f"{flips} flips, but the new kernel does not pass it, so that does not explain it"
-                   if not self.worse else f"worse outcome, although {flips} flips")
+            why = (f"the new kernel does not pass it, so the flip of {flips} does not explain it"
+                   if not self.worse else f"worse outcome, whatever flips ({flips})")
         else:
             why = "UNEXPLAINED: no fact the test names flips between the two kernels"
         outcome = f" [{outcomes}]" if self.old.outcome != self.new.outcome else ""
