@@ -1,13 +1,13 @@
 """The kernels of one pytest process and its live VM."""
 from __future__ import annotations
 
-import platform
 from pathlib import Path
 
-from .accel import AccelChoice, choose_for_host
+from .accel import AccelChoice, ProbeResult, choose_for_host
 from .config import load_kernels, select_kernels
 from .facts import FACTS
 from .guest import RunKeys
+from .hostcpu import HOST_ARCH, config_page_size, kvm_granule
 from .kernels import KernelFetchError, locked, resolve
 from .paths import cache_dir
 from .session import KernelSession, SessionOptions
@@ -16,7 +16,6 @@ from .image import GuestImage, ImageError, ensure_image, load_spec
 from .vm import VM, BootError
 
 PROBE_TIMEOUT_S = 60
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
 
 
 class KernelPool:
@@ -56,26 +55,21 @@ class KernelPool:
 
     def choose_accel(self) -> AccelChoice:
         if self.accel is None:
-            kernel = None
-            for kernel_id in (k for k, spec in self.specs.items() if spec.arch == HOST_ARCH):
-                try:
-                    kernel = self.kernel(kernel_id)
-                    break
-                except KernelFetchError:
-                    continue
-            if kernel is None:
-                self.accel = AccelChoice("tcg", "no kernel could be fetched to probe KVM with")
-            else:
-                # one probe per host: xdist workers wait for the first one's cached answer
-                with locked(cache_dir() / "locks" / "accel.lock"):
-                    self.accel = choose_for_host(self.accel_request, probe=lambda: self._probe_kvm(kernel))
+            # one probe per host: xdist workers wait for the first one's cached answer
+            with locked(cache_dir() / "locks" / "accel.lock"):
+                self.accel = choose_for_host(self.accel_request, probe=self._probe_kvm)
         return self.accel
 
     def accel_for(self, kernel) -> AccelChoice:
-        """KVM runs only the host's own architecture: another one is always emulated."""
+        """KVM runs only the host's own architecture (another one is always emulated), and on
+        arm64 only kernels whose page size the host CPU is known to have."""
         if kernel.spec.arch != HOST_ARCH:
             return AccelChoice("tcg", f"{kernel.spec.arch} kernel on an {HOST_ARCH} host: emulated")
-        return self.choose_accel()
+        choice = self.choose_accel()
+        fits, why = kvm_granule(config_page_size(kernel.config))
+        if choice.accel == "kvm" and not fits and self.accel_request == "auto":
+            return AccelChoice("tcg", f"KVM not used for this kernel: {why}; emulated (TCG, max CPU)")
+        return choice
 
     def guest_image(self, arch: str = HOST_ARCH) -> GuestImage:
         if arch not in self.images:
@@ -96,9 +90,29 @@ class KernelPool:
         finally:
             vm.stop()
 
-    def _probe_kvm(self, kernel) -> tuple[bool, str]:
-        return VM(kernel, "kvm", self.run_dir, self.run_keys(), self.guest_image(), memory="512M",
-                  boot_timeout=PROBE_TIMEOUT_S).probe()
+    def _probe_kvm(self) -> ProbeResult:
+        """Boot the first host-architecture kernel that can be probed with under KVM; what
+        stops a probe without KVM or QEMU saying anything (a fetch, the guest image, this
+        kernel) moves on to the next kernel or, with none left, is the probe's error."""
+        problems = []
+        for kernel_id, spec in self.specs.items():
+            if spec.arch != HOST_ARCH:
+                continue
+            try:
+                kernel = self.kernel(kernel_id)
+                if not kvm_granule(config_page_size(kernel.config))[0]:
+                    continue        # would hang: says nothing about KVM
+                result = VM(kernel, "kvm", self.run_dir, self.run_keys(), self.guest_image(), memory="512M",
+                            boot_timeout=PROBE_TIMEOUT_S).probe()
+            except KernelFetchError as err:
+                problems.append(str(err))
+                continue
+            except ImageError as err:        # the same for every kernel
+                return ProbeResult(False, f"the guest image: {str(err).splitlines()[0][:200]}")
+            if result.works or result.refused_by:
+                return result
+            problems.append(result.detail)
+        return ProbeResult(False, "; ".join(problems) or f"no {HOST_ARCH} kernel to probe KVM with")
 
     def session(self, kernel_id: str, fresh_for=None) -> KernelSession:
         """The kernel's live VM; a new one (restored from its snapshot) when there is none

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,8 @@ from .guest import CommandResult, GuestLost, RunKeys
 from .image import GuestImage
 from .snapshot import SnapshotCache
 from .kernels import Kernel
-from .vm import VM
+from .hostcpu import host_cpu
+from .vm import VM, guest_runs_host_cpu, qemu_option
 
 GUEST_BIN = "/tmp/kregress/bin"
 # Kernel log lines that fail a test even when its own assertions passed.
@@ -138,7 +140,9 @@ class KernelSession:
         return {**self.kernel.describe(), "uname_r": self.release, "arch": self.kernel.spec.arch,
                 "page_size": boot.page_size if boot else None, "accel": self.accel.accel,
                 "accel_reason": self.accel.reason,
-                "cpu_model": self.vm.tcg_cpu if self.accel.accel == "tcg" else "vng's choice",
+                "cpu_model": self.cpu_record()["qemu_cpu"] if boot else None,
+                "cpu": self.cpu_record() if boot else None,
+                "accel_probe_error": self.accel.probe_error,
                 "boot_seconds": boot.seconds if boot else None,
                 "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
                 "boot_phases": boot.phases if boot else None,
@@ -152,6 +156,12 @@ class KernelSession:
                 "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence,
                 "evidence_coverage": evidence.coverage(self.kernel, self.vm.kernel_digest),
                 "image_format": evidence.binary_witness(self.kernel.image, self.vm.kernel_digest)[2]}
+
+    def cpu_record(self) -> dict:
+        """The -cpu and -machine the guest really ran with, and the host CPU under it."""
+        command = shlex.split(self.vm.boot.cmdline)
+        return {"qemu_cpu": qemu_option(command, "-cpu"), "machine": qemu_option(command, "-machine"),
+                "guest_sees_host_cpu": guest_runs_host_cpu(command), "host": host_cpu().describe()}
 
     def stop(self) -> None:
         self.vm.stop()

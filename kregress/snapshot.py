@@ -6,7 +6,10 @@ QEMU's version and the exact command line (kernel, initramfs, guest image, memor
 machine; the per-run values masked), the kernel image's, initramfs's and image's
 contents. A state file is checked against its recorded SHA-256 before every restore and
 a mismatch (truncated, flipped bytes) is deleted and rebuilt, never loaded. The cache is
-bounded; the least recently used snapshots go first.
+bounded; the least recently used snapshots go first. A state QEMU refuses to load is
+removed too (the VM says why and saves a new one). When the guest runs on the host's CPU
+(-cpu host, under KVM) the key covers that CPU's model and flags: a state is never
+restored on another CPU.
 """
 from __future__ import annotations
 
@@ -37,6 +40,14 @@ PER_RUN = [(re.compile(r"hostfwd=tcp:127\.0\.0\.1:\d+"), "hostfwd=tcp:127.0.0.1:
 
 class SnapshotError(RuntimeError):
     """A snapshot could not be saved or used; the caller boots instead."""
+
+
+class SnapshotRefused(SnapshotError):
+    """QEMU would not load the saved state (under KVM: saved on another host CPU, say)."""
+
+    def __init__(self, snapshot: "Snapshot", message: str):
+        super().__init__(message)
+        self.snapshot = snapshot
 
 
 @dataclass(frozen=True)
@@ -185,3 +196,11 @@ class SnapshotCache:
 
     def remove(self, directory: Path) -> None:
         shutil.rmtree(directory, ignore_errors=True)
+
+    def remove_refused(self, snapshot: Snapshot) -> None:
+        """Remove a state QEMU refused, unless another process has saved a new one there meanwhile."""
+        kernel_id = snapshot.manifest.get("kernel", snapshot.directory.name.rsplit("-", 1)[0])
+        with self.lock(kernel_id, snapshot.key):
+            current = self.find(kernel_id, snapshot.key)
+            if current and current.manifest.get("state_sha256") == snapshot.manifest.get("state_sha256"):
+                self.remove(current.directory)

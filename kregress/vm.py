@@ -27,6 +27,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from .build import BuildError, build_agent
+from .config import DEBIAN_ARCH
 from .guest import GuestLost, GuestSession, RunKeys
 from .image import GuestImage
 from .initramfs import InitramfsError, ensure_initramfs, missing_config
@@ -34,27 +35,38 @@ from .kernels import Kernel, config_problem, sha256_file
 from .paths import cache_dir
 from .procs import kill_group, spawn
 from .qmp import QMP, QMPError
-from .snapshot import Snapshot, SnapshotCache, SnapshotError, qemu_version, snapshot_key
+from .accel import ProbeResult, kvm_openable
+from .hostcpu import host_cpu
+from .snapshot import Snapshot, SnapshotCache, SnapshotError, SnapshotRefused, qemu_version, snapshot_key
 from .vmlinux import pvh_vmlinux
 
 READY = re.compile(r"KREGRESS: READY release=(\S+) lsm=(\S*) page_kb=(\d*) iface=\S* t=([\d.]+)")
 PHASE = re.compile(r"KREGRESS: PHASE (\w+) ([\d.]+)")
 GUEST_FAIL = re.compile(r"KREGRESS: FAIL (.*)")
-# Console lines that mean the boot is over, whatever the timeout says.
+# What QEMU itself reports as an error: its program-name prefix without "warning:" or
+# "info:" (vng always asks for topoext=on, which QEMU warns about on Intel hosts), and
+# KVM's own failure (QEMU then pauses the guest instead of exiting).
+QEMU_ERROR = re.compile(r"qemu-system-\w+: (?!warning: |info: ).*|KVM internal error.*")
+# Console lines that mean the boot is over, whatever the timeout says: the kernel's own
+# fatal lines and QEMU's errors.
 FATAL = re.compile(r"Kernel panic - not syncing.*|VFS: Unable to mount root fs.*|"
-                   r"Oops: .*|BUG: .*|qemu-system-\w+: .*")
+                   r"Oops: .*|BUG: .*|" + QEMU_ERROR.pattern)
 BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
 # Under TCG the CPU model is pinned (a saved guest only fits the CPU model it was saved
 # on, and -cpu max, vng's choice, moves with QEMU versions) to QEMU's own default, plus
 # rdrand: with random.trust_cpu=on it seeds the kernel's random pool at once (dropbear
 # waited 0.6-2.3 s of every boot for it). A kernel entry may add flags (tcg_cpu_flags in
-# kernels.toml). Under KVM, vng's choice stands.
+# kernels.toml). Under KVM, vng's choice stands (-cpu host: the snapshot key then covers
+# the host CPU) and tcg_cpu_flags do not apply.
 TCG_CPU = {"x86_64": "qemu64,+rdrand",
            # max: every page size (cortex-a57, vng's choice, has no 16K granule) and RNDR for
            # random.trust_cpu; pauth-impdef: QEMU's cheap pointer authentication, much faster under TCG
            "arm64": "max,pauth-impdef=on"}
 # vng's arm64 command puts the image on virtio-mmio; PCI is the transport the initramfs loads
 RENAMED_DEVICES = {"virtio-blk-device": "virtio-blk-pci"}
+# One machine type under both accelerators: vng asks for q35 under TCG but leaves it out
+# under KVM (QEMU's default, i440fx); x86 guests always get q35.
+MACHINE_TYPE = {"x86_64": "q35"}
 BOOT_ATTEMPTS = 2
 AGENT_PORT = 7001
 # Anything by which QEMU would share a host directory with the guest.
@@ -95,13 +107,38 @@ def vng_env() -> dict:
     return dict(os.environ, PATH=path)
 
 
-def vng_qemu_command(vng_args: list[str]) -> list[str]:
-    """QEMU's argv as vng would run it (`vng --dry-run`), cached by vng's version and arguments."""
+def machine_accel(argv: list[str]) -> str:
+    """The accelerator a QEMU command asks for: "kvm" when -machine names accel=kvm..., else "tcg"."""
+    for option, value in _options(argv):
+        if option in ("-machine", "-M") and value and \
+                any(part.startswith("accel=kvm") for part in value.split(",")):
+            return "kvm"
+    return "tcg"
+
+
+def check_accel(argv: list[str], accel: str) -> None:
+    """vng decides on KVM itself (it opens /dev/kvm): its command must be the one asked for."""
+    got = machine_accel(argv)
+    if got == accel:
+        return
+    if accel == "kvm":
+        raise BootError(f"--accel kvm cannot be honoured: vng gave a command without KVM (it uses KVM only when "
+                        f"it can open /dev/kvm: {kvm_openable()[1]}). Give this user read-write access to /dev/kvm "
+                        f"(the kvm group), or run with --accel auto or --accel tcg", retryable=False)
+    raise BootError(f"vng gave a KVM command although --disable-kvm was passed: {shlex.join(argv)[:300]}",
+                    retryable=False)
+
+
+def vng_qemu_command(vng_args: list[str], accel: str | None = None) -> list[str]:
+    """QEMU's argv as vng would run it (`vng --dry-run`), cached by vng's version and arguments.
+    Given accel, the command is checked to be for it, in the cache and from vng, before it is used or kept."""
     key = hashlib.sha256(json.dumps([package_version("virtme-ng"), vng_args]).encode()).hexdigest()[:20]
     cached = cache_dir() / "vng-dry-run" / f"{key}.json"
     if cached.exists():
         try:
-            return json.loads(cached.read_text())
+            argv = json.loads(cached.read_text())
+            if accel is None or machine_accel(argv) == accel:
+                return argv
         except ValueError:
             pass        # a torn write: ask vng again
     proc = subprocess.run([vng_args[0], "--dry-run", *vng_args[1:]], capture_output=True, text=True,
@@ -112,6 +149,8 @@ def vng_qemu_command(vng_args: list[str]) -> list[str]:
                         f"$ {shlex.join(vng_args)} --dry-run\n{(proc.stderr or proc.stdout)[-2000:]}", retryable=False)
     line = found[-1]
     argv = shlex.split(line)
+    if accel is not None:
+        check_accel(argv, accel)        # never cached under the wrong accelerator
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}")
     partial.write_text(json.dumps(argv))
@@ -129,15 +168,39 @@ def _options(argv: list[str]):
         index += 2 if value is not None else 1
 
 
+def one_machine(qemu: list[str], arch: str) -> str:
+    """vng's -machine/-M options as one: the machine type first (MACHINE_TYPE's when vng
+    names none), and accel=kvm without vng's ":tcg", which would quietly run a guest KVM
+    refused under TCG while everything says kvm."""
+    kind, properties = MACHINE_TYPE.get(arch), []
+    for option, value in _options(qemu):
+        if option not in ("-machine", "-M") or not value:
+            continue
+        for part in value.split(","):
+            if "=" not in part:
+                kind = part
+            elif part.startswith("type="):
+                kind = part.removeprefix("type=")
+            else:
+                properties.append("accel=kvm" if part == "accel=kvm:tcg" else part)
+    return ",".join([kind, *properties] if kind else properties)
+
+
 def own_guest_command(qemu: list[str], *, initramfs: Path, append: list[str], extra: list[str],
-                      kernel: Path | None = None, cpu: str | None = None) -> list[str]:
+                      kernel: Path | None = None, cpu: str | None = None, arch: str = "x86_64") -> list[str]:
     """vng's QEMU command with its host shares removed and our initramfs and kernel
     arguments (and, given kernel, another file of the same kernel to load; given cpu,
-    another CPU model)."""
+    another CPU model), on one machine type for both accelerators."""
     out = [qemu[0]]
     kernel_args: list[str] = []
+    machine_done = False
     for option, value in _options(qemu):
         if option in ("-fsdev", "-virtfs", "-initrd", "-name"):
+            continue
+        if option in ("-machine", "-M"):
+            if not machine_done:
+                out += ["-machine", one_machine(qemu, arch)]
+                machine_done = True
             continue
         if option == "-device" and value.split(",")[0] in DROPPED_DEVICES:
             continue
@@ -160,12 +223,26 @@ def own_guest_command(qemu: list[str], *, initramfs: Path, append: list[str], ex
                     kernel_args.append(arg)
             continue
         out += [option] if value is None else [option, value]
+    if not machine_done and MACHINE_TYPE.get(arch):
+        out += ["-machine", MACHINE_TYPE[arch]]
     out += ["-initrd", str(initramfs), "-append", " ".join(kernel_args + append), *extra]
     shared = [arg for arg in out if HOST_SHARE.search(arg)]
     if shared:
         raise BootError("refusing to boot: the QEMU command would still share host files with the guest: "
                         + " ".join(shared), retryable=False)
     return out
+
+
+def qemu_option(argv: list[str], name: str) -> str | None:
+    """The value of a QEMU command's last `name` option (e.g. "-cpu"), None when absent."""
+    values = [value for option, value in _options(argv) if option == name]
+    return values[-1] if values else None
+
+
+def guest_runs_host_cpu(argv: list[str]) -> bool:
+    """-cpu host (and max under KVM, which is the host's): the guest sees this machine's CPU."""
+    cpu = (qemu_option(argv, "-cpu") or "").split(",")[0]
+    return cpu == "host" or (cpu == "max" and machine_accel(argv) == "kvm")
 
 
 def lsm_cmdline(kernel: Kernel) -> str:
@@ -268,7 +345,9 @@ class VM:
     def vng_args(self) -> list[str]:
         return vng_base(self.accel, self.cpus, self.memory) + [
             # the run directory's name in qemu's -name tells our VMs apart from anyone else's
-            *(["--arch", "arm64"] if self.kernel.spec.arch == "arm64" else []),
+            # always: without it vng boots the host's architecture (an x86 kernel on an arm64
+            # host went to qemu-system-aarch64 with -cpu host)
+            "--arch", DEBIAN_ARCH[self.kernel.spec.arch],     # vng's --arch takes Debian's names
             "--run", str(self.kernel.image),
             "--root-disk", str(self.image.root), "--busybox", str(self.image.busybox),
             # vng's non-interactive mode: serial console into a file, no monitor on stdio.
@@ -296,9 +375,9 @@ class VM:
                  "-device", "virtio-net-pci,netdev=kr0",
                  "-fw_cfg", f"name=opt/kregress/host_key,file={keys / 'host_ed25519.dropbear'}",
                  "-fw_cfg", f"name=opt/kregress/authorized_keys,file={keys / 'authorized_keys'}"]
-        return own_guest_command(vng_qemu_command(self.vng_args()), initramfs=self.initramfs.path,
+        return own_guest_command(vng_qemu_command(self.vng_args(), self.accel), initramfs=self.initramfs.path,
                                  append=append, extra=extra, kernel=self.pvh_kernel,
-                                 cpu=self.tcg_cpu if self.accel == "tcg" else None)
+                                 cpu=self.tcg_cpu if self.accel == "tcg" else None, arch=self.kernel.spec.arch)
 
     @property
     def tcg_cpu(self) -> str:
@@ -306,16 +385,29 @@ class VM:
 
     def start(self) -> BootInfo:
         preflight(self.kernel)
-        if self.snapshots is not None:
+        notes = []
+        # A state QEMU refused to load is removed and saved anew (once): restoring it again
+        # would fail again at every start, and a new save is what a CI cache then keeps.
+        for _ in range(2) if self.snapshots is not None else ():
             try:
                 self.boot = self._start_from_snapshot()
+                self.snapshot_note = "; ".join(notes) or None
                 return self.boot
+            except SnapshotRefused as err:
+                self._forget_snapshot()
+                self.snapshots.remove_refused(err.snapshot)
+                notes.append(f"{err}: removed")
             except (SnapshotError, QMPError, GuestLost) as err:
-                self.snapshot_note = f"snapshot not used, booted instead: {err}"
-                self.stop()
-                self.guest_keys = self.keys
+                self._forget_snapshot()
+                notes.append(f"snapshot not used, booted instead: {err}")
+                break
+        self.snapshot_note = "; ".join(notes) or None
         self.boot = self._boot_with_retries()
         return self.boot
+
+    def _forget_snapshot(self) -> None:
+        self.stop()
+        self.guest_keys = self.keys
 
     def _boot_with_retries(self) -> BootInfo:
         errors = []
@@ -334,8 +426,11 @@ class VM:
 
     def snapshot_key(self) -> str:
         command = self.command(0)
-        return snapshot_key(command, {"qemu": qemu_version(command[0]), "kernel": self.kernel_digest,
-                                      "initramfs": self.initramfs.path.name, "image": self.image.digest})
+        parts = {"qemu": qemu_version(command[0]), "kernel": self.kernel_digest,
+                 "initramfs": self.initramfs.path.name, "image": self.image.digest}
+        if guest_runs_host_cpu(command):
+            parts["host_cpu"] = host_cpu().identity     # a state saved on one CPU is never restored on another
+        return snapshot_key(command, parts)
 
     def _start_from_snapshot(self) -> BootInfo:
         key = self.snapshot_key()
@@ -357,11 +452,18 @@ class VM:
         # the same command line as the save, plus where the state comes from
         cmd, started = self._spawn(self.port, label="restore",
                                    extra=["-incoming", f"exec:cat '{snapshot.state}'"])
-        qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
         try:
-            qmp.wait_status("running", timeout=120)     # input sent before this would be lost
-        finally:
-            qmp.close()
+            qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
+            try:
+                qmp.wait_status("running", timeout=120)     # input sent before this would be lost
+            finally:
+                qmp.close()
+        except QMPError as err:
+            refusal = self._load_refusal()
+            if refusal:
+                raise SnapshotRefused(snapshot, f"QEMU refused to load snapshot {snapshot.directory.name}: "
+                                                f"{refusal}") from None
+            raise err
         phases = {"restore_running": round(time.monotonic() - started, 2)}
         self.session = GuestSession(self.port, self.guest_keys, connect_timeout=30)
         phases["ssh_connected"] = round(time.monotonic() - started, 2)
@@ -410,6 +512,15 @@ class VM:
         restored.seconds = round(boot.seconds + save_seconds + restored.seconds, 2)
         return restored
 
+    def _load_refusal(self, wait: float = 10) -> str | None:
+        """Why QEMU would not load a state, when it exited over it (its error lines, else its exit status)."""
+        deadline = time.monotonic() + wait
+        while self.proc is not None and self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if self.proc is None or self.proc.poll() is None:
+            return None     # still running: not a refusal of the state
+        return " / ".join(self.qemu_errors()) or f"qemu exited with {self.proc.returncode} while loading it"
+
     def _adopt_run_keys(self) -> None:
         """From now on the guest answers to this run's keys only, and its clock is the host's
         (a restored guest's clock resumes from the moment it was saved). This connection,
@@ -442,17 +553,28 @@ class VM:
             self.proc = spawn(cmd, stdout=log, stderr=log, cwd="/tmp")
         return cmd, started
 
-    def probe(self) -> tuple[bool, str]:
-        """Does this accelerator bring the guest to userspace? (the KVM probe)"""
+    def probe(self) -> ProbeResult:
+        """Does this accelerator bring the guest to userspace? (the KVM probe) A failure is
+        KVM's or QEMU's only when they said so on the console; anything else (our
+        initramfs, the kernel itself, a timeout) is reported as the probe not running."""
         try:
             preflight(self.kernel)
             _, started = self._spawn(free_port(), label="probe")
             self._wait_ready(started)
-            return True, "ok"
+            return ProbeResult(True, "ok")
         except BootError as err:
-            return False, str(err).splitlines()[0][:200]
+            said = self.qemu_errors()
+            if said:
+                return ProbeResult(False, " / ".join(said)[:300], refused_by="kvm" if "KVM" in said[0] else "qemu")
+            return ProbeResult(False, f"{self.kernel.id}: {str(err).splitlines()[0][:200]}")
         finally:
             self.stop()
+
+    def qemu_errors(self) -> list[str]:
+        """The errors QEMU (or KVM through it) printed on this VM's last console log."""
+        if not self.console_log or not self.console_log.exists():
+            return []
+        return [match.group(0).strip() for match in QEMU_ERROR.finditer(self.console_log.read_text(errors="replace"))]
 
     def _boot_once(self, attempt: int) -> BootInfo:
         self.port = free_port()
