@@ -109,10 +109,10 @@ def _version(package: str) -> str:
         return "unknown"
 
 
-def host_key(qemu: str = QEMU_SYSTEM.get(HOST_ARCH, f"qemu-system-{platform.machine()}"),
-             cpuinfo: str | None = None) -> str:
+def host_key(qemu: str | None = None, cpuinfo: str | None = None) -> str:
     """What decides whether KVM works here: the CPU, the host kernel, the host
     architecture's QEMU, and the versions of the programs building the command."""
+    qemu = qemu or QEMU_SYSTEM.get(HOST_ARCH, f"qemu-system-{platform.machine()}")
     try:
         qemu_version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     except OSError:

@@ -11,9 +11,10 @@ import functools
 import hashlib
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .hostcpu import HOST_ARCH
 from .paths import PROJECT_ROOT, cache_dir
 
 BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-Wall"]
@@ -31,9 +32,10 @@ class Toolchain:
         return [*BPF_CFLAGS, f"-D__TARGET_ARCH_{self.bpf_arch}", f"-I/usr/include/{self.multiarch}"]
 
 
-# Per guest architecture; arm64 is cross-built against the multiarch arm64 -dev packages.
+# Per guest architecture, cross-built (against the multiarch -dev packages) on another
+# host: toolchain() uses plain gcc for the host's own architecture.
 TOOLCHAINS = {
-    "x86_64": Toolchain("gcc", "x86", "x86_64-linux-gnu"),
+    "x86_64": Toolchain("x86_64-linux-gnu-gcc", "x86", "x86_64-linux-gnu"),
     "arm64": Toolchain("aarch64-linux-gnu-gcc", "arm64", "aarch64-linux-gnu"),
 }
 # Fully static: a driver runs on the guest image's userspace whatever the host's is.
@@ -55,7 +57,7 @@ class Program:
 def toolchain(arch: str) -> Toolchain:
     if arch not in TOOLCHAINS:
         raise BuildError(f"no toolchain for architecture {arch!r}; known: {', '.join(TOOLCHAINS)}")
-    return TOOLCHAINS[arch]
+    return replace(TOOLCHAINS[arch], cc="gcc") if arch == HOST_ARCH else TOOLCHAINS[arch]
 
 
 @functools.cache

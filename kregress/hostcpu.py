@@ -66,19 +66,23 @@ def config_page_size(config: dict) -> int | None:
     return 4096 if config.get("CONFIG_X86_64") == "y" else None
 
 
+def host_page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
+
+
 def kvm_granule(kernel_page_size: int | None, host_arch: str = HOST_ARCH,
-                host_page_size: int | None = None) -> tuple[bool, str]:
+                host_pages: int | None = None) -> tuple[bool, str]:
     """Can this kernel's pages run on the host CPU under KVM? (a guest kernel whose granule
     the CPU lacks spins in early boot, printing nothing). x86 has one page size; an arm64
     CPU's granule support is in ID_AA64MMFR0_EL1, which Linux does not show to userspace,
     so the proof here is a host kernel running on that page size itself."""
     if host_arch != "arm64":
         return True, f"{host_arch}: one page size"
-    host_page_size = host_page_size or os.sysconf("SC_PAGE_SIZE")
-    if host_page_size == kernel_page_size:
+    host_pages = host_pages or host_page_size()
+    if host_pages == kernel_page_size:
         return True, f"the host kernel itself runs on {kernel_page_size >> 10}K pages"
     if kernel_page_size in (None, 4096):
         return True, "4K pages: assumed (the granule every arm64 server CPU known implements)"
-    return False, (f"{kernel_page_size >> 10}K-page kernel on an arm64 host running {host_page_size >> 10}K pages: "
+    return False, (f"{kernel_page_size >> 10}K-page kernel on an arm64 host running {host_pages >> 10}K pages: "
                    f"whether this CPU has the {kernel_page_size >> 10}K granule cannot be read from userspace "
                    f"(ID_AA64MMFR0_EL1 is not exposed), and a guest without it hangs silently")

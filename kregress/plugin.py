@@ -365,7 +365,7 @@ def _unit_only(config) -> bool:
 
 
 def pytest_report_header(config):
-    """The accelerator, decided once at the top of the run (the probe is cached per host)."""
+    """The accelerator, decided once at the top of the run (a refusal KVM or QEMU reported is cached per host)."""
     harness = config.stash[HARNESS]
     if not harness.is_controller or _unit_only(config) or config.option.collectonly:
         return None

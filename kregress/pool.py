@@ -66,7 +66,7 @@ class KernelPool:
         if kernel.spec.arch != HOST_ARCH:
             return AccelChoice("tcg", f"{kernel.spec.arch} kernel on an {HOST_ARCH} host: emulated")
         choice = self.choose_accel()
-        fits, why = kvm_granule(config_page_size(kernel.config))
+        fits, why = kvm_granule(config_page_size(kernel.config), HOST_ARCH)
         if choice.accel == "kvm" and not fits and self.accel_request == "auto":
             return AccelChoice("tcg", f"KVM not used for this kernel: {why}; emulated (TCG, max CPU)")
         return choice
@@ -100,7 +100,7 @@ class KernelPool:
                 continue
             try:
                 kernel = self.kernel(kernel_id)
-                if not kvm_granule(config_page_size(kernel.config))[0]:
+                if not kvm_granule(config_page_size(kernel.config), HOST_ARCH)[0]:
                     continue        # would hang: says nothing about KVM
                 result = VM(kernel, "kvm", self.run_dir, self.run_keys(), self.guest_image(), memory="512M",
                             boot_timeout=PROBE_TIMEOUT_S).probe()

@@ -90,13 +90,15 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     image = GuestImage(root=tmp_path / "root.erofs", busybox=tmp_path / "busybox", digest="d" * 64,
                        suite="trixie", arch="x86_64", packages={})
     seen = {}
-    monkeypatch.setattr(vm, "vng_qemu_command", lambda args: seen.setdefault("vng", args) and vng_argv())
+    monkeypatch.setattr(vm, "vng_qemu_command", lambda args, accel: seen.setdefault("vng", args) and vng_argv())
     monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
     monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": tmp_path / "agent")
     cmd = VM(kernel(tmp_path, tcg_cpu_flags="-cx16"), "tcg", tmp_path, keys, image).command(port=40000)
     assert options(cmd, "-cpu") == ["qemu64,+rdrand,-cx16"]     # pinned, plus the entry's flags
     assert "random.trust_cpu=on" in options(cmd, "-append")[0]
     assert "--disable-kvm" in seen["vng"] and "--rw" not in seen["vng"]
+    assert seen["vng"][seen["vng"].index("--arch") + 1] == "amd64"      # always named: vng's default is the host's
+    assert options(cmd, "-machine") == ["q35"]
     assert seen["vng"][seen["vng"].index("--root-disk") + 1] == str(image.root)
     assert options(cmd, "-name") == [f"kr-{tmp_path.name}-k1"]      # ours, not vng's: the dry run stays cached
     netdev = options(cmd, "-netdev")[0]
@@ -185,7 +187,7 @@ def test_arm64_kernel_boots_on_max_cpu_with_pci_disk(tmp_path, monkeypatch):
                        suite="trixie", arch="arm64", packages={})
     seen = {}
     monkeypatch.setattr(vm, "vng_qemu_command",
-                        lambda args: seen.setdefault("vng", args) and shlex.split(DRY_RUN_ARM64.read_text()))
+                        lambda args, accel: seen.setdefault("vng", args) and shlex.split(DRY_RUN_ARM64.read_text()))
     monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
     monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": seen.setdefault("agent", arch) and tmp_path / "a")
     cmd = VM(arm, "tcg", tmp_path, keys, image).command(port=40000)
