@@ -83,7 +83,9 @@ def choose(requested: str, probe, kvm_check=kvm_openable, cache_file: Path | Non
     choice = AccelChoice("tcg", f"KVM unusable: {why}, but {result.refused_by} refused a probe guest: "
                                 f"{result.detail}", seconds)
     if host_key and cache_file:
-        cache = {key: value for key, value in cache.items() if now() - value.get("at", 0) < PROBE_CACHE_SECONDS}
+        # expired answers go; entries without a time are older kregress versions' (other keys), left alone
+        cache = {key: value for key, value in cache.items()
+                 if not isinstance(value, dict) or now() - value.get("at", now()) < PROBE_CACHE_SECONDS}
         cache[host_key] = {**asdict(choice), "message": result.detail, "at": now()}
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         partial = cache_file.with_suffix(f".{os.getpid()}")
