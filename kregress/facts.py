@@ -169,8 +169,8 @@ class KernelFacts:
 
     def unusable_skip(self, name: str) -> str:
         """The named skip of a test whose fact is unusable here."""
-        return (f"unusable here: {name}: {self.unusable_reason(name)} (its config: {self.config_source}); "
-                f"{FACTS[name].label} is in it: {self.why(name)}")
+        source = self.config_source and self.config_source.rsplit("/", 1)[-1]
+        return f"unusable here: {name}: {self.unusable_reason(name)} (its config: {source}); {self.why(name)}"
 
     def summary(self, name: str) -> dict:
         """For the results: what is expected, which source decided, what each source said, and the
