@@ -29,7 +29,7 @@ import zlib
 from pathlib import Path
 
 from .facts import FACTS, parse_version
-from .vmlinux import UnknownImage, payload, pvh_vmlinux
+from .vmlinux import UnknownImage, bzimage_stream, payload, pvh_vmlinux
 
 PRESENT, ABSENT, UNKNOWN = "present", "absent", "unknown"
 SOURCES = ("binary", "changelog", "version")
@@ -75,13 +75,18 @@ def binary_witness(image: Path, digest: str | None = None) -> tuple[dict[str, st
         path = pvh_vmlinux(image, {"CONFIG_PVH": "y"}, digest)     # cached, for Debian's x86 kernels
         if path:
             with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-                return (*_search(data), "x86 bzImage (its vmlinux cached for PVH)")
+                return (*_search(data), _bzimage_format(image))
         found = payload(image.read_bytes())
     except UnknownImage as err:
         return {}, f"binary: {err}", None
     except OSError as err:
         return {}, f"binary: cannot read {image}: {err}", None
     return (*_search(found.data), found.format)
+
+
+def _bzimage_format(image: Path) -> str:
+    found = bzimage_stream(image.read_bytes())      # no decompressing: the stream's magic names it
+    return f"x86 bzImage, {found[1]}" if found and found[1] else "x86 bzImage"
 
 
 def _search(data) -> tuple[dict[str, str], str]:

@@ -112,14 +112,23 @@ def _kind_at(data: bytes) -> str | None:
     return next((kind for magic, kind in MAGICS if data.startswith(magic)), None)
 
 
-def _bzimage(image: bytes) -> Payload:
+def bzimage_stream(image: bytes) -> tuple[bytes, str | None] | None:
+    """The compressed kernel of a bzImage and its format, by the setup header (boot protocol
+    2.08+: payload_offset/length); None for older images."""
     setup_sects = image[0x1f1] or 4
     version, = struct.unpack_from("<H", image, 0x206)
-    if version >= 0x208:    # boot protocol 2.08+: payload_offset/length name the compressed kernel
-        offset, length = struct.unpack_from("<II", image, 0x248)
-        start = (setup_sects + 1) * 512 + offset
-        stream = image[start:start + length]
-        kind = _kind_at(stream)
+    if version < 0x208:
+        return None
+    offset, length = struct.unpack_from("<II", image, 0x248)
+    start = (setup_sects + 1) * 512 + offset
+    stream = image[start:start + length]
+    return stream, _kind_at(stream)
+
+
+def _bzimage(image: bytes) -> Payload:
+    found = bzimage_stream(image)
+    if found:
+        stream, kind = found
         if kind is None:
             raise UnknownImage(f"x86 bzImage whose payload format is not recognised (starts {stream[:6].hex()})")
         out = _try(kind, stream)
