@@ -1,6 +1,7 @@
 /* Shared by the guest drivers: cgroups of the driver's own, JSON output, errno names.
  * Each driver prints exactly one JSON object on stdout and exits 0 when it could
- * observe the behaviour (whatever it was); set-up failures exit 2 with {"error": ...}.
+ * observe the behaviour (whatever it was), including a kernel refusing a program
+ * ({"refused": ...}, see refused()); set-up failures exit 2 with {"error": ...}.
  */
 #ifndef KREGRESS_COMMON_H
 #define KREGRESS_COMMON_H
@@ -53,6 +54,10 @@ static void json_bool(const char *key, int value) { json_key(key); printf(value 
 /* A nested object: json_obj_open("x"); json_int(...); json_obj_close(); */
 static void json_obj_open(const char *key) { json_key(key); printf("{"); json_need_comma = 0; }
 static void json_obj_close(void) { printf("}"); json_need_comma = 1; }
+/* An array of objects: json_arr_open("x"); { json_elem_obj_open(); ...; json_obj_close(); } json_arr_close(); */
+static void json_arr_open(const char *key) { json_key(key); printf("["); json_need_comma = 0; }
+static void json_elem_obj_open(void) { printf("%s{", json_need_comma ? ", " : ""); json_need_comma = 0; }
+static void json_arr_close(void) { printf("]"); json_need_comma = 1; }
 
 static const char *errno_name(int err)
 {
@@ -80,6 +85,23 @@ static void fail(const char *fmt, ...)
 	printf(" (errno %s)\"}\n", errno_name(saved));
 	fflush(stdout);
 	exit(2);
+}
+
+/* The kernel refused to load or attach a program: that is what this kernel does, an
+ * observation for the test to judge, not a set-up failure. Prints
+ * {"refused": {"stage", "program", "errno", "libbpf"}} and exits 0. */
+static void refused(const char *stage, const char *program, int err, const char *libbpf_message)
+{
+	printf("{");
+	json_need_comma = 0;
+	json_obj_open("refused");
+	json_str("stage", stage);
+	json_str("program", program);
+	json_str("errno", errno_name(err < 0 ? -err : err));
+	json_str("libbpf", libbpf_message ? libbpf_message : "");
+	json_obj_close();
+	json_close();
+	exit(0);
 }
 
 /* ---- cgroups: /sys/fs/cgroup/kregress-<pid>-<name>, removed at exit ---- */

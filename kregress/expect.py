@@ -29,6 +29,26 @@ class DocumentRule:
         return {"document": self.document, "rule": self.rule, "says": says}
 
 
+@dataclass(frozen=True)
+class StatedRule:
+    """A rule a commit states as its intent that the facts (a reading of the source) say
+    kernels break: the test expects what the kernel does, and each kernel that breaks the
+    rule is listed as deviating from it; a kernel that follows it fails as changed behaviour."""
+    source: str         # e.g. "69fd337a975c's stated intent"
+    rule: str
+
+    def broken(self, observed: dict, stated: dict) -> dict:
+        return {key: {"observed": observed.get(key, "<missing>"), "stated": want} for key, want in stated.items()
+                if observed.get(key, "<missing>") != want}
+
+    def as_record(self, broken: dict) -> dict:
+        return {"rule": self.rule, "source": self.source, "observed": broken}
+
+    def followed_note(self) -> str:
+        return (f"CHANGED: this kernel follows {self.source} ({self.rule}), which the facts say kernels break: "
+                f"find the commit that fixed it and add it to kregress/facts.py")
+
+
 def declared_facts(markers) -> tuple[str, ...] | None:
     """The facts named by a test's `scenario` markers (None: not a scenario test)."""
     markers = list(markers)

@@ -10,6 +10,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
+from .deviations import label
 from .matrix import build
 from .results import case_of
 from .results import verdict
@@ -30,6 +31,14 @@ def junit_properties(kernel_id: str, info: dict) -> list[tuple[str, str]]:
             ("kernel_upstream_version", info.get("upstream_version") or ""),
             ("kernel_uname_r", info.get("uname_r") or ""),
             ("accel", info.get("accel") or "")]
+
+
+def _judging_properties(test: dict) -> list[tuple[str, str]]:
+    """The stated rules the kernel breaks ("deviates from ...") and a precondition it ended on."""
+    found = [("deviation", label(d)) for d in test.get("deviations") or ()]
+    if test.get("precondition"):
+        found.append(("precondition", json.dumps(test["precondition"], sort_keys=True)))
+    return found
 
 
 def from_results(doc: dict, matrix=None) -> str:
@@ -55,7 +64,7 @@ def from_results(doc: dict, matrix=None) -> str:
             for key, value in junit_properties(col.id, col.info) + [
                     ("case", case_of(test["nodeid"], col.id)),
                     ("observed", json.dumps(cell.observed, sort_keys=True)),
-                    ("expected", json.dumps(cell.expected, sort_keys=True))]:
+                    ("expected", json.dumps(cell.expected, sort_keys=True))] + _judging_properties(test):
                 ET.SubElement(props, "property", name=key, value=_text(value))
             counts["tests"] += 1
             longrepr = _text(test.get("longrepr") or "")

@@ -12,6 +12,7 @@ import re
 
 from .facts import FACTS
 from .behaviour import behaviour_text
+from .deviations import label
 from .results import case_of
 from .results import verdict
 
@@ -113,6 +114,11 @@ def from_results(doc: dict) -> dict:
                           "facts": {name: {"commit": FACTS[name].commit,
                                            **(test.get("facts_used") or {}).get(name, {})}
                                     for name in test.get("expectation_facts") or () if name in FACTS}}}
+        if test.get("deviations"):      # stated rules this kernel breaks, by name
+            entry["misc"]["deviations"] = [{**d, "label": label(d)} for d in test["deviations"]]
+            entry["comment"] = _clean("; ".join(label(d) for d in test["deviations"]) + ". " + entry["comment"])
+        if test.get("precondition"):
+            entry["misc"]["precondition"] = test["precondition"]
         if test.get("seconds") is not None:
             entry["duration"] = float(test["seconds"])
         log = list(test.get("dmesg") or [])

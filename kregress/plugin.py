@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from . import documents, durations, evidence, procs, reproduce, verdicts
+from . import deviations, documents, durations, evidence, procs, reproduce, verdicts
 from .config import KernelsFileError
 from .expect import declared_facts, differences, facts_mismatch, failure_message
+from .record import add_extras, ending_problem, new_record
 from .facts import KernelFacts
 from .junit import junit_properties
 from .kernels import KernelFetchError
@@ -195,17 +196,28 @@ def kernel_facts(request, kernel_session) -> KernelFacts:
 
 @pytest.fixture
 def expect(request, kernel_facts, record_behaviour):
-    """expect(observed, expected, facts=[...]): record both and the facts the expectation
-    came from, and fail with observed vs expected and what each fact's sources say.
-    document=DocumentRule(...), documented={...}: what a document says the same keys should be."""
+    """expect(observed, expected, facts=[...]): the one way a scenario test ends on an
+    observation. Records both and the facts the expectation came from, and fails with
+    observed vs expected and what each fact's sources say.
+    document=DocumentRule(...), documented={...}: what a document says the same keys should be;
+    deviation=StatedRule(...), stated={...}: what a commit's stated intent says they should be,
+    where the facts say the kernel does otherwise (recorded as a deviation when it does).
+    Other keywords are the test's extras (record["extras"])."""
     def check(observed: dict, expected: dict, *, facts=(), note: str = "", document=None,
-              documented: dict | None = None, **extra) -> None:
+              documented: dict | None = None, deviation=None, stated: dict | None = None, **extra) -> None:
         record_behaviour(observed, expected, **extra)
         entry = _record_of(request.node)
+        entry["ended_by"] = "expect"
         named = entry.setdefault("expectation_facts", [])
         named += [name for name in facts if name not in named]
         if document is not None:
             entry.setdefault("documented", []).append(document.as_record(documented or {}))
+        if deviation is not None:
+            broken = deviation.broken(observed, stated or {})
+            if broken:
+                entry.setdefault("deviations", []).append(deviation.as_record(broken))
+            else:       # the kernel follows the stated intent: news, named by its rule
+                note = (note + "\n" if note else "") + deviation.followed_note()
         if differences(observed, expected):
             pytest.fail(failure_message(kernel_facts, observed, expected, facts, note), pytrace=False)
     return check
@@ -213,26 +225,63 @@ def expect(request, kernel_facts, record_behaviour):
 
 @pytest.fixture
 def record_behaviour(request):
-    """record_behaviour(observed={...}, expected={...}): goes into the results file."""
+    """record_behaviour(observed={...}, expected={...}, **extras): goes into the results file;
+    extras go into record["extras"], so they cannot overwrite what the harness recorded."""
     def record(observed: dict, expected: dict | None = None, **extra) -> None:
         entry = _record_of(request.node)
         entry["observed"].update(observed)
         entry["expected"].update(expected or {})
-        entry.update(extra)
+        add_extras(entry, extra)
     return record
 
 
 @pytest.fixture
-def run_driver(request, kernel_session):
-    """run_driver(name, *args) -> the driver's JSON; fails the test on a driver error."""
+def precondition(request, kernel_facts):
+    """precondition(name, holds, facts=[...], reason=...): the one named way a scenario test
+    stops before expect(). The facts say whether the precondition should hold here: held
+    where they say so, the test goes on; not held where they say it should, the test FAILS
+    ("precondition failed: NAME"); not held where they say the kernel lacks it, a named SKIP;
+    held where they say it lacks it, a contradiction (FAIL). Recorded as `precondition`."""
+    def check(name: str, holds: bool, *, facts=(), reason: str = "", fix: str = "") -> None:
+        should = all([kernel_facts.has(fact) for fact in facts])     # every fact consulted
+        if holds and should:
+            return
+        entry = _record_of(request.node)
+        entry["precondition"] = {"name": name, "met": bool(holds), "reason": reason, "facts": list(facts)}
+        entry["ended_by"] = "precondition"
+        why = "; ".join(kernel_facts.why(fact) for fact in facts) or "no fact: it should hold on every kernel"
+        if holds:
+            pytest.fail(f"precondition {name!r} holds, but the facts say it should not: "
+                        + "; ".join(kernel_facts.contradiction(fact, True) for fact in facts
+                                    if not kernel_facts.expects(fact)) + f". {reason}", pytrace=False)
+        if should:
+            pytest.fail(f"precondition failed: {name}: {reason}; the facts say it should hold ({why})"
+                        + (f". {fix}" if fix else ""), pytrace=False)
+        pytest.skip(f"not supported by this kernel: {name}: {reason}; {why}")
+    return check
+
+
+@pytest.fixture
+def run_driver(request, kernel_session, kernel_facts, expect):
+    """run_driver(name, *args) -> the driver's JSON. A driver that could not set up its
+    observation is the harness's fault (harness_error driver-failed); a kernel refusing to
+    load or attach a program ({"refused": ...}) is an observation: the test ends in expect()
+    with the refusal observed, expected on no kernel (a case that expects a refusal asks for
+    it in its own fields)."""
     def run(name: str, *args, timeout: float = 60) -> dict:
         result = kernel_session.run_driver(name, *args, timeout=timeout)
         data = result.json()
         if result.rc != 0 or "error" in data:
-            # the driver could not set up its observation: the harness failed, not the behaviour
             _record_of(request.node)["harness_error"] = "driver-failed"
             pytest.fail(f"{name} {' '.join(map(str, args))} failed (exit {result.rc}): "
                         f"{data.get('error', '')}\nstderr:\n{result.stderr[-3000:]}", pytrace=False)
+        if "refused" in data:
+            refused = data["refused"]
+            seen = f"{refused['stage']} of {refused['program']}: {refused['errno']}"
+            expect({"refused": seen}, {"refused": "nothing"}, facts=sorted(kernel_facts.used),
+                   note=f"the kernel refused the {seen} (libbpf: {refused.get('libbpf') or '-'}) in "
+                        f"{name} {' '.join(map(str, args))}: what this kernel does, judged as a behaviour",
+                   refusal=refused)
         return data
     return run
 
@@ -241,9 +290,13 @@ def _record_of(item) -> dict:
     for key, value in item.user_properties:
         if key == PROPERTY:
             return value
-    value = {"observed": {}, "expected": {}, "dmesg": []}
+    value = new_record()
     item.user_properties.append((PROPERTY, value))
     return value
+
+
+def _is_scenario(item) -> bool:
+    return item.get_closest_marker("scenario") is not None and _kernel_of(item) is not None
 
 
 @pytest.hookimpl(wrapper=True)
@@ -254,6 +307,8 @@ def pytest_runtest_makereport(item, call):
         _record_of(item)["harness_error"] = call.excinfo.value.kind
         report.longrepr = f"{call.excinfo.value.kind.upper()}: {call.excinfo.value}"
     kernel_id = _kernel_of(item)
+    if report.when == "call" and _is_scenario(item):
+        _check_ending(item, report)
     if kernel_id and report.when == "call" and report.failed:
         _add_reproducer(item, report, kernel_id)
     if kernel_id and report.when == "teardown":
@@ -268,6 +323,20 @@ def pytest_runtest_makereport(item, call):
             record["kernel_info"] = {**record["kernel_info"], "facts": dict(spec.facts)}
         report.user_properties = list(item.user_properties)
     return report
+
+
+def _check_ending(item, report) -> None:
+    """A scenario test ends through expect() or the precondition helper; any other ending
+    (bare assert, pytest.fail/skip/xfail of its own) turns into a failure saying so."""
+    outcome = "skipped" if report.skipped else report.outcome
+    problem = ending_problem(_record_of(item), outcome, xfailed=hasattr(report, "wasxfail"))
+    if not problem:
+        return
+    original = str(report.longrepr or "")[-2000:]
+    report.outcome = "failed"
+    if hasattr(report, "wasxfail"):
+        del report.wasxfail
+    report.longrepr = f"{item.nodeid}: {problem}" + (f"\nthe test's own ending:\n{original}" if original else "")
 
 
 def _add_reproducer(item, report, kernel_id: str) -> None:
@@ -388,6 +457,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         for line in verdicts.render(rows).splitlines():
             write(line)
     for line in documents.render(documents.rules([results.doc])):
+        write(line)
+    for line in deviations.render(deviations.rules([results.doc])):
         write(line)
     for accel in results.doc["accelerators"]:
         write(f"accelerator: {accel['accel']} ({accel['reason']})")

@@ -10,7 +10,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from . import documents, junit, kcidb, verdicts
+from . import deviations, documents, junit, kcidb, verdicts
 from .facts import FACTS
 from .behaviour import behaviour_parts, behaviour_text, value_text
 from .matrix import Matrix, build
@@ -136,7 +136,7 @@ update();
 
 
 def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdict_rows: list[dict] = (),
-                document_rules: list[dict] = ()) -> str:
+                document_rules: list[dict] = (), deviation_rules: list[dict] = ()) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
@@ -149,6 +149,9 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
                 f"<td class=\"{_verdict_class(r)}\">{escape(r['verdict'])}</td>"
                 f"<td>{escape(verdicts.sentence(r))}</td></tr>" for r in verdict_rows]
         out.append("</table>")
+    if deviation_rules:     # stated intents the kernels are known to break
+        out.append('<h2>Deviations</h2><pre id="deviations">'
+                   + escape("\n".join(deviations.render(deviation_rules))) + "</pre>")
     if document_rules:      # second: where the documentation and the kernels part ways
         out.append('<h2>Documentation</h2><pre id="documents">'
                    + escape("\n".join(documents.render(document_rules))) + "</pre>")
@@ -279,7 +282,8 @@ def write_reports(results_path: Path, out_dir: Path | None = None, kernels_file:
     matrix = build(doc, kernels_file)
     contents = {
         "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc]),
-                                           document_rules=documents.rules([doc])),
+                                           document_rules=documents.rules([doc]),
+                                           deviation_rules=deviations.rules([doc])),
         "kcidb.json": lambda: json.dumps(kcidb.from_results(doc), indent=1, sort_keys=True) + "\n",
         "junit.xml": lambda: junit.from_results(doc, matrix),
     }

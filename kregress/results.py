@@ -5,7 +5,10 @@ A test's entry holds, besides its outcome: observed and expected (dicts), expect
 (the facts expect() said the expectation came from), facts_used (each fact asked about:
 expected, decided_by, sources), documented (rules a document states, with what it says),
 harness_error (a kind, when the harness rather than the behaviour failed: guest-lost,
-guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed) and reproduce (commands).
+guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed; a kernel refusing a program is
+an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
+one: name, met, reason, facts), deviations (stated rules the kernel breaks: rule, source,
+observed), extras (what the test added; kregress.record) and ended_by (expect | precondition).
 """
 from __future__ import annotations
 
@@ -108,8 +111,9 @@ def normalise(doc: dict, where: str = "results") -> dict:
     for test in doc["tests"]:
         for key in ("observed", "expected", "facts_used"):
             test[key] = test.get(key) or {}
-        for key in ("expectation_facts", "documented"):
+        for key in ("expectation_facts", "documented", "deviations"):
             test[key] = test.get(key) or []
+        test["extras"] = test.get("extras") or {}
     doc["format"] = FORMAT
     return doc
 

@@ -19,6 +19,8 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_core_read.h>
 
+#include "lsm_priority.h"
+
 /* From <sys/socket.h>, which does not build for the BPF target. */
 #define AF_INET		2
 #define AF_INET6	10
@@ -92,6 +94,28 @@ int BPF_PROG(prio_clone, struct sock *newsk, const struct request_sock *req)
 	clone_runs++;
 	clone_ret = bpf_setsockopt(newsk, SOL_SOCKET, SO_PRIORITY, &val, sizeof(val));
 	return 1;	/* void hook: lsm_cgroup programs on it must return 1 */
+}
+
+/* Who ran inet_csk_clone: a plain BPF LSM program (not per cgroup) sees every call,
+ * so a handshake whose lsm_cgroup program did not run still shows whose context it
+ * completed in: the connecting task, or softirq work deferred to ksoftirqd (or an
+ * interrupted idle task), whose cgroup is the root. */
+struct clone_context clone_contexts[CLONE_CONTEXTS];
+__u32 clone_calls;
+
+SEC("lsm/inet_csk_clone")
+int BPF_PROG(clone_witness, struct sock *newsk, const struct request_sock *req)
+{
+	__u32 i = clone_calls++;
+	struct clone_context *seen;
+
+	if (i >= CLONE_CONTEXTS)
+		return 0;
+	seen = &clone_contexts[i];
+	seen->tgid = bpf_get_current_pid_tgid() >> 32;
+	seen->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(seen->comm, sizeof(seen->comm));
+	return 0;	/* void hook: the value is not used */
 }
 
 /* NET_RAW_XMIT, part 1: a packet socket created with a protocol starts receiving

@@ -1,83 +1,97 @@
 """Per-cgroup SO_PRIORITY and socket policy with lsm_cgroup (BPF_LSM_CGROUP), after
 Stanislav Fomichev's LPC 2022 talk "Networking resource control with per-cgroup LSM".
 
-Every test runs one case of guest/lsm_priority.c. Preconditions are observed, not
-assumed: the driver first tries an lsm_cgroup program, and a kernel that refuses it is
-an expected skip only when its version says it lacks 69fd337a975c (fact "lsm_cgroup"),
-or its config says it cannot run it (unusable here: e.g. arm64 without ftrace direct calls);
-a kernel that accepts the programs but does not run the bpf LSM fails, naming the
-lsm= boot parameter that fixes it.
+Every test runs one case of guest/lsm_priority.c. Preconditions are observed and judged
+against the facts by the precondition helper: a kernel that refuses lsm_cgroup programs is
+a named skip only where the facts say it lacks 69fd337a975c; a kernel that takes them but
+does not run the bpf LSM fails ("precondition failed: bpf LSM active").
+
+Cases that depend on a handshake (inet_csk_clone) or on links just destroyed run a fixed
+number of attempts, every one judged. Which task completes a loopback handshake decides
+which cgroup's programs run (the current-task shim, fact lsm_cgroup_current_task_shim): the
+driver's clone witness reports it for each handshake. Before d15121be7485 (6.1) a handshake
+now and then completes in ksoftirqd (root cgroup), and then, by the same rule, the server
+cgroup's program does not run: that was 6.1's "missed" clone program.
 """
 import pytest
 
-pytestmark = pytest.mark.scenario(facts=["lsm_cgroup"])
+from kregress.expect import StatedRule
+
+pytestmark = pytest.mark.scenario(facts=["lsm_cgroup", "lsm_cgroup_current_task_shim",
+                                         "softirq_inline_under_ksoftirqd"])
 
 DRIVER = "lsm_priority"
 FACT = "lsm_cgroup"
-HEADER = ("case", "lsm_cgroup_supported", "active_lsms")
+SHIM = "lsm_cgroup_current_task_shim"
+SOFTIRQ = "softirq_inline_under_ksoftirqd"
+CLONE_ATTEMPTS = 6          # fixed: every attempt runs and is judged, none is retried
+HIERARCHY_ATTEMPTS = 3
+SOCKET_CGROUP = StatedRule("69fd337a975c's stated intent",
+                           "hooks whose first argument is a struct socket or struct sock run the programs of "
+                           "the socket's cgroup (so a listener's clone follows the listener)")
 
 
-def observe(case, run_driver, kernel_session, kernel_facts) -> dict:
+def observe(case, run_driver, kernel_session, precondition) -> dict:
     """The case's observations, once the kernel is known to run lsm_cgroup programs."""
     result = run_driver(DRIVER, case)
-    supported = result["lsm_cgroup_supported"]
-    # the facts' decision: has it, lacks it, or has it but cannot run it here (issue 21: its config)
-    state = kernel_facts.state(FACT)
-    if supported != (state == "has"):
-        how = "accepted" if supported else f"refused ({result.get('stage')}: {result.get('load_errno')})"
-        pytest.fail(f"{kernel_facts.contradiction(FACT, supported)}; the kernel {how} an lsm_cgroup "
-                    f"program. Driver output: {result}", pytrace=False)
-    if state == "unusable":
-        pytest.skip(f"{kernel_facts.unusable_skip(FACT)}; the kernel refused the {result['stage']} of an "
-                    f"lsm_cgroup program with {result['load_errno']} ({result.get('libbpf', '')})")
-    if not supported:
-        pytest.skip(f"not supported by this kernel: lsm_cgroup (BPF_LSM_CGROUP) is missing - "
-                    f"{kernel_facts.why(FACT)}; the kernel refused the {result['stage']} of an "
-                    f"lsm_cgroup program with {result['load_errno']} ({result.get('libbpf', '')})")
+    refusal = "" if result["lsm_cgroup_supported"] else (
+        f"the kernel refused the {result['stage']} of an lsm_cgroup program with {result['load_errno']} "
+        f"({result.get('libbpf', '')})")
+    precondition("lsm_cgroup programs load and attach", result["lsm_cgroup_supported"], facts=[FACT],
+                 reason=refusal or "the kernel accepted an lsm_cgroup program")
     lsms = kernel_session.active_lsms
-    if "bpf" not in lsms:
-        current = ",".join(lsms)
-        pytest.fail(f"the bpf LSM is not active on {kernel_session.kernel.id} (active LSMs: "
-                    f"{current or 'none listed'}): lsm_cgroup programs load and attach but never run, so "
-                    f"nothing here can be checked. Boot with lsm={current + ',' if current else ''}bpf. "
-                    f"Observed anyway: {strip(result)}", pytrace=False)
+    current = ",".join(lsms)
+    precondition("bpf LSM active", "bpf" in lsms, facts=[FACT],
+                 reason=f"active LSMs on {kernel_session.kernel.id}: {current or 'none listed'}; lsm_cgroup "
+                        f"programs load and attach but never run",
+                 fix=f"Boot with lsm={current + ',' if current else ''}bpf")
     return result
 
 
-# A finding on debian-6.1 (6.1.176): now and then a freshly attached lsm_cgroup program on
-# inet_csk_clone does not run at all for the next handshake (2 of 20 attempts in one guest,
-# right after the previous attach was detached; 0 of 20 on 6.12.107). And once, on
-# debian-6.12 in a guest restored for that one test, both programs of the hierarchy case ran
-# twice for one socket right after the previous links were destroyed. Cases that depend on
-# a freshly attached program running exactly as attached are judged on the first of up to
-# ATTEMPTS attempts in which it did, and every miss is recorded in the results
-# (clone_program_missed, attach_anomalies) so the rate stays visible across runs.
-ATTEMPTS = 3
+def in_cgroup(context: dict, cgroup: str) -> bool:
+    """Whether a handshake completed in a task of that cgroup (the current-task rule)."""
+    return context["cgroup"] == cgroup
 
 
-def observe_until(case, ran, what, run_driver, kernel_session, kernel_facts) -> tuple[dict, int]:
-    missed = 0
-    while True:
-        result = observe(case, run_driver, kernel_session, kernel_facts)
-        if ran(result):
-            return result, missed
-        missed += 1
-        if missed == ATTEMPTS:
-            pytest.fail(f"{what} in {missed} attempts: {strip(result)}", pytrace=False)
+def attempts(case, judge, n, run_driver, kernel_session, precondition) -> list[tuple[dict, dict, dict]]:
+    """n attempts of a case, each judged: (observed, expected, the raw result)."""
+    out = []
+    for _ in range(n):
+        result = observe(case, run_driver, kernel_session, precondition)
+        observed, expected = judge(result)
+        out.append((observed, expected, result))
+    return out
 
 
-def observe_clone(case, ran, run_driver, kernel_session, kernel_facts) -> tuple[dict, int]:
-    return observe_until(case, ran, "the lsm_cgroup program on inet_csk_clone never ran", run_driver,
-                         kernel_session, kernel_facts)
+def summary(runs, base_expected: dict, kernel_facts) -> tuple[dict, dict, dict]:
+    """One observation from fixed attempts: the first attempt whose every handshake completed
+    in the driver's task (else the first), how many attempts met their own expectation (all
+    expected), and how many handshakes completed outside the driver's task (none expected
+    where d15121be7485 makes the raising task run its softirqs)."""
+    shown = next((r for r in runs if r[1] == base_expected), runs[0])
+    contexts = [c for _, _, result in runs for c in result.get("clone_contexts", [])]
+    elsewhere = [c["comm"] for c in contexts if not c["driver_task"]]
+    met = sum(o == e for o, e, _ in runs)
+    observed = {**shown[0], "attempts_as_expected": f"{met} of {len(runs)}",
+                "handshakes_outside_driver_task": f"{len(elsewhere)} of {len(contexts)}"}
+    expected = {**shown[1], "attempts_as_expected": f"{len(runs)} of {len(runs)}"}
+    if kernel_facts.has(SOFTIRQ):
+        expected["handshakes_outside_driver_task"] = f"0 of {len(contexts)}"
+    extras = {"attempts": [{"observed": o, "expected": e, "clone_contexts": r.get("clone_contexts")}
+                           for o, e, r in runs], "handshake_tasks_outside_driver": sorted(set(elsewhere))}
+    return observed, expected, extras
 
 
-def strip(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in HEADER}
+
+def clone_prio(context: dict, cgroup: str, prio: int, by_task: bool) -> int:
+    """What the accepted socket's priority must be: by the current-task rule, the program
+    ran only if the handshake completed in a task of the cgroup it is attached to."""
+    return prio if not by_task or in_cgroup(context, cgroup) else 0
 
 
-def test_post_create_sets_priority_in_its_cgroup_only(run_driver, kernel_session, kernel_facts, expect):
+def test_post_create_sets_priority_in_its_cgroup_only(run_driver, kernel_session, precondition, expect):
     """1. socket_post_create + bpf_setsockopt: every socket made in the cgroup, none in a sibling."""
-    r = observe("post_create", run_driver, kernel_session, kernel_facts)
+    r = observe("post_create", run_driver, kernel_session, precondition)
     prio = r["prio_set"]
     observed = {"tcp": r["in_cgroup"]["tcp"], "udp6": r["in_cgroup"]["udp6"], "unix": r["in_cgroup"]["unix"],
                 "sibling_tcp": r["sibling"]["tcp"], "sibling_udp6": r["sibling"]["udp6"],
@@ -87,78 +101,92 @@ def test_post_create_sets_priority_in_its_cgroup_only(run_driver, kernel_session
     expect(observed, expected, facts=[FACT])
 
 
-def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel_facts, expect):
+def test_accepted_socket_needs_inet_csk_clone(run_driver, kernel_session, kernel_facts, precondition, expect):
     """2. socket_post_create never runs for accept()ed sockets; inet_csk_clone does, whichever
     cgroup calls accept(). The listener predates the programs (priority 0), since a child
-    inherits its listener's priority and would hide whether a hook ran for it."""
-    # two handshakes after the clone program is attached (accepted in the server's cgroup and
-    # from another): a miss on either one is a miss, not a verdict
-    r, missed = observe_clone("accept", lambda r: r["with_inet_csk_clone"]["clone_runs"] == 2, run_driver,
-                              kernel_session, kernel_facts)
-    prio = r["prio_set"]
-    post, clone = r["post_create_only"], r["with_inet_csk_clone"]
-    observed = {"listener": r["listener"], "post_create_only_client": post["client"],
-                "post_create_only_accepted": post["accepted"], "clone_accepted": clone["accepted"],
-                "clone_accepted_from_other_cgroup": clone["accepted_from_other_cgroup"],
-                "bpf_setsockopt": clone["bpf_setsockopt"]}
-    expected = {"listener": 0, "post_create_only_client": prio, "post_create_only_accepted": 0,
-                "clone_accepted": prio, "clone_accepted_from_other_cgroup": prio, "bpf_setsockopt": "OK"}
-    expect(observed, expected, facts=[FACT], clone_program_missed=missed)
+    inherits its listener's priority and would hide whether a hook ran for it. Both clone
+    handshakes are driven from the server cgroup; each is judged by the task it completed in."""
+    by_task = kernel_facts.has(SHIM)
+
+    def judge(r):
+        prio = r["prio_set"]
+        post, clone = r["post_create_only"], r["with_inet_csk_clone"]
+        second, third = r["clone_contexts"][1:3]
+        observed = {"listener": r["listener"], "post_create_only_client": post["client"],
+                    "post_create_only_accepted": post["accepted"], "clone_accepted": clone["accepted"],
+                    "clone_accepted_from_other_cgroup": clone["accepted_from_other_cgroup"],
+                    "bpf_setsockopt": clone["bpf_setsockopt"]}
+        expected = {"listener": 0, "post_create_only_client": prio, "post_create_only_accepted": 0,
+                    "clone_accepted": clone_prio(second, "server", prio, by_task),
+                    "clone_accepted_from_other_cgroup": clone_prio(third, "server", prio, by_task),
+                    "bpf_setsockopt": "OK"}
+        return observed, expected
+
+    runs = attempts("accept", judge, CLONE_ATTEMPTS, run_driver, kernel_session, precondition)
+    prio = runs[0][2]["prio_set"]
+    base = {**runs[0][1], "clone_accepted": prio, "clone_accepted_from_other_cgroup": prio}
+    observed, expected, extras = summary(runs, base, kernel_facts)
+    expect(observed, expected, facts=[FACT, SHIM, SOFTIRQ], **extras)
 
 
-def test_hooks_run_programs_of_socket_cgroup(run_driver, kernel_session, kernel_facts, record_behaviour):
-    """2b. Whose cgroup runs: 69fd337a975c says hooks taking a struct socket/sock use the
-    socket's cgroup (so a listener's clone follows the listener), others current's.
-    socket_bind and inet_csk_clone are probed where the socket's and the task's differ."""
-    clone_ran = lambda r: r["inet_csk_clone_on_server_listener"]["runs_from_server"] + \
-        r["inet_csk_clone_on_server_listener"]["runs_from_other"] > 0
-    r, missed = observe_clone("whose_cgroup", clone_ran, run_driver, kernel_session, kernel_facts)
-    prio = r["prio_set"]
-    bind, clone = r["socket_bind_denied_in_server"], r["inet_csk_clone_on_server_listener"]
-    observed = {"bind_socket_from_server_task_in_other": bind["socket_from_server_bound_from_other"],
-                "bind_socket_from_other_task_in_server": bind["socket_from_other_bound_from_server"],
-                "clone_handshake_from_server": clone["handshake_from_server"],
-                "clone_handshake_from_other": clone["handshake_from_other"]}
+def test_hooks_run_programs_of_task_cgroup(run_driver, kernel_session, kernel_facts, precondition, expect):
+    """2b. Whose cgroup runs: 69fd337a975c states that hooks taking a struct socket/sock use
+    the socket's cgroup, others current's; the source (bpf_lsm_find_cgroup_shim, fact
+    lsm_cgroup_current_task_shim) picks current's for every hook. Expected: what the source
+    does, recorded as a deviation from the stated intent. socket_bind and inet_csk_clone
+    are probed where the socket's and the task's cgroups differ."""
+    by_task = kernel_facts.has(SHIM)
+
+    def judge(r):
+        prio = r["prio_set"]
+        bind, clone = r["socket_bind_denied_in_server"], r["inet_csk_clone_on_server_listener"]
+        from_server, from_other = r["clone_contexts"][:2]
+        observed = {"bind_socket_from_server_task_in_other": bind["socket_from_server_bound_from_other"],
+                    "bind_socket_from_other_task_in_server": bind["socket_from_other_bound_from_server"],
+                    "clone_handshake_from_server": clone["handshake_from_server"],
+                    "clone_handshake_from_other": clone["handshake_from_other"]}
+        expected = {"bind_socket_from_server_task_in_other": "OK" if by_task else "EPERM",
+                    "bind_socket_from_other_task_in_server": "EPERM" if by_task else "OK",
+                    "clone_handshake_from_server": clone_prio(from_server, "server", prio, by_task),
+                    "clone_handshake_from_other": clone_prio(from_other, "server", prio, by_task)}
+        return observed, expected
+
+    runs = attempts("whose_cgroup", judge, CLONE_ATTEMPTS, run_driver, kernel_session, precondition)
+    prio = runs[0][2]["prio_set"]
+    by_task_base = {"bind_socket_from_server_task_in_other": "OK", "bind_socket_from_other_task_in_server": "EPERM",
+                    "clone_handshake_from_server": prio, "clone_handshake_from_other": 0}
     by_socket = {"bind_socket_from_server_task_in_other": "EPERM", "bind_socket_from_other_task_in_server": "OK",
                  "clone_handshake_from_server": prio, "clone_handshake_from_other": prio}
-    by_task = {"bind_socket_from_server_task_in_other": "OK", "bind_socket_from_other_task_in_server": "EPERM",
-               "clone_handshake_from_server": prio, "clone_handshake_from_other": 0}
-    runs_for = "socket" if observed == by_socket else "task" if observed == by_task else "mixed"
-    record_behaviour({**observed, "programs_of": runs_for}, {**by_socket, "programs_of": "socket"},
-                     clone_program_missed=missed)
-    if runs_for == "task":
-        # bpf_lsm_find_cgroup_shim() compares the hook's first parameter type (a pointer
-        # type's BTF id) with btf_sock_ids[] (the struct ids): never equal, so every hook
-        # gets the current-task shim. Kept visible as xfail until a kernel fixes it.
-        pytest.xfail("this kernel runs the lsm_cgroup programs of the current task's cgroup, not the "
-                     "socket's, for socket_bind and inet_csk_clone (contrary to 69fd337a975c's description): "
-                     f"{observed}")
-    # A kernel that runs the socket's cgroup's programs has fixed what every kernel so far
-    # does: that must be seen, not pass quietly. Record the fix as a fact and expect it.
-    assert runs_for != "socket", ("expectation stale: this kernel runs the lsm_cgroup programs of the socket's "
-                                  "cgroup, as 69fd337a975c describes, unlike every kernel tested before (see "
-                                  "docs/lsm_priority.md); find the fixing commit and add it to kregress/facts.py")
-    pytest.fail(f"neither the socket's nor the task's cgroup consistently: {observed}", pytrace=False)
+    observed, expected, extras = summary(runs, by_task_base if by_task else by_socket, kernel_facts)
+    expect(observed, expected, facts=[FACT, SHIM, SOFTIRQ], deviation=SOCKET_CGROUP, stated=by_socket, **extras)
 
 
-def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, kernel_facts, expect):
+def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, kernel_facts, precondition, expect):
     """3. The reason for the migration, side by side: cgroup/sock_create sets the priority of
     active INET sockets only; lsm_cgroup also reaches accepted and AF_PACKET sockets."""
-    r, missed = observe_clone("compare", lambda r: r["lsm_cgroup"]["clone_runs"] > 0, run_driver, kernel_session,
-                              kernel_facts)
-    sock, lsm = r["cgroup_sock"], r["lsm_cgroup"]
-    observed = {f"{name}_{k}": col[k] for name, col in (("cgroup_sock", sock), ("lsm_cgroup", lsm))
-                for k in ("active_tcp", "accepted_tcp", "packet")}
-    expected = {"cgroup_sock_active_tcp": sock["prio_set"], "cgroup_sock_accepted_tcp": 0, "cgroup_sock_packet": 0,
-                "lsm_cgroup_active_tcp": lsm["prio_set"], "lsm_cgroup_accepted_tcp": lsm["prio_set"],
-                "lsm_cgroup_packet": lsm["prio_set"]}
-    expect(observed, expected, facts=[FACT], clone_program_missed=missed)
+    by_task = kernel_facts.has(SHIM)
+
+    def judge(r):
+        sock, lsm = r["cgroup_sock"], r["lsm_cgroup"]
+        observed = {f"{name}_{k}": col[k] for name, col in (("cgroup_sock", sock), ("lsm_cgroup", lsm))
+                    for k in ("active_tcp", "accepted_tcp", "packet")}
+        expected = {"cgroup_sock_active_tcp": sock["prio_set"], "cgroup_sock_accepted_tcp": 0,
+                    "cgroup_sock_packet": 0, "lsm_cgroup_active_tcp": lsm["prio_set"],
+                    "lsm_cgroup_accepted_tcp": clone_prio(r["clone_contexts"][0], "lsm_cgroup", lsm["prio_set"],
+                                                          by_task),
+                    "lsm_cgroup_packet": lsm["prio_set"]}
+        return observed, expected
+
+    runs = attempts("compare", judge, CLONE_ATTEMPTS, run_driver, kernel_session, precondition)
+    base = {**runs[0][1], "lsm_cgroup_accepted_tcp": runs[0][2]["lsm_cgroup"]["prio_set"]}
+    observed, expected, extras = summary(runs, base, kernel_facts)
+    expect(observed, expected, facts=[FACT, SHIM, SOFTIRQ], **extras)
 
 
-def test_task_cannot_override_priority(run_driver, kernel_session, kernel_facts, expect):
+def test_task_cannot_override_priority(run_driver, kernel_session, precondition, expect):
     """4. A cgroup/setsockopt guard makes setsockopt(SO_PRIORITY) EPERM for the task, while
     bpf_setsockopt from lsm_cgroup (which does not pass through that hook) still sets it."""
-    r = observe("override", run_driver, kernel_session, kernel_facts)
+    r = observe("override", run_driver, kernel_session, precondition)
     prio, task = r["prio_set"], r["task_prio"]
     free, guarded = r["without_guard"], r["with_guard"]
     observed = {"unguarded_setsockopt": free["task_setsockopt"], "unguarded_after": free["after"],
@@ -170,10 +198,10 @@ def test_task_cannot_override_priority(run_driver, kernel_session, kernel_facts,
     expect(observed, expected, facts=[FACT])
 
 
-def test_net_raw_xmit_and_chosen_errno(run_driver, kernel_session, kernel_facts, expect):
+def test_net_raw_xmit_and_chosen_errno(run_driver, kernel_session, precondition, expect):
     """5. NET_RAW_XMIT: AF_PACKET may send but not receive (protocol != 0 at socket() or
     bind() is EPERM); IPv4 hiding's errno from bpf_set_retval reaches userspace unchanged."""
-    r = observe("net_raw_xmit", run_driver, kernel_session, kernel_facts)
+    r = observe("net_raw_xmit", run_driver, kernel_session, precondition)
     observed = {**r["in_cgroup"], **{f"sibling_{k}": v for k, v in r["sibling"].items()}}
     expected = {"packet_eth_p_all": "EPERM", "packet_dgram_eth_p_ip": "EPERM", "packet_proto_0": "OK",
                 "bind_eth_p_all": "EPERM", "bind_proto_0": "OK", "send": "OK",
@@ -193,31 +221,37 @@ def run_order(run: dict, parent_prio: int, child_prio: int) -> str:
     return f"unclear (parent saw {run['parent_seen']}, child saw {run['child_seen']})"
 
 
-def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_facts, expect):
+def test_parent_and_child_programs_order(run_driver, kernel_session, kernel_facts, precondition, expect):
     """6. Programs on a parent and its child cgroup both run for a socket in the child. The
     documented order (BPF_F_ALLOW_MULTI in uapi bpf.h: the sub-cgroup's programs first, then
-    the parent's) makes the parent the last writer, whichever was attached first."""
-    once = lambda r: all(r[k]["parent_runs"] == 1 and r[k]["child_runs"] == 1  # noqa: E731
-                         for k in ("parent_attached_first", "child_attached_first"))
-    r, anomalies = observe_until("hierarchy", once, "the two programs never ran once each for one socket",
-                                 run_driver, kernel_session, kernel_facts)
-    parent_prio, child_prio = r["parent_prio"], r["child_prio"]
-    writer = {parent_prio: "parent", child_prio: "child"}
-    observed, expected = {}, {}
-    for attach in ("parent_attached_first", "child_attached_first"):
-        run = r[attach]
-        observed[f"{attach}_order"] = run_order(run, parent_prio, child_prio)
-        observed[f"{attach}_last_writer"] = writer.get(run["final"], f"neither ({run['final']})")
-        expected[f"{attach}_order"] = "child,parent"
-        expected[f"{attach}_last_writer"] = "parent"
-    expect(observed, expected, facts=[FACT], attach_anomalies=anomalies,
-           detach={"listed_after_destroy": r["listed_after_destroy"], "waited_ms": r["waited_ms"]})
+    the parent's) makes the parent the last writer, whichever was attached first. Between
+    the two attach orders the first links are destroyed: by the one model of detaching (a
+    destroyed link is gone when bpf_link__destroy() returns, as the detach case expects),
+    none is listed any more and each program runs once per socket. Fixed attempts, all judged."""
+    def judge(r):
+        parent_prio, child_prio = r["parent_prio"], r["child_prio"]
+        writer = {parent_prio: "parent", child_prio: "child"}
+        observed, expected = {"listed_after_destroy": r["listed_after_destroy"]}, {"listed_after_destroy": 0}
+        for attach in ("parent_attached_first", "child_attached_first"):
+            run = r[attach]
+            observed[f"{attach}_order"] = run_order(run, parent_prio, child_prio)
+            observed[f"{attach}_last_writer"] = writer.get(run["final"], f"neither ({run['final']})")
+            expected[f"{attach}_order"] = "child,parent"
+            expected[f"{attach}_last_writer"] = "parent"
+        return observed, expected
+
+    runs = attempts("hierarchy", judge, HIERARCHY_ATTEMPTS, run_driver, kernel_session, precondition)
+    met = sum(o == e for o, e, _ in runs)
+    shown = next((r for r in runs if r[0] != r[1]), runs[0])     # a differing attempt, if any
+    expect({**shown[0], "attempts_as_expected": f"{met} of {len(runs)}"},
+           {**shown[1], "attempts_as_expected": f"{len(runs)} of {len(runs)}"}, facts=[FACT],
+           attempts=[{"observed": o} for o, _, _ in runs])
 
 
-def test_detach_restores_default(run_driver, kernel_session, kernel_facts, expect):
-    """7. Destroying the links takes every effect away: default priority, AF_PACKET with a
-    protocol allowed again, no lsm_cgroup program left on the cgroup."""
-    r = observe("detach", run_driver, kernel_session, kernel_facts)
+def test_detach_restores_default(run_driver, kernel_session, precondition, expect):
+    """7. Destroying the links takes every effect away at once: default priority, AF_PACKET
+    with a protocol allowed again, no lsm_cgroup program left on the cgroup."""
+    r = observe("detach", run_driver, kernel_session, precondition)
     on, off = r["attached"], r["detached"]
     observed = {"attached_prio": on["prio"], "attached_packet": on["packet_eth_p_all"],
                 "attached_programs": on["query_count"], "detached_prio": off["prio"],
