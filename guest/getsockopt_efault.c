@@ -41,10 +41,10 @@ static void attach(int cg_fd, const char *prog_kind)
 	else
 		fail("unknown PROG %s (none, buggy, fixed)", prog_kind);
 	if (bpf_prog_attach(bpf_program__fd(get_prog), cg_fd, BPF_CGROUP_GETSOCKOPT, 0))
-		fail("attach getsockopt program");
+		refused("attach", bpf_program__name(get_prog), errno, "");
 	/* The setsockopt side always leaves foreign options alone (the "buggy" shape). */
 	if (bpf_prog_attach(bpf_program__fd(skel->progs.set_ignores_others), cg_fd, BPF_CGROUP_SETSOCKOPT, 0))
-		fail("attach setsockopt program");
+		refused("attach", "set_ignores_others", errno, "");
 }
 
 static void report(int ret, int err, socklen_t optlen)
@@ -163,7 +163,7 @@ int main(int argc, char **argv)
 	optlen_in = parse_optlen(argv[2], sysconf(_SC_PAGESIZE));
 	skel = getsockopt_efault__open_and_load();
 	if (!skel)
-		fail("loading BPF programs");
+		refused("load", "getsockopt_efault.bpf.o", errno, "see stderr for the verifier log");
 	cg_fd = cgroup_create(NULL, "sockopt", cg_path, sizeof(cg_path));
 	attach(cg_fd, argv[3]);
 	cgroup_join(cg_path);

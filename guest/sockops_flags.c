@@ -59,7 +59,7 @@ static int valid_args(const char *name, const char *arg, int argc)
 static void attach(struct bpf_program *prog, int cgroup_fd, const char *cgroup)
 {
 	if (bpf_prog_attach(bpf_program__fd(prog), cgroup_fd, BPF_CGROUP_SOCK_OPS, BPF_F_ALLOW_MULTI))
-		fail("attaching %s to %s", bpf_program__name(prog), cgroup);
+		refused("attach", bpf_program__name(prog), errno, cgroup);
 }
 
 static __u32 prog_id(struct bpf_program *prog)
@@ -264,7 +264,7 @@ int main(int argc, char **argv)
 		fail("opening the BPF object");
 	skel->rodata->server_port = SERVER_PORT;
 	if (sockops_flags__load(skel))
-		fail("loading the BPF object (see stderr for the verifier log)");
+		refused("load", "sockops_flags.bpf.o", errno, "see stderr for the verifier log");
 	for (int p = 0; p < NR_PROGS; p++)
 		for (int r = 0; r < NR_ROLES; r++) {
 			struct sockops_counts *c = &skel->bss->counts[p][r];

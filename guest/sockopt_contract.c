@@ -63,8 +63,10 @@ static int attach_flags(int cg, struct bpf_program *prog, enum bpf_attach_type t
 
 static void attach(int cg, struct bpf_program *prog, enum bpf_attach_type type)
 {
-	if (attach_flags(cg, prog, type, BPF_F_ALLOW_MULTI))
-		fail("attach %s", bpf_program__name(prog));
+	int err = attach_flags(cg, prog, type, BPF_F_ALLOW_MULTI);
+
+	if (err)
+		refused("attach", bpf_program__name(prog), err, "");
 }
 
 static void detach(int cg, struct bpf_program *prog, enum bpf_attach_type type)
@@ -355,7 +357,7 @@ int main(int argc, char **argv)
 		     "preorder HOOK|mprog HOOK|race CYCLES", argv[0]);
 	skel = sockopt_contract__open_and_load();
 	if (!skel)
-		fail("loading BPF programs");
+		refused("load", "sockopt_contract.bpf.o", errno, "see stderr for the verifier log");
 	if (sizeof(skel->bss->runs) / sizeof(skel->bss->runs[0]) != NR_PROGS)
 		fail("program ids differ between the driver and progs/sockopt_contract.bpf.c");
 	parent_fd = cgroup_create(NULL, "contract", parent_path, sizeof(parent_path));

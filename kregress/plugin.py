@@ -241,14 +241,20 @@ def precondition(request, kernel_facts):
     stops before expect(). The facts say whether the precondition should hold here: held
     where they say so, the test goes on; not held where they say it should, the test FAILS
     ("precondition failed: NAME"); not held where they say the kernel lacks it, a named SKIP;
-    held where they say it lacks it, a contradiction (FAIL). Recorded as `precondition`."""
-    def check(name: str, holds: bool, *, facts=(), reason: str = "", fix: str = "") -> None:
+    held where they say it lacks it, a contradiction (FAIL). optional=True: a configuration
+    the expectation was not calibrated for (not a kernel feature): not held is a named SKIP
+    with what was measured (observed=...). Recorded as `precondition`."""
+    def check(name: str, holds: bool, *, facts=(), reason: str = "", fix: str = "", optional: bool = False,
+              observed: dict | None = None) -> None:
         should = all([kernel_facts.has(fact) for fact in facts])     # every fact consulted
-        if holds and should:
+        if holds and (should or optional):
             return
         entry = _record_of(request.node)
         entry["precondition"] = {"name": name, "met": bool(holds), "reason": reason, "facts": list(facts)}
         entry["ended_by"] = "precondition"
+        entry["observed"].update(observed or {})
+        if optional:        # a configuration the rule was not made for: measured, not judged
+            pytest.skip(f"no verdict: {name} does not hold: {reason}")
         why = "; ".join(kernel_facts.why(fact) for fact in facts) or "no fact: it should hold on every kernel"
         if holds:
             pytest.fail(f"precondition {name!r} holds, but the facts say it should not: "

@@ -8,7 +8,8 @@ import pytest
 from kregress.expect import DocumentRule
 
 pytestmark = pytest.mark.scenario(facts=["getsockopt_retval_in_run_ctx", "setsockopt_buffer_16",
-                                         "getsockopt_relief", "getsockopt_race_fix"])
+                                         "getsockopt_relief", "getsockopt_race_fix", "cgroup_preorder",
+                                         "cgroup_mprog"])
 
 DRIVER = "sockopt_contract"
 DOC = "Documentation/bpf/prog_cgroup_sockopt.rst"
@@ -40,10 +41,10 @@ def test_kernel_error_wins_over_eperm(run_driver, kernel_facts, expect):
     """getsockopt of an option nobody handles, through a program returning 0: since c4dcfdd406aa
     the kernel's ENOPROTOOPT is kept; before it, EPERM."""
     seen = run_driver(DRIVER, "reject")
-    assert seen["kernel_error_alone"] == "ENOPROTOOPT", f"without a program: {seen}"
     wins = kernel_facts.has("getsockopt_retval_in_run_ctx")
-    expect({"get_kernel_error": seen["get_kernel_error"]},
-           {"get_kernel_error": seen["kernel_error_alone"] if wins else "EPERM"},
+    # the program-less answer is itself expected (pinned), not taken from the kernel
+    expect({"kernel_error_alone": seen["kernel_error_alone"], "get_kernel_error": seen["get_kernel_error"]},
+           {"kernel_error_alone": "ENOPROTOOPT", "get_kernel_error": "ENOPROTOOPT" if wins else "EPERM"},
            facts=["getsockopt_retval_in_run_ctx"], document=RETURN_0, documented={"get_kernel_error": "EPERM"})
 
 
@@ -85,14 +86,15 @@ def test_large_optval(run_driver, kernel_facts, expect):
     SO_PEERGROUPS with more than PAGE_SIZE bytes."""
     seen = run_driver(DRIVER, "large")
     page, answer = seen["page_size"], seen["kernel_answer_bytes"]
-    assert seen["user_optlen"] == 2 * page and answer > page, f"buffers not past PAGE_SIZE: {seen}"
     # relations, not byte counts: the same behaviour reads the same whatever the page size
     size_of = {answer: "answer", 8: 8, -1: -1}
     observed = {f"{hook}_{mode}_{key}": size_of.get(value, value) if key == "optlen" else value
                 for hook in HOOKS for mode in ("optlen_zero", "optlen_trimmed", "optlen_untouched")
                 for key, value in seen[f"{hook}_{mode}"].items()}
     relief = kernel_facts.has("getsockopt_relief")
+    observed["buffers_past_page_size"] = seen["user_optlen"] == 2 * page and answer > page
     expected = {
+        "buffers_past_page_size": True,
         "set_optlen_zero_errno": "OK", "set_optlen_zero_tos": TOS_BY_USER,            # the user's buffer
         "set_optlen_trimmed_errno": "OK", "set_optlen_trimmed_tos": TOS_BY_PROG,      # the program's
         "get_optlen_zero_errno": "OK", "get_optlen_zero_optlen": "answer", "get_optlen_zero_first_group": FIRST_GROUP,
@@ -106,7 +108,7 @@ def test_large_optval(run_driver, kernel_facts, expect):
     else:
         expected.update({"set_optlen_untouched_errno": "EFAULT", "set_optlen_untouched_tos": 0,
                          "get_optlen_untouched_errno": "EFAULT"})
-    documented = {k: v for k, v in expected.items() if "untouched" not in k}
+    documented = {k: v for k, v in expected.items() if "untouched" not in k and k != "buffers_past_page_size"}
     documented.update({"set_optlen_untouched_errno": "EFAULT", "get_optlen_untouched_errno": "EFAULT"})
     expect(observed, expected, facts=["getsockopt_relief"], document=LARGE, documented=documented,
            page_size=page, kernel_answer_bytes=answer)
@@ -123,32 +125,49 @@ def test_inheritance_child_then_parent(run_driver, expect, hook):
     expect(observed, expected, document=ORDER, documented=expected)
 
 
+ORDERING = {"preorder": ("cgroup_preorder", "BPF_F_PREORDER on the parent"),
+            "mprog": ("cgroup_mprog", "BPF_F_BEFORE in the child's own list (cgroup mprog API)")}
+
+
 @pytest.mark.parametrize("how", ["preorder", "mprog"])
 @pytest.mark.parametrize("hook", HOOKS)
-def test_attach_flags_put_a_first(run_driver, expect, hook, how):
-    """Probed, not gated on a version: A attached with BPF_F_PREORDER on the parent, or with
-    BPF_F_BEFORE B in the child's own list (the mprog API), runs before B and sees the
-    caller's value; B still has the last word."""
+def test_attach_flags_put_a_first(run_driver, kernel_facts, precondition, expect, hook, how):
+    """A attached with BPF_F_PREORDER on the parent, or with BPF_F_BEFORE B in the child's own
+    list (the mprog API), runs before B and sees the caller's value; B still has the last
+    word. The facts say which kernels take the flag: a refusal is a named skip only where
+    they say the kernel lacks it, otherwise a failure (so is an accepted flag they say it lacks)."""
+    fact, flag = ORDERING[how]
     seen = run_driver(DRIVER, how, hook)
-    if not seen["supported"]:
-        pytest.skip(f"this kernel refuses the attach ({seen['attach_errno']}): no {how} support to check")
+    precondition(f"{flag} accepted", seen["supported"], facts=[fact],
+                 reason=f"the kernel answered the attach with {seen['attach_errno']}")
     result = "value_returned" if hook == "get" else "tos_after"
     observed = {k: seen[k] for k in ("errno", "order", "value_seen_by_a", result)}
     expect(observed, {"errno": "OK", "order": f"{hook}_a,{hook}_b", "value_seen_by_a": TOS_BY_USER,
-                      result: TOS_BY_CHILD})
+                      result: TOS_BY_CHILD}, facts=[fact])
 
 
 RACE_CYCLES = 300
+# Where the rule "with the fix not one EFAULT, without it at least one in RACE_CYCLES" was
+# calibrated: (accelerator, vCPUs). 1 vCPU TCG: 10-76 EFAULTs per 300 cycles on 5.10, 6.1 and
+# 5.10-arm64 over 7-8 runs each. Elsewhere the rate is recorded without a verdict.
+RACE_CALIBRATED = {("tcg", 1)}
 
 
-def test_first_attach_during_getsockopt(run_driver, kernel_facts, expect):
+def test_first_attach_during_getsockopt(run_driver, kernel_session, kernel_facts, precondition, expect):
     """The do_sock_getsockopt race (33f339a1ba54): a thread calls getsockopt(IP_TOS) while the
-    first getsockopt program is attached and detached RACE_CYCLES times. Rule: with the fix,
-    not one EFAULT; without it, at least one. Measured on 1-vCPU TCG guests over 7-8 runs:
-    10-76 EFAULTs per 300 cycles on 5.10, 6.1 and 5.10-arm64, so a miss in 300 is not chance."""
+    first getsockopt program is attached and detached RACE_CYCLES times."""
     seen = run_driver(DRIVER, "race", RACE_CYCLES, timeout=180)
-    assert seen["other_errors"] == 0 and seen["calls"] > RACE_CYCLES, f"the calls did not run as planned: {seen}"
+    config = (kernel_session.accel.accel, kernel_session.vm.cpus)
     fixed = kernel_facts.has("getsockopt_race_fix")
-    expect({"spurious_efault": seen["efaults"] > 0}, {"spurious_efault": not fixed}, facts=["getsockopt_race_fix"],
-           race={"cycles": seen["cycles"], "calls": seen["calls"], "efaults": seen["efaults"]},
-           note=f"{seen['efaults']} EFAULTs in {seen['calls']} getsockopt calls over {seen['cycles']} attach cycles")
+    race = {"cycles": seen["cycles"], "calls": seen["calls"], "efaults": seen["efaults"],
+            "other_errors": seen["other_errors"], "accel": config[0], "vcpus": config[1]}
+    observed = {"calls_as_planned": seen["other_errors"] == 0 and seen["calls"] > RACE_CYCLES,
+                "spurious_efault": seen["efaults"] > 0}
+    if config not in RACE_CALIBRATED:
+        precondition(f"race rule calibrated for {config[0]} with {config[1]} vCPU(s)", False, optional=True,
+                     reason=f"{seen['efaults']} EFAULTs in {seen['calls']} calls over {seen['cycles']} cycles, "
+                            f"recorded without a verdict (calibrated: {sorted(RACE_CALIBRATED)})",
+                     facts=["getsockopt_race_fix"], observed={**observed, **race})
+    expect(observed, {"calls_as_planned": True, "spurious_efault": not fixed}, facts=["getsockopt_race_fix"],
+           race=race, note=f"{seen['efaults']} EFAULTs in {seen['calls']} getsockopt calls over {seen['cycles']} "
+                           f"attach cycles ({config[0]}, {config[1]} vCPUs)")

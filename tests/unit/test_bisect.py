@@ -12,7 +12,7 @@ from faketree import make_kernel_tree
 
 from kregress.bisect import run as bisect_run
 from kregress.bisect.coarse import coarse_bisect, main_kernels
-from kregress.bisect.judge import BAD, GOOD, SKIP, combine, judge, settled
+from kregress.bisect.judge import BAD, EXIT_CODES, GOOD, SKIP, combine, judge, settled
 from kregress.bisect.run import main_run
 from kregress.bisect.steps import StepLog
 from kregress.tree import DEFAULT_FRAGMENT, git_info, required_configs
@@ -471,3 +471,18 @@ def test_fact_comes_from_the_selected_scenario(fake, capsys):
     assert fake.run(selection=(efault,), mode="pass") == SKIP
     said = capsys.readouterr().err
     assert "--fact" in said and "getsockopt_relief, getsockopt_retval_in_run_ctx" in said
+
+
+def test_judge_a_refused_attach_like_any_observation(tmp_path):
+    """A regression that makes the kernel refuse an attach is a behaviour (bad), never 125:
+    the driver reports the refusal, the test fails on it without a harness_error."""
+    refused = {"refused": "attach of prio_clone: EOPNOTSUPP"}
+    doc = {"format": "kregress-results/2", "kernels": {"k": {"boot_seconds": 2}}, "tests": [
+        {"nodeid": "t[k]", "kernel": "k", "outcome": "failed", "observed": refused,
+         "expected": {"refused": "nothing"}, "longrepr": "the kernel refused the attach of prio_clone"},
+        {"nodeid": "u[k]", "kernel": "k", "outcome": "passed", "observed": {"a": 1}}]}
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    judged = judge(path, "k", 1)
+    assert (judged.verdict, EXIT_CODES[judged.verdict]) == ("bad", BAD)
+    assert judged.behaviour["t"] == refused and not judged.tests[0]["harness_problem"]

@@ -91,12 +91,59 @@ def test_scenario_modules_use_only_declared_facts(path: Path):
         for keyword in node.keywords:
             if keyword.arg == "facts" and isinstance(keyword.value, (ast.List, ast.Tuple)):
                 named |= _fact_names(keyword.value.elts, constants)
-    assert declared, f"{path.name}: a scenario marker with no facts"
     assert consulted <= declared, f"{path.name} consults undeclared {consulted - declared}"
     assert named - set(FACTS) <= set() and named <= declared, f"{path.name} names undeclared {named - declared}"
     assert declared <= consulted | named, f"{path.name} declares facts it never uses: {declared - consulted - named}"
 
 
+# What a scenario module may not contain: every test ends in expect() or a named skip from the
+# precondition helper (kregress.plugin), nothing else (the plugin checks the same at run time).
+FORBIDDEN_CALLS = {"xfail": "pytest.xfail", "skip": "pytest.skip", "fail": "pytest.fail", "importorskip":
+                   "pytest.importorskip", "observe_until": "a retry helper", "record_behaviour": "record_behaviour"}
+
+
+def _endings(tree: ast.Module) -> list[str]:
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            found.append(f"line {node.lineno}: a bare assert")
+        elif isinstance(node, ast.While):
+            found.append(f"line {node.lineno}: a while loop (retry until it passes?)")
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name in FORBIDDEN_CALLS:
+                found.append(f"line {node.lineno}: {FORBIDDEN_CALLS[name]}")
+        elif isinstance(node, ast.arg) and node.arg == "record_behaviour":
+            found.append(f"line {node.lineno}: the record_behaviour fixture (end with expect())")
+        elif isinstance(node, ast.Attribute) and node.attr in ("xfail", "skipif") and \
+                isinstance(node.value, ast.Attribute) and node.value.attr == "mark":
+            found.append(f"line {node.lineno}: pytest.mark.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("path", SCENARIO_MODULES, ids=lambda p: p.name)
+def test_scenario_modules_end_one_way(path: Path):
+    """expect() or the precondition helper: no xfail, no skip or fail of its own, no bare
+    assert, no retry loop, no record_behaviour; and every test function reaches expect()."""
+    tree = ast.parse(path.read_text())
+    assert not _endings(tree), f"{path.name} ends a scenario test another way: " + "; ".join(_endings(tree))
+    tests = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+    calls_expect = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)
+                    and any(isinstance(arg, ast.arg) and arg.arg == "expect" for arg in ast.walk(node))}
+    for test in tests:
+        assert test.name in calls_expect, f"{path.name}::{test.name} never takes the expect fixture"
+
+
+def test_the_source_check_sees_every_other_ending():
+    source = ("import pytest\n@pytest.mark.xfail\ndef test_a(record_behaviour):\n    assert 1\n"
+              "    while True:\n        pytest.skip('x')\n    pytest.xfail('y')\n    observe_until(1)\n")
+    found = " ".join(_endings(ast.parse(source)))
+    for what in ("bare assert", "while loop", "pytest.skip", "pytest.xfail", "retry helper", "record_behaviour",
+                 "pytest.mark.xfail"):
+        assert what in found, what
+
+
 def test_every_scenario_is_found():
     names = {p.stem for p in SCENARIO_MODULES}
-    assert {"test_getsockopt_efault", "test_sockops_flags", "test_lsm_priority", "test_sockopt_contract"} <= names
+    assert {"test_getsockopt_efault", "test_sockops_flags", "test_lsm_priority", "test_sockopt_contract",
+            "test_findings"} <= names

@@ -1,0 +1,63 @@
+"""The typed test record: extras cannot overwrite the harness's fields; a scenario test's
+ending is checked; deviations are shown as "deviates from <source>"."""
+import pytest
+
+from kregress import deviations, junit, kcidb
+from kregress.expect import StatedRule
+from kregress.record import RecordError, add_extras, ending_problem, extra, new_record
+from reportdata import four_kernels
+
+
+def test_extras_go_beside_the_harness_fields():
+    record = new_record()
+    record["observed"]["errno"] = "OK"
+    add_extras(record, {"attempts": 6, "sizes": {"a": 1}})
+    assert record["observed"] == {"errno": "OK"} and record["extras"] == {"attempts": 6, "sizes": {"a": 1}}
+    for owned in ("observed", "outcome", "dmesg", "harness_error"):
+        with pytest.raises(RecordError, match=owned):
+            add_extras(record, {owned: "x"})
+    assert record["observed"] == {"errno": "OK"}
+
+
+def test_extra_reads_extras_then_the_top_level():
+    assert extra({"extras": {"race": 1}, "race": 2}, "race") == 1
+    assert extra({"race": 2}, "race") == 2 and extra({}, "race", "-") == "-"
+
+
+@pytest.mark.parametrize("record, outcome, xfailed, allowed", [
+    ({"ended_by": "expect"}, "passed", False, True),
+    ({"ended_by": "expect"}, "failed", False, True),
+    ({"ended_by": "precondition"}, "skipped", False, True),
+    ({"ended_by": "precondition"}, "failed", False, True),
+    ({}, "passed", False, False),                       # a bare assert that held, a return before judging
+    ({}, "failed", False, False),                       # pytest.fail or a bare assert
+    ({}, "skipped", False, False),                      # a skip of its own
+    ({"ended_by": "expect"}, "skipped", False, False),  # judged, then skipped anyway
+    ({}, "skipped", True, False),                       # xfail
+    ({"harness_error": "guest-lost"}, "failed", False, True),   # the harness's fault, not the test's ending
+])
+def test_ending_problem(record, outcome, xfailed, allowed):
+    assert (ending_problem(record, outcome, xfailed) == "") is allowed
+
+
+RULE = StatedRule("69fd337a975c's stated intent", "socket hooks run the socket's cgroup's programs")
+
+
+def test_stated_rule_records_what_breaks_it():
+    broken = RULE.broken({"a": "OK", "b": 7}, {"a": "EPERM", "b": 7})
+    assert broken == {"a": {"observed": "OK", "stated": "EPERM"}}
+    assert RULE.as_record(broken) == {"rule": RULE.rule, "source": RULE.source, "observed": broken}
+    assert RULE.broken({"a": "EPERM"}, {"a": "EPERM"}) == {}
+    assert "CHANGED" in RULE.followed_note() and RULE.source in RULE.followed_note()
+
+
+def test_deviations_in_summary_junit_and_kcidb():
+    doc = four_kernels()
+    test = next(t for t in doc["tests"] if t.get("kernel"))
+    test["deviations"] = [RULE.as_record({"a": {"observed": "OK", "stated": "EPERM"}})]
+    lines = deviations.render(deviations.rules([doc]))
+    assert lines and "deviates from 69fd337a975c's stated intent" in lines[0]
+    assert "deviates from 69fd337a975c's stated intent" in junit.from_results(doc)
+    entry = next(e for e in kcidb.from_results(doc)["tests"] if e.get("misc", {}).get("deviations"))
+    assert entry["misc"]["deviations"][0]["label"].startswith("deviates from 69fd337a975c's stated intent")
+    assert entry["comment"].startswith("deviates from")
