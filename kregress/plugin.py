@@ -16,13 +16,13 @@ import pytest
 from . import deviations, documents, durations, evidence, procs, reproduce, verdicts
 from .config import KernelsFileError
 from .expect import declared_facts, differences, facts_mismatch, failure_message
-from .record import add_extras, ending_problem, new_record
 from .facts import KernelFacts
 from .junit import junit_properties
 from .kernels import KernelFetchError
 from .matrix import guest_images
 from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
+from .record import add_extras, ending_problem, new_record
 from .report import page_text, render_text, write_reports
 from .results import ResultsFile
 from .session import KERNEL_PROBLEM, GuestFailure, KernelSession, SessionOptions
@@ -238,15 +238,17 @@ def record_behaviour(request):
 @pytest.fixture
 def precondition(request, kernel_facts):
     """precondition(name, holds, facts=[...], reason=...): the one named way a scenario test
-    stops before expect(). The facts say whether the precondition should hold here: held
-    where they say so, the test goes on; not held where they say it should, the test FAILS
-    ("precondition failed: NAME"); not held where they say the kernel lacks it, a named SKIP;
-    held where they say it lacks it, a contradiction (FAIL). optional=True: a configuration
-    the expectation was not calibrated for (not a kernel feature): not held is a named SKIP
-    with what was measured (observed=...). Recorded as `precondition`."""
+    stops before expect(). The facts say whether the precondition should hold here (each
+    fact's state: has, lacks, unusable): held where they say so, the test goes on; not held
+    where they say it should, the test FAILS ("precondition failed: NAME"); not held where
+    they say the kernel lacks it or cannot use it here, a named SKIP; held where they say it
+    lacks it, a contradiction (FAIL). optional=True: a configuration the expectation was not
+    calibrated for (not a kernel feature): not held is a named SKIP with what was measured
+    (observed=...). Recorded as `precondition`."""
     def check(name: str, holds: bool, *, facts=(), reason: str = "", fix: str = "", optional: bool = False,
               observed: dict | None = None) -> None:
-        should = all([kernel_facts.has(fact) for fact in facts])     # every fact consulted
+        states = {fact: kernel_facts.state(fact) for fact in facts}     # every fact consulted
+        should = all(state == "has" for state in states.values())
         if holds and (should or optional):
             return
         entry = _record_of(request.node)
@@ -258,11 +260,15 @@ def precondition(request, kernel_facts):
         why = "; ".join(kernel_facts.why(fact) for fact in facts) or "no fact: it should hold on every kernel"
         if holds:
             pytest.fail(f"precondition {name!r} holds, but the facts say it should not: "
-                        + "; ".join(kernel_facts.contradiction(fact, True) for fact in facts
-                                    if not kernel_facts.expects(fact)) + f". {reason}", pytrace=False)
+                        + "; ".join(kernel_facts.contradiction(fact, True) if state == "lacks" else
+                                    kernel_facts.unusable_skip(fact) for fact, state in states.items()
+                                    if state != "has") + f". {reason}", pytrace=False)
         if should:
             pytest.fail(f"precondition failed: {name}: {reason}; the facts say it should hold ({why})"
                         + (f". {fix}" if fix else ""), pytrace=False)
+        unusable = [fact for fact, state in states.items() if state == "unusable"]
+        if unusable:
+            pytest.skip(f"{kernel_facts.unusable_skip(unusable[0])}; {name}: {reason}")
         pytest.skip(f"not supported by this kernel: {name}: {reason}; {why}")
     return check
 

@@ -3,8 +3,9 @@ Stanislav Fomichev's LPC 2022 talk "Networking resource control with per-cgroup 
 
 Every test runs one case of guest/lsm_priority.c. Preconditions are observed and judged
 against the facts by the precondition helper: a kernel that refuses lsm_cgroup programs is
-a named skip only where the facts say it lacks 69fd337a975c; a kernel that takes them but
-does not run the bpf LSM fails ("precondition failed: bpf LSM active").
+a named skip only where the facts say it lacks 69fd337a975c or cannot use it (its config: e.g.
+arm64 without ftrace direct calls); a kernel that takes them but does not run the bpf LSM
+fails ("precondition failed: bpf LSM active").
 
 Cases that depend on a handshake (inet_csk_clone) or on links just destroyed run a fixed
 number of attempts, every one judged. Which task completes a loopback handshake decides
