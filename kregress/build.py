@@ -1,29 +1,32 @@
 """Compile the scenario programs (progs/<name>.bpf.c -> skeleton -> guest/<name>.c driver)
-and the guest agent.
+and the guest agent, inside the build root (kregress/buildroot.py): the host's compilers
+and libraries never reach a driver, and the same sources give the same bytes on any host.
 
 Built once per content: the cache key covers every source and header, the flags and
-the tool versions, so a second run rebuilds nothing and a changed header rebuilds all.
+the build root's installed packages, so a second run rebuilds nothing and a changed
+header rebuilds all.
 """
 from __future__ import annotations
 
 import fcntl
-import functools
 import hashlib
 import shutil
-import subprocess
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from .hostcpu import HOST_ARCH
+from . import buildroot
 from .paths import PROJECT_ROOT, cache_dir
 
-BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-Wall"]
-CFLAGS = ["-O2", "-g", "-Wall", "-Wno-unused-function"]
+# Paths inside the build root are the same everywhere (/src, /out); the prefix maps keep
+# even those out of the debug info and __FILE__.
+REPRODUCIBLE = [f"-f{kind}-prefix-map={point}=." for kind in ("file", "debug") for point in ("/src", "/out")]
+BPF_CFLAGS = ["-g", "-O2", "-target", "bpf", "-Wall", *REPRODUCIBLE]
+CFLAGS = ["-O2", "-g", "-Wall", "-Wno-unused-function", *REPRODUCIBLE]
 
 
 @dataclass(frozen=True)
 class Toolchain:
-    cc: str                 # the C compiler for drivers and the agent
+    cc: str                 # the C compiler for drivers and the agent (in the build root)
     bpf_arch: str           # __TARGET_ARCH_<this> for the BPF side
     multiarch: str          # Debian's multiarch triplet: asm/ headers and the static libraries
 
@@ -32,8 +35,8 @@ class Toolchain:
         return [*BPF_CFLAGS, f"-D__TARGET_ARCH_{self.bpf_arch}", f"-I/usr/include/{self.multiarch}"]
 
 
-# Per guest architecture, cross-built (against the multiarch -dev packages) on another
-# host: toolchain() uses plain gcc for the host's own architecture.
+# Per guest architecture, in the build root (amd64 on every host, so the same compilers
+# everywhere): arm64 is cross-built against the root's multiarch arm64 -dev packages.
 TOOLCHAINS = {
     "x86_64": Toolchain("x86_64-linux-gnu-gcc", "x86", "x86_64-linux-gnu"),
     "arm64": Toolchain("aarch64-linux-gnu-gcc", "arm64", "aarch64-linux-gnu"),
@@ -57,40 +60,31 @@ class Program:
 def toolchain(arch: str) -> Toolchain:
     if arch not in TOOLCHAINS:
         raise BuildError(f"no toolchain for architecture {arch!r}; known: {', '.join(TOOLCHAINS)}")
-    return replace(TOOLCHAINS[arch], cc="gcc") if arch == HOST_ARCH else TOOLCHAINS[arch]
+    return TOOLCHAINS[arch]
 
 
-@functools.cache
-def _tool_versions(cc: str = "gcc") -> str:
-    out = []
-    for tool in (["clang", "--version"], [cc, "--version"], ["bpftool", "version"]):
-        try:
-            out.append(subprocess.run(tool, capture_output=True, text=True).stdout.split("\n")[0])
-        except OSError:
-            out.append(f"{tool[0]} missing")
-    return "\n".join(out)
-
-
-def _run(cmd: list[str], what: str, stdout=None) -> None:
+def _run(root: buildroot.BuildRoot, argv: list[str], binds: dict[str, Path], what: str) -> str:
     try:
-        proc = subprocess.run(cmd, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    except FileNotFoundError:
-        raise BuildError(f"{what}: {cmd[0]} is not installed (run `make setup`)") from None
-    if proc.returncode != 0:
-        raise BuildError(f"{what} failed:\n$ {' '.join(cmd)}\n{proc.stderr.strip()}")
+        return buildroot.run(root.path, argv, binds, what)
+    except buildroot.BuildRootError as err:
+        raise BuildError(str(err)) from None
+
+
+def _key(*parts: bytes) -> str:
+    """Cache key: the build root's package set, the flags and the given contents."""
+    digest = hashlib.sha256(buildroot.ensure().digest.encode())
+    digest.update(" ".join(BPF_CFLAGS + CFLAGS + LDLIBS).encode())
+    for part in parts:
+        digest.update(part + b"\0")
+    return digest.hexdigest()[:20]
 
 
 def content_key(name: str, root: Path, arch: str = "x86_64") -> str:
     tools = toolchain(arch)
-    digest = hashlib.sha256()
-    digest.update(" ".join(tools.bpf_flags + CFLAGS + LDLIBS).encode())
-    digest.update(_tool_versions(tools.cc).encode())
     sources = [root / "progs" / f"{name}.bpf.c", root / "guest" / f"{name}.c"]
     sources += sorted((root / "progs").glob("*.h")) + sorted((root / "guest").glob("*.h"))
-    for path in sources:
-        if path.exists():
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:20]
+    return _key(" ".join(tools.bpf_flags + [tools.cc]).encode(),
+                *(path.name.encode() + b"\0" + path.read_bytes() for path in sources if path.exists()))
 
 
 def _cached(out: Path, lock_name: str, make) -> bool:
@@ -128,15 +122,15 @@ def build(name: str, root: Path | None = None, out_root: Path | None = None, arc
     bpf_object = out / f"{name}.bpf.o" if bpf_source.exists() else None
 
     def make(staging: Path) -> None:
-        includes = ["-I", str(staging), "-I", str(root / "guest")]
-        if bpf_object:
-            obj = staging / bpf_object.name
-            _run(["clang", *tools.bpf_flags, "-I", str(root / "progs"), "-c", str(bpf_source), "-o", str(obj)],
-                 f"compiling {bpf_source.relative_to(root)}")
-            with open(staging / f"{name}.skel.h", "w") as skel:
-                _run(["bpftool", "gen", "skeleton", str(obj), "name", name], f"skeleton for {name}", stdout=skel)
-        _run([tools.cc, *CFLAGS, *includes, str(driver_source), "-o", str(staging / name), *LDLIBS],
-             f"compiling {driver_source.relative_to(root)} for {arch}")
+        build_root, binds = buildroot.ensure(), {"src": root, "out": staging}
+        if bpf_object:      # relative to /src and /out, so nothing of either path is left in the object
+            _run(build_root, ["clang", *tools.bpf_flags, "-I", "progs", "-c", f"progs/{name}.bpf.c",
+                              "-o", f"/out/{name}.bpf.o"], binds, f"compiling progs/{name}.bpf.c")
+            skeleton = _run(build_root, ["bpftool", "gen", "skeleton", f"/out/{name}.bpf.o", "name", name], binds,
+                            f"skeleton for {name}")
+            (staging / f"{name}.skel.h").write_text(skeleton)
+        _run(build_root, [tools.cc, *CFLAGS, "-I", "/out", "-I", "guest", f"guest/{name}.c", "-o", f"/out/{name}",
+                          *LDLIBS], binds, f"compiling guest/{name}.c for {arch}")
 
     rebuilt = _cached(out, prefix, make)
     return Program(name, out / name, bpf_object, rebuilt=rebuilt)
@@ -149,12 +143,11 @@ def build_agent(out_root: Path | None = None, arch: str = "x86_64") -> Path:
     """The guest agent (in_guest/agent.c), static like the drivers, cached by content."""
     out_root = out_root or cache_dir() / "build"
     tools = toolchain(arch)
-    flags = [*CFLAGS, "-static"]
-    digest = hashlib.sha256(" ".join(flags).encode() + _tool_versions(tools.cc).encode() + AGENT_SOURCE.read_bytes())
+    argv = [tools.cc, *CFLAGS, "-static", AGENT_SOURCE.name, "-o", "/out/agent", "-lz"]
     prefix = _cache_name("agent", arch)
-    out = out_root / f"{prefix}-{digest.hexdigest()[:20]}"
-    _cached(out, prefix, lambda staging: _run([tools.cc, *flags, str(AGENT_SOURCE), "-o", str(staging / "agent"), "-lz"],
-                                               f"compiling the guest agent (kregress/in_guest/agent.c) for {arch}"))
+    out = out_root / f"{prefix}-{_key(' '.join(argv).encode(), AGENT_SOURCE.read_bytes())}"
+    _cached(out, prefix, lambda staging: _run(buildroot.ensure(), argv, {"src": AGENT_SOURCE.parent, "out": staging},
+                                              f"compiling the guest agent (kregress/in_guest/agent.c) for {arch}"))
     return out / "agent"
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import buildroot
 from .build import BuildError
 from .config import KernelsFileError, load_kernels, select_kernels
 from .image import ImageError, ensure_image, load_spec
@@ -35,8 +36,9 @@ def selection_from_pytest_args(words: list[str]) -> argparse.Namespace:
 
 
 def cmd_fetch(args) -> int:
-    """Everything a run needs, into the cache: the selected kernels and their guest images
-    (only the architectures selected: a run narrowed to one kernel builds one image)."""
+    """Everything a run needs, into the cache: the selected kernels, their guest images
+    (only the architectures selected: a run narrowed to one kernel builds one image) and
+    the build root the guest programs are compiled in."""
     picked = selection_from_pytest_args([w for w in args.pytest_args if w != "--"])
     kernels_file = picked.kernels_file or args.kernels_file
     specs = select_kernels(load_kernels(kernels_file), args.kernel + picked.kernel, args.arch + picked.arch)
@@ -56,6 +58,12 @@ def cmd_fetch(args) -> int:
         except ImageError as err:
             print(f"kregress: {err}", file=sys.stderr)
             status = 1
+    try:
+        root = buildroot.ensure()
+        print(json.dumps({"build_root": {**root.describe(), "path": str(root.path)}}))
+    except buildroot.BuildRootError as err:
+        print(f"kregress: {err}", file=sys.stderr)
+        status = 1
     return status
 
 

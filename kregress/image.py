@@ -231,17 +231,19 @@ FAILURES = [
 ]
 
 
-def explain_failure(spec: ImageSpec, lines: list[str]) -> str:
+def explain_failure(spec, lines: list[str], what: str = "guest image", arch: str | None = None) -> str:
+    """spec: an ImageSpec, or the build root's (what and arch say which)."""
     text = "\n".join(lines)
+    untouched = "the cached images are untouched" if what == "guest image" else f"the cached {what} is untouched"
     tail = "\n".join("  | " + line for line in lines[-15:])
     for pattern, message in FAILURES:
         match = pattern.search(text)
         if match:
             name = next((g for g in match.groups() if g), "") if match.groups() else ""
-            why = message.format(name, suite=spec.suite, arch=DEBIAN_ARCH[spec.arch], source=spec.source,
+            why = message.format(name, suite=spec.suite, arch=arch or DEBIAN_ARCH[spec.arch], source=spec.source,
                                  keyring=DEBIAN_KEYRING, cache=cache_dir(), mirror=DEBIAN_MIRROR)
-            return f"guest image build failed: {why}; the cached images are untouched.\nmmdebstrap said:\n{tail}"
-    return f"guest image build failed (mmdebstrap); the cached images are untouched.\nmmdebstrap said:\n{tail}"
+            return f"{what} build failed: {why}; {untouched}.\nmmdebstrap said:\n{tail}"
+    return f"{what} build failed (mmdebstrap); {untouched}.\nmmdebstrap said:\n{tail}"
 
 
 def _installed_packages(rootdir: Path) -> dict:

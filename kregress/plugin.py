@@ -478,6 +478,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         packages = image.get("packages") or {}
         write(f"guest image: {image['suite']} {image['arch']} sha256 {image['digest'][:16]}, {len(packages)} packages "
               f"(libc6 {packages.get('libc6', '?')}; every version in results.json)")
+    for root in {json.dumps(i["build_root"], sort_keys=True) for i in results.doc["kernels"].values()
+                 if i.get("build_root")}:
+        root = json.loads(root)
+        write(f"build root: {root['suite']} {root['digest'][:16]}: " + ", ".join(
+            f"{name} {root['versions'].get(name, '?')}" for name in ("clang", "gcc", "libbpf-dev", "libelf-dev")))
     for kernel_id, info in results.doc["kernels"].items():
         if info.get("error"):
             write(f"  {kernel_id}: NOT BOOTED: {info['error'].splitlines()[0]}")

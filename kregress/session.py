@@ -151,6 +151,7 @@ class KernelSession:
                 "boot_how": boot.how if boot else None, "snapshot": boot.snapshot if boot else None,
                 "save_seconds": boot.save_seconds if boot else None, "snapshot_note": self.vm.snapshot_note,
                 "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
+                "build_root": build.buildroot.ensure().describe(),
                 "console_log": str(boot.console_log) if boot else None,
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
                 "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence,
