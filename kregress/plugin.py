@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import deviations, documents, durations, evidence, procs, reproduce, verdicts
+from . import deviations, documents, durations, evidence, known, procs, reproduce, verdicts
 from .config import KernelsFileError
 from .expect import declared_facts, differences, facts_mismatch, failure_message
 from .facts import KernelFacts
@@ -471,6 +471,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for line in documents.render(documents.rules([results.doc])):
         write(line)
     for line in deviations.render(deviations.rules([results.doc])):
+        write(line)
+    for line in known.render(known.load(), known.failing_cases(results.doc)):
         write(line)
     for accel in results.doc["accelerators"]:
         write(f"accelerator: {accel['accel']} ({accel['reason']})")

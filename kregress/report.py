@@ -10,7 +10,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from . import deviations, documents, junit, kcidb, verdicts
+from . import deviations, documents, junit, kcidb, known, verdicts
 from .facts import FACTS
 from .behaviour import behaviour_parts, behaviour_text, value_text
 from .matrix import Matrix, build
@@ -136,7 +136,8 @@ update();
 
 
 def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdict_rows: list[dict] = (),
-                document_rules: list[dict] = (), deviation_rules: list[dict] = ()) -> str:
+                document_rules: list[dict] = (), deviation_rules: list[dict] = (),
+                known_differences: list[dict] = ()) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
@@ -152,6 +153,11 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
     if deviation_rules:     # stated intents the kernels are known to break
         out.append('<h2>Deviations</h2><pre id="deviations">'
                    + escape("\n".join(deviations.render(deviation_rules))) + "</pre>")
+    if known_differences:   # seen before, not explained: shown, never counted as a pass
+        failing = {row.case: [k for k, c in row.cells.items() if c.status not in ("pass", "expected-diff")]
+                   for row in matrix.rows}
+        out.append('<h2>Known differences</h2><pre id="known">'
+                   + escape("\n".join(known.render(known_differences, failing))) + "</pre>")
     if document_rules:      # second: where the documentation and the kernels part ways
         out.append('<h2>Documentation</h2><pre id="documents">'
                    + escape("\n".join(documents.render(document_rules))) + "</pre>")
@@ -283,7 +289,8 @@ def write_reports(results_path: Path, out_dir: Path | None = None, kernels_file:
     contents = {
         "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc]),
                                            document_rules=documents.rules([doc]),
-                                           deviation_rules=deviations.rules([doc])),
+                                           deviation_rules=deviations.rules([doc]),
+                                           known_differences=known.load()),
         "kcidb.json": lambda: json.dumps(kcidb.from_results(doc), indent=1, sort_keys=True) + "\n",
         "junit.xml": lambda: junit.from_results(doc, matrix),
     }

@@ -2,7 +2,8 @@
 ending is checked; deviations are shown as "deviates from <source>"."""
 import pytest
 
-from kregress import deviations, junit, kcidb
+from kregress import deviations, junit, kcidb, known, report
+from kregress.matrix import build
 from kregress.expect import StatedRule
 from kregress.record import RecordError, add_extras, ending_problem, extra, new_record
 from reportdata import four_kernels
@@ -61,3 +62,19 @@ def test_deviations_in_summary_junit_and_kcidb():
     entry = next(e for e in kcidb.from_results(doc)["tests"] if e.get("misc", {}).get("deviations"))
     assert entry["misc"]["deviations"][0]["label"].startswith("deviates from 69fd337a975c's stated intent")
     assert entry["comment"].startswith("deviates from")
+    html = report.render_html(build(doc), deviation_rules=deviations.rules([doc]), known_differences=known.load())
+    assert "deviates from 69fd337a975c&#x27;s stated intent" in html and "known, unexplained" in html
+
+
+def test_known_differences_file_is_complete_and_shown_unexplained(tmp_path):
+    entries = known.load()
+    assert entries, "known-differences.toml lists the lsm hierarchy double run"
+    case = entries[0]["case"]
+    kernel = entries[0]["kernels"][0]
+    assert known.covering(entries, case, kernel) is entries[0] and known.covering(entries, case, "other") is None
+    text = "\n".join(known.render(entries, {case: [kernel]}))
+    assert text.startswith(f"known, unexplained: {case}") and f"not passed on {kernel}" in text
+    bad = tmp_path / "k.toml"
+    bad.write_text('[[difference]]\ncase = "t::x"\nkernels = ["k"]\nobserved = "o"\n')
+    with pytest.raises(known.KnownDifferencesError, match=r"#1 \(t::x\) lacks rate, tried"):
+        known.load(bad)
