@@ -65,6 +65,8 @@ static const char *errno_name(int err)
 
 	if (err == 0)
 		return "OK";
+	if (err == 524)		/* the kernel's own ENOTSUPP (e.g. no BPF trampoline on this arch): no libc name */
+		return "ENOTSUPP";
 	name = strerrorname_np(err);
 	return name ? name : "E?";
 }
