@@ -51,6 +51,11 @@ class Fact:
         return ", ".join(parts)
 
 
+# lsm_cgroup programs: the bpf LSM, cgroup BPF, BTF, and trampolines (the JIT; on arm64 through
+# ftrace direct calls)
+LSM_CGROUP_NEEDS = dict(needs_config=("CONFIG_BPF_LSM", "CONFIG_CGROUP_BPF", "CONFIG_DEBUG_INFO_BTF", "CONFIG_BPF_JIT"),
+                        needs_config_on={"arm64": ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",)})
+
 FACTS: dict[str, Fact] = {fact.name: fact for fact in [
     Fact("getsockopt_relief", "29ebbba7d461", "bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen",
          mainline=(6, 5), stable={(6, 1): 39, (5, 15): 121},
@@ -65,15 +70,13 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="BPF_LSM_CGROUP attach type. Programs attach through BPF trampolines, which arm64 builds on "
               "ftrace direct calls (Debian bookworm arm64 6.1.176 lacks them and refuses every attach with "
               "ENOTSUPP, -524; trixie's arm64 6.12 has them)",
-         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True,
-         needs_config=("CONFIG_BPF_LSM", "CONFIG_CGROUP_BPF", "CONFIG_DEBUG_INFO_BTF", "CONFIG_BPF_JIT"),
-         needs_config_on={"arm64": ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",)}),
+         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True, **LSM_CGROUP_NEEDS),
     Fact("lsm_cgroup_current_task_shim", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
          note="bpf_lsm_find_cgroup_shim() compares the hook's first argument type (a pointer type's BTF "
               "id) with btf_sock_ids[] (struct ids): never equal, so every lsm_cgroup hook runs the "
               "programs of the current task's cgroup, against the commit's stated intent (socket or sock "
               "first argument: the socket's cgroup). Read in 6.0 ... 7.1.3; no fix known",
-         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True),
+         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True, **LSM_CGROUP_NEEDS),
     Fact("getsockopt_retval_in_run_ctx", "c4dcfdd406aa", "bpf: Move getsockopt retval to struct bpf_cg_run_ctx",
          mainline=(5, 18),
          note="getsockopt bails out on a negative retval before checking optlen, so a kernel error "
@@ -96,13 +99,15 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="BPF_F_PREORDER: a program attached with it runs before the programs of sub-cgroups. 6.12.y: "
               "in 6.12.31 (Debian's 6.12.117 changelog lists it under ChangeLog-6.12.31); 6.6.93 from the "
               "source reading. No binary signature: the flag is a #define and the commit adds no string or "
-              "BTF name, so Debian kernels are witnessed by their changelog"),
+              "BTF name, so Debian kernels are witnessed by their changelog",
+         needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("cgroup_mprog", "120933984460", "bpf: Implement mprog API on top of existing cgroup progs",
          mainline=(6, 17), stable={(6, 12): 110},
          note="BPF_F_BEFORE/AFTER/ID/LINK and expected_revision for cgroup programs. 6.12.y: in 6.12.110 "
               "(stable id 97f7c22aeb93; Debian's 6.12.117 changelog lists it under ChangeLog-6.12.110, and "
               "Debian 6.12.107 refused BPF_F_BEFORE). No binary signature (#defines only): the changelog "
-              "is the witness"),
+              "is the witness",
+         needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("softirq_inline_under_ksoftirqd", "d15121be7485", "Revert \"softirq: Let ksoftirqd do its job\"",
          mainline=(6, 5),
          note="before it, while ksoftirqd is runnable every softirq raised in a task (loopback TCP's "

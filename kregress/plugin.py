@@ -260,8 +260,7 @@ def precondition(request, kernel_facts):
         why = "; ".join(kernel_facts.why(fact) for fact in facts) or "no fact: it should hold on every kernel"
         if holds:
             pytest.fail(f"precondition {name!r} holds, but the facts say it should not: "
-                        + "; ".join(kernel_facts.contradiction(fact, True) if state == "lacks" else
-                                    kernel_facts.unusable_skip(fact) for fact, state in states.items()
+                        + "; ".join(kernel_facts.contradiction(fact, True) for fact, state in states.items()
                                     if state != "has") + f". {reason}", pytrace=False)
         if should:
             pytest.fail(f"precondition failed: {name}: {reason}; the facts say it should hold ({why})"
