@@ -5,9 +5,10 @@ Only what was judged counts. A test counts for a fact when its expect() named th
 ended in pass or fail with no harness error: a pass agrees with the expected state, a failure
 that named only this fact contradicts it, a failure that named several puts all of them "in
 question" (the test cannot say which one is wrong). A test that ended on a precondition
-(`precondition`, met false) counts as its own state: a named skip where the facts say the
-feature is lacking or unusable agrees; a failure where they say it should hold is "precondition
-failed: NAME", never "behaves without". Anything else (harness errors, skips, xfails, tests that
+(`precondition`) counts as its own state: not met, a named skip where the facts say the feature
+is lacking or unusable agrees, a failure where they say it should hold is "precondition failed:
+NAME", never "behaves without"; met where the facts say the kernel lacks it contradicts those
+facts; an optional one (a configuration no rule was calibrated for) judges nothing. Anything else (harness errors, skips, xfails, tests that
 ended before their expectation) is listed as not counted, with why.
 """
 from __future__ import annotations
@@ -34,13 +35,9 @@ def judge(test: dict, name: str, state: str) -> tuple[str, object]:
     if test.get("harness_error"):
         return "not counted", f"harness error ({test['harness_error']})"
     precondition = test.get("precondition") or {}
-    if precondition and precondition.get("met") is False and \
-            name in precondition.get("facts", list(test.get("facts_used") or {})):
-        if outcome == "skipped" and state in ("lacks", "unusable"):
-            return "agree", None            # the kernel refused what the facts say it lacks
-        if outcome == "failed":
-            return "precondition", precondition
-        return "not counted", f"{outcome} on precondition {precondition.get('name', '?')!r}"
+    used = test.get("facts_used") or {}
+    if precondition and name in precondition.get("facts", list(used)):
+        return _judge_precondition(precondition, outcome, name, state, used)
     named = list(test.get("expectation_facts") or ())
     if name not in named:
         return "not counted", (f"{outcome}, its expectation does not name it" if named
@@ -50,6 +47,26 @@ def judge(test: dict, name: str, state: str) -> tuple[str, object]:
     if outcome == "passed":
         return "agree", None
     return ("in question", named) if len(named) > 1 else ("against", None)
+
+
+def _judge_precondition(precondition: dict, outcome: str, name: str, state: str, used: dict) -> tuple[str, object]:
+    """A test that ended on its precondition (kregress.plugin's precondition helper)."""
+    what = precondition.get("name", "?")
+    if precondition.get("optional"):        # a configuration the rule was not calibrated for
+        return "not counted", f"{outcome}: no verdict on precondition {what!r}"
+    if precondition.get("met") is False:
+        if outcome == "skipped" and state in ("lacks", "unusable"):
+            return "agree", None            # the kernel refused what the facts say it lacks
+        if outcome == "failed" and state == "has":
+            return "precondition", precondition
+        return "not counted", f"{outcome} on precondition {what!r}"
+    if outcome != "failed":
+        return "not counted", f"{outcome} on precondition {what!r}"
+    # it holds where the facts say it should not: the facts saying "lacks" are contradicted
+    lacking = [n for n in precondition.get("facts", list(used)) if expected_state(used.get(n) or {}) != "has"]
+    if name not in lacking:
+        return "not counted", f"failed: precondition {what!r} holds, which other facts said it should not"
+    return ("in question", lacking) if len(lacking) > 1 else ("against", None)
 
 
 def table(docs: list[dict]) -> list[dict]:

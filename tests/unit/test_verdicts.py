@@ -145,6 +145,19 @@ def test_a_failed_precondition_is_its_own_state_never_behaves_without(tmp_path):
     assert odd["not_counted"][0]["why"] == "skipped on precondition 'bpf LSM active'"
 
 
+def test_a_precondition_that_holds_where_the_facts_say_lacks_contradicts_them():
+    accepted = {"name": "lsm_cgroup programs load and attach", "met": True, "facts": [LSM], "reason": "attached"}
+    row = rows_of(lsm_record("p[old]", "old", "failed", state="lacks", precondition=accepted))[("old", LSM)]
+    assert (row["verdict"], row["against"], row["behaves"]) == ("CONTRADICTION", ["p[old]"], "with")
+    # an optional precondition (a configuration no rule was calibrated for) judges nothing
+    race = {"name": "race rule calibrated for tcg with 2 vCPU(s)", "met": False, "optional": True,
+            "facts": [LSM], "reason": "0 EFAULTs in 900 calls"}
+    row = rows_of(lsm_record("r[old]", "old", "skipped", state="lacks", precondition=race))[("old", LSM)]
+    assert row["verdict"] == "not judged"
+    assert row["not_counted"] == [{"nodeid": "r[old]", "why": "skipped: no verdict on precondition "
+                                                             "'race rule calibrated for tcg with 2 vCPU(s)'"}]
+
+
 def test_grid_over_a_real_run_and_the_command(tmp_path, capsys):
     path = tmp_path / "results.json"
     path.write_text(json.dumps(four_kernels()))
