@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import recovery
 from .facts import FACTS, KernelFacts, parse_version
 from .behaviour import behaviour_text, value_text
 from .results import case_of, verdict
@@ -220,6 +221,7 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
     meta = {key: doc.get(key) for key in ("started", "finished", "host")}
     meta["accelerators"] = accelerators(doc)
     meta["guest_images"] = guest_images(doc)
+    meta["harness_events"] = recovery.run_lines(doc)     # boot retries, snapshot fallbacks, boot-log problems
     return Matrix(columns, ordered, stale, meta)
 
 

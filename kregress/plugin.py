@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from . import deviations, documents, durations, evidence, known, procs, reproduce, verdicts
+from . import (deviations, documents, durations, evidence, kmsg_gaps, known, procs, recovery, reproduce, splats,
+               verdicts)
 from .config import KernelsFileError
 from .expect import declared_facts, differences, facts_mismatch, failure_message
 from .facts import KernelFacts
@@ -25,7 +26,7 @@ from .pool import KernelPool
 from .record import add_extras, ending_problem, new_record
 from .report import page_text, render_text, write_reports
 from .results import ResultsFile
-from .session import KERNEL_PROBLEM, GuestFailure, KernelSession, SessionOptions
+from .session import GuestFailure, KernelSession, SessionOptions
 from .vm import BootError
 
 PROPERTY = "kregress"
@@ -48,6 +49,9 @@ def pytest_addoption(parser):
     group.addoption("--vm-memory", default="1G")
     group.addoption("--boot-timeout", type=float, default=None, help="seconds (default: 90 KVM, 300 TCG)")
     group.addoption("--refresh-kernels", action="store_true", help="re-read Debian indexes now")
+    group.addoption("--kernel-log-allowlist", type=Path, default=None, metavar="TOML",
+                    help="known-benign kernel log lines, each naming its kernels and why "
+                         "(default: kernel-log-allowlist.toml)")
     group.addoption("--no-snapshots", action="store_true",
                     help="boot every kernel instead of restoring its saved guest (and save none)")
     group.addoption("--fresh-vm", default="kernel", choices=["kernel", "module", "test"],
@@ -69,9 +73,10 @@ def pytest_configure(config):
     try:
         harness = KernelPool(opt.kernels_file, opt.kernel, run_dir,
                              SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
-                                            snapshots=not opt.no_snapshots),
+                                            snapshots=not opt.no_snapshots,
+                                            allowlist=splats.load_allowlist(opt.kernel_log_allowlist)),
                              accel_request=opt.accel, refresh=opt.refresh_kernels, arches=opt.arch)
-    except KernelsFileError as err:
+    except (KernelsFileError, splats.AllowlistError) as err:
         raise pytest.UsageError(str(err)) from None
     harness.is_controller = worker is None
     config.stash[HARNESS] = harness
@@ -151,8 +156,10 @@ def _kernel_of(item) -> str | None:
 def kernel_session(request, kernel_id) -> KernelSession:
     """The kernel's VM: booted once, reused, and rebooted only after a test lost it.
 
-    Every test gets exactly the kernel log lines produced while it ran; a kernel problem
-    among them (oops, WARN, BUG, KASAN, stall) fails the test at teardown.
+    Every test gets the kernel log lines produced while it ran (dmesg) and those logged
+    since the previous test on its VM ended, or since the VM started (dmesg_before); a
+    kernel problem among them (kregress/splats.py: WARN, BUG, Oops, KASAN, UBSAN, lockdep,
+    hung task, RCU stall), unless allowlisted, fails the test at teardown.
     """
     harness = request.config.stash[HARNESS]
     fresh = {"kernel": None, "module": request.node.path, "test": request.node.nodeid}[request.config.option.fresh_vm]
@@ -164,15 +171,19 @@ def kernel_session(request, kernel_id) -> KernelSession:
         record["harness_error"] = "boot-failed" if isinstance(err, BootError) else "fetch-failed"
     if error:
         pytest.fail(error, pytrace=False)
-    session.collect_dmesg()             # lines from before this test are not its own
     session.test_record = record
+    session.collect_dmesg(into="dmesg_before")
     yield session
     if session.alive():
         session.collect_dmesg()
-    problems = [line for line in record["dmesg"] if KERNEL_PROBLEM.search(line)]
+    found = [(splat, "while this test ran") for splat in session.splats(record["dmesg"])] + [
+        (splat, "before this test began (since the previous test on this VM ended, or since the VM started)")
+        for splat in session.splats(record.get("dmesg_before", []))]
+    record["kernel_problems"] = [splat.as_record(when) for splat, when in found]
+    problems = [(splat, when) for splat, when in found if not splat.allowed_because]
     if problems:
-        pytest.fail(f"{kernel_id}: the kernel reported a problem while this test ran:\n"
-                    + "\n".join(problems[:20]), pytrace=False)
+        pytest.fail(f"{kernel_id}: the kernel reported a problem:\n" + "\n".join(
+            f"{splat.rule} {when}: {splat.line}" for splat, when in problems[:20]), pytrace=False)
 
 
 @pytest.fixture
@@ -459,6 +470,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     results = config.stash.get(RESULTS, None)
     if not results:
         return
+    kmsg_gaps.merge(results.doc, config.stash[HARNESS].run_dir)
     summary = results.finish()
     durations.record(results.doc)
     write = terminalreporter.write_line
@@ -495,6 +507,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     missing = evidence.missing_witnesses(results.doc["kernels"])
     if missing:
         write(missing)
+    # what the harness did to keep going, and what the boot logs showed: never only in results.json
+    for line in recovery.run_lines(results.doc):
+        terminalreporter.write_line("  " + line, yellow=True)
     write(f"kernels booted: {summary['kernels_booted']}, VM tests run: {summary['vm_tests_run']} "
           f"(outcomes {summary['outcomes']})")
     write(f"results: {results.path}")

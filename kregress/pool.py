@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import kmsg_gaps
 from .accel import AccelChoice, ProbeResult, choose_for_host
 from .config import load_kernels, select_kernels
 from .facts import FACTS
@@ -42,6 +43,8 @@ class KernelPool:
         self.boot_errors: dict[str, str] = {}
         self.infos: dict[str, dict] = {}
         self.boot_seconds: dict[str, list[dict]] = {}     # every start (boot or restore), after failures too
+        # every start's boot retries and snapshot events (recovery.py), not only the live VM's
+        self.recoveries: dict[str, dict[str, list]] = {}
 
     def kernel(self, kernel_id: str):
         if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
@@ -134,19 +137,29 @@ class KernelPool:
             session.start()
         except BootError as err:
             self.boot_errors[kernel_id] = str(err)
-            self.infos[kernel_id] = {**session.info(), "error": str(err)}
+            self._note_recoveries(kernel_id, session)
+            self.infos[kernel_id] = {**session.info(), **self.recoveries[kernel_id], "error": str(err)}
             raise
+        self._note_recoveries(kernel_id, session)
         self.live, self.live_for = session, fresh_for
         boot = session.vm.boot
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
         self.update_info(kernel_id)
         return session
 
+    def _note_recoveries(self, kernel_id: str, session: KernelSession) -> None:
+        noted = self.recoveries.setdefault(kernel_id, {"snapshot_events": [], "boot_retries": []})
+        noted["snapshot_events"] += session.vm.snapshot_events
+        noted["boot_retries"] += list(session.vm.boot.retries) if session.vm.boot else []
+
     def update_info(self, kernel_id: str) -> None:
         if self.live and self.live.kernel.id == kernel_id and self.live.alive():
-            self.infos[kernel_id] = {**self.live.info(), "boots": self.boot_seconds.get(kernel_id, [])}
+            self.infos[kernel_id] = {**self.live.info(), "boots": self.boot_seconds.get(kernel_id, []),
+                                     **self.recoveries.get(kernel_id, {})}
 
     def stop_live(self) -> None:
         if self.live:
+            # lines logged after the VM's last test: no test follows on this VM to take them
+            kmsg_gaps.keep(self.run_dir, self.live.kernel.id, self.live.trailing_dmesg(), self.live.splats)
             self.live.stop()
             self.live = None

@@ -59,18 +59,22 @@ class QMP:
                 raise QMPError(f"VM state {status!r}, waiting for {wanted!r}")
             time.sleep(0.01)
 
-    def migrate_to_file(self, path: Path, timeout: float = 120.0) -> dict:
+    def migrate_to_file(self, path: Path, timeout: float = 120.0, errors: Path | None = None) -> dict:
         """Save the running guest's whole state into a file (QEMU 7.2 has no file: URI; exec:cat
-        writes it). The guest is left paused ("postmigrate")."""
+        writes it). The guest is left paused ("postmigrate"). errors: where cat's own
+        messages go (not beside the state: that file system may be the one that is full);
+        QEMU itself only sees the pipe break."""
         self.execute("migrate-set-parameters", **{"max-bandwidth": 64 << 30})   # default throttles to 128 MiB/s
-        self.execute("migrate", uri=f"exec:cat > '{path}'")
+        self.execute("migrate", uri=f"exec:cat > '{path}'" + (f" 2> '{errors}'" if errors else ""))
         started = time.monotonic()
         while True:
             info = self.execute("query-migrate")
             if info.get("status") == "completed":
                 return info
             if info.get("status") in ("failed", "cancelled") or time.monotonic() - started > timeout:
-                raise QMPError(f"saving the guest failed: {info.get('error-desc') or info.get('status')}")
+                said = errors.read_text(errors="replace").strip() if errors and errors.exists() else ""
+                raise QMPError(f"saving the guest failed: {info.get('error-desc') or info.get('status')}"
+                               + (f" ({said})" if said else ""))
             time.sleep(0.02)
 
     def close(self) -> None:

@@ -170,6 +170,9 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
     for accel in meta.get("accelerators", []):
         out.append(f"<p class=\"accel\">Accelerator: <b>{escape(str(accel['accel']))}</b> "
                    f"({escape(str(accel.get('reason') or ''))})</p>")
+    if meta.get("harness_events"):      # what the harness did to keep going, and what the boot logs showed
+        out.append('<ul id="harness-events" class="fail">'
+                   + "".join(f"<li>{escape(line)}</li>" for line in meta["harness_events"]) + "</ul>")
     for image in meta.get("guest_images", []):
         packages = image.get("packages") or {}
         out.append(f'<details class="image"><summary>Guest image: <b>{escape(str(image.get("suite")))} '

@@ -29,6 +29,10 @@ VERDICT = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "erro
            "skipped": "skip", "xfailed": "skip"}
 
 
+# per-kernel lists (recovery.py) that add up over every start of the kernel
+ACCUMULATED = ("snapshot_events", "boot_retries")
+
+
 def verdict(outcome: str | None) -> str:
     return VERDICT.get(outcome or "", "error")
 
@@ -52,7 +56,11 @@ class ResultsFile:
 
     def add_kernel(self, info: dict) -> None:
         known = self.doc["kernels"].get(info["id"], {})
+        # what each worker's VMs went through adds up (a kernel's modules may run on several workers)
+        merged = {key: known.get(key, []) + [item for item in info[key] if item not in known.get(key, [])]
+                  for key in ACCUMULATED if info.get(key) is not None}
         known.update({k: v for k, v in info.items() if v is not None})
+        known.update(merged)
         self.doc["kernels"][info["id"]] = known
         if info.get("accel"):
             choice = {"accel": info["accel"], "reason": info.get("accel_reason", "")}

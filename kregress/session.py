@@ -1,13 +1,12 @@
 """One booted kernel and everything a test needs from it: drivers pushed, commands run."""
 from __future__ import annotations
 
-import re
 import shlex
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import build, evidence
+from . import build, evidence, splats
 from .accel import AccelChoice
 from .guest import CommandResult, GuestLost, RunKeys
 from .image import GuestImage
@@ -17,9 +16,6 @@ from .hostcpu import host_cpu
 from .vm import VM, guest_runs_host_cpu, qemu_option
 
 GUEST_BIN = "/tmp/kregress/bin"
-# Kernel log lines that fail a test even when its own assertions passed.
-KERNEL_PROBLEM = re.compile(r"(Oops|WARNING:|BUG:|KASAN:|UBSAN:|general protection fault|"
-                            r"Kernel panic|kernel BUG at|rcu: INFO: rcu_.*stall|blocked for more than)")
 
 
 class GuestFailure(Exception):
@@ -37,6 +33,7 @@ class SessionOptions:
     memory: str = "1G"
     boot_timeout: float | None = None
     snapshots: bool = True      # restore a saved guest instead of booting (kregress/snapshot.py)
+    allowlist: list = field(default_factory=list)      # splats.Allowed: known-benign kernel log lines
 
 
 class KernelSession:
@@ -46,6 +43,7 @@ class KernelSession:
         options = options or SessionOptions()
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
+        self.allowlist = options.allowlist
         self._pushed: dict[str, str] = {}
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
@@ -53,7 +51,16 @@ class KernelSession:
 
     def start(self) -> "KernelSession":
         self.vm.start()
+        self.vm.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
         return self
+
+    @property
+    def kernel_log(self):
+        """The boot's kernel log (bootlog.BootLog), judged."""
+        return self.vm.boot.kernel_log
+
+    def splats(self, lines: list[str]) -> list[splats.Splat]:
+        return splats.find(lines, self.kernel.id, self.allowlist)
 
     @property
     def release(self) -> str:
@@ -104,13 +111,23 @@ class KernelSession:
                                f"Kernel log (sysrq w: blocked tasks):\n{dump}\n{self.replacement()}.")
         return result
 
-    def collect_dmesg(self) -> list[str]:
+    def collect_dmesg(self, into: str = "dmesg") -> list[str]:
+        """Kernel log lines since the last collection, added to the test record's `into`."""
         try:
             lines = self.vm.session.collect_dmesg()
         except GuestLost as err:
             raise self._lost(f"collecting the kernel log: {err}") from None
-        self.test_record["dmesg"].extend(lines)
+        self.test_record.setdefault(into, []).extend(lines)
         return lines
+
+    def trailing_dmesg(self) -> list[str]:
+        """What the kernel logged after the last test's end, before this VM is stopped in order."""
+        if not self.alive():
+            return []
+        try:
+            return self.vm.session.collect_dmesg(timeout=10)
+        except GuestLost:
+            return []
 
     def _lost(self, what: str) -> GuestFailure:
         # a panicking guest exits qemu (panic=-1, -no-reboot): give the console a moment
@@ -150,6 +167,11 @@ class KernelSession:
                 "boot_entry": boot.entry if boot else None,
                 "boot_how": boot.how if boot else None, "snapshot": boot.snapshot if boot else None,
                 "save_seconds": boot.save_seconds if boot else None, "snapshot_note": self.vm.snapshot_note,
+                "snapshot_events": list(self.vm.snapshot_events), "boot_retries": list(boot.retries) if boot else [],
+                "boot_log": boot.kernel_log.summary() if boot and boot.kernel_log else None,
+                "boot_problems": boot.kernel_log.problems if boot and boot.kernel_log else None,
+                "boot_splats_allowed": [s for s in boot.kernel_log.splats if "allowed" in s]
+                if boot and boot.kernel_log else None,
                 "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
                 "build_root": build.buildroot.ensure().describe(),
                 "console_log": str(boot.console_log) if boot else None,

@@ -26,6 +26,8 @@ from functools import cached_property
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from . import recovery
+from .bootlog import BootLog, BootLogMissing
 from .build import BuildError, build_agent
 from .config import DEBIAN_ARCH
 from .guest import GuestLost, GuestSession, RunKeys
@@ -87,6 +89,10 @@ class BootError(RuntimeError):
     def __init__(self, message: str, retryable: bool = True):
         super().__init__(message)
         self.retryable = retryable
+
+
+class SnapshotSaveFailed(SnapshotError):
+    """The guest booted but its state could not be saved; the message says why."""
 
 
 def venv_bin() -> Path:
@@ -309,6 +315,8 @@ class BootInfo:
     how: str = "booted"         # "booted", "booted+saved" (and a snapshot made), "restored"
     snapshot: str | None = None
     save_seconds: float | None = None
+    kernel_log: BootLog | None = None   # the boot's kmsg and console (restored: the saved boot's)
+    retries: tuple = ()                 # why earlier attempts of this boot failed
 
 
 class VM:
@@ -320,6 +328,7 @@ class VM:
         self.boot_timeout = boot_timeout or BOOT_TIMEOUT_S[accel]
         self.snapshots = snapshots
         self.snapshot_note: str | None = None     # why a snapshot was rebuilt or not used
+        self.snapshot_events: list[dict] = []     # recovery.event(): saves failed, restores fallen back
         self.guest_keys = keys      # what the guest's sshd gets at boot: the run's, or a snapshot's
         self.proc = None
         self.port: int | None = None
@@ -391,15 +400,23 @@ class VM:
         for _ in range(2) if self.snapshots is not None else ():
             try:
                 self.boot = self._start_from_snapshot()
-                self.snapshot_note = "; ".join(notes) or None
+                self.snapshot_note = "; ".join(notes) or self.snapshot_note     # or why it was rebuilt
                 return self.boot
             except SnapshotRefused as err:
                 self._forget_snapshot()
                 self.snapshots.remove_refused(err.snapshot)
                 notes.append(f"{err}: removed")
-            except (SnapshotError, QMPError, GuestLost) as err:
+                self.snapshot_events.append(recovery.event("restore-fell-back", f"{err}: removed, booted anew"))
+            except SnapshotSaveFailed as err:
                 self._forget_snapshot()
-                notes.append(f"snapshot not used, booted instead: {err}")
+                notes.append(f"snapshot not saved, booted instead: {err}")
+                self.snapshot_events.append(recovery.event("save-failed", str(err)))
+                break
+            except (SnapshotError, QMPError, GuestLost) as err:
+                qemu = "; ".join(self.qemu_errors())
+                self._forget_snapshot()
+                notes.append(f"snapshot not used, booted instead: {err}" + (f" (QEMU: {qemu})" if qemu else ""))
+                self.snapshot_events.append(recovery.event("restore-fell-back", notes[-1]))
                 break
         self.snapshot_note = "; ".join(notes) or None
         self.boot = self._boot_with_retries()
@@ -413,14 +430,16 @@ class VM:
         errors = []
         for attempt in range(1, BOOT_ATTEMPTS + 1):
             try:
-                return self._boot_once(attempt)
+                boot = self._boot_once(attempt)
+                boot.retries = tuple(f"{error.splitlines()[0]} ({log.name})" for error, log in errors)
+                return boot
             except BootError as err:
-                errors.append(str(err))
+                errors.append((str(err), self.console_log))
                 self.stop()
                 if not err.retryable:
                     break
-        raise BootError(f"{self.kernel.id}: boot failed after {len(errors)} attempt(s):\n" + "\n".join(errors),
-                        retryable=False)
+        raise BootError(f"{self.kernel.id}: boot failed after {len(errors)} attempt(s):\n"
+                        + "\n".join(error for error, _ in errors), retryable=False)
 
     # -- snapshots: boot once, save, restore ever after
 
@@ -443,10 +462,17 @@ class VM:
             if not found or problem:
                 if problem:
                     self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"
+                    self.snapshot_events.append(recovery.event("discarded", self.snapshot_note))
                 return self._boot_and_save(key)
         return self._restore(found)
 
     def _restore(self, snapshot: Snapshot) -> BootInfo:
+        manifest = snapshot.manifest
+        try:        # the saved boot's log: judged again on every restore
+            kernel_log = BootLog.load(snapshot.directory, f"snapshot {snapshot.directory.name} "
+                                      f"(booted {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(manifest['saved_at']))})")
+        except BootLogMissing as err:
+            raise SnapshotError(str(err)) from None
         self.guest_keys = RunKeys(snapshot.keys_dir)
         self.port = free_port()
         # the same command line as the save, plus where the state comes from
@@ -473,12 +499,11 @@ class VM:
         self.snapshots.touch(snapshot)
         with open(self.console_log, "a") as log:      # a restored guest prints no ready marker itself
             log.write(f"# kregress: RESTORED from {snapshot.directory.name}: {phases}\n")
-        manifest = snapshot.manifest
         return BootInfo(release=manifest["release"], lsm=manifest["lsm"], page_size=manifest.get("page_size"),
                         seconds=phases["agent_ready"], attempts=1,
                         console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
                         initramfs_modules=self.initramfs.modules, entry=manifest["entry"], how="restored",
-                        snapshot=snapshot.directory.name)
+                        snapshot=snapshot.directory.name, kernel_log=kernel_log)
 
     def _boot_and_save(self, key: str) -> BootInfo:
         staging = self.snapshots.staging(self.kernel.id, key)
@@ -491,7 +516,10 @@ class VM:
             self.session = None
             qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
             try:
-                qmp.migrate_to_file(staging / "state")
+                boot.kernel_log.save(staging)
+                qmp.migrate_to_file(staging / "state", errors=self.qmp_dir / "save-errors")
+            except (QMPError, OSError) as err:
+                raise SnapshotSaveFailed(recovery.save_failure(str(err), staging)) from None
             finally:
                 qmp.close()
         except BaseException:
@@ -508,6 +536,7 @@ class VM:
         self.stop()
         restored = self._restore(snapshot)
         restored.how, restored.save_seconds = "booted+saved", save_seconds
+        restored.attempts, restored.retries, restored.kernel_log = boot.attempts, boot.retries, boot.kernel_log
         restored.phases = {**boot.phases, **{f"then_{name}": value for name, value in restored.phases.items()}}
         restored.seconds = round(boot.seconds + save_seconds + restored.seconds, 2)
         return restored
@@ -585,6 +614,7 @@ class VM:
             self.session = GuestSession(self.port, self.guest_keys, connect_timeout=60)
             phases["ssh_connected"] = round(time.monotonic() - started, 2)
             self.session.start_agent(AGENT_PORT)
+            kmsg = self.session.collect_dmesg()       # the agent's first reply: kmsg from its first line
         except GuestLost as err:
             raise BootError(f"attempt {attempt}: guest booted but SSH/agent failed: {err}\n"
                             + self.console_tail()) from err
@@ -592,7 +622,8 @@ class VM:
         return BootInfo(release=ready.group(1), lsm=ready.group(2),
                         page_size=int(ready.group(3)) * 1024 if ready.group(3) else None, seconds=phases["agent_ready"],
                         attempts=attempt, console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
-                        initramfs_modules=self.initramfs.modules, entry="pvh" if self.pvh_kernel else "bzImage")
+                        initramfs_modules=self.initramfs.modules, entry="pvh" if self.pvh_kernel else "bzImage",
+                        kernel_log=BootLog.of_boot(kmsg, self.console_log))
 
     def _phases(self, ready: re.Match, host_seconds: float) -> dict:
         """Boot phases on the host's clock, placing the guest's own timestamps by the

@@ -12,8 +12,9 @@
  *   {"bye": true}                                               end this connection
  *
  * Each reply carries the kernel log lines that appeared since the previous reply
- * (/dev/kmsg, one open file shared by every connection), so the host can give every
- * test exactly the lines produced while it ran. A command that outlives its timeout gets
+ * (/dev/kmsg, one open file shared by every connection, read from the kernel's first
+ * line), so the host gets the boot log first and then every test exactly the lines
+ * produced while it ran. A command that outlives its timeout gets
  * its kernel stack recorded and a blocked-task dump (sysrq w) written to the log before
  * it is killed.
  *
@@ -353,11 +354,11 @@ static void put_string(struct buf *out, const char *s, size_t len)
 
 static int kmsg_fd = -1;
 
+/* From the first record the kernel still holds, not from its end: the first reply
+ * carries the whole boot log (the host checks it and stores it with the snapshot). */
 static void open_kmsg(void)
 {
 	kmsg_fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-	if (kmsg_fd >= 0)
-		lseek(kmsg_fd, 0, SEEK_END);
 }
 
 /* The records since the last call, as a JSON array of "[  seconds] message" lines. */

@@ -127,3 +127,26 @@ def test_put_of_zlib_data_writes_it_inflated_and_refuses_garbage(agent, tmp_path
     conn.sock.sendall(json.dumps({"put": str(tmp_path / "bad"), "size": 5, "zlib": True}).encode() + b"\nnotz!")
     assert conn.reply()["agent_error"] and not (tmp_path / "bad").exists()
     assert conn.ask({"argv": ["true"]})["rc"] == 0
+
+
+def test_lines_logged_before_the_agent_started_reach_its_first_reply(tmp_path):
+    """The agent reads /dev/kmsg from the kernel's first record, not from its end: a boot's
+    log reaches the host. Here: a line this test writes to the host's log just before."""
+    marker = f"kregress unit test: logged before the agent started ({tmp_path.name})"
+    try:
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(f"<6>{marker}\n")
+    except OSError as err:
+        pytest.skip(f"cannot write /dev/kmsg here ({err}): run as root to check the agent's kernel log")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([str(build_agent()), "--listen", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stderr.readline()
+        first = Connection(port).ask({})["dmesg"]
+        assert any(line.endswith(marker) for line in first), first[-5:]
+        assert not any(line.endswith(marker) for line in Connection(port).ask({})["dmesg"])   # once
+    finally:
+        proc.kill()
+        proc.wait()
