@@ -171,3 +171,147 @@ def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
     assert not leftovers, "processes left after SIGTERM:\n" + "\n".join(leftovers) + output[-2000:]
     doc = results_of(run_dir)      # still valid JSON, with whatever finished
     assert doc["format"] == FORMAT and isinstance(doc["tests"], list)
+
+
+# -- every kernel problem seen, and what the harness did to keep going (issue 22)
+
+def private_snapshots(tmp_path: Path, snapshots: Path | None = None) -> dict:
+    """An environment whose kregress cache is the shared one (kernels, images, builds, locks)
+    except for its snapshots: the inner runs' saves, failures and restores are theirs alone."""
+    from kregress.paths import cache_dir
+    private = tmp_path / "cache"
+    private.mkdir()
+    for entry in cache_dir().iterdir():
+        if entry.name != "snapshots":
+            (private / entry.name).symlink_to(entry)
+    (private / "snapshots").symlink_to(snapshots or (tmp_path / "snapshots"))
+    (snapshots or (tmp_path / "snapshots")).mkdir(exist_ok=True)
+    return dict(os.environ, KREGRESS_CACHE=str(private))
+
+
+def run_inner(run_dir: Path, *args, env=None, timeout=1200) -> tuple[subprocess.Popen, str]:
+    proc = inner_pytest(run_dir, *args, env=env)
+    output, _ = proc.communicate(timeout=timeout)
+    return proc, output
+
+
+def test_a_boot_time_warning_fails_the_kernel_on_its_boot_and_on_every_restore(tmp_path):
+    """Our init writes a WARN line to /dev/kmsg at boot when the kernel command line has the
+    test-only flag kregress.test_boot_warning: a stand-in for a real boot-time WARN, since
+    Debian's kernels lack LKDTM. The kernel's own result (tests/test_kernel_log.py) fails
+    on the boot, again on a restore of the snapshot that boot made, and passes only when
+    an allowlist entry names the line, the kernel and why."""
+    kernel = "debian-6.12-boot-warning"
+    kernels = tmp_path / "kernels.toml"
+    kernels.write_text(f'[[kernel]]\nid = "{kernel}"\nsuite = "trixie"\ncmdline = "kregress.test_boot_warning"\n')
+    env = private_snapshots(tmp_path)
+    stand_in = "stand-in boot warning (test-only flag kregress.test_boot_warning)"
+    for run, how in (("first", "booted+saved"), ("again", "restored")):
+        proc, output = run_inner(tmp_path / run, ROOT / "tests/test_kernel_log.py", CASES / "case_boot.py",
+                                 "--kernels-file", kernels, env=env)
+        assert proc.returncode == 1, output[-3000:]
+        doc = results_of(tmp_path / run)
+        tests = outcomes(doc)
+        assert tests["test_boots"]["outcome"] == "passed", output[-3000:]     # the other tests go on
+        judged = tests["test_boot_log_has_no_kernel_problems"]
+        assert judged["outcome"] == "failed" and stand_in in judged["longrepr"], judged
+        info = doc["kernels"][kernel]
+        assert info["boot_how"] == how, info
+        assert [(p["rule"], p["source"]) for p in info["boot_problems"]] == [("WARN", "kmsg")], info
+        assert info["boot_log"]["starts_at_first_line"] and info["boot_log"]["origin"].startswith(
+            "boot " if run == "first" else "snapshot "), info["boot_log"]
+        assert f"{kernel}: kernel log of " in output and "1 problem(s): WARN:" in output, output[-3000:]
+    allow = tmp_path / "allow.toml"
+    allow.write_text(f'[[allow]]\nkernels = ["{kernel}"]\nline = "stand-in boot warning"\n'
+                     f'why = "written on purpose by our init under the test-only flag"\n')
+    proc, output = run_inner(tmp_path / "allowed", ROOT / "tests/test_kernel_log.py", "--kernels-file", kernels,
+                             "--kernel-log-allowlist", allow, env=env)
+    assert proc.returncode == 0, output[-3000:]
+    info = results_of(tmp_path / "allowed")["kernels"][kernel]
+    assert info["boot_problems"] == [] and info["boot_splats_allowed"][0]["allowed"].startswith("written on purpose")
+
+
+def test_a_line_logged_between_two_tests_lands_on_the_second(tmp_path):
+    proc, output = run_inner(tmp_path, CASES / "case_between_tests.py", "--kernel", KERNEL)
+    assert proc.returncode == 1, output[-3000:]
+    tests = outcomes(results_of(tmp_path))
+    assert {name: t["outcome"] for name, t in tests.items()} == {
+        "test_first_leaves_a_line_behind": "passed", "test_second_gets_it": "passed",
+        "test_third_leaves_a_warning_behind": "passed", "test_fourth_fails_for_it": "error"}, output[-3000:]
+
+    def logged(test: str, key: str, text: str) -> bool:
+        return any(text in line for line in tests[test].get(key, []))
+    assert logged("test_second_gets_it", "dmesg_before", "kregress-between-tests: logged after the first")
+    assert not logged("test_first_leaves_a_line_behind", "dmesg", "kregress-between-tests")
+    assert not logged("test_second_gets_it", "dmesg", "kregress-between-tests")
+    fourth = tests["test_fourth_fails_for_it"]
+    assert logged("test_fourth_fails_for_it", "dmesg_before", "stand-in warning after a test ended")
+    assert "WARN before this test began" in fourth["longrepr"], fourth["longrepr"]
+
+
+def qemu_of(run_dir: Path) -> list[int]:
+    return [int(line.split(":")[0]) for line in our_processes(f"kr-{run_dir.name}"[:20])
+            if "qemu-system" in line]
+
+
+def test_a_boot_retry_is_shown_with_its_reason(tmp_path):
+    """QEMU killed during the first boot (from outside, as a crash would): the harness
+    boots again, and the summary says which attempt failed and why."""
+    run_dir = tmp_path / f"retry-{os.getpid()}"
+    proc = inner_pytest(run_dir, CASES / "case_boot.py", "--kernel", KERNEL, "--no-snapshots")
+    first = run_dir / "console" / f"{KERNEL}.boot1.log"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not (first.exists() and qemu_of(run_dir)):
+        time.sleep(0.05)
+    assert "KREGRESS: READY" not in first.read_text(errors="replace"), "the boot was ready before the kill"
+    for pid in qemu_of(run_dir):
+        os.kill(pid, signal.SIGKILL)
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output[-3000:]
+    info = results_of(run_dir)["kernels"][KERNEL]
+    assert info["boot_attempts"] == 2 and len(info["boot_retries"]) == 1, info
+    assert info["boot_retries"][0].startswith("qemu exited with -9 before the guest was ready"), info
+    assert f"{KERNEL}: boot attempt 1 failed and was retried: qemu exited with -9" in output, output[-3000:]
+
+
+def test_a_snapshot_save_without_space_says_so_and_the_run_goes_on(tmp_path):
+    """The snapshot directory on a 40 MB tmpfs: the state (about 120 MB) does not fit."""
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "kregress-test", str(small)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        proc, output = run_inner(tmp_path / "run", CASES / "case_boot.py", "--kernel", KERNEL,
+                                 env=private_snapshots(tmp_path, small))
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
+    assert proc.returncode == 0, output[-3000:]
+    info = results_of(tmp_path / "run")["kernels"][KERNEL]
+    [failed] = info["snapshot_events"]
+    assert failed["event"] == "save-failed" and "no space left for the snapshot" in failed["reason"], failed
+    assert info["boot_how"] == "booted", info
+    assert f"{KERNEL}: snapshot save failed, the run went on booting: " in output, output[-3000:]
+    assert "no space left for the snapshot" in output
+
+
+def test_a_restore_qemu_refuses_falls_back_to_a_boot_and_says_why(tmp_path):
+    """A state file QEMU cannot load (its recorded checksum made to match, so only QEMU can tell)."""
+    import hashlib
+    env = private_snapshots(tmp_path)
+    proc, output = run_inner(tmp_path / "save", CASES / "case_boot.py", "--kernel", KERNEL, env=env)
+    assert proc.returncode == 0, output[-3000:]
+    [manifest_path] = (tmp_path / "snapshots").glob(f"{KERNEL}-*/manifest.json")
+    state = manifest_path.parent / "state"
+    garbage = os.urandom(4 << 20)
+    state.write_bytes(garbage)
+    manifest = json.loads(manifest_path.read_text())
+    manifest.update(state_bytes=len(garbage), state_sha256=hashlib.sha256(garbage).hexdigest())
+    manifest_path.write_text(json.dumps(manifest))
+    proc, output = run_inner(tmp_path / "restore", CASES / "case_boot.py", "--kernel", KERNEL, env=env)
+    assert proc.returncode == 0, output[-3000:]
+    info = results_of(tmp_path / "restore")["kernels"][KERNEL]
+    fell_back = [e for e in info["snapshot_events"] if e["event"] == "restore-fell-back"]
+    assert fell_back and "(QEMU: " in fell_back[0]["reason"], info["snapshot_events"]
+    assert f"{KERNEL}: restore failed, fell back to a boot: snapshot not used, booted instead" in output, output[-3000:]
