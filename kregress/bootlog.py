@@ -40,6 +40,10 @@ class BootLog:
         (directory / KMSG_FILE).write_text(json.dumps(self.kmsg))
         (directory / CONSOLE_FILE).write_text("".join(line + "\n" for line in self.console))
 
+    @staticmethod
+    def stored_in(directory: Path) -> bool:
+        return (directory / KMSG_FILE).exists() and (directory / CONSOLE_FILE).exists()
+
     @classmethod
     def load(cls, directory: Path, origin: str) -> "BootLog":
         try:

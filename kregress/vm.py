@@ -459,6 +459,9 @@ class VM:
         with self.snapshots.lock(self.kernel.id, key):
             found = self.snapshots.find(self.kernel.id, key)
             problem = self.snapshots.verify(found) if found else None
+            if found and not problem and not BootLog.stored_in(found.directory):
+                problem = "no boot log stored with it (saved by an older kregress)"
+                self.snapshots.remove(found.directory)
             if not found or problem:
                 if problem:
                     self.snapshot_note = f"snapshot {found.directory.name} discarded and rebuilt: {problem}"

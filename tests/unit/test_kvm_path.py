@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from kregress import build, hostcpu, pool as pool_module, vm
+from kregress.bootlog import BootLog
 from kregress.accel import AccelChoice, ProbeResult, choose
 from kregress.config import KernelSpec
 from kregress.guest import RunKeys
@@ -235,6 +236,7 @@ def snapshot_vm(tmp_path, monkeypatch, qemu_exit, console: str):
     staging = cache.staging("k1", "key1")
     (staging / "state").write_bytes(b"state saved on another CPU")
     (staging / "ssh").mkdir()
+    BootLog(["[    0.000000] Linux version 6.12.117"], [], "boot boot1.log").save(staging)    # saved with every state
     saved = cache.commit(staging, "k1", "key1", {"release": "6.12.117", "lsm": "bpf", "entry": "bzImage"})
 
     def spawn(port, label="boot", extra=()):
