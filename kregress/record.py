@@ -12,6 +12,7 @@ HARNESS_FIELDS = frozenset({
     "worker", "xfail_reason", "observed", "expected", "dmesg", "kernel", "kernel_info", "harness_error",
     "facts_used", "expectation_facts", "documented", "deviations", "precondition", "extras", "commands",
     "guest_seconds", "reproduce", "ended_by",
+    "dmesg_before", "kernel_problems",      # kernel log lines from before the test began; splats among both
 })
 ENDINGS = ("expect", "precondition")
 
@@ -27,7 +28,7 @@ def new_record() -> dict:
 def add_extras(record: dict, extras: dict) -> None:
     """What a test adds beyond observed/expected goes into record["extras"], never the top level."""
     clash = sorted(set(extras) & {"observed", "expected", "dmesg", "outcome", "harness_error", "facts_used",
-                                  "precondition", "deviations", "ended_by"})
+                                  "precondition", "deviations", "ended_by", "dmesg_before", "kernel_problems"})
     if clash:
         raise RecordError(f"a test may not record {', '.join(clash)} as an extra: the harness owns those "
                           f"fields; give the value another name")

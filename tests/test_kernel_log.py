@@ -6,11 +6,12 @@ A kernel boots once and is restored from its snapshot ever after; the boot's log
 with the snapshot, so this test judges the same boot again on every restore."""
 import pytest
 
+from kregress.record import add_extras
+
 
 def test_boot_log_has_no_kernel_problems(kernel_session):
     log = kernel_session.kernel_log
-    kernel_session.test_record["boot_log"] = log.summary()
-    kernel_session.test_record["boot_splats"] = log.splats
+    add_extras(kernel_session.test_record, {"boot_log": log.summary(), "boot_splats": log.splats})
     assert log.starts_at_first_line(), (
         f"{kernel_session.kernel.id}: the boot's kmsg does not begin with the kernel's banner, so part of the "
         f"boot was not checked (ring buffer overwritten?); first lines: {log.kmsg[:3]}")
