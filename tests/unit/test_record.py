@@ -2,7 +2,7 @@
 ending is checked; deviations are shown as "deviates from <source>"."""
 import pytest
 
-from kregress import deviations, junit, kcidb, known, report
+from kregress import deviations, junit, kcidb, known, plugin, report
 from kregress.matrix import build
 from kregress.expect import StatedRule
 from kregress.record import RecordError, add_extras, ending_problem, extra, new_record
@@ -78,3 +78,35 @@ def test_known_differences_file_is_complete_and_shown_unexplained(tmp_path):
     bad.write_text('[[difference]]\ncase = "t::x"\nkernels = ["k"]\nobserved = "o"\n')
     with pytest.raises(known.KnownDifferencesError, match=r"#1 \(t::x\) lacks rate, tried"):
         known.load(bad)
+
+
+class _Report:
+    def __init__(self, outcome, longrepr="AssertionError: assert 1 == 2", wasxfail=None):
+        self.outcome, self.longrepr = outcome, longrepr
+        if wasxfail is not None:
+            self.wasxfail = wasxfail
+
+    @property
+    def skipped(self):
+        return self.outcome == "skipped"
+
+
+class _Item:
+    nodeid = "tests/test_x.py::test_y[k]"
+
+    def __init__(self, record):
+        self.user_properties = [(plugin.PROPERTY, record)]
+
+
+@pytest.mark.parametrize("record, report, failed", [
+    ({"ended_by": "expect"}, _Report("passed"), False),
+    ({}, _Report("passed"), True),                          # ended without judging
+    ({}, _Report("failed"), True),                          # a bare assert
+    ({}, _Report("skipped", wasxfail="known"), True),       # xfail
+    ({"ended_by": "precondition"}, _Report("skipped"), False),
+])
+def test_runtime_check_fails_other_endings(record, report, failed):
+    plugin._check_ending(_Item({**new_record(), **record}), report)
+    assert (report.outcome == "failed") is failed
+    if failed:
+        assert "expect()" in report.longrepr and not hasattr(report, "wasxfail")
