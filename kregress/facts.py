@@ -89,6 +89,15 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          mainline=(5, 4),
          note="a setsockopt prog may raise optlen up to 16 bytes past a shorter user buffer (release "
               "inferred from the bpf-next batch it was merged with; older than every kernel here)"),
+    Fact("sockopt_page_cap", "d8fe449a9c51", "bpf: Don't return EINVAL from {get,set}sockopt when optlen > PAGE_SIZE",
+         mainline=(5, 8), stable={(5, 4): 50},
+         note="a sockopt program sees at most PAGE_SIZE bytes of optval (sockopt_alloc_buf caps the buffer); "
+              "ctx->optlen = 0 is the documented way to leave the kernel's answer alone"),
+    Fact("getsockopt_null_optval", "00e74ae08638", "bpf: Don't EFAULT for getsockopt with optval=NULL",
+         mainline=(6, 4), stable={(6, 1): 28, (5, 10): 180},
+         note="getsockopt(optval NULL) after a program no longer EFAULTs when the kernel reports a length "
+              "(NETLINK_LIST_MEMBERSHIPS after a join); 6.4 inferred from merge timing, 5.15 and 5.4 backports "
+              "(May 2023) not pinned to a patch level"),
     Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
          mainline=(6, 11), stable={(6, 6): 57},
          note="max_optlen is read whether or not a getsockopt prog is attached: a prog attached while a "
