@@ -199,3 +199,32 @@ def render(record: dict) -> list[str]:
     for name in record.get("not_checked", []):
         lines.append(f"{name}: not checked (only cgroup/getsockopt and cgroup/setsockopt programs are, so far)")
     return lines
+
+
+def records_of(doc: dict) -> list[tuple[dict, dict | None]]:
+    """(test entry, its check_progs record or None) for each check of a user's object in a
+    results file; extras first (the contract), then the entry's top level (older files)."""
+    out = []
+    for test in doc.get("tests", []):
+        if "test_your_programs.py" not in test.get("nodeid", "") or test.get("outcome") == "skipped":
+            continue
+        extras = test.get("extras") or {}
+        out.append((test, extras.get("check_progs") or test.get("check_progs")))
+    return out
+
+
+def summarise(doc: dict) -> tuple[list[str], int]:
+    """Text for people and the exit status: 0 no finding, 1 findings, 2 could not check."""
+    lines, statuses = [], set()
+    for test, record in records_of(doc):
+        if record is None:      # it ended before the check: boot, build, or the driver itself
+            reason = (test.get("longrepr") or test.get("harness_error") or "no record").strip().splitlines()
+            lines.append(f"{test['nodeid']}: COULD NOT CHECK: {' / '.join(reason[-6:])}")
+            statuses.add("could not check")
+            continue
+        lines += render(record)
+        statuses.add(record["status"])
+    if not lines:
+        return ["check-progs: no program was checked (no kernel selected?)"], 2
+    code = 2 if "could not check" in statuses else 1 if "findings" in statuses else 0
+    return lines, code

@@ -124,6 +124,40 @@ def print_snapshot_keys(args, cache: SnapshotCache) -> int:
     return 0
 
 
+def cmd_check_progs(args) -> int:
+    """The user's objects on the selected kernels, through tests/test_your_programs.py (so
+    results.json, report.html, JUnit and KCIDB come with it); exit 0/1/2 from the findings."""
+    import subprocess
+    from . import checkprogs, progs_guest
+    try:
+        checkprogs.parse_owns(args.owns)
+        progs_guest.encode_maps(args.maps)
+    except ValueError as err:
+        print(f"check-progs: {err}", file=sys.stderr)
+        return 2
+    missing = [str(p) for p in args.objects if not p.is_file()]
+    if missing:
+        print(f"check-progs: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    run_dir = (args.run_dir or new_run_dir()).resolve()
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--run-dir", str(run_dir),
+            "--kernels-file", str(args.kernels_file.resolve()), "tests/test_your_programs.py",
+            "--progs", *[str(p.resolve()) for p in args.objects]]
+    argv += [f"--kernel={k}" for k in args.kernel] + [f"--owns={o}" for o in args.owns]
+    if args.maps:
+        argv += ["--maps", str(args.maps.resolve())]
+    proc = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=not args.verbose, text=True)
+    results = run_dir / "results.json"
+    if not results.exists():
+        print(f"check-progs: the run wrote no results ({results}):\n{(proc.stdout or '')[-3000:]}"
+              f"{(proc.stderr or '')[-2000:]}", file=sys.stderr)
+        return 2
+    lines, code = checkprogs.summarise(json.loads(results.read_text()))
+    print("\n".join(lines))
+    print(f"results: {results} (report.html, junit.xml, kcidb.json beside it)")
+    return code
+
+
 def cmd_check_results(args) -> int:
     """Fail a run that booted no kernel or ran no VM test: a green run must have tested kernels."""
     try:
@@ -258,6 +292,17 @@ def main(argv: list[str] | None = None) -> int:
                        help="prune down to this size, least recently used first")
     snaps.add_argument("--all", action="store_true", help="prune every snapshot")
     snaps.set_defaults(func=cmd_snapshots)
+    progs = sub.add_parser("check-progs", help="your cgroup sockopt programs on your kernels: what they change in "
+                           "the kernel's answers; exit 0 no finding, 1 findings, 2 could not check")
+    _kernel_args(progs)
+    progs.add_argument("--owns", action="append", default=[], metavar="LEVEL:OPTNAME",
+                       help="an option your programs answer themselves (repeatable), e.g. SOL_IP:SO_ORIGINAL_DST")
+    progs.add_argument("--maps", type=Path, default=None, metavar="FILE",
+                       help="JSON: map name -> key/value pairs, filled in after loading")
+    progs.add_argument("--run-dir", type=Path, default=None, help="where results and reports go")
+    progs.add_argument("--verbose", action="store_true", help="show pytest's own output")
+    progs.add_argument("objects", nargs="+", type=Path, metavar="OBJECT", help="OBJECT.bpf.o or OBJECT.bpf.c")
+    progs.set_defaults(func=cmd_check_progs)
     check = sub.add_parser("check-results", help="fail unless kernels booted and VM tests ran")
     check.add_argument("results", type=Path)
     check.add_argument("--min-kernels", type=int, default=1)

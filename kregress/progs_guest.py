@@ -125,3 +125,28 @@ def run_check(session, program: Path, maps_text: str = "", timeout: float = 120)
                            f"{result.stderr[-2000:]}")
     doc["netfilter_modules"] = modules
     return doc
+
+
+def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | None = None,
+                 kernels_file: Path | None = None) -> dict:
+    """One object on one kernel: the record a test keeps (extras["check_progs"]) and
+    `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts."""
+    from . import checkprogs
+    owned = checkprogs.parse_owns(list(owns))
+    obj = compile_object(source, session.kernel.spec.arch)
+    doc = run_check(session, obj, encode_maps(maps))
+    kernel_id = session.kernel.id
+    record = {"object": str(source), "kernel": kernel_id, "page_size": doc.get("page_size"),
+              "release": doc.get("release"), "libbpf": doc.get("libbpf"), "setup": doc.get("setup"),
+              "netfilter_modules": doc.get("netfilter_modules"),
+              "not_checked": [p["name"] for p in doc.get("programs", []) if not p["checked"]],
+              "reproduce": checkprogs.reproducer(kernel_id, str(source), list(owns), maps and str(maps),
+                                                 kernels_file and str(kernels_file))}
+    if doc.get("refused"):
+        return {**record, "status": "could not check", "refused": doc["refused"], "programs": []}
+    checks = [checkprogs.check_program(doc, run, kernel_id, has, owned) for run in doc["runs"]]
+    record["programs"] = [c.as_record() for c in checks]
+    record["calls"] = len(doc["calls"])
+    record["status"] = checkprogs.status(checks)
+    record["raw"] = doc     # every call's answers, for the fixture tests and for a reader who doubts a finding
+    return record
