@@ -14,6 +14,7 @@ from . import deviations, documents, junit, kcidb, known, verdicts
 from .facts import FACTS
 from .behaviour import behaviour_parts, behaviour_text, value_text
 from .matrix import Matrix, build
+from .progs_report import programs_section
 from .results import load
 
 STATUS_MARK = {"pass": "+", "fail": "x", "skip": "s", "expected-diff": "~"}
@@ -137,7 +138,7 @@ update();
 
 def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdict_rows: list[dict] = (),
                 document_rules: list[dict] = (), deviation_rules: list[dict] = (),
-                known_differences: list[dict] = ()) -> str:
+                known_differences: list[dict] = (), programs_html: str = "") -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
@@ -161,6 +162,7 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
     if document_rules:      # second: where the documentation and the kernels part ways
         out.append('<h2>Documentation</h2><pre id="documents">'
                    + escape("\n".join(documents.render(document_rules))) + "</pre>")
+    out.append(programs_html)    # kregress check-progs: a section per program of the user's
     meta = matrix.meta
     counts = matrix.counts()
     out.append(f"<p>Run {escape(str(meta.get('started') or '?'))} to {escape(str(meta.get('finished') or '?'))} "
@@ -293,7 +295,8 @@ def write_reports(results_path: Path, out_dir: Path | None = None, kernels_file:
         "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc]),
                                            document_rules=documents.rules([doc]),
                                            deviation_rules=deviations.rules([doc]),
-                                           known_differences=known.load()),
+                                           known_differences=known.load(),
+                                           programs_html=programs_section(doc)),
         "kcidb.json": lambda: json.dumps(kcidb.from_results(doc), indent=1, sort_keys=True) + "\n",
         "junit.xml": lambda: junit.from_results(doc, matrix),
     }
