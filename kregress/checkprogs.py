@@ -11,6 +11,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import asdict, dataclass, field
 
+from .record import extra
+
 # kregress.facts names the findings are explained by
 RELIEF, RETVAL_FIRST, PAGE_CAP = "getsockopt_relief", "getsockopt_retval_in_run_ctx", "sockopt_page_cap"
 FACTS_USED = (RELIEF, RETVAL_FIRST, PAGE_CAP)
@@ -208,8 +210,7 @@ def records_of(doc: dict) -> list[tuple[dict, dict | None]]:
     for test in doc.get("tests", []):
         if "test_your_programs.py" not in test.get("nodeid", "") or test.get("outcome") == "skipped":
             continue
-        extras = test.get("extras") or {}
-        out.append((test, extras.get("check_progs") or test.get("check_progs")))
+        out.append((test, extra(test, "check_progs")))
     return out
 
 
