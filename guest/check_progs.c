@@ -85,7 +85,7 @@ static int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_li
 	return 0;
 }
 
-static void refused(const char *stage, const char *prog, int err)
+static void program_refused(const char *stage, const char *prog, int err)
 {
 	json_obj_open("refused");
 	json_str("stage", stage);
@@ -503,7 +503,7 @@ static void fill_maps(struct bpf_object *obj, const char *path)
 			     "(give an integer, or 0x and exactly that many bytes in hex)",
 			     line, name, key_text, value_text, key_size, value_size);
 		if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY))
-			refused("maps", name, errno);
+			program_refused("maps", name, errno);
 	}
 	fclose(f);
 }
@@ -529,7 +529,7 @@ int main(int argc, char **argv)
 
 	obj = bpf_object__open_file(argv[1], NULL);
 	if (!obj)
-		refused("open", NULL, errno);
+		program_refused("open", NULL, errno);
 	json_key("programs");
 	printf("[");
 	bpf_object__for_each_program(prog, obj) {
@@ -548,7 +548,7 @@ int main(int argc, char **argv)
 	printf("]");
 	json_need_comma = 1;
 	if (bpf_object__load(obj))
-		refused("load", NULL, errno);
+		program_refused("load", NULL, errno);
 	fill_maps(obj, argc > 2 ? argv[2] : "-");
 
 	enter_private_netns();
@@ -573,7 +573,7 @@ int main(int argc, char **argv)
 		struct bpf_link *link = bpf_program__attach_cgroup(progs[i], cg_fd);
 
 		if (!link)
-			refused("attach", bpf_program__name(progs[i]), errno);
+			program_refused("attach", bpf_program__name(progs[i]), errno);
 		run_battery(results[i][1]);
 		bpf_link__destroy(link);
 		run_battery(results[i + 1][0]);
