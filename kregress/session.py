@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import build, evidence, splats
+from . import build, evidence, splats, vmlinux
 from .accel import AccelChoice
 from .guest import CommandResult, GuestLost, RunKeys
 from .image import GuestImage
@@ -178,7 +178,14 @@ class KernelSession:
                 "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
                 "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence,
                 "evidence_coverage": evidence.coverage(self.kernel, self.vm.kernel_digest),
-                "image_format": evidence.binary_witness(self.kernel.image, self.vm.kernel_digest)[2]}
+                "image_format": evidence.binary_witness(self.kernel.image, self.vm.kernel_digest)[2],
+                "boot_entry_why": self._why_bzimage(boot)}
+
+    def _why_bzimage(self, boot) -> str | None:
+        """Why an x86 kernel under TCG was entered through its bzImage (emulated decompression), not PVH."""
+        if not boot or boot.entry != "bzImage" or self.accel.accel != "tcg" or self.kernel.spec.arch != "x86_64":
+            return None
+        return vmlinux.why_not_pvh(self.kernel.image, self.kernel.config)
 
     def cpu_record(self) -> dict:
         """The -cpu and -machine the guest really ran with, and the host CPU under it."""

@@ -175,6 +175,19 @@ def extract(image: bytes) -> bytes | None:
     return found.data if found.is_elf else None
 
 
+def why_not_pvh(image: Path, config: dict[str, str]) -> str:
+    """For the record of an x86 kernel booted through its bzImage under TCG: why not PVH."""
+    if config.get("CONFIG_PVH") != "y":
+        return "its config lacks CONFIG_PVH" if config else "no config found, so CONFIG_PVH is not known"
+    try:
+        found = payload(image.read_bytes())
+    except (OSError, UnknownImage) as err:
+        return f"no ELF vmlinux could be extracted: {err}"
+    if not found.is_elf:
+        return f"its payload ({found.format}) is not an ELF vmlinux"
+    return "its vmlinux has no PVH entry note" if PVH_NOTE not in found.data else "PVH was available but not used"
+
+
 def pvh_vmlinux(image: Path, config: dict[str, str], digest: str | None = None) -> Path | None:
     """A cached vmlinux QEMU can enter through PVH, or None (then boot the bzImage).
     digest: the image's SHA-256, when the caller has it already."""

@@ -106,3 +106,14 @@ def test_pvh_for_an_lz4_kernel(tmp_path, monkeypatch):
     image = tmp_path / "vmlinuz"
     image.write_bytes(bzimage(COMPRESS["lz4"](ELF)))
     assert pvh_vmlinux(image, {"CONFIG_PVH": "y"}).read_bytes() == ELF
+
+
+def test_why_an_x86_kernel_is_not_entered_through_pvh(tmp_path):
+    from kregress.vmlinux import why_not_pvh
+    image = tmp_path / "vmlinuz"
+    image.write_bytes(bzimage(COMPRESS["lz4"](ELF.replace(b"Xen\x00", b"abc\x00"))))
+    assert why_not_pvh(image, {}) == "no config found, so CONFIG_PVH is not known"
+    assert why_not_pvh(image, {"CONFIG_X": "y"}) == "its config lacks CONFIG_PVH"
+    assert why_not_pvh(image, {"CONFIG_PVH": "y"}) == "its vmlinux has no PVH entry note"
+    image.write_bytes(bzimage(b"\x01\x02\x03 unknown"))
+    assert why_not_pvh(image, {"CONFIG_PVH": "y"}).startswith("no ELF vmlinux could be extracted: x86 bzImage whose")
