@@ -38,6 +38,8 @@ MODELS = {
     "resets_above_4096": ProgramModel(get=lambda n, b, c: 0 if n > 4096 else n,
                                       set=lambda n, b, c: 0 if n > 4096 else n),
     "original_dst": ProgramModel(get=_original_dst),
+    # bpf_get_retval() < 0 -> optlen 0: on the kernels that load it a kernel error returns first anyway
+    "chains_get_retval": ProgramModel(get=lambda n, b, c: 0 if n > b else n),
 }
 PROGRAM_FIXTURE = {     # program name in the object -> its model and which hook it is
     "get_ignores_others": ("ignores_others", "get"), "set_ignores_others": ("ignores_others", "set"),
@@ -45,6 +47,7 @@ PROGRAM_FIXTURE = {     # program name in the object -> its model and which hook
     "get_clamps_4096": ("clamps_4096", "get"),
     "get_resets_above_4096": ("resets_above_4096", "get"), "set_resets_above_4096": ("resets_above_4096", "set"),
     "get_original_dst": ("original_dst", "get"),
+    "get_chains_politely": ("chains_get_retval", "get"),
 }
 
 
