@@ -153,7 +153,7 @@ def check_program(doc: dict, run: dict, kernel_id: str, has, owns: list[tuple[st
 
 def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None = None,
                kernels_file: str | None = None) -> str:
-    argv = ["kregress", "check-progs"]
+    argv = [".venv/bin/kregress", "check-progs"]
     if kernels_file:
         argv += ["--kernels-file", kernels_file]
     argv += ["--kernel", kernel_id]
