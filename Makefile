@@ -7,11 +7,11 @@ JOBS ?= auto
 RUN_DIR ?= runs/$(shell date -u +%Y%m%dT%H%M%SZ)-make
 PYTEST = .venv/bin/pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider --run-dir $(RUN_DIR)
 
-.PHONY: setup kernels test matrix unit
+.PHONY: setup kernels test matrix unit host-test
 setup:
 	scripts/setup.sh
 
-kernels: setup   # the kernels and the guest image, into the cache
+kernels: setup   # the kernels, the guest image and the build root, into the cache
 	.venv/bin/kregress fetch -- $(PYTEST_ARGS)
 
 unit: setup
@@ -24,3 +24,8 @@ test: kernels
 matrix: kernels
 	$(PYTEST) tests --ignore=tests/unit -m scenario $(PYTEST_ARGS)
 	.venv/bin/kregress check-results $(RUN_DIR)/results.json
+
+# The README's commands on a fresh Debian 13 host (an mmdebstrap chroot; as root, slow:
+# see docs/setup.md), drivers compared byte for byte with this host's.
+host-test: setup
+	KREGRESS_SLOW=1 .venv/bin/pytest -p no:cacheprovider -s --run-dir $(RUN_DIR) tests/test_debian13_host.py

@@ -21,7 +21,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .image import EXCLUDED_PATHS, explain_failure, remove_staging
+from . import rootfs
+from .image import EXCLUDED_PATHS, explain_failure
 from .kernels import DEBIAN_KEYRING, DEBIAN_MIRROR
 from .paths import PROJECT_ROOT, cache_dir
 
@@ -138,20 +139,20 @@ def _print_progress(line: str) -> None:
 def _build(spec: BuildRootSpec, progress) -> BuildRoot:
     final = root_dir(spec)
     staging = final.with_name(final.name + ".partial")
-    remove_staging(staging)
+    if not rootfs.remove(staging):
+        raise BuildRootError(f"build root: cannot remove the earlier build directory {staging}; remove it by hand")
     staging.mkdir(parents=True)
     started = time.monotonic()
     try:
         progress(f"building {spec.suite} ({', '.join(spec.architectures)}) with {', '.join(spec.packages)} "
                  f"(from {spec.source})")
-        cmd = mmdebstrap_command(spec, staging / "root")
         try:
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            status, lines = rootfs.run_mmdebstrap(mmdebstrap_command(spec, staging / "root"), staging / "root",
+                                                  progress, started)
         except FileNotFoundError:
             raise BuildRootError("build root: mmdebstrap is not installed (run `make setup`)") from None
-        if proc.returncode != 0:
-            raise BuildRootError(explain_failure(spec, proc.stdout.splitlines(), what="build root",
-                                                 arch=",".join(spec.architectures)))
+        if status != 0:
+            raise BuildRootError(explain_failure(spec, lines, what="build root", arch=",".join(spec.architectures)))
         packages = installed_packages(staging / "root")
         digest = hashlib.sha256(json.dumps(packages, sort_keys=True).encode()).hexdigest()[:20]
         (staging / "manifest.json").write_text(json.dumps(
@@ -159,7 +160,7 @@ def _build(spec: BuildRootSpec, progress) -> BuildRoot:
              "built_seconds": round(time.monotonic() - started, 1)}, indent=1))
         staging.rename(final)
     except BaseException:
-        remove_staging(staging)
+        rootfs.remove(staging)          # the error that stopped the build is the one to see
         raise
     progress(f"ready: {final} ({time.monotonic() - started:.0f}s; "
              + ", ".join(f"{k} {v}" for k, v in cached(spec).describe()["versions"].items() if k in ("clang", "gcc",

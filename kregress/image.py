@@ -20,6 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import rootfs
 from .config import DEBIAN_ARCH
 from .kernels import DEBIAN_KEYRING, DEBIAN_MIRROR, sha256_file
 from .paths import PROJECT_ROOT, cache_dir
@@ -158,15 +159,7 @@ def _print_progress(line: str) -> None:
 
 
 def remove_staging(staging: Path) -> None:
-    """Remove a build directory, first unmounting what a killed mmdebstrap left mounted
-    in it (its chroot's /proc, /dev ...): rmtree alone would fail, or walk into /proc."""
-    prefix = str(staging) + "/"
-    with open("/proc/self/mounts") as mounts:
-        points = [line.split()[1].replace("\\040", " ") for line in mounts]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "--lazy", point], capture_output=True)
-    shutil.rmtree(staging, ignore_errors=True)
-    if staging.exists():
+    if not rootfs.remove(staging):
         raise ImageError(f"guest image: cannot remove the earlier build directory {staging}; remove it by hand")
 
 
@@ -193,7 +186,7 @@ def build(spec: ImageSpec, progress) -> GuestImage:
         shutil.rmtree(final, ignore_errors=True)
         staging.rename(final)
     except BaseException:
-        remove_staging(staging)
+        rootfs.remove(staging)          # the error that stopped the build is the one to see
         raise
     progress(f"ready: {final / 'root.erofs'} sha256 {digest[:16]} "
              f"({(final / 'root.erofs').stat().st_size >> 20} MiB, {time.monotonic() - started:.0f}s)")
@@ -201,17 +194,11 @@ def build(spec: ImageSpec, progress) -> GuestImage:
 
 
 def _mmdebstrap(spec: ImageSpec, rootdir: Path, progress, started: float) -> None:
-    cmd = mmdebstrap_command(spec, rootdir)
     try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        status, lines = rootfs.run_mmdebstrap(mmdebstrap_command(spec, rootdir), rootdir, progress, started)
     except FileNotFoundError:
         raise ImageError("guest image: mmdebstrap is not installed (run `make setup`)") from None
-    lines = []
-    for line in proc.stdout:
-        lines.append(line.rstrip())
-        if line.startswith("I: "):       # mmdebstrap's own steps: enough to show it is moving
-            progress(f"{time.monotonic() - started:5.1f}s {line[3:].rstrip()}")
-    if proc.wait() != 0:
+    if status != 0:
         raise ImageError(explain_failure(spec, lines))
 
 
