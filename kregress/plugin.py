@@ -263,7 +263,8 @@ def precondition(request, kernel_facts):
         if holds and (should or optional):
             return
         entry = _record_of(request.node)
-        entry["precondition"] = {"name": name, "met": bool(holds), "reason": reason, "facts": list(facts)}
+        entry["precondition"] = {"name": name, "met": bool(holds), "reason": reason, "facts": list(facts),
+                                 "optional": optional}      # optional: verdicts count it for no fact
         entry["ended_by"] = "precondition"
         entry["observed"].update(observed or {})
         if optional:        # a configuration the rule was not made for: measured, not judged
