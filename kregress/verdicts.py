@@ -38,6 +38,8 @@ def judge(test: dict, name: str, state: str) -> tuple[str, object]:
     used = test.get("facts_used") or {}
     if precondition and name in precondition.get("facts", list(used)):
         return _judge_precondition(precondition, outcome, name, state, used)
+    if precondition:        # it ended on a precondition about other facts before judging this one
+        return "not counted", f"{outcome} on precondition {precondition.get('name', '?')!r}"
     named = list(test.get("expectation_facts") or ())
     if name not in named:
         return "not counted", (f"{outcome}, its expectation does not name it" if named
@@ -145,7 +147,9 @@ def sentence(row: dict) -> str:
     said = [f"{source} says {'has' if answer == 'present' else 'lacks'} it"
             for source, answer in row["sources"].items() if answer in ("present", "absent")]
     silent = [why for why in row.get("coverage", {}).values() if why != "answered"]     # evidence.coverage()
-    return "; ".join(said + silent + [behaviour(row)])
+    unusable = ([f"unusable here ({row.get('reason') or 'no reason recorded'})"]
+                if row["state"] == "unusable" and row["behaves"] != "unusable" else [])
+    return "; ".join(said + silent + unusable + [behaviour(row)])
 
 
 def expected_text(row: dict) -> str:

@@ -139,6 +139,11 @@ def test_a_failed_precondition_is_its_own_state_never_behaves_without(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"format": FORMAT, "tests": [lsm_record("p[n]", "n", "failed", precondition=inactive)]}))
     assert main(["verdicts", str(path), "--grid"]) == 0
+    # a fact the test consulted beside the precondition's: not judged, and why
+    shim = lsm_record("prio[n]", "n", "failed", precondition=inactive)
+    shim["facts_used"]["lsm_cgroup_current_task_shim"] = shim["facts_used"][LSM]
+    row = rows_of(shim)[("n", "lsm_cgroup_current_task_shim")]
+    assert (row["verdict"], row["not_counted"][0]["why"]) == ("not judged", "failed on precondition 'bpf LSM active'")
     # a skip on a precondition the facts say should hold is not counted, nor agreeing
     odd = rows_of(lsm_record("p[x]", "x", "skipped", precondition=inactive))[("x", LSM)]
     assert odd["verdict"] == "not judged"
