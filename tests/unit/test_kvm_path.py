@@ -380,3 +380,12 @@ def test_the_workflow_does_not_carry_the_probe_answer_between_runs():
     from kregress.paths import PROJECT_ROOT
     workflow = (PROJECT_ROOT / ".github/workflows/matrix.yml").read_text()
     assert "~/.cache/kregress\n" in workflow and "!~/.cache/kregress/accel-probe.json" in workflow
+
+
+def test_a_snapshot_without_its_boot_log_is_discarded_and_rebuilt(tmp_path, monkeypatch):
+    """Its boot could not be judged again on restore (issue 22): saved anew, and said so."""
+    machine, saved, saves, booted = snapshot_vm(tmp_path, monkeypatch, 1, "")
+    (saved.directory / "boot-kmsg.json").unlink()
+    assert machine.start() is booted and saves == ["key1"] and not saved.directory.exists()
+    assert "no boot log stored with it" in machine.snapshot_note
+    assert [e["event"] for e in machine.snapshot_events] == ["discarded"]
