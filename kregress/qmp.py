@@ -31,14 +31,20 @@ class QMP:
         self.execute("qmp_capabilities")
 
     def _read(self) -> dict:
-        line = self.reader.readline()
+        try:
+            line = self.reader.readline()
+        except OSError as err:      # QEMU exited under us (e.g. refusing an incoming state): reset, timeout
+            raise QMPError(f"QEMU's QMP connection broke: {err}") from None
         if not line:
             raise QMPError("QEMU closed the QMP connection")
         return json.loads(line)
 
     def execute(self, command: str, **arguments) -> dict:
         message = {"execute": command, **({"arguments": arguments} if arguments else {})}
-        self.sock.sendall((json.dumps(message) + "\n").encode())
+        try:
+            self.sock.sendall((json.dumps(message) + "\n").encode())
+        except OSError as err:
+            raise QMPError(f"{command}: QEMU's QMP connection broke: {err}") from None
         while True:
             reply = self._read()
             if "event" in reply:
