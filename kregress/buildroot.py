@@ -17,7 +17,6 @@ import shlex
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,6 @@ ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "SOURCE_D
 # What results record of the root: the tools a driver's bytes depend on.
 RECORDED = ("clang", "gcc", "gcc-aarch64-linux-gnu", "bpftool", "libbpf-dev", "libelf-dev", "zlib1g-dev",
             "libc6-dev", "libbpf-dev:arm64", "libelf-dev:arm64", "zlib1g-dev:arm64", "libc6-dev-arm64-cross")
-PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?")
 
 
 class BuildRootError(RuntimeError):
@@ -69,24 +67,10 @@ class BuildRoot:
 
 
 def load_spec(path: Path = BUILDROOT_LIST) -> BuildRootSpec:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise BuildRootError(f"{path}: no such file: the build root's package list is missing") from None
-    except tomllib.TOMLDecodeError as err:
-        raise BuildRootError(f"{path}: not valid TOML: {err}") from None
-    unknown = set(data) - {"suite", "packages"}
-    if unknown:
-        raise BuildRootError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: suite, packages")
-    suite, packages = data.get("suite"), data.get("packages")
-    if not isinstance(suite, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
-        raise BuildRootError(f"{path}: suite = {suite!r}; write a Debian suite whose static libraries link, "
-                             "such as \"bookworm\"")
-    if not isinstance(packages, list) or not packages or not all(isinstance(p, str) and PACKAGE.fullmatch(p)
-                                                                 for p in packages):
-        raise BuildRootError(f"{path}: packages must be a list of Debian package names (NAME or NAME:ARCH), "
-                             f"got {packages!r}")
-    return BuildRootSpec(suite=suite, packages=tuple(packages), source=str(path))
+    suite, packages = rootfs.read_list(path, "build root", BuildRootError,
+                                       'a Debian suite whose static libraries link, such as "bookworm"',
+                                       rootfs.PACKAGE_WITH_ARCH, " (NAME or NAME:ARCH)", allow_empty=False)
+    return BuildRootSpec(suite=suite, packages=packages, source=str(path))
 
 
 def mmdebstrap_command(spec: BuildRootSpec, target: Path) -> list[str]:

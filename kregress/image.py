@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,24 +58,10 @@ class GuestImage:
 
 
 def load_spec(path: Path = IMAGE_LIST, arch: str = "x86_64") -> ImageSpec:
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file: the guest image's package list is missing") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ImageError(f"{path}: not valid TOML: {err}") from None
-    unknown = set(data) - {"suite", "packages"}
-    if unknown:
-        raise ImageError(f"{path}: unknown key(s) {sorted(unknown)}; allowed: suite, packages")
-    suite, packages = data.get("suite"), data.get("packages")
-    if not isinstance(suite, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
-        raise ImageError(f"{path}: suite = {suite!r}; write a Debian suite such as \"trixie\"")
-    if not isinstance(packages, list) or not all(isinstance(p, str) and re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", p)
-                                                 for p in packages):
-        raise ImageError(f"{path}: packages must be a list of Debian package names, got {packages!r}")
+    suite, packages = rootfs.read_list(path, "guest image", ImageError, 'a Debian suite such as "trixie"')
     if arch not in DEBIAN_ARCH:
         raise ImageError(f"guest image: architecture {arch!r} is not supported; use one of {', '.join(DEBIAN_ARCH)}")
-    return ImageSpec(suite=suite, packages=tuple(packages), arch=arch, source=str(path))
+    return ImageSpec(suite=suite, packages=packages, arch=arch, source=str(path))
 
 
 def mmdebstrap_command(spec: ImageSpec, target: Path) -> list[str]:

@@ -9,10 +9,37 @@ either root: the guest image is packed --all-root and the build root is only rea
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
+import tomllib
 from pathlib import Path
+
+PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
+PACKAGE_WITH_ARCH = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?")
+
+
+def read_list(path: Path, what: str, error: type[Exception], suite_hint: str,
+              package: re.Pattern = PACKAGE, package_hint: str = "", allow_empty: bool = True) -> tuple[str, tuple]:
+    """A package list file (suite = "...", packages = [...]): (suite, packages), or error
+    naming the file, the key and what to write."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise error(f"{path}: no such file: the {what}'s package list is missing") from None
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{path}: not valid TOML: {err}") from None
+    unknown = set(data) - {"suite", "packages"}
+    if unknown:
+        raise error(f"{path}: unknown key(s) {sorted(unknown)}; allowed: suite, packages")
+    suite, packages = data.get("suite"), data.get("packages")
+    if not isinstance(suite, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
+        raise error(f"{path}: suite = {suite!r}; write {suite_hint}")
+    if not isinstance(packages, list) or not (packages or allow_empty) or not all(
+            isinstance(p, str) and package.fullmatch(p) for p in packages):
+        raise error(f"{path}: packages must be a list of Debian package names{package_hint}, got {packages!r}")
+    return suite, tuple(packages)
 
 
 def is_root() -> bool:

@@ -9,12 +9,6 @@ from kregress.buildroot import BuildRootError, BuildRootSpec, cache_key, enter_c
 from kregress.paths import PROJECT_ROOT
 
 
-def write(tmp_path, text):
-    path = tmp_path / "buildroot.toml"
-    path.write_text(text)
-    return path
-
-
 def test_the_projects_list_parses_and_names_a_suite_whose_static_libraries_link():
     spec = load_spec()
     assert spec.suite == "bookworm"         # trixie's libelf.a does not link statically (guest/buildroot.toml)
@@ -30,7 +24,8 @@ def test_the_projects_list_parses_and_names_a_suite_whose_static_libraries_link(
     ('suite = "bookworm\n', "not valid TOML"),
 ])
 def test_bad_lists_name_the_problem_and_the_file(tmp_path, text, message):
-    path = write(tmp_path, text)
+    path = tmp_path / "buildroot.toml"
+    path.write_text(text)
     with pytest.raises(BuildRootError, match=message) as err:
         load_spec(path)
     assert str(path) in str(err.value)
