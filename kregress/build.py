@@ -123,9 +123,8 @@ def build(name: str, root: Path | None = None, out_root: Path | None = None, arc
 
     def make(staging: Path) -> None:
         build_root, binds = buildroot.ensure(), {"src": root, "out": staging}
-        if bpf_object:      # relative to /src and /out, so nothing of either path is left in the object
-            _run(build_root, ["clang", *tools.bpf_flags, "-I", "progs", "-c", f"progs/{name}.bpf.c",
-                              "-o", f"/out/{name}.bpf.o"], binds, f"compiling progs/{name}.bpf.c")
+        if bpf_object:
+            _compile_bpf(build_root, tools, f"progs/{name}.bpf.c", binds)
             skeleton = _run(build_root, ["bpftool", "gen", "skeleton", f"/out/{name}.bpf.o", "name", name], binds,
                             f"skeleton for {name}")
             (staging / f"{name}.skel.h").write_text(skeleton)
@@ -134,6 +133,32 @@ def build(name: str, root: Path | None = None, out_root: Path | None = None, arc
 
     rebuilt = _cached(out, prefix, make)
     return Program(name, out / name, bpf_object, rebuilt=rebuilt)
+
+
+def _compile_bpf(build_root: buildroot.BuildRoot, tools: Toolchain, source: str, binds: dict[str, Path],
+                 shown: str | None = None) -> None:
+    """source: relative to /src, so nothing of either path is left in the object; its
+    directory's headers are on the include path; the object goes to /out."""
+    directory, name = (source.rsplit("/", 1) if "/" in source else (".", source))
+    _run(build_root, ["clang", *tools.bpf_flags, "-I", directory, "-c", source, "-o", f"/out/{name[:-2]}.o"], binds,
+         f"compiling {shown or source}")
+
+
+def bpf_object(source: Path, arch: str = "x86_64", out_root: Path | None = None) -> Path:
+    """Someone's own NAME.bpf.c (check-progs) compiled like the scenarios' BPF side, in the
+    build root with the same flags, cached by content (the source and its directory's headers)."""
+    source = Path(source).resolve()
+    if not source.name.endswith(".bpf.c"):
+        raise BuildError(f"{source}: a BPF program's source is named NAME.bpf.c")
+    tools = toolchain(arch)
+    headers = sorted(source.parent.glob("*.h"))
+    name = source.name[:-len(".bpf.c")]
+    key = _key(" ".join(tools.bpf_flags).encode(), source.name.encode(), source.read_bytes(),
+               *(h.name.encode() + b"\0" + h.read_bytes() for h in headers))
+    out = (out_root or cache_dir() / "build") / "user-progs" / f"{name}-{arch}-{key}"
+    _cached(out, f"{name}-{arch}", lambda staging: _compile_bpf(buildroot.ensure(), tools, source.name,
+                                                                 {"src": source.parent, "out": staging}, str(source)))
+    return out / f"{name}.bpf.o"
 
 
 AGENT_SOURCE = Path(__file__).with_name("in_guest") / "agent.c"

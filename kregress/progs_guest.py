@@ -4,14 +4,11 @@ need loaded, and guest/check_progs run on them. Judging what it saw is kregress.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 from . import build
 from .initramfs import InitramfsError, builtin_names, load_order, module_files
-from .paths import cache_dir
 
 DRIVER = "check_progs"
 # IPT_SO_GET_* and IP6T_SO_GET_* answer only with these; Debian builds them as modules
@@ -24,7 +21,8 @@ class ProgramInputError(ValueError):
 
 
 def compile_object(path: Path, arch: str = "x86_64") -> Path:
-    """A .bpf.o as is; a .bpf.c compiled with the project's toolchain (cached by content)."""
+    """A .bpf.o as is; a .bpf.c compiled with the project's toolchain, in the build root
+    (cached by content)."""
     path = Path(path)
     if not path.is_file():
         raise ProgramInputError(f"{path}: no such file (give a compiled OBJECT.bpf.o or a OBJECT.bpf.c)")
@@ -32,19 +30,7 @@ def compile_object(path: Path, arch: str = "x86_64") -> Path:
         return path
     if not path.name.endswith(".bpf.c"):
         raise ProgramInputError(f"{path}: expected OBJECT.bpf.o or OBJECT.bpf.c")
-    flags = [*build.toolchain(arch).bpf_flags, "-I", str(path.parent)]
-    digest = hashlib.sha256(" ".join(flags).encode() + path.read_bytes())
-    for header in sorted(path.parent.glob("*.h")):
-        digest.update(header.name.encode() + header.read_bytes())
-    out = cache_dir() / "build" / "user-progs" / f"{path.name[:-2]}-{arch}-{digest.hexdigest()[:16]}.o"
-    if not out.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_suffix(".partial")
-        proc = subprocess.run(["clang", *flags, "-c", str(path), "-o", str(partial)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise build.BuildError(f"compiling {path} failed:\n{proc.stderr.strip()}")
-        partial.rename(out)
-    return out
+    return build.bpf_object(path, arch)
 
 
 def encode_maps(path: Path | None) -> str:
