@@ -4,27 +4,18 @@
  * caller's optlen exceeds PAGE_SIZE on kernels without 29ebbba7d461. */
 #include "common_sockopt.h"
 
-#define SO_PRIVATE_OPT 9999       /* not in the battery: the program's own business */
-
 SEC("cgroup/getsockopt")
 int get_ignores_others(struct bpf_sockopt *ctx)
 {
-	__u8 *optval = ctx->optval;
-
-	if (ctx->level != SOL_SOCKET || ctx->optname != SO_PRIVATE_OPT)
+	if (!is_private_option(ctx))
 		return 1;
-	if (optval + 1 > (__u8 *)ctx->optval_end)
-		return 0;
-	*optval = 0x5a;
-	SET_OPTLEN(ctx, 1);
-	SET_RETVAL(ctx, 0);
-	return 1;
+	return answer_private_option(ctx);
 }
 
 SEC("cgroup/setsockopt")
 int set_ignores_others(struct bpf_sockopt *ctx)
 {
-	if (ctx->level != SOL_SOCKET || ctx->optname != SO_PRIVATE_OPT)
+	if (!is_private_option(ctx))
 		return 1;
 	ctx->optlen = -1;          /* handled here: the kernel's own setsockopt is skipped */
 	return 1;

@@ -4,8 +4,6 @@
  * answer then goes to the caller untouched. */
 #include "common_sockopt.h"
 
-#define SO_PRIVATE_OPT 9999
-
 static __always_inline int past_buffer(struct bpf_sockopt *ctx)
 {
 	return ctx->optlen > (__s32)((long)ctx->optval_end - (long)ctx->optval);
@@ -14,25 +12,17 @@ static __always_inline int past_buffer(struct bpf_sockopt *ctx)
 SEC("cgroup/getsockopt")
 int get_resets_past_buffer(struct bpf_sockopt *ctx)
 {
-	__u8 *optval = ctx->optval;
-
-	if (ctx->level != SOL_SOCKET || ctx->optname != SO_PRIVATE_OPT) {
-		if (past_buffer(ctx))
-			SET_OPTLEN(ctx, 0);
-		return 1;
-	}
-	if (optval + 1 > (__u8 *)ctx->optval_end)
-		return 0;
-	*optval = 0x5a;
-	SET_OPTLEN(ctx, 1);
-	SET_RETVAL(ctx, 0);
+	if (is_private_option(ctx))
+		return answer_private_option(ctx);
+	if (past_buffer(ctx))
+		SET_OPTLEN(ctx, 0);
 	return 1;
 }
 
 SEC("cgroup/setsockopt")
 int set_resets_past_buffer(struct bpf_sockopt *ctx)
 {
-	if (ctx->level == SOL_SOCKET && ctx->optname == SO_PRIVATE_OPT) {
+	if (is_private_option(ctx)) {
 		ctx->optlen = -1;
 		return 1;
 	}
