@@ -148,9 +148,13 @@ def test_attach_flags_put_a_first(run_driver, kernel_facts, precondition, expect
 
 RACE_CYCLES = 300
 # Where the rule "with the fix not one EFAULT, without it at least one in RACE_CYCLES" was
-# calibrated: (accelerator, vCPUs). 1 vCPU TCG: 10-76 EFAULTs per 300 cycles on 5.10, 6.1 and
-# 5.10-arm64 over 7-8 runs each. Elsewhere the rate is recorded without a verdict.
-RACE_CALIBRATED = {("tcg", 1)}
+# calibrated: (accelerator, vCPUs). Without the fix, EFAULTs per 300 cycles: 1 vCPU TCG 10-76 on
+# 5.10, 6.1 and 5.10-arm64 over 7-8 runs each; 2 vCPUs TCG 89-463 on 5.10.223 and 83-372 on
+# 6.1.176 over 4 runs each (2026-12-01; 40-110 s a run). With it (6.12.117, 2 vCPUs) 0 in the one
+# run that finished. Elsewhere (KVM, more vCPUs) the rate is recorded without a verdict. Under
+# 2-vCPU TCG, 2 of 3 6.12.117 guests died in this case ("Oops: int3" at do_sock_getsockopt+0x1b3,
+# a live-patched static branch): see known-differences.toml.
+RACE_CALIBRATED = {("tcg", 1), ("tcg", 2)}
 
 
 def test_first_attach_during_getsockopt(run_driver, kernel_session, kernel_facts, precondition, expect):
