@@ -220,7 +220,8 @@ def summarise(doc: dict) -> tuple[list[str], int]:
     for test, record in records_of(doc):
         if record is None:      # it ended before the check: boot, build, or the driver itself
             reason = (test.get("longrepr") or test.get("harness_error") or "no record").strip().splitlines()
-            lines.append(f"{test['nodeid']}: COULD NOT CHECK: {' / '.join(reason[-6:])}")
+            errors = [line[1:].strip() for line in reason if line.startswith("E ")]   # pytest's error lines
+            lines.append(f"{test['nodeid']}: COULD NOT CHECK: {' / '.join((errors or reason)[-6:])}")
             statuses.add("could not check")
             continue
         lines += render(record)
