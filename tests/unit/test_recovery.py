@@ -60,3 +60,16 @@ def test_lines_after_a_vms_last_test_reach_the_kernels_record(tmp_path):
     assert [p["rule"] for p in info["problems_after_last_test"]] == ["BUG"]
     assert recovery.kernel_lines("k", info) == [
         "k: kernel problem(s) logged after its last test: [ 9.2] BUG: unable to handle page fault"]
+
+
+def test_the_report_header_shows_them():
+    from reportdata import four_kernels
+    from kregress.matrix import build
+    from kregress.report import render_html
+    doc = four_kernels()
+    doc["kernels"]["debian-6.1"]["snapshot_events"] = [
+        recovery.event("restore-fell-back", "QEMU refused to load snapshot debian-6.1-x: Not a migration stream")]
+    html = render_html(build(doc))
+    assert '<ul id="harness-events"' in html
+    assert "debian-6.1: restore failed, fell back to a boot: QEMU refused to load snapshot" in html
+    assert '<ul id="harness-events"' not in render_html(build(four_kernels()))
