@@ -12,6 +12,7 @@ As root (the chroot and its mounts). KREGRESS_HOST_KERNELS narrows or widens the
 """
 import os
 import shlex
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -49,6 +50,16 @@ def host(tmp_path_factory):
     proc = sh(["mmdebstrap", "--variant=apt", f"--include={','.join(HOST_PACKAGES)}", SUITE, str(root)], 1800)
     assert proc.returncode == 0, f"mmdebstrap {SUITE} failed:\n{proc.stdout[-2000:]}{proc.stderr[-3000:]}"
     (root / "etc/resolv.conf").write_text(Path("/etc/resolv.conf").read_text())
+    # What any machine on this network carries: the local certificate authorities (a
+    # TLS-inspecting egress here; pip fails without them) and pip's configuration
+    local_cas = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    for ca in local_cas:
+        shutil.copy(ca, root / "usr/local/share/ca-certificates" / ca.name)
+    if local_cas:
+        proc = sh(["chroot", str(root), "update-ca-certificates"], 300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    if Path("/etc/pip.conf").exists():
+        shutil.copy("/etc/pip.conf", root / "etc/pip.conf")
     proc = sh(["git", "clone", "-q", str(PROJECT_ROOT), str(root / CLONE.lstrip("/"))], 300)
     assert proc.returncode == 0, proc.stderr
     yield root
