@@ -4,12 +4,16 @@ said so. Built from results files (one run, or many: a fleet is many runs).
 Only what was judged counts. A test counts for a fact when its expect() named that fact and it
 ended in pass or fail with no harness error: a pass agrees with the expected state, a failure
 that named only this fact contradicts it, a failure that named several puts all of them "in
-question" (the test cannot say which one is wrong). A test that ended on a precondition
-(`precondition`) counts as its own state: not met, a named skip where the facts say the feature
-is lacking or unusable agrees, a failure where they say it should hold is "precondition failed:
-NAME", never "behaves without"; met where the facts say the kernel lacks it contradicts those
-facts; an optional one (a configuration no rule was calibrated for) judges nothing. Anything else (harness errors, skips, xfails, tests that
-ended before their expectation) is listed as not counted, with why.
+question" (the test cannot say which one is wrong).
+
+A test that ended on a precondition (`precondition`, written by the plugin's helper) for the
+fact: not met and skipped where the facts say the feature is lacking or unusable agrees; not met
+and failed where they say it should hold is "precondition failed: NAME", never "behaves
+without"; met where the facts say the kernel lacks it contradicts them; an optional one (a
+configuration no rule was calibrated for) judges nothing.
+
+Anything else (harness errors, skips, xfails, tests that ended before their expectation) is
+listed as not counted, with why, and never counts for or against a fact.
 """
 from __future__ import annotations
 
