@@ -187,16 +187,27 @@ def accelerators(doc: dict) -> list[dict]:
     return [{"accel": a.get("accel"), "reason": a.get("reason", "")} for a in found]
 
 
-def guest_images(doc: dict) -> list[dict]:
-    """The guest images the kernels ran (each kernel records its own), once each."""
+def shared_records(doc: dict, key: str) -> list[dict]:
+    """A per-kernel record the kernels share (guest_image, build_root), once per digest,
+    with the kernels that used it."""
     found: dict[str, dict] = {}
     for info in doc.get("kernels", {}).values():
-        image = info.get("guest_image")
-        if image and image.get("digest"):
-            found.setdefault(image["digest"], {**image, "kernels": []})["kernels"].append(info.get("id"))
-    for image in found.values():
-        image["kernels"].sort()         # the same for merged shards as for one run
+        record = info.get(key)
+        if record and record.get("digest"):
+            found.setdefault(record["digest"], {**record, "kernels": []})["kernels"].append(info.get("id"))
+    for record in found.values():
+        record["kernels"].sort()         # the same for merged shards as for one run
     return list(found.values())
+
+
+def guest_images(doc: dict) -> list[dict]:
+    """The guest images the kernels ran (each kernel records its own), once each."""
+    return shared_records(doc, "guest_image")
+
+
+def build_roots(doc: dict) -> list[dict]:
+    """The build roots the kernels' guest programs were compiled in, once each."""
+    return shared_records(doc, "build_root")
 
 
 def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
@@ -221,6 +232,7 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
     meta = {key: doc.get(key) for key in ("started", "finished", "host")}
     meta["accelerators"] = accelerators(doc)
     meta["guest_images"] = guest_images(doc)
+    meta["build_roots"] = build_roots(doc)
     meta["harness_events"] = recovery.run_lines(doc)     # boot retries, snapshot fallbacks, boot-log problems
     return Matrix(columns, ordered, stale, meta)
 

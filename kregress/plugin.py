@@ -20,7 +20,7 @@ from .expect import declared_facts, differences, facts_mismatch, failure_message
 from .facts import KernelFacts
 from .junit import junit_properties
 from .kernels import KernelFetchError
-from .matrix import guest_images
+from .matrix import build_roots, guest_images
 from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
 from .record import add_extras, ending_problem, new_record
@@ -492,9 +492,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         packages = image.get("packages") or {}
         write(f"guest image: {image['suite']} {image['arch']} sha256 {image['digest'][:16]}, {len(packages)} packages "
               f"(libc6 {packages.get('libc6', '?')}; every version in results.json)")
-    for root in {json.dumps(i["build_root"], sort_keys=True) for i in results.doc["kernels"].values()
-                 if i.get("build_root")}:
-        root = json.loads(root)
+    for root in build_roots(results.doc):
         write(f"build root: {root['suite']} {root['digest'][:16]}: " + ", ".join(
             f"{name} {root['versions'].get(name, '?')}" for name in ("clang", "gcc", "libbpf-dev", "libelf-dev")))
     for kernel_id, info in results.doc["kernels"].items():

@@ -182,6 +182,13 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
                    f'{len(packages)} packages (kernels: {escape(", ".join(image.get("kernels") or []))})</summary>'
                    f'<p>{escape(", ".join(f"{name} {version}" for name, version in sorted(packages.items())))}</p>'
                    '</details>')
+    for root in meta.get("build_roots", []):
+        versions = root.get("versions") or {}
+        out.append(f'<details class="buildroot"><summary>Build root (guest programs compiled in): '
+                   f'<b>{escape(str(root.get("suite")))}</b>, packages digest <code>{escape(root["digest"])}</code> '
+                   f'(kernels: {escape(", ".join(root.get("kernels") or []))})</summary>'
+                   f'<p>{escape(", ".join(f"{name} {version}" for name, version in versions.items()))}</p>'
+                   '</details>')
     out.append('<p class="legend">' + "".join(
         f'<span class="{s}">{escape(STATUS_WORD[s])}</span>' for s in STATUS_MARK) + "</p>")
     out.append('<p><label><input type="checkbox" id="only-differences"> only cases whose behaviour or '

@@ -153,3 +153,16 @@ def test_old_results_read_the_overrides_from_kernels_toml(tmp_path):
         "kernels.toml: debian-6.1 facts.getsockopt_relief = true"]
     doc["kernels_file"] = str(tmp_path / "gone.toml")
     assert build(doc).stale == []
+
+
+def test_the_build_root_the_kernels_programs_came_from_is_shown_once():
+    doc = four_kernels()
+    root = {"suite": "bookworm", "digest": "7dd31cac6298c3e397b3",
+            "versions": {"clang-14": "1:14.0.6-12", "libbpf-dev": "1:1.1.2-0+deb12u1", "libelf-dev": "0.188-2.1"}}
+    for info in doc["kernels"].values():
+        info["build_root"] = dict(root)
+    html = render_html(build(doc))
+    assert html.count('<details class="buildroot">') == 1
+    assert "7dd31cac6298c3e397b3" in html and "clang-14 1:14.0.6-12, libbpf-dev 1:1.1.2-0+deb12u1" in html
+    assert "kernels: " + ", ".join(sorted(doc["kernels"])) in html
+    assert '<details class="buildroot">' not in render_html(build(four_kernels()))    # older results: none
