@@ -190,7 +190,10 @@ def run(root: Path, argv: list[str], binds: dict[str, Path], what: str, cwd: str
     proc = subprocess.run(enter_command(root, argv, binds, cwd), capture_output=True, text=True)
     if proc.returncode != 0:
         hint = ""
-        if "unshare failed" in proc.stderr or "Operation not permitted" in proc.stderr:
+        if "cannot change root filesystem propagation" in proc.stderr:
+            hint = ("\n(/ is not a mount point here, as in a bare chroot: bind the chroot onto itself before "
+                    "entering it, `mount --bind DIR DIR`)")
+        elif "unshare failed" in proc.stderr or "Operation not permitted" in proc.stderr:
             hint = ("\n(entering the build root needs user namespaces for a non-root user: "
                     "kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0; see scripts/setup.sh)")
         raise BuildRootError(f"{what} failed:\n$ {shlex.join(argv)}\n{proc.stderr.strip()}{hint}")

@@ -68,7 +68,10 @@ def host(tmp_path_factory):
 
 def in_chroot(root: Path, script: str, timeout: float) -> subprocess.CompletedProcess:
     """script under bash in the chroot, as root, with a login's environment and nothing of ours."""
-    mounts = " && ".join(f"mount --rbind /{d} {shlex.quote(str(root / d))}" for d in ("proc", "sys", "dev"))
+    # The chroot bound onto itself first: a host's or a container's / is a mount point, a bare
+    # chroot's is not, and unshare(1) in it (the build root) could not make / private
+    mounts = " && ".join([f"mount --bind {shlex.quote(str(root))} {shlex.quote(str(root))}",
+                          *(f"mount --rbind /{d} {shlex.quote(str(root / d))}" for d in ("proc", "sys", "dev"))])
     inner = shlex.join(["chroot", str(root), "/usr/bin/env", "-i", "HOME=/root", "LC_ALL=C.UTF-8",
                         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                         "bash", "-eo", "pipefail", "-c", f"cd {CLONE} && {script}"])
