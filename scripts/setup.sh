@@ -18,7 +18,7 @@ DEBIAN_PACKAGES=(
   zstd lz4 lzop                                         # kernel payloads: PVH boot and the binary witness
   busybox-static                                        # vng's own initramfs, for the benchmark's plain vng boots
   mmdebstrap erofs-utils                                # the guest image (guest/image.toml) and the build root
-  uidmap util-linux                                     # ... as a user: mmdebstrap's unshare mode; unshare(1)
+  uidmap util-linux mount                               # ... as a user: mmdebstrap's unshare mode; unshare(1), mount(8): the build root
   openssh-client                                        # ssh-keygen: the run's keys
   gcc make libelf-dev libc6-dev                         # `tree = ...` entries and bisect-run: vng --build
   flex bison bc dwarves libssl-dev ccache
