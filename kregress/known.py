@@ -46,6 +46,12 @@ def failing_cases(doc: dict) -> dict[str, list[str]]:
     return out
 
 
+def ran(entries: list[dict], cases) -> list[dict]:
+    """The entries whose case this run ran (on any kernel): the others say nothing about it."""
+    cases = set(cases)
+    return [entry for entry in entries if entry["case"] in cases]
+
+
 def render(entries: list[dict], failing: dict[str, list[str]] | None = None) -> list[str]:
     """One block per entry; failing: case -> kernels where this run's test did not pass."""
     lines = []

@@ -25,7 +25,7 @@ from .paths import PROJECT_ROOT, new_run_dir
 from .pool import KernelPool
 from .record import add_extras, ending_problem, new_record
 from .report import page_text, render_text, write_reports
-from .results import ResultsFile
+from .results import ResultsFile, case_of
 from .session import GuestFailure, KernelSession, SessionOptions
 from .vm import BootError
 
@@ -484,7 +484,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         write(line)
     for line in deviations.render(deviations.rules([results.doc])):
         write(line)
-    for line in known.render(known.load(), known.failing_cases(results.doc)):
+    cases = {case_of(t["nodeid"], t.get("kernel")) for t in results.doc["tests"] if t.get("kernel")}
+    for line in known.render(known.ran(known.load(), cases), known.failing_cases(results.doc)):
         write(line)
     for accel in results.doc["accelerators"]:
         write(f"accelerator: {accel['accel']} ({accel['reason']})")

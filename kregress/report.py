@@ -302,7 +302,7 @@ def write_reports(results_path: Path, out_dir: Path | None = None, kernels_file:
         "report.html": lambda: render_html(matrix, verdict_rows=verdicts.table([doc]),
                                            document_rules=documents.rules([doc]),
                                            deviation_rules=deviations.rules([doc]),
-                                           known_differences=known.load(),
+                                           known_differences=known.ran(known.load(), (row.case for row in matrix.rows)),
                                            programs_html=programs_section(doc)),
         "kcidb.json": lambda: json.dumps(kcidb.from_results(doc), indent=1, sort_keys=True) + "\n",
         "junit.xml": lambda: junit.from_results(doc, matrix),
