@@ -50,8 +50,14 @@ class Difference:
         return self.kind == "behaviour" and bool(self.facts) and rank(self.new.outcome) == OUTCOME_RANK["passed"]
 
     @property
+    def new_failure(self) -> bool:
+        """A case the old run did not have that fails or errors in the new one: nothing was
+        worse before, but a fleet must not take an upgrade onto a failure either."""
+        return self.kind == "only-new" and rank(self.new.outcome) == OUTCOME_RANK["failed"]
+
+    @property
     def gating(self) -> bool:
-        return self.worse or (self.kind == "behaviour" and not self.explained)
+        return self.worse or self.new_failure or (self.kind == "behaviour" and not self.explained)
 
     @property
     def tag(self) -> str:
@@ -59,6 +65,8 @@ class Difference:
             return "MISSING"
         if self.worse:
             return "WORSE"
+        if self.new_failure:
+            return "NEW FAILURE"
         if self.kind == "behaviour":
             return "explained" if self.explained else "UNEXPLAINED"
         return {"outcome": "outcome", "only-new": "added"}[self.kind]
@@ -150,22 +158,23 @@ def _kernel_line(col: Column) -> str:
 
 
 def render(pairings: list[Pairing]) -> tuple[list[str], int]:
-    """The lines to print and the exit status (1: a worse outcome, a missing case or an
-    unexplained behaviour change). The last line says what was compared and what gated."""
+    """The lines to print and the exit status (1: a worse outcome, a missing case, a new case
+    that fails, or an unexplained behaviour change). The last line says what was compared and what gated."""
     lines, compared, gated = [], [], []
     for p in pairings:
         lines.append(f"old {_kernel_line(p.old)}")
         lines.append(f"new {_kernel_line(p.new)}")
         lines += [f"  {d.tag:<11} {d.case}: {d.describe()}" for d in p.differences]
         count = {tag: sum(1 for d in p.differences if d.tag == tag)
-                 for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "added")}
+                 for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "added", "NEW FAILURE")}
         lines.append(f"  {p.compared} case(s) compared: {count['explained']} explained, "
                      f"{count['UNEXPLAINED']} unexplained behaviour change(s), {count['WORSE']} worse outcome(s), "
                      f"{count['MISSING']} missing, {count['outcome']} other outcome change(s), "
-                     f"{count['added']} added")
+                     f"{count['added'] + count['NEW FAILURE']} added ({count['NEW FAILURE']} failing)")
         compared.append(f"{p.old.id} -> {p.new.id} ({p.compared} case(s))")
         gated += [f"{d.tag} {d.case.rpartition('::')[2] or d.case}"
-                  + (f" ({d.old.outcome} -> {d.new.outcome if d.new else 'missing'})" if d.tag != "UNEXPLAINED" else "")
+                  + (f" ({d.old.outcome if d.old else 'absent'} -> {d.new.outcome if d.new else 'missing'})"
+                     if d.tag != "UNEXPLAINED" else "")
                   for d in p.differences if d.gating]
     what = "; ".join(compared) or "no kernel pair"
     if gated:

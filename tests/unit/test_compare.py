@@ -28,7 +28,7 @@ def test_5_10_to_6_1_differences_are_the_relief_fix(shards, capsys):
     assert (f"  explained   {TOS}: EFAULT tos=0 -> OK tos=16: explained by getsockopt_relief "
             f"({RELIEF_COMMIT} " "\"bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen\" (v6.5))") in out
     assert ("7 case(s) compared: 4 explained, 0 unexplained behaviour change(s), 0 worse outcome(s), "
-            "0 missing, 0 other outcome change(s), 0 added") in out
+            "0 missing, 0 other outcome change(s), 0 added (0 failing)") in out
     assert out.rstrip().endswith("compare: ok: debian-5.10 -> debian-6.1 (7 case(s)): nothing worse, missing or "
                                  "unexplained")
 
@@ -77,6 +77,23 @@ def test_a_case_missing_from_the_new_run_gates(tmp_path, capsys):
     assert status == 1
     assert f"  MISSING     tests/test_getsockopt_efault.py::test_{BIG}: not in the new run (was passed" in out
     assert "6 case(s) compared" in out and out.rstrip().endswith(f"gated by 1: MISSING test_{BIG} (passed -> missing)")
+
+
+def test_a_new_case_gates_only_when_it_fails(tmp_path, capsys):
+    """Nothing was worse before a case existed, but an upgrade onto a failure is no upgrade."""
+    def add(outcome):
+        def change(new):
+            extra = json.loads(json.dumps(record_of(new, BIG, "debian-6.1")))
+            extra["nodeid"] = extra["nodeid"].replace(f"test_{BIG}[", "test_brand_new[")
+            extra["outcome"] = outcome
+            new["tests"].append(extra)
+        return change
+    status, out = gate(tmp_path, capsys, add("passed"))
+    assert status == 0 and "1 added (0 failing)" in out
+    status, out = gate(tmp_path, capsys, add("failed"))
+    assert status == 1
+    assert "  NEW FAILURE tests/test_getsockopt_efault.py::test_brand_new: new case (failed" in out
+    assert out.rstrip().endswith("gated by 1: NEW FAILURE test_brand_new (absent -> failed)")
 
 
 def test_a_changed_behaviour_that_still_fails_is_not_explained(tmp_path, capsys):
