@@ -82,3 +82,45 @@ def test_the_report_job_fails_on_a_contradiction_and_passes_on_agreement(tmp_pat
         statuses[outcome] = proc.returncode
         assert "getsockopt_relief" in summary.read_text() and (tmp_path / "merged/verdicts.json").exists()
     assert statuses == {"passed": 0, "failed": 1}
+
+
+def shard_step(step_id: str) -> dict:
+    [step] = [s for s in jobs()["shard"]["steps"] if s.get("id") == step_id]
+    return step
+
+
+def test_a_snapshot_is_saved_under_a_key_of_its_own_only_when_the_run_saved_a_new_state(tmp_path):
+    """A refused state is replaced under the same snapshot key; a cache entry whose key hit is
+    never overwritten, so the save step needs its own key and must run only for a new state.
+    The two shell steps that decide it, run as written."""
+    shard = jobs()["shard"]["steps"]
+    restore = next(s for s in shard if s.get("uses", "").startswith("actions/cache/restore@"))
+    save = next(s for s in shard if s.get("uses", "").startswith("actions/cache/save@"))
+    assert save["with"]["key"] == restore["with"]["key"] and "github.run_id" in save["with"]["key"]
+    assert save["with"]["key"].startswith(restore["with"]["restore-keys"])
+    assert "steps.state-after.outputs.saved == 'true'" in save["if"]
+
+    snapshot = tmp_path / "snap"
+    env = {"PATH": "/usr/bin:/bin", "SNAPSHOT_DIR": str(snapshot)}
+
+    def step(step_id: str, **extra) -> dict:
+        out = tmp_path / f"{step_id}.out"
+        out.write_text("")
+        subprocess.run(["bash", "-e", "-c", shard_step(step_id)["run"]], check=True, timeout=30,
+                       env={**env, **extra, "GITHUB_OUTPUT": str(out)})
+        return dict(line.split("=", 1) for line in out.read_text().splitlines())
+
+    def saved(before: str) -> bool:
+        return step("state-after", BEFORE=before).get("saved") == "true"
+
+    assert step("state-before")["state"] == "none" and not saved("none")    # nothing restored, nothing saved
+    snapshot.mkdir()
+    (snapshot / "state").write_bytes(b"first")
+    assert saved("none")                                                    # first boot saved one
+    restored = step("state-before")["state"]
+    (snapshot / "manifest.json").write_text("{}")                          # a restore only touches the manifest
+    assert not saved(restored)
+    replacement = tmp_path / "state.new"
+    replacement.write_bytes(b"second state")
+    replacement.replace(snapshot / "state")                                 # refused, removed, saved anew
+    assert saved(restored)
