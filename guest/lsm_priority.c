@@ -11,6 +11,8 @@
  *   net_raw_xmit AF_PACKET send-only policy and an errno chosen with bpf_set_retval
  *   hierarchy    programs on parent and child cgroups: order and last writer
  *   detach       destroying the links removes every effect
+ *   shim_lifetime a socket right after the hook's last link is destroyed, and right
+ *                after a program is attached again (the hook's shim may outlive it)
  *
  * Every case first checks that the kernel takes lsm_cgroup at all; when it does not
  * (5.10), it prints {"lsm_cgroup_supported": false, "stage": ..., "load_errno": ...}
@@ -37,6 +39,8 @@
 #define SOCK_PRIO	5	/* cgroup/sock_create in the comparison */
 #define PARENT_PRIO	3	/* parent cgroup in the hierarchy case */
 #define TASK_PRIO	1	/* what the task tries to set itself */
+#define ANCHOR_PRIO	2	/* the hierarchy case's anchor, on a cgroup of its own */
+#define LIFETIME_ROUNDS	10	/* per scheduling policy in the shim_lifetime case */
 
 static const char *case_name;
 
@@ -693,10 +697,63 @@ static void print_hierarchy(const char *key, int final, struct writer p, struct 
 	json_obj_close();
 }
 
+/* Runs of a skeleton's prio_post_create for one fresh socket made now. */
+static int runs_for_one_socket(struct lsm_priority *skel)
+{
+	reset(skel);
+	new_socket_prio(AF_INET, SOCK_STREAM, 0);
+	return skel->bss->post_create_runs;
+}
+
+/* All lsm_cgroup programs on one hook share one shim in the hook's trampoline. Since
+ * ab5d47bd41b1 (fact bpf_link_put_deferred) the shim of a hook whose last program was
+ * detached is unlinked later, by a work item; an attach meanwhile installs a second
+ * shim beside it (56145d237385), and each program then runs once per shim. The anchor
+ * (a program on the same hook, on a cgroup of its own) keeps the hook's shim alive for
+ * the whole case. A shim left by an earlier process (the probe, a previous case) may
+ * still be going: with the driver in the anchor's cgroup, the anchor runs once per
+ * shim, so the case waits (bounded) until it runs once, and says how long it took. */
+struct anchor {
+	struct lsm_priority *skel;
+	struct bpf_link *link;
+	int first_runs, sockets;	/* runs for the first socket; sockets until one run */
+};
+
+static struct anchor anchor_hook(void)
+{
+	struct anchor a = { .skel = load_instance(ANCHOR_PRIO, "prio_post_create", NULL) };
+	char path[256];
+	int cg = cgroup_create(NULL, "anchor", path, sizeof(path));
+	int runs;
+
+	cgroup_join(path);
+	a.link = attach(a.skel->progs.prio_post_create, cg);
+	for (a.sockets = 1; a.sockets <= 200; a.sockets++) {
+		runs = runs_for_one_socket(a.skel);
+		if (a.sockets == 1)
+			a.first_runs = runs;
+		if (runs == 1)
+			break;
+		usleep(10000);	/* the old shim's work item runs when this task sleeps */
+	}
+	return a;
+}
+
+static void print_anchor(struct anchor a)
+{
+	json_obj_open("anchor");
+	json_int("first_socket_runs", a.first_runs);
+	json_bool("single_shim_reached", a.sockets <= 200);
+	json_int("sockets_until_single_shim", a.sockets <= 200 ? a.sockets : -1);
+	json_obj_close();
+}
+
 /* 6. lsm_cgroup programs on a parent and its child both run for a socket in the
- * child. Attached in both orders, to tell hierarchy order from attach order. */
+ * child. Attached in both orders, to tell hierarchy order from attach order, with
+ * the anchor holding the hook's shim, so the order is seen through one shim. */
 static void case_hierarchy(void)
 {
+	struct anchor a = anchor_hook();
 	struct lsm_priority *parent = load_instance(PARENT_PRIO, "prio_post_create", NULL);
 	struct lsm_priority *child = load_instance(PRIO, "prio_post_create", NULL);
 	char parent_path[256], child_path[256];
@@ -726,10 +783,13 @@ static void case_hierarchy(void)
 	begin_output();
 	json_int("parent_prio", PARENT_PRIO);
 	json_int("child_prio", PRIO);
+	print_anchor(a);
 	print_hierarchy("parent_attached_first", final1, p1, c1);
 	print_hierarchy("child_attached_first", final2, p2, c2);
 	json_int("listed_after_destroy", listed);
 	json_close();
+	bpf_link__destroy(a.link);
+	lsm_priority__destroy(a.skel);
 	lsm_priority__destroy(child);
 	lsm_priority__destroy(parent);
 }
@@ -787,6 +847,84 @@ static void case_detach(void)
 	lsm_priority__destroy(skel);
 }
 
+/* Per scheduling policy: what ran for sockets made right after each step. */
+struct lifetime {
+	const char *policy_set;		/* "OK" or why the policy could not be set */
+	int rounds, attached_sockets, ran_once, ran_more, missed, max_runs, destroyed_ran;
+};
+
+static void count_attached(struct lifetime *t, int runs)
+{
+	t->attached_sockets++;
+	t->ran_once += runs == 1;
+	t->ran_more += runs > 1;
+	t->missed += runs == 0;
+	if (runs > t->max_runs)
+		t->max_runs = runs;
+}
+
+/* Rounds of: attach, socket; destroy (the hook's last link), socket; attach again at
+ * once, socket; destroy; sleep, so the kernel's deferred work can run before the next
+ * round. Under SCHED_FIFO on one vCPU no ordinary kworker runs before this task
+ * sleeps, which holds a deferred shim release (bpf_link_put_deferred) open across
+ * the re-attach; under SCHED_OTHER it is whatever the scheduler does. */
+static struct lifetime lifetime_rounds(struct lsm_priority *skel, int cg, int policy)
+{
+	struct sched_param param = { .sched_priority = policy == SCHED_FIFO ? 10 : 0 };
+	struct lifetime t = { .policy_set = "OK", .rounds = LIFETIME_ROUNDS };
+	struct bpf_link *link;
+
+	if (sched_setscheduler(0, policy, &param))
+		t.policy_set = errno_name(errno);
+	for (int i = 0; i < LIFETIME_ROUNDS; i++) {
+		link = attach(skel->progs.prio_post_create, cg);
+		count_attached(&t, runs_for_one_socket(skel));
+		bpf_link__destroy(link);
+		t.destroyed_ran += runs_for_one_socket(skel) > 0;
+		link = attach(skel->progs.prio_post_create, cg);
+		count_attached(&t, runs_for_one_socket(skel));
+		bpf_link__destroy(link);
+		usleep(50000);
+	}
+	param.sched_priority = 0;
+	sched_setscheduler(0, SCHED_OTHER, &param);
+	return t;
+}
+
+static void print_lifetime(const char *key, struct lifetime t)
+{
+	json_obj_open(key);
+	json_str("policy_set", t.policy_set);
+	json_int("rounds", t.rounds);
+	json_int("attached_sockets", t.attached_sockets);
+	json_int("ran_once", t.ran_once);
+	json_int("ran_more_than_once", t.ran_more);
+	json_int("missed", t.missed);
+	json_int("max_runs", t.max_runs);
+	json_int("destroyed_program_ran", t.destroyed_ran);
+	json_obj_close();
+}
+
+/* 8. The hook's shim after its last link is destroyed: a destroyed program must not
+ * run; a program attached again right away runs once per shim in the trampoline. */
+static void case_shim_lifetime(void)
+{
+	struct lsm_priority *skel = load_instance(PRIO, "prio_post_create", NULL);
+	char path[256];
+	int cg = cgroup_create(NULL, "lifetime", path, sizeof(path));
+	struct lifetime other, fifo;
+
+	cgroup_join(path);
+	other = lifetime_rounds(skel, cg, SCHED_OTHER);
+	fifo = lifetime_rounds(skel, cg, SCHED_FIFO);
+
+	begin_output();
+	print_lifetime("sched_other", other);
+	print_lifetime("sched_fifo", fifo);
+	json_close();
+	lsm_priority__destroy(skel);
+}
+
 static const struct {
 	const char *name;
 	void (*run)(void);
@@ -800,6 +938,7 @@ static const struct {
 	{ "net_raw_xmit", case_net_raw_xmit },
 	{ "hierarchy", case_hierarchy },
 	{ "detach", case_detach },
+	{ "shim_lifetime", case_shim_lifetime },
 };
 
 int main(int argc, char **argv)
@@ -814,5 +953,6 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	errno = EINVAL;
-	fail("usage: lsm_priority probe|post_create|accept|whose_cgroup|compare|override|net_raw_xmit|hierarchy|detach");
+	fail("usage: lsm_priority probe|post_create|accept|whose_cgroup|compare|override|net_raw_xmit|hierarchy|detach|"
+	     "shim_lifetime");
 }

@@ -117,6 +117,23 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "Debian 6.12.107 refused BPF_F_BEFORE). No binary signature (#defines only): the changelog "
               "is the witness",
          needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("bpf_link_put_deferred", "ab5d47bd41b1", "bpf: Remove in_atomic() from bpf_link_put().",
+         mainline=(6, 5),
+         note="bpf_link_put() always frees a link from a work item; only closing the link's fd frees at once "
+              "(bpf_link_put_direct). The lsm_cgroup shim (kernel/bpf/trampoline.c) is released with "
+              "bpf_link_put(), so after a hook's last lsm_cgroup link is destroyed its shim stays in the "
+              "trampoline until the work runs (it runs an emptied program array meanwhile). Read in 6.12.107 and "
+              "7.3.4 (Debian linux-source); 6.1.176 still frees at once outside atomic context (in_atomic()). "
+              "v6.5 inferred (patch of 2023-06-14, absent in 6.2, present in 6.5); no 6.1.y backport (it is in "
+              "the 6.1-rt patch set only); no binary signature (no string, the new function is static)"),
+    Fact("lsm_cgroup_shim_not_revived", "56145d237385", "bpf: Fix a UAF issue in bpf_trampoline_link_cgroup_shim",
+         mainline=(7, 0), stable={(6, 19): 7, (6, 12): 77, (6, 1): 167},
+         note="an lsm_cgroup attach that finds the hook's shim with no references left (released, its unlink "
+              "still pending) no longer revives it (bpf_link_inc_not_zero) but installs a new shim beside it: "
+              "with bpf_link_put_deferred both stay in the trampoline until the old one's work runs, and both "
+              "run the cgroup's programs for that hook (the same atype slot, by attach_btf_id), so each program "
+              "runs twice per call. Stable: 6.19.7 review (2026-03), Debian changelogs list it under 6.12.77 and "
+              "6.1.167 (CVE-2026-23319); v7.0 inferred from that timing; 6.6.y not pinned. No binary signature"),
     Fact("softirq_inline_under_ksoftirqd", "d15121be7485", "Revert \"softirq: Let ksoftirqd do its job\"",
          mainline=(6, 5),
          note="before it, while ksoftirqd is runnable every softirq raised in a task (loopback TCP's "
