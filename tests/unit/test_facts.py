@@ -28,6 +28,17 @@ def test_mainline_only_facts():
     assert not KernelFacts("k", "5.9.16").has("sockops_hdr_opt")
 
 
+@pytest.mark.parametrize("version, deferred, not_revived", [
+    ("6.1.166", False, False), ("6.1.176", False, True),     # frees the shim at once; UAF fix from 6.1.167
+    ("6.5.0", True, False), ("6.12.76", True, False),         # deferred, a dying shim is revived
+    ("6.12.77", True, True), ("6.12.107", True, True),        # deferred, a second shim beside it
+    ("6.19.6", True, False), ("6.19.7", True, True), ("7.3.4", True, True)])
+def test_lsm_cgroup_shim_lifetime_facts(version, deferred, not_revived):
+    facts = KernelFacts("k", version)
+    assert facts.has("bpf_link_put_deferred") is deferred
+    assert facts.has("lsm_cgroup_shim_not_revived") is not_revived
+
+
 def test_kernels_toml_override_beats_version():
     facts = KernelFacts("src", "6.1.10", {"getsockopt_relief": True})
     assert facts.has("getsockopt_relief")
