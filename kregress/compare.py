@@ -126,6 +126,16 @@ def pair_kernels(old: Matrix, new: Matrix, old_kernel: str | None, new_kernel: s
     return [(old_cols[k], new_cols[k]) for k in common]
 
 
+def judged_change(old: Cell, new: Cell) -> bool:
+    """Whether the behaviour changed in a key either run judges. A key a test records without an
+    expectation (a race's count it shows but may not judge, e.g. lsm_cgroup double runs where the
+    facts allow them) is shown in the matrix but does not gate by itself; a case with no expected
+    key at all is compared on everything it observed."""
+    changed = {k for k in {*old.observed, *new.observed} if old.observed.get(k) != new.observed.get(k)}
+    judged = {*old.expected, *new.expected}
+    return bool(changed & judged) if judged else bool(changed)
+
+
 def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_kernel: str | None = None,
             kernels_file: Path | None = None) -> list[Pairing]:
     old, new = build(old_doc, kernels_file), build(new_doc, kernels_file)
@@ -142,7 +152,7 @@ def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_ker
                 differences.append(Difference(case, o, n, "only-new" if o is None else "only-old"))
                 continue
             compared += 1
-            if o.comparable and n.comparable and o.observed != n.observed:
+            if o.comparable and n.comparable and judged_change(o, n):
                 names = facts_of([o.test, n.test])
                 differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts)))
             elif o.outcome != n.outcome:
