@@ -8,7 +8,7 @@ Opt-in (slow: a fresh cache, so kernels are downloaded and the guest images and 
 root built inside the chroot; measured in the README):
     KREGRESS_SLOW=1 .venv/bin/pytest -p no:cacheprovider tests/test_debian13_host.py
 As root (the chroot and its mounts). KREGRESS_HOST_KERNELS narrows or widens the kernels
-(default "debian-6.12 debian-5.10"); KREGRESS_HOST_CHROOT keeps the chroot somewhere named.
+(default "debian-6.12 debian-5.10"); KREGRESS_HOST_CHROOT=DIR builds the chroot there and keeps it.
 """
 import os
 import shlex
@@ -63,7 +63,8 @@ def host(tmp_path_factory):
     proc = sh(["git", "clone", "-q", str(PROJECT_ROOT), str(root / CLONE.lstrip("/"))], 300)
     assert proc.returncode == 0, proc.stderr
     yield root
-    subprocess.run(["rm", "-rf", "--one-file-system", str(root)])
+    if not os.environ.get("KREGRESS_HOST_CHROOT"):      # a named chroot is kept, to look into
+        subprocess.run(["rm", "-rf", "--one-file-system", str(root)])
 
 
 def in_chroot(root: Path, script: str, timeout: float) -> subprocess.CompletedProcess:
