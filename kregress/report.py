@@ -177,18 +177,13 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
                    + "".join(f"<li>{escape(line)}</li>" for line in meta["harness_events"]) + "</ul>")
     for image in meta.get("guest_images", []):
         packages = image.get("packages") or {}
-        out.append(f'<details class="image"><summary>Guest image: <b>{escape(str(image.get("suite")))} '
-                   f'{escape(str(image.get("arch")))}</b>, sha256 <code>{escape(image["digest"])}</code>, '
-                   f'{len(packages)} packages (kernels: {escape(", ".join(image.get("kernels") or []))})</summary>'
-                   f'<p>{escape(", ".join(f"{name} {version}" for name, version in sorted(packages.items())))}</p>'
-                   '</details>')
+        out.append(_record_details("image", f'Guest image: <b>{escape(str(image.get("suite")))} '
+                                   f'{escape(str(image.get("arch")))}</b>, sha256 <code>{escape(image["digest"])}</code>, '
+                                   f'{len(packages)} packages', image, sorted(packages.items())))
     for root in meta.get("build_roots", []):
-        versions = root.get("versions") or {}
-        out.append(f'<details class="buildroot"><summary>Build root (guest programs compiled in): '
-                   f'<b>{escape(str(root.get("suite")))}</b>, packages digest <code>{escape(root["digest"])}</code> '
-                   f'(kernels: {escape(", ".join(root.get("kernels") or []))})</summary>'
-                   f'<p>{escape(", ".join(f"{name} {version}" for name, version in versions.items()))}</p>'
-                   '</details>')
+        out.append(_record_details("buildroot", f'Build root (guest programs compiled in): '
+                                   f'<b>{escape(str(root.get("suite")))}</b>, packages digest '
+                                   f'<code>{escape(root["digest"])}</code>', root, (root.get("versions") or {}).items()))
     out.append('<p class="legend">' + "".join(
         f'<span class="{s}">{escape(STATUS_WORD[s])}</span>' for s in STATUS_MARK) + "</p>")
     out.append('<p><label><input type="checkbox" id="only-differences"> only cases whose behaviour or '
@@ -203,6 +198,12 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
             f"{escape(f.note)}</li>" for f in FACTS.values()]
     out.append(f"</ul><script>{SCRIPT}</script></body></html>")
     return "\n".join(out) + "\n"
+
+
+def _record_details(css: str, summary: str, record: dict, versions) -> str:
+    """A shared per-kernel record (guest image, build root): summary (HTML), its kernels, its versions."""
+    return (f'<details class="{css}"><summary>{summary} (kernels: {escape(", ".join(record.get("kernels") or []))})'
+            f'</summary><p>{escape(", ".join(f"{name} {version}" for name, version in versions))}</p></details>')
 
 
 def _verdict_class(row: dict) -> str:
