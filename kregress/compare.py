@@ -35,7 +35,7 @@ class Difference:
     case: str
     old: Cell | None
     new: Cell | None
-    kind: str                   # behaviour, outcome, only-old, only-new
+    kind: str                   # behaviour, outcome, recorded, only-old, only-new
     facts: tuple[str, ...] = ()  # named by the test and flipping between the two kernels
 
     @property
@@ -69,7 +69,7 @@ class Difference:
             return "NEW FAILURE"
         if self.kind == "behaviour":
             return "explained" if self.explained else "UNEXPLAINED"
-        return {"outcome": "outcome", "only-new": "added"}[self.kind]
+        return {"outcome": "outcome", "recorded": "recorded", "only-new": "added"}[self.kind]
 
     def describe(self) -> str:
         if self.kind == "only-old":
@@ -79,6 +79,11 @@ class Difference:
         outcomes = f"{self.old.outcome} -> {self.new.outcome}"
         if self.kind == "outcome":
             return f"{outcomes} ({self.new.text})"
+        old, new = self.old.observed, self.new.observed
+        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]   # just what changed
+        if self.kind == "recorded":
+            return (f"{behaviour_text(old, keys)} -> {behaviour_text(new, keys)}: recorded values only, "
+                    f"no expectation judges them (shown, not gating)")
         flips = "; ".join(f"{n} ({FACTS[n].label})" for n in self.facts)
         if self.explained:
             why = "explained by " + flips
@@ -88,8 +93,6 @@ class Difference:
         else:
             why = "UNEXPLAINED: no fact the test names flips between the two kernels"
         outcome = f" [{outcomes}]" if self.old.outcome != self.new.outcome else ""
-        old, new = self.old.observed, self.new.observed
-        keys = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]   # just what changed
         return f"{behaviour_text(old, keys)} -> {behaviour_text(new, keys)}{outcome}: {why}"
 
 
@@ -157,6 +160,8 @@ def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_ker
                 differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts)))
             elif o.outcome != n.outcome:
                 differences.append(Difference(case, o, n, "outcome"))
+            elif o.comparable and n.comparable and o.observed != n.observed:
+                differences.append(Difference(case, o, n, "recorded"))
         pairings.append(Pairing(old_col, new_col, compared, differences))
     return pairings
 
@@ -176,10 +181,12 @@ def render(pairings: list[Pairing]) -> tuple[list[str], int]:
         lines.append(f"new {_kernel_line(p.new)}")
         lines += [f"  {d.tag:<11} {d.case}: {d.describe()}" for d in p.differences]
         count = {tag: sum(1 for d in p.differences if d.tag == tag)
-                 for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "added", "NEW FAILURE")}
+                 for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "recorded", "added",
+                             "NEW FAILURE")}
         lines.append(f"  {p.compared} case(s) compared: {count['explained']} explained, "
                      f"{count['UNEXPLAINED']} unexplained behaviour change(s), {count['WORSE']} worse outcome(s), "
                      f"{count['MISSING']} missing, {count['outcome']} other outcome change(s), "
+                     f"{count['recorded']} recorded-value change(s), "
                      f"{count['added'] + count['NEW FAILURE']} added ({count['NEW FAILURE']} failing)")
         compared.append(f"{p.old.id} -> {p.new.id} ({p.compared} case(s))")
         gated += [f"{d.tag} {d.case.rpartition('::')[2] or d.case}"

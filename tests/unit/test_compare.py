@@ -28,7 +28,7 @@ def test_5_10_to_6_1_differences_are_the_relief_fix(shards, capsys):
     assert (f"  explained   {TOS}: EFAULT tos=0 -> OK tos=16: explained by getsockopt_relief "
             f"({RELIEF_COMMIT} " "\"bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen\" (v6.5))") in out
     assert ("7 case(s) compared: 4 explained, 0 unexplained behaviour change(s), 0 worse outcome(s), "
-            "0 missing, 0 other outcome change(s), 0 added (0 failing)") in out
+            "0 missing, 0 other outcome change(s), 0 recorded-value change(s), 0 added (0 failing)") in out
     assert out.rstrip().endswith("compare: ok: debian-5.10 -> debian-6.1 (7 case(s)): nothing worse, missing or "
                                  "unexplained")
 
@@ -204,5 +204,8 @@ def test_a_change_only_in_an_unjudged_key_does_not_gate(tmp_path, capsys):
 
     status, out = run(expect_it=False)
     assert status == 0 and "0 unexplained behaviour change(s)" in out
+    assert (f"  recorded    tests/test_getsockopt_efault.py::test_{BIG}:  -> double_runs=3 of 20: "
+            "recorded values only, no expectation judges them (shown, not gating)") in out
+    assert "1 recorded-value change(s)" in out
     status, out = run(expect_it=True)
     assert status == 1 and "1 unexplained behaviour change(s)" in out
