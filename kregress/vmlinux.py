@@ -74,8 +74,27 @@ def decompress(kind: str, data: bytes) -> bytes:
     tool = HOST_TOOL[kind]
     if shutil.which(tool[0]) is None:
         raise UnknownImage(f"{kind} payload, but the {tool[0]} tool is not installed (make setup installs it)")
+    if kind == "lz4" and data.startswith(LZ4_LEGACY):
+        data = lz4_legacy_blocks(data)
     # trailing bytes after the stream make the tools complain after writing everything: keep stdout
     return subprocess.run(tool, input=data, capture_output=True).stdout
+
+
+LZ4_LEGACY = b"\x02\x21\x4c\x18"
+LZ4_LEGACY_BLOCK = 8 << 20          # a legacy block decompresses to at most 8 MiB
+
+
+def lz4_legacy_blocks(data: bytes) -> bytes:
+    """The legacy lz4 stream's magic and whole blocks, without what follows (the kernel
+    appends the decompressed size): lz4 1.10 (Debian 13) writes nothing when bytes follow,
+    1.9 (Debian 12) writes everything and then complains."""
+    pos = len(LZ4_LEGACY)
+    while pos + 4 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "little")
+        if not 0 < size <= LZ4_LEGACY_BLOCK + (LZ4_LEGACY_BLOCK // 255) + 16 or pos + 4 + size > len(data):
+            break
+        pos += 4 + size
+    return data[:pos]
 
 
 def _try(kind: str, data: bytes) -> bytes:

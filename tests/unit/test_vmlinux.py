@@ -117,3 +117,11 @@ def test_why_an_x86_kernel_is_not_entered_through_pvh(tmp_path):
     assert why_not_pvh(image, {"CONFIG_PVH": "y"}) == "its vmlinux has no PVH entry note"
     image.write_bytes(bzimage(b"\x01\x02\x03 unknown"))
     assert why_not_pvh(image, {"CONFIG_PVH": "y"}).startswith("no ELF vmlinux could be extracted: x86 bzImage whose")
+
+
+def test_lz4_legacy_stream_is_cut_before_the_kernels_size_trailer():
+    """Debian 13's lz4 (1.10) writes nothing for a legacy stream followed by bytes."""
+    from kregress.vmlinux import lz4_legacy_blocks
+    stream = COMPRESS["lz4"](ELF)[:-4]          # kernelimages appends the size, as the kernel does
+    assert lz4_legacy_blocks(stream + len(ELF).to_bytes(4, "little")) == stream
+    assert lz4_legacy_blocks(stream + b"\0\0") == stream
