@@ -29,7 +29,7 @@ DEBIAN_PACKAGES=(
 )
 # Fedora (UNTRIED): the nearest packages; Debian's archive keyring comes with debian-keyring.
 FEDORA_PACKAGES=(
-  qemu-system-x86-core qemu-img kmod file binutils zstd busybox mmdebstrap erofs-utils shadow-utils
+  qemu-system-x86-core qemu-img kmod file binutils zstd lz4 lzop busybox mmdebstrap erofs-utils shadow-utils
   util-linux openssh-clients gcc make elfutils-libelf-devel glibc-devel flex bison bc dwarves
   openssl-devel ccache debian-keyring apt dpkg python3 chromium qemu-system-aarch64-core qemu-user-static-aarch64
 )
@@ -62,7 +62,7 @@ case "$distro" in
     echo "setup: this host ($distro, from /etc/os-release) is not one setup.sh knows (Debian 12/13;" >&2
     echo "  Ubuntu and Fedora untried). Install these (Debian names) by hand, then run make again:" >&2
     echo "  ${DEBIAN_PACKAGES[*]}" >&2
-    echo "  and give $user ranges in /etc/subuid and /etc/subgid (mmdebstrap --mode=unshare)." >&2
+    [ "$user" != root ] && echo "  and give $user ranges in /etc/subuid and /etc/subgid (mmdebstrap --mode=unshare)." >&2
     exit 1
     ;;
 esac
