@@ -129,6 +129,7 @@ def cmd_check_progs(args) -> int:
     results.json, report.html, JUnit and KCIDB come with it); exit 0/1/2 from the findings."""
     import subprocess
     from . import checkprogs, progs_guest
+    from .results import load as load_results
     try:
         checkprogs.parse_owns(args.owns)
         progs_guest.encode_maps(args.maps)
@@ -152,7 +153,7 @@ def cmd_check_progs(args) -> int:
         print(f"check-progs: the run wrote no results ({results}):\n{(proc.stdout or '')[-3000:]}"
               f"{(proc.stderr or '')[-2000:]}", file=sys.stderr)
         return 2
-    lines, code = checkprogs.summarise(json.loads(results.read_text()))
+    lines, code = checkprogs.summarise(load_results(results))
     print("\n".join(lines))
     print(f"results: {results} (report.html, junit.xml, kcidb.json beside it)")
     return code
