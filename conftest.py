@@ -1,2 +1,2 @@
 # pytest glue only: the harness lives in the kregress package.
-pytest_plugins = ["kregress.plugin", "kregress.progs_plugin"]
+pytest_plugins = ["kregress.plugin", "kregress.check_progs.options"]

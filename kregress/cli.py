@@ -7,16 +7,17 @@ import sys
 import time
 from pathlib import Path
 
-from . import buildroot
-from .build import BuildError
-from .config import KernelsFileError, load_kernels, select_kernels
-from .image import ImageError, ensure_image, load_spec
-from .kernels import KernelFetchError, resolve
-from .paths import PROJECT_ROOT, new_run_dir
-from .pool import KernelPool
-from .session import SessionOptions
-from .snapshot import DEFAULT_MAX_BYTES, SnapshotCache
-from .vm import BootError
+from kregress.provision import buildroot
+from kregress.provision.programs import BuildError
+from kregress.kernels.entries import KernelsFileError, load_kernels, select_kernels
+from kregress.provision.image import ImageError, ensure_image, load_spec
+from kregress.kernels.kernel import KernelFetchError
+from kregress.kernels.resolve import resolve
+from kregress.paths import PROJECT_ROOT, new_run_dir
+from kregress.run.pool import KernelPool
+from kregress.run.session import SessionOptions
+from kregress.run.snapshot import DEFAULT_MAX_BYTES, SnapshotCache
+from kregress.run.vm import BootError
 
 
 def _kernel_args(parser: argparse.ArgumentParser) -> None:
@@ -128,8 +129,8 @@ def cmd_check_progs(args) -> int:
     """The user's objects on the selected kernels, through tests/test_your_programs.py (so
     results.json, report.html, JUnit and KCIDB come with it); exit 0/1/2 from the findings."""
     import subprocess
-    from . import checkprogs, progs_guest
-    from .results import load as load_results
+    from kregress.check_progs import findings as checkprogs, guest as progs_guest
+    from kregress.report.results import load as load_results
     try:
         checkprogs.parse_owns(args.owns)
         progs_guest.encode_maps(args.maps)
@@ -189,14 +190,14 @@ def cmd_check_results(args) -> int:
 
 def cmd_report(args) -> int:
     """Behaviour matrix (HTML, text), KCIDB and JUnit files from a results file, offline."""
-    from .report import render_text, write_reports
+    from kregress.report.write import render_text, write_reports
     try:
         matrix, written = write_reports(args.results, args.out_dir, args.kernels_file)
     except (OSError, ValueError) as err:
         print(f"report: {err}", file=sys.stderr)
         return 2
     if args.markdown:
-        from .markdown import render_markdown
+        from kregress.report.markdown import render_markdown
         args.markdown.write_text(render_markdown(matrix, str(args.results)))
         written = {**written, "markdown": args.markdown}
     if not args.quiet:
@@ -207,8 +208,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import CompareError, compare, render
-    from .results import load
+    from kregress.report.compare import CompareError, compare, render
+    from kregress.report.results import load
     try:
         pairings = compare(load(args.old), load(args.new), args.old_kernel, args.new_kernel, args.kernels_file)
     except (CompareError, OSError, ValueError) as err:
@@ -221,7 +222,7 @@ def cmd_compare(args) -> int:
 
 def cmd_verdicts(args) -> int:
     """Per kernel and fact: expected by which source, what each source said, how it behaves."""
-    from . import verdicts
+    from kregress.report import verdicts
     try:
         rows = verdicts.table(verdicts.load(args.results))
     except (OSError, ValueError) as err:
@@ -234,7 +235,7 @@ def cmd_verdicts(args) -> int:
 
 
 def cmd_merge(args) -> int:
-    from .results import MergeError, load, merge
+    from kregress.report.results import MergeError, load, merge
     try:
         merged = merge([(str(path), load(path)) for path in args.shards])
     except (MergeError, OSError, ValueError) as err:
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("bisect-run", "bisect-kernels"):
         try:
-            from .bisect import main as bisect_main     # own parsers: bisect-run answers only 0/1/125
+            from kregress.bisect import main as bisect_main     # own parsers: bisect-run answers only 0/1/125
         except BaseException as err:    # a broken module must not read as "bad" (exit 1) to git bisect
             print(f"kregress: cannot load kregress.bisect: {err!r}", file=sys.stderr)
             return 125 if argv[0] == "bisect-run" else 2

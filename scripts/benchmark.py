@@ -35,13 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kregress import build  # noqa: E402
-from kregress.config import load_kernels, select_kernels  # noqa: E402
-from kregress.pool import KernelPool  # noqa: E402
+from kregress.provision import programs as build  # noqa: E402
+from kregress.kernels.entries import load_kernels, select_kernels  # noqa: E402
+from kregress.run.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
-from kregress.session import SessionOptions  # noqa: E402
-from kregress.snapshot import SnapshotCache  # noqa: E402
-from kregress.vm import vng_base, vng_env  # noqa: E402
+from kregress.run.session import SessionOptions  # noqa: E402
+from kregress.run.snapshot import SnapshotCache  # noqa: E402
+from kregress.run.vm import vng_base, vng_env  # noqa: E402
 
 KERNELS_FILE = ROOT / "kernels.toml"
 PHASES = ["kernel_start", "kernel_done", "init_done", "sshd_ready", "restore_running", "ssh_connected", "agent_ready"]

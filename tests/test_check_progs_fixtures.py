@@ -1,19 +1,19 @@
 """`kregress check-progs` on programs of our own that stand for what fleets run
 (tests/fixture_progs). Per kernel, every battery call's answer with the program attached
-must be what the facts say the hook hands the caller (kregress.sockopt_model, from the
+must be what the facts say the hook hands the caller (kregress.check_progs.sockopt_model, from the
 kernel's own answer without the program), every finding must be explained by a fact, and
 the program's verdict (findings or clean) must follow from those expectations."""
 from pathlib import Path
 
 import pytest
 
-from kregress import checkprogs, progs_guest, sockopt_model
+from kregress.check_progs import findings as checkprogs, guest as progs_guest, sockopt_model
 
 PAGE_CAP = "sockopt_page_cap"
 RETVAL_FIRST = "getsockopt_retval_in_run_ctx"
 RELIEF = "getsockopt_relief"
 NULL_OPTVAL = "getsockopt_null_optval"
-# the hook model's facts (kregress.sockopt_model), which include the findings' (checkprogs.FACTS_USED)
+# the hook model's facts (kregress.check_progs.sockopt_model), which include the findings' (checkprogs.FACTS_USED)
 pytestmark = pytest.mark.scenario(facts=[PAGE_CAP, RETVAL_FIRST, RELIEF, NULL_OPTVAL])
 
 FIXTURES = Path(__file__).with_name("fixture_progs")

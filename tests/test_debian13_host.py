@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from kregress import build
+from kregress.provision import programs as build
 from kregress.paths import PROJECT_ROOT
 
 SUITE = "trixie"

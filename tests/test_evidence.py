@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from nested import SCENARIOS, run_pytest
 
-from kregress.config import load_kernels
-from kregress.kernels import resolve
+from kregress.kernels.entries import load_kernels
+from kregress.kernels.resolve import resolve
 from kregress.paths import PROJECT_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]

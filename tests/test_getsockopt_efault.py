@@ -1,6 +1,6 @@
 """getsockopt/setsockopt with optlen > PAGE_SIZE through a cgroup sockopt program that
 ignores the option ("Cgroup-bpf production surprises"). Sizes come from the guest's own
-page size (the driver's page, page+1, 2page); expectations from kregress.facts: the relief
+page size (the driver's page, page+1, 2page); expectations from kregress.kernels.facts: the relief
 fix 29ebbba7d461 and, for the kernel-error path, c4dcfdd406aa."""
 import re
 

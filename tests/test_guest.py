@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kregress.guest import GuestLost, GuestSession
+from kregress.run.guest import GuestLost, GuestSession
 
 HOST_SHARES = ("9p", "virtiofs", "fuse.virtiofs")
 

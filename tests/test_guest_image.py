@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from kregress import image
-from kregress.image import ImageError, ImageSpec, cached, ensure_image, image_dir, load_spec
+from kregress.provision import image
+from kregress.provision.image import ImageError, ImageSpec, cached, ensure_image, image_dir, load_spec
 
 pytestmark = pytest.mark.harness
 

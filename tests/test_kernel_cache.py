@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from kregress.kernels import DebianArchive
+from kregress.kernels.debian import DebianArchive
 
 pytestmark = pytest.mark.harness
 

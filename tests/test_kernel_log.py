@@ -1,12 +1,12 @@
 """Each kernel's own result: the log of its boot, kmsg from the kernel's first line and the
-serial console, holds no kernel problem (kregress/splats.py: WARN, BUG, Oops, KASAN, UBSAN,
+serial console, holds no kernel problem (kregress/kernel_log/splats.py: WARN, BUG, Oops, KASAN, UBSAN,
 lockdep, hung task, RCU stall, panic) that kernel-log-allowlist.toml does not allow.
 
 A kernel boots once and is restored from its snapshot ever after; the boot's log is stored
 with the snapshot, so this test judges the same boot again on every restore."""
 import pytest
 
-from kregress.record import add_extras
+from kregress.verdict.record import add_extras
 
 
 def test_boot_log_has_no_kernel_problems(kernel_session):

@@ -21,7 +21,7 @@ cgroup's program does not run: that was 6.1's "missed" clone program.
 """
 import pytest
 
-from kregress.expect import StatedRule, differences
+from kregress.verdict.expect import StatedRule, differences
 
 pytestmark = pytest.mark.scenario(facts=["lsm_cgroup", "lsm_cgroup_current_task_shim",
                                          "softirq_inline_under_ksoftirqd", "bpf_link_put_deferred",

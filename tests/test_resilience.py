@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kregress.results import FORMAT
+from kregress.report.results import FORMAT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
@@ -109,8 +109,8 @@ suite = "trixie"
 
 
 def debian_612():
-    from kregress.config import load_kernels
-    from kregress.kernels import resolve
+    from kregress.kernels.entries import load_kernels
+    from kregress.kernels.resolve import resolve
     return resolve(next(s for s in load_kernels(ROOT / "kernels.toml") if s.id == KERNEL))
 
 

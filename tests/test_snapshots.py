@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from kregress.paths import PROJECT_ROOT
-from kregress.pool import KernelPool
-from kregress.session import SessionOptions
-from kregress.snapshot import SnapshotCache
+from kregress.run.pool import KernelPool
+from kregress.run.session import SessionOptions
+from kregress.run.snapshot import SnapshotCache
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 KERNEL = "debian-6.12"

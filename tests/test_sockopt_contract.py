@@ -1,11 +1,11 @@
 """The cgroup sockopt contract, rule by rule, on every kernel: what
 Documentation/bpf/prog_cgroup_sockopt.rst (its pre-2023 text) promises user space and BPF
-authors, against what each kernel does. Expectations come from kregress/facts.py; where a
+authors, against what each kernel does. Expectations come from kregress/kernels/facts.py; where a
 fact changed a rule, the test records the document's word beside it and the report names
 the rule as stale, with the fact. One driver case per rule: guest/sockopt_contract.c."""
 import pytest
 
-from kregress.expect import DocumentRule
+from kregress.verdict.expect import DocumentRule
 
 pytestmark = pytest.mark.scenario(facts=["getsockopt_retval_in_run_ctx", "setsockopt_buffer_16",
                                          "getsockopt_relief", "getsockopt_race_fix", "cgroup_preorder",

@@ -1,11 +1,11 @@
 """Your programs on your kernels: `pytest tests/test_your_programs.py --progs OBJECT.bpf.o`
 (or `kregress check-progs OBJECT.bpf.o`). Each object's cgroup getsockopt/setsockopt
 programs run against guest/check_progs's battery, with and without them; a test fails
-when a program changes an answer on a call it does not own (kregress.checkprogs). A load
+when a program changes an answer on a call it does not own (kregress.check_progs.findings). A load
 or attach the kernel refuses fails the test with the kernel's and libbpf's words."""
 import pytest
 
-from kregress import checkprogs, progs_guest
+from kregress.check_progs import findings as checkprogs, guest as progs_guest
 
 RELIEF = "getsockopt_relief"
 RETVAL_FIRST = "getsockopt_retval_in_run_ctx"

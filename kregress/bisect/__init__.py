@@ -15,14 +15,14 @@ each kernel booted), so an interrupted bisection loses nothing; bisect-kernels r
 the kernels already judged in its log when started again.
 
 The package, one module per job: steps (the step log), judge (a results file ->
-good/bad/skip), run (bisect-run), coarse (bisect-kernels); kregress.tree builds the tree.
+good/bad/skip), run (bisect-run), coarse (bisect-kernels); kregress.kernels.tree builds the tree.
 """
 
 
 def main(argv: list[str]) -> int:
     """Entry from cli.py: argv[0] is bisect-run or bisect-kernels."""
     if argv[0] == "bisect-run":
-        from .run import main_run
+        from kregress.bisect.run import main_run
         return main_run(argv[1:])
-    from .coarse import main_kernels
+    from kregress.bisect.coarse import main_kernels
     return main_kernels(argv[1:])

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..facts import FACTS
-from ..paths import PROJECT_ROOT
-from .run import pytest_command, run_selection, split_dashes
-from .steps import StepLog
+from kregress.kernels.facts import FACTS
+from kregress.paths import PROJECT_ROOT
+from kregress.bisect.run import pytest_command, run_selection, split_dashes
+from kregress.bisect.steps import StepLog
 
 
 @dataclass
@@ -106,7 +106,7 @@ def kernels_parser() -> argparse.ArgumentParser:
 
 
 def main_kernels(argv: list[str]) -> int:
-    from ..config import KernelsFileError, load_kernels
+    from kregress.kernels.entries import KernelsFileError, load_kernels
     before, after = split_dashes(argv)
     args = kernels_parser().parse_args(before)
     selection = [*args.selection, *after]

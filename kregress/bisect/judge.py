@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import results
+from kregress.report import results
 
 GOOD, BAD, SKIP = 0, 1, 125
 EXIT_CODES = {"good": GOOD, "bad": BAD, "skip": SKIP}

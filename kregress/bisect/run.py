@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..expect import scenario_facts
-from ..facts import FACTS
-from ..paths import PROJECT_ROOT
-from .judge import EXIT_CODES, SKIP, Judgement, combine, judge, settled
-from ..procs import run_logged, tail
-from ..tree import DEFAULT_FRAGMENT, IMAGE, BuildResult, build_tree, git_info, kernel_version
-from .steps import StepLog
+from kregress.verdict.expect import scenario_facts
+from kregress.kernels.facts import FACTS
+from kregress.paths import PROJECT_ROOT
+from kregress.bisect.judge import EXIT_CODES, SKIP, Judgement, combine, judge, settled
+from kregress.procs import run_logged, tail
+from kregress.kernels.tree import DEFAULT_FRAGMENT, IMAGE, BuildResult, build_tree, git_info, kernel_version
+from kregress.bisect.steps import StepLog
 
 LOG_NAME = "kregress-bisect.jsonl"
 EXPECT_TERMS = {"fixed": True, "buggy": False}

@@ -5,7 +5,7 @@ import copy
 import json
 from pathlib import Path
 
-from kregress.results import summarize
+from kregress.report.results import summarize
 
 DATA = Path(__file__).parent / "data"
 # A real `--kernel` x4 run of tests/test_getsockopt_efault.py under TCG (all 28 passed).

@@ -4,8 +4,8 @@ from importlib.metadata import version
 
 import pytest
 
-from kregress import accel
-from kregress.accel import PROBE_CACHE_SECONDS, ProbeResult, choose, host_key
+from kregress.run import accel
+from kregress.run.accel import PROBE_CACHE_SECONDS, ProbeResult, choose, host_key
 
 KVM_OPENS = lambda: (True, "/dev/kvm opens")      # noqa: E731
 MSR = ("qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000000e1 / qemu-system-x86_64: "

@@ -1,4 +1,4 @@
-"""The guest agent (kregress/in_guest/agent.c), built as the guest gets it and run here on
+"""The guest agent (kregress/provision/in_guest/agent.c), built as the guest gets it and run here on
 the host, spoken to over TCP the way the host speaks to it through SSH."""
 import json
 import socket
@@ -8,7 +8,7 @@ import zlib
 
 import pytest
 
-from kregress.build import build_agent
+from kregress.provision.programs import build_agent
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ from kregress.bisect.coarse import coarse_bisect, main_kernels
 from kregress.bisect.judge import BAD, EXIT_CODES, GOOD, SKIP, combine, judge, settled
 from kregress.bisect.run import main_run
 from kregress.bisect.steps import StepLog
-from kregress.tree import DEFAULT_FRAGMENT, git_info, required_configs
+from kregress.kernels.tree import DEFAULT_FRAGMENT, git_info, required_configs
 from kregress.paths import PROJECT_ROOT
-from kregress.results import case_of as case_name
+from kregress.report.results import case_of as case_name
 
 FRAGMENT = DEFAULT_FRAGMENT
 
@@ -324,7 +324,7 @@ def test_required_configs_come_from_the_fragment():
 def test_the_fragment_builds_in_everything_the_guest_needs():
     """A bisect build has no modules: whatever the guest loads from modules elsewhere
     (virtio-blk, erofs, fw_cfg ...) must be built in, or preflight refuses every step."""
-    from kregress.initramfs import BOOT_NEEDS, missing_config
+    from kregress.provision.initramfs import BOOT_NEEDS, missing_config
     required = required_configs(FRAGMENT)
     assert set(BOOT_NEEDS) <= set(required)
     assert missing_config({symbol: "y" for symbol in required}) == []

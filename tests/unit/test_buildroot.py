@@ -4,8 +4,8 @@ import shutil
 
 import pytest
 
-from kregress import build, buildroot
-from kregress.buildroot import BuildRootError, BuildRootSpec, cache_key, enter_command, load_spec
+from kregress.provision import programs as build, buildroot
+from kregress.provision.buildroot import BuildRootError, BuildRootSpec, cache_key, enter_command, load_spec
 from kregress.paths import PROJECT_ROOT
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from kregress import checkprogs, progs_guest, sockopt_model
-from kregress.facts import KernelFacts
-from kregress.progs_report import programs_section
+from kregress.check_progs import findings as checkprogs, guest as progs_guest, sockopt_model
+from kregress.kernels.facts import KernelFacts
+from kregress.check_progs.report import programs_section
 
 DATA = Path(__file__).with_name("data") / "check_progs"
 

@@ -4,11 +4,11 @@ import json
 import pytest
 
 from kregress.cli import main
-from kregress.compare import compare
-from kregress.results import MergeError, merge
-from kregress.matrix import build
-from kregress import junit, kcidb
-from kregress.report import render_html, render_text
+from kregress.report.compare import compare
+from kregress.report.results import MergeError, merge
+from kregress.report.matrix import build
+from kregress.report import junit, kcidb
+from kregress.report.write import render_html, render_text
 
 from reportdata import RELIEF_COMMIT, four_kernels, record_of, shard, write
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from kregress.config import KernelsFileError, load_kernels, parse_kernels, select_kernels
-from kregress.facts import FACTS
+from kregress.kernels.entries import KernelsFileError, load_kernels, parse_kernels, select_kernels
+from kregress.kernels.facts import FACTS
 
 
 def parse(*entries):
@@ -85,7 +85,8 @@ def test_deb_entries(tmp_path):
 
 
 def test_a_broken_deb_is_a_clear_error(tmp_path, monkeypatch):
-    from kregress.kernels import KernelFetchError, resolve
+    from kregress.kernels.kernel import KernelFetchError
+    from kregress.kernels.resolve import resolve
     monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path / "cache"))
     broken = tmp_path / "linux-image-x.deb"
     broken.write_bytes(b"!<arch>\ntruncated")
@@ -98,7 +99,7 @@ def test_a_broken_deb_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_arch_is_parsed_and_selects():
-    from kregress.config import select_kernels
+    from kregress.kernels.entries import select_kernels
     specs = parse_kernels({"kernel": [{"id": "x", "suite": "trixie"},
                                       {"id": "a", "suite": "trixie", "package": "linux-image-arm64", "arch": "arm64"},
                                       {"id": "b", "suite": "trixie", "arch": "arm64", "default": False}]}, "k.toml")

@@ -2,7 +2,7 @@
 package lists are read again, and a damaged memory is resolved again, not trusted."""
 import time
 
-from kregress.kernels import DebianArchive
+from kregress.kernels.debian import DebianArchive
 
 CONTROL = {
     "linux-image-amd64": {"Package": "linux-image-amd64", "Version": "6.1.1",
@@ -49,8 +49,10 @@ def test_each_architecture_has_its_own_apt_state(tmp_path):
 
 
 def test_an_arm64_entry_is_fetched_from_the_arm64_index(tmp_path, monkeypatch):
-    from kregress import kernels
-    from kregress.config import parse_kernels
+    from kregress.kernels import debian
+    from kregress.kernels.kernel import KernelFetchError
+    from kregress.kernels.resolve import resolve
+    from kregress.kernels.entries import parse_kernels
     spec = parse_kernels({"kernel": [{"id": "a", "suite": "trixie", "package": "linux-image-arm64-16k",
                                       "arch": "arm64"}]}, "k.toml")[0]
     seen = {}
@@ -58,11 +60,11 @@ def test_an_arm64_entry_is_fetched_from_the_arm64_index(tmp_path, monkeypatch):
     class FakeArchive(DebianArchive):
         def __init__(self, suite, refresh=False, arch="amd64"):
             seen["arch"] = arch
-            raise kernels.KernelFetchError("stop here")
-    monkeypatch.setattr(kernels, "DebianArchive", FakeArchive)
-    monkeypatch.setattr(kernels, "cache_dir", lambda: tmp_path)
+            raise KernelFetchError("stop here")
+    monkeypatch.setattr(debian, "DebianArchive", FakeArchive)
+    monkeypatch.setattr(debian, "cache_dir", lambda: tmp_path)
     try:
-        kernels.resolve(spec)
-    except kernels.KernelFetchError:
+        resolve(spec)
+    except KernelFetchError:
         pass
     assert seen["arch"] == "arm64"

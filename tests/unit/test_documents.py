@@ -1,6 +1,6 @@
 """Documented rules held against kernels: stale where a kernel behaves otherwise, with the
 facts its expectation named and has."""
-from kregress.documents import render, rules
+from kregress.verdict.documents import render, rules
 
 RULE = {"document": "Doc.rst", "rule": "retval only 0 or the kernel's", "says": {"retval": "EFAULT"}}
 

@@ -1,5 +1,5 @@
 """Longest kernels first, from the tests' seconds last time, kept in the cache per test."""
-from kregress import durations
+from kregress.plugin import durations
 
 
 def test_kernels_ordered_by_their_tests_seconds(tmp_path, monkeypatch):

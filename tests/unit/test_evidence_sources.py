@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 from kernelimages import COMPRESS, bzimage
 
-from kregress import evidence
-from kregress.vmlinux import Payload, UnknownImage
+from kregress.kernels import evidence
+from kregress.kernels.vmlinux import Payload, UnknownImage
 
 BTF = evidence.BTF_HEADER       # a kernel built with BTF: its names can be searched
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kregress.expect import DocumentRule, declared_facts, facts_mismatch, failure_message, scenario_facts
-from kregress.facts import FACTS, KernelFacts, UndeclaredFact
+from kregress.verdict.expect import DocumentRule, declared_facts, facts_mismatch, failure_message, scenario_facts
+from kregress.kernels.facts import FACTS, KernelFacts, UndeclaredFact
 from kregress.paths import PROJECT_ROOT
 
 SCENARIO_MODULES = sorted(p for p in (PROJECT_ROOT / "tests").glob("test_*.py")
@@ -50,7 +50,7 @@ def test_failure_message_shape():
     assert lines[2].startswith("expected because: its binary says it lacks 29ebbba7d461")
     assert "extra words" in text and text.endswith("observed: {'errno': 'OK', 'tos': 16}")
     plain = failure_message(facts, {"a": 1}, {"a": 2}, [])
-    assert "no fact in kregress/facts.py changes it" in plain
+    assert "no fact in kregress/kernels/facts.py changes it" in plain
 
 
 def test_document_rule_record():

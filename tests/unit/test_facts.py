@@ -1,7 +1,7 @@
 import pytest
 
-from kregress.facts import FACTS, KernelFacts, parse_version
-from kregress.kernels import upstream_version_of
+from kregress.kernels.facts import FACTS, KernelFacts, parse_version
+from kregress.kernels.kernel import upstream_version_of
 
 
 @pytest.mark.parametrize("debian, upstream", [

@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from kregress.image import ImageError, ImageSpec, apply_fixups, cache_key, load_spec, remove_staging
+from kregress.provision.image import ImageError, ImageSpec, apply_fixups, cache_key, load_spec, remove_staging
 
 
 def write(tmp_path, text):

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from kregress import initramfs
-from kregress.image import GuestImage
-from kregress.initramfs import (CpioReader, CpioWriter, InitramfsError, ensure_initramfs, load_order,
+from kregress.provision import initramfs
+from kregress.provision.image import GuestImage
+from kregress.provision.initramfs import (CpioReader, CpioWriter, InitramfsError, ensure_initramfs, load_order,
                                 missing_config, module_depends, module_files, modules_to_load)
 
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import kcidb_io
 import pytest
 
-from kregress import kcidb, junit
+from kregress.report import kcidb, junit
 from kregress.plugin import PROPERTY, _flatten_properties
 
 from reportdata import RELIEF_COMMIT, four_kernels, record_of

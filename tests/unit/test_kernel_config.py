@@ -5,9 +5,10 @@ import gzip
 import pytest
 from kernelimages import COMPRESS, bzimage
 
-from kregress.config import KernelsFileError, parse_kernels
-from kregress.kernels import config_of, ikconfig, parse_config, resolve_local
-from kregress.vm import BootError, preflight
+from kregress.kernels.entries import KernelsFileError, parse_kernels
+from kregress.kernels.kconfig import config_of, ikconfig, parse_config
+from kregress.kernels.resolve import resolve_local
+from kregress.run.vm import BootError, preflight
 
 DOT_CONFIG = """#
 # Automatically generated file; DO NOT EDIT.

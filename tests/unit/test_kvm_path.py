@@ -9,19 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from kregress import build, hostcpu, pool as pool_module, vm
-from kregress.bootlog import BootLog
-from kregress.accel import AccelChoice, ProbeResult, choose
-from kregress.config import KernelSpec
-from kregress.guest import RunKeys
-from kregress.hostcpu import HostCPU, config_page_size, host_cpu, kvm_granule
-from kregress.image import GuestImage, ImageError
-from kregress.initramfs import Initramfs
-from kregress.kernels import Kernel
-from kregress.qmp import QMPError
-from kregress.session import KernelSession
-from kregress.snapshot import SnapshotCache
-from kregress.vm import FATAL, VM, BootError, BootInfo, own_guest_command
+from kregress.provision import programs as build
+from kregress.run import hostcpu, vm
+from kregress.run import pool as pool_module
+from kregress.kernel_log.boot import BootLog
+from kregress.run.accel import AccelChoice, ProbeResult, choose
+from kregress.kernels.entries import KernelSpec
+from kregress.run.guest import RunKeys
+from kregress.run.hostcpu import HostCPU, config_page_size, host_cpu, kvm_granule
+from kregress.provision.image import GuestImage, ImageError
+from kregress.provision.initramfs import Initramfs
+from kregress.kernels.kernel import Kernel
+from kregress.run.qmp import QMPError
+from kregress.run.session import KernelSession
+from kregress.run.snapshot import SnapshotCache
+from kregress.run.vm import FATAL, VM, BootError, BootInfo, own_guest_command
 from test_accel import ARM64_CPUINFO
 from test_vm_command import GOOD_CONFIG, kernel, options
 
@@ -363,7 +365,7 @@ def test_arm64_cpuinfo_names_the_cpu():
 # -- the record
 
 def test_the_record_carries_the_real_cpu_machine_and_host_cpu(tmp_path, monkeypatch):
-    monkeypatch.setattr("kregress.session.host_cpu", lambda: HostCPU("AuthenticAMD 25 1 1 AMD EPYC", "fpu topoext"))
+    monkeypatch.setattr("kregress.run.session.host_cpu", lambda: HostCPU("AuthenticAMD 25 1 1 AMD EPYC", "fpu topoext"))
     session = KernelSession(kernel(tmp_path), AccelChoice("kvm", "probe ok"), tmp_path, RunKeys.create(tmp_path / "ssh"),
                             image(tmp_path))
     cmd = own_guest_command(argv(KVM_X86), initramfs=Path("/k.cpio"), append=[], extra=[])

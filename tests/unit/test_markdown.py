@@ -1,6 +1,6 @@
 """docs/ tables come from a results file: the Markdown rendering of the behaviour matrix."""
-from kregress.markdown import render_markdown
-from kregress.matrix import build
+from kregress.report.markdown import render_markdown
+from kregress.report.matrix import build
 
 from reportdata import four_kernels, record_of
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from kregress import build
+from kregress.provision import programs as build
 
 
 @pytest.fixture(scope="module")

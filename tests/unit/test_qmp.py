@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from kregress.qmp import QMP, QMPError
+from kregress.run.qmp import QMP, QMPError
 
 
 def test_a_connection_qemu_resets_is_a_qmp_error(tmp_path):

@@ -2,10 +2,13 @@
 ending is checked; deviations are shown as "deviates from <source>"."""
 import pytest
 
-from kregress import deviations, junit, kcidb, known, plugin, report
-from kregress.matrix import build
-from kregress.expect import StatedRule
-from kregress.record import RecordError, add_extras, ending_problem, extra, new_record
+from kregress.verdict import deviations
+from kregress.report import known
+from kregress.report import junit, kcidb, write as report
+from kregress import plugin
+from kregress.report.matrix import build
+from kregress.verdict.expect import StatedRule
+from kregress.verdict.record import RecordError, add_extras, ending_problem, extra, new_record
 from reportdata import four_kernels
 
 

@@ -1,9 +1,10 @@
 """What the harness did to keep a kernel going, as the summary and the report header say it
-(kregress/recovery.py), and kernel log lines no test was running for (kmsg_gaps.py)."""
+(kregress/report/recovery.py), and kernel log lines no test was running for (kmsg_gaps.py)."""
 from pathlib import Path
 
-from kregress import kmsg_gaps, recovery, splats
-from kregress.results import ResultsFile
+from kregress.kernel_log import gaps as kmsg_gaps, splats
+from kregress.report import recovery
+from kregress.report.results import ResultsFile
 
 QEMU_BROKEN_PIPE = "saving the guest failed: Unable to write to command: Broken pipe"
 
@@ -64,8 +65,8 @@ def test_lines_after_a_vms_last_test_reach_the_kernels_record(tmp_path):
 
 def test_the_report_header_shows_them():
     from reportdata import four_kernels
-    from kregress.matrix import build
-    from kregress.report import render_html
+    from kregress.report.matrix import build
+    from kregress.report.write import render_html
     doc = four_kernels()
     doc["kernels"]["debian-6.1"]["snapshot_events"] = [
         recovery.event("restore-fell-back", "QEMU refused to load snapshot debian-6.1-x: Not a migration stream")]

@@ -4,10 +4,10 @@ import re
 import pytest
 
 from kregress.cli import main
-from kregress.behaviour import behaviour_text
-from kregress.matrix import build
-from kregress.results import case_of
-from kregress.report import render_html, render_text, write_reports
+from kregress.verdict.behaviour import behaviour_text
+from kregress.report.matrix import build
+from kregress.report.results import case_of
+from kregress.report.write import render_html, render_text, write_reports
 
 from reportdata import RELIEF_COMMIT, four_kernels, record_of, write
 

@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from kregress.report import write_reports
+from kregress.report.write import write_reports
 
 from reportdata import RELIEF_COMMIT, four_kernels, write
 

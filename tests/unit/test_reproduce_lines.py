@@ -2,7 +2,7 @@
 import shlex
 
 from kregress.paths import PROJECT_ROOT, kregress_command
-from kregress.reproduce import commands
+from kregress.report.reproduce import commands
 
 
 def test_drivers_plain_commands_and_reproducers(tmp_path):

@@ -2,8 +2,8 @@
 import os
 import time
 
-from kregress import snapshot
-from kregress.snapshot import SnapshotCache, snapshot_key
+from kregress.run import snapshot
+from kregress.run.snapshot import SnapshotCache, snapshot_key
 
 COMMAND = ["/usr/bin/qemu-system-x86_64", "-name", "kr-run1-debian-6.12", "-m", "1G",
            "-qmp", "unix:/tmp/kr-qmp-abc/qmp.sock,server=on,wait=off",

@@ -1,12 +1,12 @@
-"""The kernel-problem rules (kregress/splats.py) on real kernel log text, the allowlist,
+"""The kernel-problem rules (kregress/kernel_log/splats.py) on real kernel log text, the allowlist,
 and a boot's log judged as bootlog.py keeps it."""
 import re
 from pathlib import Path
 
 import pytest
 
-from kregress import splats
-from kregress.bootlog import BootLog, BootLogMissing
+from kregress.kernel_log import splats
+from kregress.kernel_log.boot import BootLog, BootLogMissing
 
 DATA = Path(__file__).parent / "data" / "kernel-logs" / "splats.txt"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from faketree import make_kernel_tree
 
-from kregress import kernels
-from kregress.config import KernelsFileError, parse_kernels
-from kregress.tree import DEFAULT_FRAGMENT, build_cached, tree_state
+from kregress.kernels import resolve as kernels
+from kregress.kernels.entries import KernelsFileError, parse_kernels
+from kregress.kernels.tree import DEFAULT_FRAGMENT, build_cached, tree_state
 
 FAKE_VNG = r'''#!/bin/sh
 echo "fake vng $*" >> "$FAKE_CALLS"

@@ -1,4 +1,4 @@
-from kregress.results import verdict
+from kregress.report.results import verdict
 
 
 def test_every_recorded_outcome_has_one_verdict_for_all_reports():

@@ -3,8 +3,8 @@ import json
 import re
 
 from kregress.cli import main
-from kregress.results import FORMAT
-from kregress.verdicts import render, render_grid, sentence, table
+from kregress.report.results import FORMAT
+from kregress.report.verdicts import render, render_grid, sentence, table
 
 from reportdata import four_kernels, record_of, shard
 
@@ -178,8 +178,8 @@ def test_grid_over_a_real_run_and_the_command(tmp_path, capsys):
 
 def test_report_html_shows_the_grid_before_the_line_table():
     from html.parser import HTMLParser
-    from kregress.matrix import build
-    from kregress.report import render_html
+    from kregress.report.matrix import build
+    from kregress.report.write import render_html
 
     doc = four_kernels()
     record_of(doc, "setsockopt_ip_tos_optlen_4097", "debian-6.1").update(outcome="failed")

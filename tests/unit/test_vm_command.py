@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kregress import vm
-from kregress.config import KernelSpec
-from kregress.guest import RunKeys
-from kregress.image import GuestImage
-from kregress.initramfs import Initramfs
-from kregress.kernels import Kernel
-from kregress.vm import VM, BootError, lsm_cmdline, own_guest_command, preflight
+from kregress.run import vm
+from kregress.kernels.entries import KernelSpec
+from kregress.run.guest import RunKeys
+from kregress.provision.image import GuestImage
+from kregress.provision.initramfs import Initramfs
+from kregress.kernels.kernel import Kernel
+from kregress.run.vm import VM, BootError, lsm_cmdline, own_guest_command, preflight
 
 DRY_RUN = Path(__file__).parent / "data" / "vng-1.42-dry-run.txt"
 GOOD_CONFIG = {"CONFIG_VIRTIO_PCI": "y", "CONFIG_VIRTIO_BLK": "m", "CONFIG_EROFS_FS": "m",
@@ -111,7 +111,7 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
 MAKE_KEYS = """
 import sys
 from pathlib import Path
-from kregress.guest import RunKeys
+from kregress.run.guest import RunKeys
 keys = RunKeys.create(Path(sys.argv[1]))
 print(keys.host_public, (keys.directory / "client_ed25519.pub").read_text().split()[1])
 """

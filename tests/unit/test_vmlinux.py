@@ -7,7 +7,7 @@ import struct
 import pytest
 from kernelimages import COMPRESS, bzimage
 
-from kregress.vmlinux import UnknownImage, extract, payload, pvh_vmlinux
+from kregress.kernels.vmlinux import UnknownImage, extract, payload, pvh_vmlinux
 
 SIGNATURE = b"ignoring program buffer with optlen"
 ELF = b"\x7fELF" + b"\x02\x01\x01" + b"\0" * 57 + b"Xen\x00" + b"kernel text" * 100 + SIGNATURE
@@ -109,7 +109,7 @@ def test_pvh_for_an_lz4_kernel(tmp_path, monkeypatch):
 
 
 def test_why_an_x86_kernel_is_not_entered_through_pvh(tmp_path):
-    from kregress.vmlinux import why_not_pvh
+    from kregress.kernels.vmlinux import why_not_pvh
     image = tmp_path / "vmlinuz"
     image.write_bytes(bzimage(COMPRESS["lz4"](ELF.replace(b"Xen\x00", b"abc\x00"))))
     assert why_not_pvh(image, {}) == "no config found, so CONFIG_PVH is not known"
@@ -121,7 +121,7 @@ def test_why_an_x86_kernel_is_not_entered_through_pvh(tmp_path):
 
 def test_lz4_legacy_stream_is_cut_before_the_kernels_size_trailer():
     """Debian 13's lz4 (1.10) writes nothing for a legacy stream followed by bytes."""
-    from kregress.vmlinux import lz4_legacy_blocks
+    from kregress.kernels.vmlinux import lz4_legacy_blocks
     stream = COMPRESS["lz4"](ELF)[:-4]          # kernelimages appends the size, as the kernel does
     assert lz4_legacy_blocks(stream + len(ELF).to_bytes(4, "little")) == stream
     assert lz4_legacy_blocks(stream + b"\0\0") == stream

@@ -63,7 +63,7 @@ def test_the_report_job_fails_on_a_contradiction_and_passes_on_agreement(tmp_pat
     """The report job's verdicts step, run as written (bash -e, as GitHub runs it), on a merged
     results file whose one kernel agrees with its fact, then on one that contradicts it."""
     import json
-    from kregress.results import FORMAT
+    from kregress.report.results import FORMAT
 
     step = verdicts_step()
     assert "merged/results.json" in step["run"] and not step.get("continue-on-error")

@@ -1,0 +1,232 @@
+"""Findings of `kregress check-progs`: what a program changes in the kernel's answers.
+
+Input: guest/check_progs's JSON (each battery call without the program, with it, and
+without again) and the kernel's facts. A call the program changes is a difference; a
+difference on an option the program owns (--owns, or inferred: it changes the answer at
+every size and no fact explains it) is its business; every other one is a finding,
+explained by a fact where one explains it, else "unexplained", never dropped.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+
+from kregress.verdict.record import extra
+
+# kregress.kernels.facts names the findings are explained by
+RELIEF, RETVAL_FIRST, PAGE_CAP = "getsockopt_relief", "getsockopt_retval_in_run_ctx", "sockopt_page_cap"
+FACTS_USED = (RELIEF, RETVAL_FIRST, PAGE_CAP)
+
+ADVICE = {
+    "efault_past_page": "for options the program does not own, set ctx->optlen = 0 when ctx->optlen is larger than "
+                        "the buffer BPF got (ctx->optval_end - ctx->optval; PAGE_SIZE for large callers): the kernel's "
+                        "own answer then reaches the caller",
+    "efault_longer_than_buffer": "set ctx->optlen = 0 whenever ctx->optlen > ctx->optval_end - ctx->optval, not only "
+                                 "above 4096: the kernel may report the length it needs, larger than a small buffer",
+    "copyout_after_error": "set ctx->optlen = 0 for every option the program does not own (not only above PAGE_SIZE): "
+                           "before v5.18 the kernel copies the program's buffer and optlen back after its own error",
+    "truncated": "do not clamp ctx->optlen; set it to 0 instead, so the caller gets the kernel's whole answer",
+    "set_efault_past_page": "in the setsockopt program, set ctx->optlen = 0 when ctx->optlen > PAGE_SIZE (the "
+                            "kernel then uses the caller's own buffer)",
+    "unexplained": "no fact explains this difference; if the program means to answer this option itself, say so "
+                   "with --owns LEVEL:OPTNAME",
+}
+
+
+@dataclass
+class Difference:
+    call: dict                  # the battery call: socket, op, level/optname (names), size, optlen_in
+    kernel: list                # [errno, optlen, digest] without the program
+    caller: list                # the same with it
+    kind: str
+    explained_by: list[str]     # fact names; empty: unexplained
+    why: str
+    volatile: bool = False      # the value differs between runs without the program: only errno and optlen compared
+
+    @property
+    def group(self) -> tuple:
+        c = self.call
+        return c["socket"], c["op"], c["level_name"], c["optname_name"]
+
+
+@dataclass
+class ProgramCheck:
+    program: str
+    section: str
+    kernel_id: str
+    differences: list[Difference] = field(default_factory=list)
+    owned: dict[str, str] = field(default_factory=dict)     # "SOL_IP:SO_ORIGINAL_DST on tcp" -> "declared"/"inferred"
+    unstable: list[dict] = field(default_factory=list)      # errno/optlen moved between runs without the program
+
+    @property
+    def findings(self) -> list[Difference]:
+        return [d for d in self.differences if owner_key(d.call) not in self.owned]
+
+    def as_record(self) -> dict:
+        return {"program": self.program, "section": self.section, "owned": self.owned,
+                "findings": [asdict(d) for d in self.findings],
+                "owned_differences": [asdict(d) for d in self.differences if owner_key(d.call) in self.owned],
+                "unstable": self.unstable}
+
+
+def owner_key(call: dict) -> str:
+    return f"{call['level_name']}:{call['optname_name']} ({call['op']} on {call['socket']})"
+
+
+def parse_owns(items: list[str]) -> list[tuple[str, str]]:
+    """--owns LEVEL:OPTNAME, names as in the battery (SOL_IP:SO_ORIGINAL_DST) or numbers (0:80)."""
+    owns = []
+    for item in items:
+        level, sep, optname = item.partition(":")
+        if not sep or not level or not optname:
+            raise ValueError(f"--owns {item!r}: expected LEVEL:OPTNAME, e.g. SOL_IP:SO_ORIGINAL_DST or 0:80")
+        owns.append((level.upper() if not level.isdigit() else level, optname.upper() if not optname.isdigit() else optname))
+    return owns
+
+
+def _declared(call: dict, owns: list[tuple[str, str]]) -> bool:
+    for level, optname in owns:
+        if level in (call["level_name"], str(call["level"])) and optname in (call["optname_name"], str(call["optname"])):
+            return True
+    return False
+
+
+def classify(call: dict, kernel: list, caller: list, page: int, has) -> tuple[str, list[str], str]:
+    """What kind of difference, which facts explain it (has(name) -> bool), and why, in words."""
+    k_errno, k_optlen, _ = kernel
+    c_errno, c_optlen, _ = caller
+    n = call["optlen_in"]
+    said = f"the kernel said {k_errno} (optlen {k_optlen}), the caller got {c_errno} (optlen {c_optlen})"
+    if call["op"] == "set":
+        if c_errno == "EFAULT" and k_errno != "EFAULT" and n > page and not has(RELIEF):
+            return "set_efault_past_page", [RELIEF], f"{said}: setsockopt with optlen {n} > PAGE_SIZE ({page}) and " \
+                f"the program left ctx->optlen alone; without 29ebbba7d461 that is EFAULT"
+        return "unexplained", [], said
+    if c_errno == "EFAULT" and k_errno != "EFAULT":
+        if n > page and not has(RELIEF) and (k_errno == "OK" or not has(RETVAL_FIRST)):
+            what = f"the kernel's {k_optlen}-byte answer" if k_errno == "OK" else f"the kernel's own {k_errno}"
+            facts = [RELIEF] if k_errno == "OK" else [RELIEF, RETVAL_FIRST]
+            return "efault_past_page", facts, f"{said}: the program left ctx->optlen at {n if k_errno != 'OK' else k_optlen}, " \
+                f"past the {page}-byte buffer BPF gets; without 29ebbba7d461{' and c4dcfdd406aa' if k_errno != 'OK' else ''} " \
+                f"{what} becomes EFAULT"
+        if n <= page and k_errno == "OK" and k_optlen > n:
+            return "efault_longer_than_buffer", [RELIEF], f"{said}: the kernel reported the {k_optlen} bytes it has for a " \
+                f"{n}-byte buffer and the program left ctx->optlen there; with the caller's optlen <= PAGE_SIZE the hook " \
+                f"answers EFAULT on every kernel (29ebbba7d461 relieves only optlen > PAGE_SIZE)"
+        return "unexplained", [], said
+    if k_errno != "OK" and c_errno == k_errno and not has(RETVAL_FIRST):
+        return "copyout_after_error", [RETVAL_FIRST], f"{said}, buffer {'changed' if caller[2] != kernel[2] else 'unchanged'}: " \
+            f"without c4dcfdd406aa (v5.18) the hook copies the program's buffer and optlen back after the kernel's error"
+    if k_errno == c_errno == "OK" and 0 < c_optlen < k_optlen and has(PAGE_CAP):
+        return "truncated", [PAGE_CAP], f"{said}: the program cut the kernel's {k_optlen}-byte answer to {c_optlen} bytes " \
+            f"(BPF sees at most PAGE_SIZE = {page} bytes, d8fe449a9c51; the caller's answer need not be cut)"
+    return "unexplained", [], said
+
+
+def check_program(doc: dict, run: dict, kernel_id: str, has, owns: list[tuple[str, str]] = ()) -> ProgramCheck:
+    page = doc["page_size"]
+    section = next((p["section"] for p in doc["programs"] if p["name"] == run["program"]), "")
+    result = ProgramCheck(run["program"], section, kernel_id)
+    for call, before, with_prog, after in zip(doc["calls"], run["without_before"], run["with"], run["without_after"]):
+        if before[:2] != after[:2]:
+            result.unstable.append({"call": call, "runs_without": [before, after]})
+            continue
+        volatile = before[2] != after[2]
+        seen, kernel = (with_prog[:2], before[:2]) if volatile else (with_prog, before)
+        if seen == kernel:
+            continue
+        kind, facts, why = classify(call, before, with_prog, page, has)
+        result.differences.append(Difference(call, before, with_prog, kind, facts, why, volatile))
+    groups: dict[str, list] = {}
+    for call in doc["calls"]:
+        groups.setdefault(owner_key(call), []).append(call)
+    changed = {(owner_key(d.call), d.call["size"]): d for d in result.differences}
+    for key, calls in groups.items():
+        if _declared(calls[0], list(owns)):
+            result.owned[key] = "declared"
+            continue
+        sized = [c for c in calls if c["size"] != "null"]       # a NULL optval leaves a program nothing to answer
+        if sized and all((key, c["size"]) in changed and changed[(key, c["size"])].kind == "unexplained" for c in sized):
+            result.owned[key] = "inferred"
+    return result
+
+
+def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None = None,
+               kernels_file: str | None = None) -> str:
+    argv = [".venv/bin/kregress", "check-progs"]
+    if kernels_file:
+        argv += ["--kernels-file", kernels_file]
+    argv += ["--kernel", kernel_id]
+    for item in owns:
+        argv += ["--owns", item]
+    if maps:
+        argv += ["--maps", maps]
+    return shlex.join(argv + [obj])
+
+
+def status(checks: list[ProgramCheck]) -> str:
+    return "findings" if any(c.findings for c in checks) else "clean"
+
+
+def render(record: dict) -> list[str]:
+    """One object's check on one kernel (a test's extras["check_progs"]) as text for people."""
+    kernel = record["kernel"]
+    lines = []
+    if record.get("refused"):
+        r = record["refused"]
+        lines.append(f"{record['object']} on {kernel}: COULD NOT CHECK: {r['stage']} {r.get('program') or ''} "
+                     f"refused: {r['errno']} ({r['strerror']})")
+        lines += [f"    {line}" for line in r.get("libbpf_log", "").strip().splitlines()[-15:]]
+        return lines
+    for check in record["programs"]:
+        findings, owned = check["findings"], check["owned"]
+        head = f"{check['program']} ({check['section']}) on {kernel}"
+        if not findings:
+            lines.append(f"{head}: no finding")
+        else:
+            calls = sorted({owner_key(f['call']) for f in findings})
+            lines.append(f"{head}: changes the kernel's answer on {len(findings)} call(s) it does not own "
+                         f"({', '.join(calls)})")
+        for key, how in owned.items():
+            lines.append(f"    owns {key} ({how}: {'--owns' if how == 'declared' else 'it answers at every size'})")
+        for f in findings:
+            c = f["call"]
+            explained = ", ".join(f["explained_by"]) or "UNEXPLAINED"
+            lines.append(f"  - {c['op']}sockopt({c['level_name']}, {c['optname_name']}) on {c['socket']}, optlen "
+                         f"{c['optlen_in']} ({c['size']}): {f['why']} [{f['kind']}; explained by {explained}]")
+        for kind in sorted({f["kind"] for f in findings}):
+            lines.append(f"    what to change ({kind}): {ADVICE[kind]}")
+        if findings:
+            lines.append(f"    reproduce: {record['reproduce']}")
+    for name in record.get("not_checked", []):
+        lines.append(f"{name}: not checked (only cgroup/getsockopt and cgroup/setsockopt programs are, so far)")
+    return lines
+
+
+def records_of(doc: dict) -> list[tuple[dict, dict | None]]:
+    """(test entry, its check_progs record or None) for each check of a user's object in a
+    results file; extras first (the contract), then the entry's top level (older files)."""
+    out = []
+    for test in doc.get("tests", []):
+        if "test_your_programs.py" not in test.get("nodeid", "") or test.get("outcome") == "skipped":
+            continue
+        out.append((test, extra(test, "check_progs")))
+    return out
+
+
+def summarise(doc: dict) -> tuple[list[str], int]:
+    """Text for people and the exit status: 0 no finding, 1 findings, 2 could not check."""
+    lines, statuses = [], set()
+    for test, record in records_of(doc):
+        if record is None:      # it ended before the check: boot, build, or the driver itself
+            reason = (test.get("longrepr") or test.get("harness_error") or "no record").strip().splitlines()
+            errors = [line[1:].strip() for line in reason if line.startswith("E ")]   # pytest's error lines
+            lines.append(f"{test['nodeid']}: COULD NOT CHECK: {' / '.join((errors or reason)[-6:])}")
+            statuses.add("could not check")
+            continue
+        lines += render(record)
+        statuses.add(record["status"])
+    if not lines:
+        return ["check-progs: no program was checked (no kernel selected?)"], 2
+    code = 2 if "could not check" in statuses else 1 if "findings" in statuses else 0
+    return lines, code

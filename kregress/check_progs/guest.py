@@ -1,0 +1,139 @@
+"""The user's programs into a booted guest: compiled (a .bpf.c, with the project's BPF
+flags), their maps configuration encoded, the netfilter modules the battery's table dumps
+need loaded, and guest/check_progs run on them. Judging what it saw is kregress.check_progs.findings.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kregress.provision import programs as build
+from kregress.provision.initramfs import InitramfsError, builtin_names, load_order
+from kregress.kernels.modules import ModuleError, module_files
+
+DRIVER = "check_progs"
+# IPT_SO_GET_* and IP6T_SO_GET_* answer only with these; Debian builds them as modules
+NETFILTER_MODULES = ["iptable_filter", "ip6table_filter"]
+GUEST_DIR = "/tmp/kregress/progs"
+
+
+class ProgramInputError(ValueError):
+    """A program or maps file the user gave cannot be used; the message says how to fix it."""
+
+
+def compile_object(path: Path, arch: str = "x86_64") -> Path:
+    """A .bpf.o as is; a .bpf.c compiled with the project's toolchain, in the build root
+    (cached by content)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProgramInputError(f"{path}: no such file (give a compiled OBJECT.bpf.o or a OBJECT.bpf.c)")
+    if path.suffix == ".o":
+        return path
+    if not path.name.endswith(".bpf.c"):
+        raise ProgramInputError(f"{path}: expected OBJECT.bpf.o or OBJECT.bpf.c")
+    return build.bpf_object(path, arch)
+
+
+def encode_maps(path: Path | None) -> str:
+    """--maps JSON ({"map": {"key": value, ...}} or {"map": [[key, value], ...]}) as the
+    driver's lines "MAP KEY VALUE". Keys and values: integers, or "0x" + hex bytes."""
+    if path is None:
+        return ""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ProgramInputError(f"--maps {path}: {err}") from None
+    if not isinstance(doc, dict):
+        raise ProgramInputError(f"--maps {path}: expected an object of map name -> key/value pairs")
+    lines = []
+    for name, pairs in doc.items():
+        items = pairs.items() if isinstance(pairs, dict) else pairs
+        try:
+            for key, value in items:
+                lines.append(f"{name} {_token(key)} {_token(value)}")
+        except (TypeError, ValueError) as err:
+            raise ProgramInputError(f"--maps {path}: map {name!r}: {err}; give {{\"key\": value}} or "
+                                    f"[[key, value]] with integers or \"0x<hex bytes>\"") from None
+    return "".join(line + "\n" for line in lines)
+
+
+def _token(value) -> str:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an integer")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.startswith("0x"):
+        bytes.fromhex(value[2:])        # ValueError names the bad text
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return value
+    raise ValueError(f"{value!r} is neither an integer nor \"0x<hex bytes>\"")
+
+
+def load_netfilter_modules(session) -> dict:
+    """Push the kernel's own x_tables/ip_tables/ip6_tables/iptable_filter/ip6table_filter
+    (decompressed, in dependency order) and insmod them with the image's busybox.
+    Returns what happened, per module; a kernel without them is an observation."""
+    kernel = session.kernel
+    if kernel.modules_dir is None or not kernel.modules_dir.is_dir():
+        return {"error": f"no modules directory for {kernel.id}"}
+    files = module_files(kernel.modules_dir)
+    builtin = builtin_names(kernel.modules_dir)
+    loaded = {}
+    try:
+        order = load_order(NETFILTER_MODULES, files, builtin)
+    except (InitramfsError, ModuleError) as err:      # a module the kernel lacks: the table dumps answer without it
+        return {"error": str(err)}
+    for name, ko in order:
+        remote = f"{GUEST_DIR}/{name}.ko"
+        session.vm.session.put_bytes(ko, remote)
+        result = session.run(["busybox", "insmod", remote])
+        loaded[name] = "loaded" if result.rc == 0 else \
+            "already loaded" if "exists" in result.stderr else f"insmod failed: {result.stderr.strip()[-300:]}"
+    for name in NETFILTER_MODULES:
+        if name in builtin:
+            loaded[name] = "built in"
+    return loaded
+
+
+def run_check(session, program: Path, maps_text: str = "", timeout: float = 120) -> dict:
+    """check_progs on one object in the session's guest: its JSON, plus the modules' state."""
+    modules = load_netfilter_modules(session)
+    remote = f"{GUEST_DIR}/{program.name}"
+    session.vm.session.put(program, remote, mode=0o644)
+    maps_remote = "-"
+    if maps_text:
+        maps_remote = f"{GUEST_DIR}/{program.name}.maps"
+        session.vm.session.put_bytes(maps_text.encode(), maps_remote)
+    result = session.run_driver(DRIVER, remote, maps_remote, timeout=timeout)
+    doc = result.json()
+    if result.rc != 0 or "error" in doc:
+        raise RuntimeError(f"{DRIVER} {program.name} failed (exit {result.rc}): {doc.get('error', '')}\n"
+                           f"{result.stderr[-2000:]}")
+    doc["netfilter_modules"] = modules
+    return doc
+
+
+def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | None = None,
+                 kernels_file: Path | None = None) -> dict:
+    """One object on one kernel: the record a test keeps (extras["check_progs"]) and
+    `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts."""
+    from kregress.check_progs import findings as checkprogs
+    owned = checkprogs.parse_owns(list(owns))
+    obj = compile_object(source, session.kernel.spec.arch)
+    doc = run_check(session, obj, encode_maps(maps))
+    kernel_id = session.kernel.id
+    record = {"object": str(source), "kernel": kernel_id, "page_size": doc.get("page_size"),
+              "release": doc.get("release"), "libbpf": doc.get("libbpf"), "setup": doc.get("setup"),
+              "netfilter_modules": doc.get("netfilter_modules"),
+              "not_checked": [p["name"] for p in doc.get("programs", []) if not p["checked"]],
+              "reproduce": checkprogs.reproducer(kernel_id, str(source), list(owns), maps and str(maps),
+                                                 kernels_file and str(kernels_file))}
+    if doc.get("refused"):
+        return {**record, "status": "could not check", "refused": doc["refused"], "programs": []}
+    checks = [checkprogs.check_program(doc, run, kernel_id, has, owned) for run in doc["runs"]]
+    record["programs"] = [c.as_record() for c in checks]
+    record["calls"] = len(doc["calls"])
+    record["status"] = checkprogs.status(checks)
+    record["raw"] = doc     # every call's answers, for the fixture tests and for a reader who doubts a finding
+    return record

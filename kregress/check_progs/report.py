@@ -1,0 +1,49 @@
+"""report.html's "Your programs" section: per program, what it changes on which kernel."""
+from __future__ import annotations
+
+from html import escape
+
+from kregress.check_progs import findings as checkprogs
+
+
+def programs_section(doc: dict) -> str:
+    """One block per program (object and program name), one row per kernel; "" without checks."""
+    by_program: dict[tuple[str, str], list[tuple[str, dict | None, dict]]] = {}
+    for test, record in checkprogs.records_of(doc):
+        if record is None or record.get("refused"):
+            key = ((record or {}).get("object") or test["nodeid"], "(object)")
+            by_program.setdefault(key, []).append((test.get("kernel", "?"), None, record or test))
+            continue
+        for check in record["programs"]:
+            by_program.setdefault((record["object"], check["program"]), []).append((record["kernel"], check, record))
+    if not by_program:
+        return ""
+    out = ['<h2>Your programs</h2>']
+    for (obj, program), rows in sorted(by_program.items()):
+        out.append(f'<section class="program"><h3>{escape(program)} <small>{escape(obj)}</small></h3><table>'
+                   "<tr><th>kernel</th><th>verdict</th><th>findings</th><th>reproduce</th></tr>")
+        for kernel, check, record in rows:
+            out.append(_row(kernel, check, record))
+        out.append("</table></section>")
+    return "\n".join(out)
+
+
+def _row(kernel: str, check: dict | None, record: dict) -> str:
+    if check is None:
+        refused = record.get("refused") or {}
+        words = (f"{refused.get('stage')} refused: {refused.get('errno')} ({refused.get('strerror')})\n"
+                 f"{refused.get('libbpf_log', '')}" if refused else record.get("longrepr", ""))
+        return (f'<tr><td>{escape(kernel)}</td><td class="fail">could not check</td>'
+                f"<td><pre>{escape(words.strip()[-3000:])}</pre></td><td>{escape(record.get('reproduce', ''))}</td></tr>")
+    findings = check["findings"]
+    items = "".join(f"<li>{escape(f['call']['op'])}sockopt({escape(f['call']['level_name'])}, "
+                    f"{escape(f['call']['optname_name'])}) on {escape(f['call']['socket'])}, optlen "
+                    f"{f['call']['optlen_in']}: {escape(f['why'])} <i>({escape(', '.join(f['explained_by']) or 'UNEXPLAINED')})"
+                    f"</i></li>" for f in findings)
+    advice = "".join(f"<li><b>change</b>: {escape(checkprogs.ADVICE[kind])}</li>"
+                     for kind in sorted({f["kind"] for f in findings}))
+    owned = "".join(f"<li>owns {escape(key)} ({escape(how)})</li>" for key, how in check["owned"].items())
+    verdict = "findings" if findings else "no finding"
+    return (f'<tr><td>{escape(kernel)}</td><td class="{"fail" if findings else "pass"}">{verdict} '
+            f"({len(findings)})</td><td><ul>{owned}{items}{advice}</ul></td>"
+            f"<td><code>{escape(record['reproduce']) if findings else ''}</code></td></tr>")

@@ -1,0 +1,221 @@
+"""Debian's kernel packages: apt with a private state per suite, verified downloads, unpacking."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from kregress.files import locked, sha256_file
+from kregress.kernels.entries import DEBIAN_ARCH, KernelSpec
+from kregress.kernels.kconfig import config_of
+from kregress.kernels.kernel import Kernel, KernelFetchError, upstream_version_of
+from kregress.paths import cache_dir
+
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+LISTS_MAX_AGE_S = 24 * 3600
+# Versioned packages that carry the image, modules and config of one kernel ABI.
+KERNEL_PART = re.compile(r"^linux-(image|binary|modules|base)-(unsigned-)?\d")
+
+
+
+class DebianArchive:
+    """apt with a private state per suite: the host's apt configuration is never touched."""
+
+    def __init__(self, suite: str, root: Path | None = None, refresh: bool = False, arch: str = "amd64"):
+        self.suite = suite
+        self.arch = arch        # Debian's name: amd64, arm64
+        self.root = (root or cache_dir() / "apt") / (suite if arch == "amd64" else f"{suite}-{arch}")
+        self.refresh = refresh
+        for sub in ("lists/partial", "cache/archives/partial", "etc"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "status").touch()
+        (self.root / "etc/sources.list").write_text(
+            f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {suite} main\n")
+
+    def _options(self) -> list[str]:
+        r = self.root
+        return ["-o", f"Dir::Etc::SourceList={r}/etc/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
+                "-o", f"Dir::State::Lists={r}/lists", "-o", f"Dir::State::status={r}/status",
+                "-o", f"Dir::Cache={r}/cache", "-o", f"APT::Architecture={self.arch}",
+                "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root", "-q"]
+
+    def _run(self, tool: str, *args: str) -> str:
+        cmd = [tool, *self._options(), *args]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            output = proc.stderr.strip() or proc.stdout.strip()
+            hint = (" - is the suite name right (bullseye, bookworm, bookworm-backports, trixie, "
+                    "trixie-backports, sid)?" if "does not have a Release file" in output else "")
+            raise KernelFetchError(f"{' '.join([tool, *args])} failed for suite {self.suite!r}: {output}{hint}")
+        return proc.stdout
+
+    def update(self) -> None:
+        stamp = self.root / "lists/.updated"
+        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE_S
+        if fresh and not self.refresh:
+            return
+        self._run("apt-get", "update")
+        if not any((self.root / "lists").glob("*_Packages*")):
+            raise KernelFetchError(f"suite {self.suite!r}: apt found no package index; "
+                                   "is the suite name right (bullseye, bookworm, trixie, trixie-backports ...)?")
+        stamp.touch()
+
+    def show(self, package: str) -> dict[str, str]:
+        """The candidate's control fields (the newest version in this suite)."""
+        text = self._run("apt-cache", "show", "--no-all-versions", package)
+        fields: dict[str, str] = {}
+        for line in text.splitlines():
+            if ":" in line and not line.startswith(" "):
+                key, value = line.split(":", 1)
+                fields.setdefault(key, value.strip())
+        if "Package" not in fields:
+            raise KernelFetchError(f"suite {self.suite!r} has no package {package!r}")
+        return fields
+
+    def kernel_parts(self, meta_package: str) -> list[dict[str, str]]:
+        """The versioned image/modules packages a meta package leads to, remembered until
+        the package lists are read again (each apt-cache call costs about 0.9 s, and every
+        worker process resolves the kernels it runs)."""
+        remembered = self.root / f"resolved-{meta_package}.json"
+        stamp = self.root / "lists/.updated"
+        lists = stamp.stat().st_mtime_ns if stamp.exists() else None
+        try:
+            saved = json.loads(remembered.read_text())
+            if saved["lists"] == lists and saved["parts"]:
+                return saved["parts"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass        # none yet, or unreadable: resolve again
+        parts = self._walk_depends(meta_package)
+        partial = remembered.with_name(f"{remembered.name}.{os.getpid()}")
+        partial.write_text(json.dumps({"lists": lists, "parts": parts}))
+        os.replace(partial, remembered)
+        return parts
+
+    def _walk_depends(self, meta_package: str) -> list[dict[str, str]]:
+        """Walk Depends from a meta package down to the versioned image/modules packages."""
+        parts, seen, todo = [], set(), [meta_package]
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            fields = self.show(name)
+            if KERNEL_PART.match(name):
+                parts.append(fields)
+            for alternative in fields.get("Depends", "").split(","):
+                dep = alternative.split("|")[0].strip().split(" ")[0]
+                if dep.startswith("linux-") and dep != "linux-base" and dep not in seen:
+                    todo.append(dep)
+        if not any(p["Package"].startswith(("linux-image-", "linux-binary-")) for p in parts):
+            raise KernelFetchError(f"{meta_package} in {self.suite!r} leads to no kernel image package")
+        return parts
+
+    def download(self, fields: dict[str, str], into: Path) -> tuple[Path, int]:
+        """Fetch one .deb, verified against the signed index's SHA256; reuse a good cached copy."""
+        into.mkdir(parents=True, exist_ok=True)
+        target = into / Path(fields["Filename"]).name
+        if target.exists() and sha256_file(target) == fields["SHA256"]:
+            return target, 0
+        target.unlink(missing_ok=True)   # truncated or corrupted: fetch again
+        partial = into / "partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        cmd = ["apt-get", *self._options(), "download", f"{fields['Package']}={fields['Version']}"]
+        returncode, stderr = _with_progress(cmd, partial, f"{fields['Package']} {fields['Version']}",
+                                            int(fields.get("Size", 0)))
+        got = list(partial.glob("*.deb"))
+        if returncode != 0 or len(got) != 1:
+            raise KernelFetchError(f"downloading {fields['Package']} {fields['Version']} failed: {stderr.strip()}")
+        if sha256_file(got[0]) != fields["SHA256"]:
+            raise KernelFetchError(f"{got[0].name}: SHA256 does not match the archive index")
+        got[0].rename(target)
+        shutil.rmtree(partial, ignore_errors=True)
+        return target, target.stat().st_size
+
+
+PROGRESS_EVERY_S = 3.0
+
+
+def _with_progress(cmd: list[str], directory: Path, what: str, size: int) -> tuple[int, str]:
+    """Run apt-get download, saying every few seconds how far it got (it is silent)."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=directory, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            _, stderr = proc.communicate(timeout=PROGRESS_EVERY_S)
+            break
+        except subprocess.TimeoutExpired:
+            have = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+            total = f" of {size / 1e6:.1f}" if size else ""
+            print(f"fetch: {what}: {have / 1e6:.1f}{total} MB after {time.monotonic() - started:.0f}s",
+                  file=sys.stderr, flush=True)
+            if time.monotonic() - started > 1800:
+                proc.kill()
+                return 1, "no complete download within 1800s"
+    if size:
+        print(f"fetch: {what}: {size / 1e6:.1f} MB in {time.monotonic() - started:.1f}s", file=sys.stderr, flush=True)
+    return proc.returncode, stderr
+
+
+def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
+    root = cache_dir()
+    arch = DEBIAN_ARCH[spec.arch]
+    with locked(root / "locks" / (f"apt-{spec.suite}.lock" if arch == "amd64" else f"apt-{spec.suite}-{arch}.lock")):
+        archive = DebianArchive(spec.suite, refresh=refresh, arch=arch)
+        archive.update()
+        parts = archive.kernel_parts(spec.package)
+        image_fields = next(p for p in parts if p["Package"].startswith(("linux-image-", "linux-binary-")))
+        version = image_fields["Version"]
+        tree = root / "kernels" / (f"{spec.package}_{spec.suite}_{version}" if arch == "amd64"
+                                   else f"{spec.package}_{spec.suite}_{arch}_{version}")
+        downloaded = 0
+        if not (tree / ".complete").exists():
+            debs = []
+            for fields in parts:
+                deb, size = archive.download(fields, root / "debs")
+                debs.append(deb)
+                downloaded += size
+            unpack(debs, tree)
+    kernel = kernel_from_tree(spec, tree)
+    kernel.package = image_fields["Package"]
+    kernel.package_version = version
+    kernel.upstream_version = spec.version or upstream_version_of(version)
+    kernel.downloaded_bytes = downloaded
+    return kernel
+
+
+def unpack(debs: list[Path], tree: Path) -> None:
+    staging = tree.with_name(tree.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for deb in debs:
+        proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise KernelFetchError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
+    (staging / ".complete").write_text(json.dumps([d.name for d in debs]))
+    shutil.rmtree(tree, ignore_errors=True)
+    staging.rename(tree)
+
+
+def kernel_from_tree(spec: KernelSpec, tree: Path) -> Kernel:
+    """Find image, release and config in an unpacked package tree (old and split layouts)."""
+    candidates = sorted(tree.glob("boot/vmlinuz-*")) + sorted(tree.glob("usr/lib/modules/*/vmlinuz")) \
+        + sorted(tree.glob("lib/modules/*/vmlinuz"))
+    if not candidates:
+        raise KernelFetchError(f"{spec.id}: no vmlinuz in {tree}")
+    image = candidates[0]
+    release = image.name[len("vmlinuz-"):] if image.name.startswith("vmlinuz-") else image.parent.name
+    config_paths = [tree / "boot" / f"config-{release}", tree / "usr/lib/modules" / release / "config",
+                    tree / "lib/modules" / release / "config"]
+    modules_dir = next((d for d in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
+                        if d.is_dir()), None)
+    config, source = config_of(image, config_paths, modules_dir)
+    return Kernel(spec=spec, image=image, release=release, upstream_version=spec.version, config=config,
+                  modules_dir=modules_dir, config_source=source)
+

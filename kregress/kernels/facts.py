@@ -1,0 +1,277 @@
+"""Upstream facts, written once: which commit brought a behaviour, which releases carry it.
+
+Expectations for a kernel are derived from these and what the kernel's witnesses say
+(kregress.kernels.evidence: its binary, its package changelog, its upstream version), never
+copied from what some kernel did. A kernels.toml entry can state a fact outright
+(facts = { getsockopt_relief = true }), which outranks every witness.
+
+Having the commit is not always enough: a fact can declare what else the feature needs
+(config options, on every architecture or on one), and a kernel that has the commit but
+not those is "unusable here", with the reason, as its config (a witness too) says.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Fact:
+    name: str
+    commit: str
+    title: str
+    mainline: tuple[int, int]                       # first release with it
+    stable: dict[tuple[int, int], int] = field(default_factory=dict)  # branch -> first patch level
+    note: str = ""
+    # bytes only a kernel image with the fact contains (kregress.kernels.evidence): a message the
+    # commit added, or a name it added to the kernel's BTF
+    signature: bytes = b""
+    # the signature is a name in the BTF: a kernel without BTF says nothing either way
+    signature_in_btf: bool = False
+    # what the feature needs beyond its commit: options on every arch, and per arch
+    needs_config: tuple[str, ...] = ()
+    needs_config_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def needs(self, arch: str) -> tuple[str, ...]:
+        return self.needs_config + self.needs_config_on.get(arch, ())
+
+    @property
+    def label(self) -> str:
+        return f"{self.commit} \"{self.title}\" (v{self.mainline[0]}.{self.mainline[1]})"
+
+    def in_version(self, version: tuple[int, int, int]) -> bool:
+        if version[:2] >= self.mainline:
+            return True
+        first_patch = self.stable.get(version[:2])
+        return first_patch is not None and version[2] >= first_patch
+
+    def releases(self) -> str:
+        parts = [f"v{self.mainline[0]}.{self.mainline[1]}"]
+        parts += [f"{b[0]}.{b[1]}.{p}" for b, p in sorted(self.stable.items(), reverse=True)]
+        return ", ".join(parts)
+
+
+# lsm_cgroup programs: the bpf LSM, cgroup BPF, BTF, and trampolines (the JIT; on arm64 through
+# ftrace direct calls)
+LSM_CGROUP_NEEDS = dict(needs_config=("CONFIG_BPF_LSM", "CONFIG_CGROUP_BPF", "CONFIG_DEBUG_INFO_BTF", "CONFIG_BPF_JIT"),
+                        needs_config_on={"arm64": ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",)})
+
+FACTS: dict[str, Fact] = {fact.name: fact for fact in [
+    Fact("getsockopt_relief", "29ebbba7d461", "bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen",
+         mainline=(6, 5), stable={(6, 1): 39, (5, 15): 121},
+         note="user optlen > PAGE_SIZE: the prog's buffer is ignored instead of EFAULT; "
+              "not in 5.10.y",
+         signature=b"ignoring program buffer with optlen", needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("sockops_hdr_opt", "0813a841566f", "bpf: tcp: Allow bpf prog to write and parse TCP header option",
+         mainline=(5, 10),
+         note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt",
+         signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
+         note="BPF_LSM_CGROUP attach type. Programs attach through BPF trampolines, which arm64 builds on "
+              "ftrace direct calls (Debian bookworm arm64 6.1.176 lacks them and refuses every attach with "
+              "ENOTSUPP, -524; trixie's arm64 6.12 has them)",
+         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True, **LSM_CGROUP_NEEDS),
+    Fact("lsm_cgroup_current_task_shim", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
+         note="bpf_lsm_find_cgroup_shim() compares the hook's first argument type (a pointer type's BTF "
+              "id) with btf_sock_ids[] (struct ids): never equal, so every lsm_cgroup hook runs the "
+              "programs of the current task's cgroup, against the commit's stated intent (socket or sock "
+              "first argument: the socket's cgroup). Read in 6.0 ... 7.1.3; no fix known",
+         signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True, **LSM_CGROUP_NEEDS),
+    Fact("getsockopt_retval_in_run_ctx", "c4dcfdd406aa", "bpf: Move getsockopt retval to struct bpf_cg_run_ctx",
+         mainline=(5, 18),
+         note="getsockopt bails out on a negative retval before checking optlen, so a kernel error "
+              "passes through even with optlen > PAGE_SIZE; a prog returning 0 gives EPERM only when no "
+              "error is set yet; a prog may set any retval (the documented 'only 0 or the kernel's "
+              "value, else EFAULT' rule is gone). Binary signature: the bpf_get_retval helper of "
+              "b44123b4a3dc, same v5.18 series (c4dcfdd406aa adds no string of its own)",
+         signature=b"BPF_FUNC_get_retval\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("setsockopt_buffer_16", "9babe825da76", "bpf: always allocate at least 16 bytes for setsockopt hook",
+         mainline=(5, 4),
+         note="a setsockopt prog may raise optlen up to 16 bytes past a shorter user buffer (release "
+              "inferred from the bpf-next batch it was merged with; older than every kernel here)"),
+    Fact("sockopt_page_cap", "d8fe449a9c51", "bpf: Don't return EINVAL from {get,set}sockopt when optlen > PAGE_SIZE",
+         mainline=(5, 8), stable={(5, 4): 50},
+         note="a sockopt program sees at most PAGE_SIZE bytes of optval (sockopt_alloc_buf caps the buffer); "
+              "ctx->optlen = 0 is the documented way to leave the kernel's answer alone"),
+    Fact("getsockopt_null_optval", "00e74ae08638", "bpf: Don't EFAULT for getsockopt with optval=NULL",
+         mainline=(6, 4), stable={(6, 1): 28, (5, 10): 180},
+         note="getsockopt(optval NULL) after a program no longer EFAULTs when the kernel reports a length "
+              "(NETLINK_LIST_MEMBERSHIPS after a join); 6.4 inferred from merge timing, 5.15 and 5.4 backports "
+              "(May 2023) not pinned to a patch level"),
+    Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
+         mainline=(6, 11), stable={(6, 6): 57},
+         note="max_optlen is read whether or not a getsockopt prog is attached: a prog attached while a "
+              "getsockopt is in flight no longer turns it into EFAULT. 6.6.y: present in 6.6.57, the first "
+              "6.6.y with it is not pinned; absent in 6.1.y"),
+    Fact("cgroup_preorder", "4b82b181a26c", "bpf: Allow pre-ordering for bpf cgroup progs",
+         mainline=(6, 15), stable={(6, 12): 31, (6, 6): 93},
+         note="BPF_F_PREORDER: a program attached with it runs before the programs of sub-cgroups. 6.12.y: "
+              "in 6.12.31 (Debian's 6.12.117 changelog lists it under ChangeLog-6.12.31); 6.6.93 from the "
+              "source reading. No binary signature: the flag is a #define and the commit adds no string or "
+              "BTF name, so Debian kernels are witnessed by their changelog",
+         needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("cgroup_mprog", "120933984460", "bpf: Implement mprog API on top of existing cgroup progs",
+         mainline=(6, 17), stable={(6, 12): 110},
+         note="BPF_F_BEFORE/AFTER/ID/LINK and expected_revision for cgroup programs. 6.12.y: in 6.12.110 "
+              "(stable id 97f7c22aeb93; Debian's 6.12.117 changelog lists it under ChangeLog-6.12.110, and "
+              "Debian 6.12.107 refused BPF_F_BEFORE). No binary signature (#defines only): the changelog "
+              "is the witness",
+         needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("bpf_link_put_deferred", "ab5d47bd41b1", "bpf: Remove in_atomic() from bpf_link_put().",
+         mainline=(6, 5),
+         note="bpf_link_put() always frees a link from a work item; only closing the link's fd frees at once "
+              "(bpf_link_put_direct). The lsm_cgroup shim (kernel/bpf/trampoline.c) is released with "
+              "bpf_link_put(), so after a hook's last lsm_cgroup link is destroyed its shim stays in the "
+              "trampoline until the work runs (it runs an emptied program array meanwhile). Read in 6.12.107 and "
+              "7.3.4 (Debian linux-source); 6.1.176 still frees at once outside atomic context (in_atomic()). "
+              "v6.5 inferred (patch of 2023-06-14, absent in 6.2, present in 6.5); no 6.1.y backport (it is in "
+              "the 6.1-rt patch set only); no binary signature (no string, the new function is static)"),
+    Fact("lsm_cgroup_shim_not_revived", "56145d237385", "bpf: Fix a UAF issue in bpf_trampoline_link_cgroup_shim",
+         mainline=(7, 0), stable={(6, 19): 7, (6, 12): 77, (6, 1): 167},
+         note="an lsm_cgroup attach that finds the hook's shim with no references left (released, its unlink "
+              "still pending) no longer revives it (bpf_link_inc_not_zero) but installs a new shim beside it: "
+              "with bpf_link_put_deferred both stay in the trampoline until the old one's work runs, and both "
+              "run the cgroup's programs for that hook (the same atype slot, by attach_btf_id), so each program "
+              "runs twice per call. Stable: 6.19.7 review (2026-03), Debian changelogs list it under 6.12.77 and "
+              "6.1.167 (CVE-2026-23319); v7.0 inferred from that timing; 6.6.y not pinned. No binary signature"),
+    Fact("softirq_inline_under_ksoftirqd", "d15121be7485", "Revert \"softirq: Let ksoftirqd do its job\"",
+         mainline=(6, 5),
+         note="before it, while ksoftirqd is runnable every softirq raised in a task (loopback TCP's "
+              "handshake) waits for ksoftirqd; after it, the raising task runs it on its way out. With "
+              "lsm_cgroup's current-task shim, a handshake completed in ksoftirqd runs the root cgroup's "
+              "inet_csk_clone programs, not the connecting task's. No 6.1.y backport (it is in the 6.1-rt "
+              "patch set only); no binary signature"),
+]}
+
+
+def parse_version(text: str | None) -> tuple[int, int, int] | None:
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    if not match:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+
+
+TRUST = ("binary", "changelog", "version")      # after kernels.toml's stated facts
+
+
+class UndeclaredFact(LookupError):
+    """A scenario test consulted a fact its module does not declare."""
+
+
+@dataclass(frozen=True)
+class KernelFacts:
+    """What one kernel should do, by fact name, and why. Sources in order of trust:
+    kernels.toml's stated facts, then the evidence (kregress.kernels.evidence: the kernel binary,
+    the package changelog), then the upstream version."""
+    kernel_id: str
+    version: str | None
+    overrides: dict[str, bool] = field(default_factory=dict)
+    evidence: dict[str, dict[str, str]] = field(default_factory=dict)
+    used: set[str] = field(default_factory=set, compare=False)     # the facts a test asked about
+    declared: tuple[str, ...] | None = None     # a scenario's declared facts: asking for others is an error
+    arch: str = "x86_64"
+    config: dict[str, str] | None = None        # the kernel's config (None or empty: none found)
+    config_source: str | None = None
+
+    def answers(self, name: str) -> dict[str, str]:
+        """Each source's answer about the fact: present, absent or unknown."""
+        parsed = parse_version(self.version)
+        said = dict(self.evidence.get(name, {}))
+        said["version"] = ("unknown" if parsed is None else "present" if FACTS[name].in_version(parsed)
+                           else "absent")
+        if name in self.overrides:
+            said = {"kernels.toml": "present" if self.overrides[name] else "absent", **said}
+        return said
+
+    def decided_by(self, name: str) -> str:
+        said = self.answers(name)
+        for source in ("kernels.toml", *TRUST):
+            if said.get(source) in ("present", "absent"):
+                return source
+        raise LookupError(f"{self.kernel_id}: nothing tells whether it has {FACTS[name].label}: no upstream "
+                          f"version, and neither its binary nor a changelog says; set version = \"X.Y.Z\" "
+                          f"or facts = {{ {name} = true/false }} in kernels.toml")
+
+    def has(self, name: str) -> bool:
+        """What the sources say about the fact; the test's expectation now depends on it."""
+        if self.declared is not None and name not in self.declared:
+            raise UndeclaredFact(f"the test asked about fact {name!r}, which its module's scenario marker does "
+                                 f"not declare (declared: {', '.join(self.declared) or 'none'}); add it to "
+                                 f"pytest.mark.scenario(facts=[...])")
+        self.used.add(name)
+        return self.expects(name)
+
+    def expects(self, name: str) -> bool:
+        return self.answers(name)[self.decided_by(name)] == "present"
+
+    def unusable_reason(self, name: str) -> str | None:
+        """Why a kernel with the fact cannot use it here, as its config says ("arm64 kernel without
+        CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS"); None when it can, lacks the fact, or has no config."""
+        if not self.config or not self.expects(name):
+            return None
+        fact = FACTS[name]
+        missing = [option for option in fact.needs(self.arch) if self.config.get(option) not in ("y", "m")]
+        if not missing:
+            return None
+        per_arch = any(option in fact.needs_config_on.get(self.arch, ()) for option in missing)
+        return f"{self.arch + ' kernel' if per_arch else 'kernel'} without {' and '.join(missing)}"
+
+    def state(self, name: str) -> str:
+        """"has", "lacks" or "unusable" (has the commit, not what the feature needs); the test's
+        expectation now depends on it, as with has()."""
+        if not self.has(name):
+            return "lacks"
+        return "unusable" if self.unusable_reason(name) else "has"
+
+    def unusable_skip(self, name: str) -> str:
+        """The named skip of a test whose fact is unusable here."""
+        source = self.config_source and self.config_source.rsplit("/", 1)[-1]
+        return f"unusable here: {name}: {self.unusable_reason(name)} (its config: {source}); {self.why(name)}"
+
+    def summary(self, name: str) -> dict:
+        """For the results: what is expected, which source decided, what each source said, and the
+        state: has, lacks, or unusable (with the reason, from the config)."""
+        out = {"expected": self.expects(name), "decided_by": self.decided_by(name), "sources": self.answers(name)}
+        reason = self.unusable_reason(name)
+        out["state"] = "lacks" if not out["expected"] else "unusable" if reason else "has"
+        if reason:
+            out["reason"] = reason
+        needs = FACTS[name].needs(self.arch)
+        if needs:
+            out["config_needs"] = ({option: self.config.get(option, "unset") for option in needs} if self.config
+                                   else "unknown: no config found")
+        return out
+
+    def disagreements(self, name: str) -> list[str]:
+        said = self.answers(name)
+        decided = said[self.decided_by(name)]
+        return [source for source, answer in said.items() if answer in ("present", "absent") and answer != decided]
+
+    def why(self, name: str) -> str:
+        fact = FACTS[name]
+        source = self.decided_by(name)
+        if source == "kernels.toml":
+            text = f"kernels.toml states {name} = {str(self.overrides[name]).lower()} for {self.kernel_id}"
+        elif source == "version":
+            verdict = "carries" if self.expects(name) else "predates"
+            text = f"{self.version} {verdict} {fact.label}; releases with it: {fact.releases()}"
+        else:
+            text = f"its {source} says it {'has' if self.expects(name) else 'lacks'} {fact.label}"
+        others = self.disagreements(name)
+        if others:
+            text += " (" + "; ".join(f"{other} says {'has' if self.answers(name)[other] == 'present' else 'lacks'} it"
+                                     for other in others) + ")"
+        return text
+
+    def contradiction(self, name: str, observed_present: bool) -> str:
+        """The message for a kernel whose behaviour disagrees with what the sources say."""
+        fact = FACTS[name]
+        reason = self.unusable_reason(name)
+        if reason and observed_present:
+            return (f"{self.kernel_id} ({self.version}) behaves with {fact.label}, but its config "
+                    f"({self.config_source}) says it cannot use it here: {reason}")
+        behaves = "with" if observed_present else "without"
+        says = "has it" if self.expects(name) else "lacks it"
+        source = self.decided_by(name)
+        who = "kernels.toml says" if source == "kernels.toml" else f"its {source} says"
+        return f"{self.kernel_id} ({self.version}) behaves {behaves} {fact.label}, but {who} it {says}: {self.why(name)}"

@@ -1,0 +1,133 @@
+"""KCIDB (KernelCI's common reporting database) JSON from a results file.
+
+One checkout per kernel source (a Debian source version, or a local image), one build per
+binary kernel (the Debian package we booted; nothing is compiled here), and per kernel a
+"boot" test plus one test per scenario case. Ids of checkouts and builds are stable across
+runs, so submissions from many runs of the same kernel join up; test ids carry the run.
+The output is validated in the unit tests with kcidb-io, the KCIDB project's own library.
+"""
+from __future__ import annotations
+
+import re
+
+from kregress.kernels.facts import FACTS
+from kregress.verdict.behaviour import behaviour_text
+from kregress.verdict.deviations import label
+from kregress.report.results import case_of
+from kregress.report.results import verdict
+
+ORIGIN = "kregress"
+SCHEMA_VERSION = {"major": 5, "minor": 3}
+STATUS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "SKIP"}
+EXCERPT_MAX = 16384                 # the schema's limit for log_excerpt
+
+
+def _id(*parts: str) -> str:
+    return f"{ORIGIN}:" + ":".join(parts)
+
+
+def _clean(text: str) -> str:
+    return text.replace("\0", "")
+
+
+def _excerpt(text: str) -> str:
+    text = _clean(text)
+    return text if len(text) <= EXCERPT_MAX else "...\n" + text[-(EXCERPT_MAX - 4):]
+
+
+def _segment(text: str) -> str:
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", text) or "_"
+
+
+def test_path(case: str) -> str:
+    """tests/test_x.py::test_y[a_first] -> kregress.x.y.a_first (KCIDB paths are dotted)."""
+    module, _, test = case.partition("::")
+    stem = module.rsplit("/", 1)[-1].removesuffix(".py").removeprefix("test_")
+    name, _, params = test.partition("[")
+    segments = [ORIGIN, stem, name.removeprefix("test_")]
+    segments += [p for p in params.rstrip("]").split("-") if p] if params else []
+    return ".".join(_segment(s) for s in segments)
+
+
+def _source_ids(kernel_id: str, info: dict) -> tuple[str, str]:
+    if info.get("package") and info.get("package_version"):
+        build = f"debian:{info['package']}={info['package_version']}"
+        checkout = f"debian:linux={info['package_version']}"
+    else:
+        build = f"local:{kernel_id}:{info.get('uname_r') or info.get('image') or 'unknown'}"
+        checkout = f"local:{kernel_id}:{info.get('upstream_version') or 'unknown'}"
+    return _id(checkout), _id(build)
+
+
+def _environment(info: dict, host: dict) -> dict:
+    accel = info.get("accel") or "unknown"
+    return {"comment": f"QEMU ({accel}) via virtme-ng on {host.get('machine', '?')}",
+            "misc": {"accel": accel, "accel_reason": info.get("accel_reason", ""),
+                     "host_kernel": host.get("kernel", ""), "lsm": info.get("lsm") or ""}}
+
+
+def from_results(doc: dict) -> dict:
+    host = doc.get("host") or {}
+    run = re.sub(r"[^0-9TZ]", "", doc.get("started") or "") or "unknown"
+    started = doc.get("started")
+    checkouts, builds, tests = {}, {}, []
+    kernel_ids = list(doc.get("kernels", {}))
+    kernel_ids += [t["kernel"] for t in doc.get("tests", []) if t.get("kernel") and t["kernel"] not in kernel_ids]
+    build_of = {}
+    for kernel_id in kernel_ids:
+        info = doc.get("kernels", {}).get(kernel_id, {"id": kernel_id})
+        checkout_id, build_id = _source_ids(kernel_id, info)
+        build_of[kernel_id] = build_id
+        checkout = {"id": checkout_id, "origin": ORIGIN, "valid": True,
+                    "tree_name": info.get("source", "").split("/")[0] or "local",
+                    "comment": f"{info.get('source', 'local image')} {info.get('package_version') or ''}".strip(),
+                    "misc": {k: info[k] for k in ("source", "package_version", "upstream_version") if info.get(k)}}
+        if started:
+            checkout["start_time"] = started
+        checkouts[checkout_id] = checkout
+        builds[build_id] = {"id": build_id, "checkout_id": checkout_id, "origin": ORIGIN, "architecture": "x86_64",
+                            "status": "PASS", "comment": f"{info.get('package') or info.get('image') or kernel_id} "
+                            f"(prebuilt; uname -r {info.get('uname_r') or '?'})",
+                            "misc": {k: info[k] for k in ("package", "uname_r", "image") if info.get(k)}}
+        if info.get("boot_seconds") or info.get("error"):
+            boot = {"id": _id(run, kernel_id, "boot"), "build_id": build_id, "origin": ORIGIN,
+                    "path": f"{ORIGIN}.boot", "status": "FAIL" if info.get("error") else "PASS",
+                    "environment": _environment(info, host), "misc": {"kernel": kernel_id}}
+            if info.get("boot_seconds"):
+                boot["duration"] = float(info["boot_seconds"])
+            if info.get("error"):
+                boot["log_excerpt"] = _excerpt(info["error"])
+            tests.append(boot)
+    for test in doc.get("tests", []):
+        kernel_id = test.get("kernel")
+        if not kernel_id:
+            continue
+        info = doc.get("kernels", {}).get(kernel_id, {})
+        case = case_of(test["nodeid"], kernel_id)
+        entry = {"id": _id(run, kernel_id, case), "build_id": build_of[kernel_id], "origin": ORIGIN,
+                 "path": test_path(case), "status": STATUS[verdict(test.get("outcome"))],
+                 "environment": _environment(info, host),
+                 "comment": _clean(behaviour_text(test.get("observed") or {}) or test.get("outcome", "")),
+                 "misc": {"kernel": kernel_id, "nodeid": test["nodeid"], "observed": test.get("observed") or {},
+                          "expected": test.get("expected") or {},
+                          # the facts the expectation came from, and what decided each one
+                          "facts": {name: {"commit": FACTS[name].commit,
+                                           **(test.get("facts_used") or {}).get(name, {})}
+                                    for name in test.get("expectation_facts") or () if name in FACTS}}}
+        if test.get("deviations"):      # stated rules this kernel breaks, by name
+            entry["misc"]["deviations"] = [{**d, "label": label(d)} for d in test["deviations"]]
+            entry["comment"] = _clean("; ".join(label(d) for d in test["deviations"]) + ". " + entry["comment"])
+        if test.get("precondition"):
+            entry["misc"]["precondition"] = test["precondition"]
+        if test.get("seconds") is not None:
+            entry["duration"] = float(test["seconds"])
+        log = list(test.get("dmesg") or [])
+        if test.get("outcome") != "passed" and test.get("longrepr"):
+            log += ["", test["longrepr"]]
+        if log:
+            entry["log_excerpt"] = _excerpt("\n".join(log))
+        tests.append(entry)
+    # Sorted, so that merged shards give the same file as one run of all their kernels.
+    by_id = lambda objects: sorted(objects, key=lambda o: o["id"])  # noqa: E731
+    return {"version": dict(SCHEMA_VERSION), "checkouts": by_id(checkouts.values()),
+            "builds": by_id(builds.values()), "tests": by_id(tests)}

@@ -1,0 +1,189 @@
+"""The results file's schema, in one place: one JSON document per run, rewritten after
+every test so that an interrupted run still leaves valid JSON with what finished.
+
+A test's entry holds, besides its outcome: observed and expected (dicts), expectation_facts
+(the facts expect() said the expectation came from), facts_used (each fact asked about:
+expected, decided_by, sources), documented (rules a document states, with what it says),
+harness_error (a kind, when the harness rather than the behaviour failed: guest-lost,
+guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed; a kernel refusing a program is
+an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
+one: name, met, reason, facts), deviations (stated rules the kernel breaks: rule, source,
+observed), extras (what the test added; kregress.verdict.record) and ended_by (expect | precondition).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+FORMAT = "kregress-results/2"
+# /1 lacked expectation_facts and harness_error kinds for boot and driver failures
+READABLE = ("kregress-results/1", FORMAT)
+
+
+# What each recorded outcome counts as in every report (matrix, JUnit, KCIDB): an xfail
+# is a known deviation, reported like a skip; an xpass is a pass, as in pytest's junitxml.
+VERDICT = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "error",
+           "skipped": "skip", "xfailed": "skip"}
+
+
+# per-kernel lists (recovery.py) that add up over every start of the kernel
+ACCUMULATED = ("snapshot_events", "boot_retries")
+
+
+def verdict(outcome: str | None) -> str:
+    return VERDICT.get(outcome or "", "error")
+
+
+class ResultsFile:
+    def __init__(self, path: Path, run_dir: Path, kernels_file: Path):
+        self.path = path
+        self.doc = {
+            "format": FORMAT,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "finished": None,
+            "host": {"machine": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count()},
+            "run_dir": str(run_dir),
+            "kernels_file": str(kernels_file),
+            "accelerators": [],     # each kernel also records its own
+            "kernels": {},
+            "tests": [],
+            "summary": {},
+        }
+        self.write()
+
+    def add_kernel(self, info: dict) -> None:
+        known = self.doc["kernels"].get(info["id"], {})
+        # what each worker's VMs went through adds up (a kernel's modules may run on several workers)
+        merged = {key: known.get(key, []) + [item for item in info[key] if item not in known.get(key, [])]
+                  for key in ACCUMULATED if info.get(key) is not None}
+        known.update({k: v for k, v in info.items() if v is not None})
+        known.update(merged)
+        self.doc["kernels"][info["id"]] = known
+        if info.get("accel"):
+            choice = {"accel": info["accel"], "reason": info.get("accel_reason", "")}
+            if choice not in self.doc["accelerators"]:
+                self.doc["accelerators"].append(choice)
+
+    def add_test(self, record: dict) -> None:
+        self.doc["tests"].append(record)
+        self.doc["summary"] = self.summary()
+        self.write()
+
+    def summary(self) -> dict:
+        return summarize(self.doc)
+
+    def finish(self) -> dict:
+        self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.doc["summary"] = self.summary()
+        self.write()
+        return self.doc["summary"]
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.doc, indent=1, default=str))
+        os.replace(tmp, self.path)
+
+
+def summarize(doc: dict) -> dict:
+    """The "summary" of a results document (also recomputed when shards are merged)."""
+    tests = doc["tests"]
+    vm_tests = [t for t in tests if t.get("kernel")]
+    counts: dict[str, int] = {}
+    for test in vm_tests:
+        counts[test["outcome"]] = counts.get(test["outcome"], 0) + 1
+    booted = [k for k, v in doc["kernels"].items() if v.get("boot_seconds")]
+    return {"kernels_booted": len(booted), "kernels_failed": sorted(
+                k for k, v in doc["kernels"].items() if v.get("error")),
+            "vm_tests": len(vm_tests), "vm_tests_run": sum(
+                n for outcome, n in counts.items() if outcome in ("passed", "failed", "error", "xfailed", "xpassed")),
+            "outcomes": counts, "tests": len(tests)}
+
+
+def load(path) -> dict:
+    """A results file, checked and normalised to the current schema."""
+    doc = json.loads(Path(path).read_text())
+    return normalise(doc, str(path))
+
+
+def normalise(doc: dict, where: str = "results") -> dict:
+    if not isinstance(doc, dict) or doc.get("format") not in READABLE:
+        found = doc.get("format") if isinstance(doc, dict) else type(doc).__name__
+        raise ValueError(f"{where}: not a kregress results file (format {found!r}; readable: "
+                         f"{', '.join(READABLE)})")
+    doc.setdefault("kernels", {})
+    doc.setdefault("tests", [])
+    for test in doc["tests"]:
+        for key in ("observed", "expected", "facts_used"):
+            test[key] = test.get(key) or {}
+        for key in ("expectation_facts", "documented", "deviations"):
+            test[key] = test.get(key) or []
+        test["extras"] = test.get("extras") or {}
+    doc["format"] = FORMAT
+    return doc
+
+
+def case_of(nodeid: str, kernel: str | None) -> str:
+    """The scenario case: the node id without the kernel parameter, so one case lines up
+    across kernels ('tests/x.py::test_a[debian-6.1]' -> 'tests/x.py::test_a')."""
+    base, bracket, params = nodeid.partition("[")
+    if not bracket or not kernel:
+        return nodeid
+    params = params[:-1] if params.endswith("]") else params
+    if params == kernel:
+        rest = ""
+    elif params.startswith(kernel + "-"):
+        rest = params[len(kernel) + 1:]
+    elif params.endswith("-" + kernel):
+        rest = params[:-len(kernel) - 1]
+    else:
+        rest = params.replace(f"-{kernel}-", "-", 1)
+    return f"{base}[{rest}]" if rest else base
+
+
+class MergeError(ValueError):
+    pass
+
+
+def merge(shards: list[tuple[str, dict]]) -> dict:
+    """Shards of one matrix (each run with --kernel ID) into one results document."""
+    if not shards:
+        raise MergeError("no shard results given")
+    merged = {"format": FORMAT, "started": None, "finished": None, "host": {},
+              "run_dir": None, "kernels_file": None, "accelerators": [], "kernels": {}, "tests": [],
+              "summary": {}, "shards": []}
+    owner: dict[str, str] = {}
+    for path, doc in shards:
+        try:
+            normalise(doc, path)
+        except ValueError as err:
+            raise MergeError(str(err)) from None
+        tested = {t["kernel"] for t in doc.get("tests", []) if t.get("kernel")}
+        for kernel_id in tested:
+            if kernel_id in owner:
+                raise MergeError(f"kernel {kernel_id} has results in both {owner[kernel_id]} and {path}; "
+                                 f"shards must split the matrix by --kernel")
+            owner[kernel_id] = path
+        for kernel_id, info in doc.get("kernels", {}).items():
+            merged["kernels"][kernel_id] = {**merged["kernels"].get(kernel_id, {}), **info}
+        merged["tests"] += doc.get("tests", [])
+        old_style = [doc["accelerator"]] if doc.get("accelerator") else []
+        for accel in doc.get("accelerators") or old_style:
+            choice = {"accel": accel.get("accel"), "reason": accel.get("reason", "")}
+            if choice not in merged["accelerators"]:
+                merged["accelerators"].append(choice)
+        merged["shards"].append({"path": str(path), **{k: doc.get(k) for k in ("started", "finished", "host", "run_dir")}})
+        merged["kernels_file"] = merged["kernels_file"] or doc.get("kernels_file")
+    starts = [s["started"] for s in merged["shards"] if s["started"]]
+    ends = [s["finished"] for s in merged["shards"] if s["finished"]]
+    merged["started"] = min(starts) if starts else None
+    # An interrupted shard has no "finished": neither has the merged run.
+    merged["finished"] = max(ends) if len(ends) == len(merged["shards"]) else None
+    hosts = [s["host"] or {} for s in merged["shards"]]
+    machines = list(dict.fromkeys(h.get("machine", "?") for h in hosts))
+    merged["host"] = hosts[0] if len(machines) == 1 else {"machine": ", ".join(machines)}
+    merged["summary"] = summarize(merged)
+    return merged

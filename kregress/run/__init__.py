@@ -1,0 +1,6 @@
+"""The run wing: booting a kernel and talking to it.
+
+accel (KVM or TCG, probed), hostcpu (the machine we run on), vm (the QEMU process), qmp (its
+control socket), snapshot (saved guests, restored in about a second), guest (SSH and the
+agent), session (one booted kernel as a test sees it), pool (a pytest process's kernels).
+"""

@@ -1,0 +1,199 @@
+"""One booted kernel and everything a test needs from it: drivers pushed, commands run."""
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kregress.provision import programs as build
+from kregress.kernels import evidence, vmlinux
+from kregress.kernel_log import splats
+from kregress.run.accel import AccelChoice
+from kregress.run.guest import CommandResult, GuestLost, RunKeys
+from kregress.provision.image import GuestImage
+from kregress.run.snapshot import SnapshotCache
+from kregress.kernels.kernel import Kernel
+from kregress.run.hostcpu import host_cpu
+from kregress.run.vm import VM, guest_runs_host_cpu, qemu_option
+
+GUEST_BIN = "/tmp/kregress/bin"
+
+
+class GuestFailure(Exception):
+    """The guest panicked, hung or vanished during a test; the VM has been stopped and the
+    next test gets a new one (restored from the kernel's snapshot, or booted)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class SessionOptions:
+    cpus: int = 1
+    memory: str = "1G"
+    boot_timeout: float | None = None
+    snapshots: bool = True      # restore a saved guest instead of booting (kregress/run/snapshot.py)
+    allowlist: list = field(default_factory=list)      # splats.Allowed: known-benign kernel log lines
+
+
+class KernelSession:
+    def __init__(self, kernel: Kernel, accel: AccelChoice, run_dir: Path, keys: RunKeys, image: GuestImage,
+                 options: SessionOptions | None = None):
+        self.kernel, self.accel, self.run_dir, self.image = kernel, accel, run_dir, image
+        options = options or SessionOptions()
+        self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
+                     boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
+        self.allowlist = options.allowlist
+        self._pushed: dict[str, str] = {}
+        # the current test's record: its kernel log lines and the seconds spent in the guest
+        self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
+        self.programs_rebuilt = 0
+
+    def start(self) -> "KernelSession":
+        self.vm.start()
+        self.vm.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
+        return self
+
+    @property
+    def kernel_log(self):
+        """The boot's kernel log (bootlog.BootLog), judged."""
+        return self.vm.boot.kernel_log
+
+    def splats(self, lines: list[str]) -> list[splats.Splat]:
+        return splats.find(lines, self.kernel.id, self.allowlist)
+
+    @property
+    def release(self) -> str:
+        return self.vm.boot.release if self.vm.boot else ""
+
+    @property
+    def page_size(self) -> int | None:
+        return self.vm.boot.page_size if self.vm.boot else None
+
+    @property
+    def active_lsms(self) -> list[str]:
+        return self.vm.boot.lsm.split(",") if self.vm.boot else []
+
+    def driver_path(self, name: str, root: Path | None = None) -> str:
+        """Build (cached by content) and push a scenario driver once per VM; root: where
+        its progs/ and guest/ are (the project's own by default, or a reproducer's)."""
+        key = f"{root or ''}:{name}"
+        if key not in self._pushed:
+            program = build.build(name, root, arch=self.kernel.spec.arch)
+            self.programs_rebuilt += program.rebuilt
+            remote = f"{GUEST_BIN}/{name}"
+            self.vm.session.put(program.driver, remote)
+            self._pushed[key] = remote
+        if root:        # a reproducer's own program: its replay needs to know where it lives
+            self.test_record.setdefault("programs_from", {})[name] = str(root)
+        return self._pushed[key]
+
+    def run_driver(self, name: str, *args, timeout: float = 60, root: Path | None = None) -> CommandResult:
+        return self.run([self.driver_path(name, root), *map(str, args)], timeout=timeout)
+
+    def run(self, argv: list[str], timeout: float = 60) -> CommandResult:
+        """Run in the guest; a panic, a hang or a lost guest stops this VM and raises GuestFailure."""
+        what = " ".join(map(str, argv))
+        try:
+            result = self.vm.session.run(argv, timeout=timeout)
+        except GuestLost as err:
+            raise self._lost(f"while running {what}: {err}") from None
+        self.test_record["dmesg"].extend(result.dmesg)
+        self.test_record["guest_seconds"] = round(self.test_record.get("guest_seconds", 0.0) + result.seconds, 4)
+        # what ran, drivers by name: to replay a test elsewhere (the benchmark's naive run)
+        shown = [argv[0].removeprefix(GUEST_BIN + "/"), *map(str, argv[1:])]
+        self.test_record.setdefault("commands", []).append(shown)
+        if result.timed_out:
+            self.stop()
+            dump = "\n".join(result.dmesg[-80:]) or "(no kernel log lines)"
+            raise GuestFailure("guest-hang", f"{self.kernel.id}: {what} still running after {timeout}s; "
+                               f"killed.\n{result.stderr[-3000:]}\n"
+                               f"Kernel log (sysrq w: blocked tasks):\n{dump}\n{self.replacement()}.")
+        return result
+
+    def collect_dmesg(self, into: str = "dmesg") -> list[str]:
+        """Kernel log lines since the last collection, added to the test record's `into`."""
+        try:
+            lines = self.vm.session.collect_dmesg()
+        except GuestLost as err:
+            raise self._lost(f"collecting the kernel log: {err}") from None
+        self.test_record.setdefault(into, []).extend(lines)
+        return lines
+
+    def trailing_dmesg(self) -> list[str]:
+        """What the kernel logged after the last test's end, before this VM is stopped in order."""
+        if not self.alive():
+            return []
+        try:
+            return self.vm.session.collect_dmesg(timeout=10)
+        except GuestLost:
+            return []
+
+    def _lost(self, what: str) -> GuestFailure:
+        # a panicking guest exits qemu (panic=-1, -no-reboot): give the console a moment
+        deadline = time.monotonic() + 10
+        while self.vm.alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        console = self.vm.console_tail(60)
+        kind = "guest-panic" if "Kernel panic" in console else "guest-lost"
+        self.stop()
+        return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}.\n{console}\n{self.replacement()}.")
+
+    def replacement(self) -> str:
+        if self.vm.snapshots is not None:
+            return "VM stopped; the next test gets one restored from the kernel's snapshot"
+        return "VM stopped; the next test gets a freshly booted one"
+
+    def alive(self) -> bool:
+        return self.vm.alive() and self.vm.session is not None
+
+    @property
+    def evidence(self) -> dict[str, dict[str, str]]:
+        """What the kernel binary and its package changelog say about each fact."""
+        return evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
+
+    def info(self) -> dict:
+        boot = self.vm.boot
+        return {**self.kernel.describe(), "uname_r": self.release, "arch": self.kernel.spec.arch,
+                "page_size": boot.page_size if boot else None, "accel": self.accel.accel,
+                "accel_reason": self.accel.reason,
+                "cpu_model": self.cpu_record()["qemu_cpu"] if boot else None,
+                "cpu": self.cpu_record() if boot else None,
+                "accel_probe_error": self.accel.probe_error,
+                "boot_seconds": boot.seconds if boot else None,
+                "boot_attempts": boot.attempts if boot else None, "lsm": boot.lsm if boot else None,
+                "boot_phases": boot.phases if boot else None,
+                "initramfs_modules": list(boot.initramfs_modules) if boot else None,
+                "boot_entry": boot.entry if boot else None,
+                "boot_how": boot.how if boot else None, "snapshot": boot.snapshot if boot else None,
+                "save_seconds": boot.save_seconds if boot else None, "snapshot_note": self.vm.snapshot_note,
+                "snapshot_events": list(self.vm.snapshot_events), "boot_retries": list(boot.retries) if boot else [],
+                "boot_log": boot.kernel_log.summary() if boot and boot.kernel_log else None,
+                "boot_problems": boot.kernel_log.problems if boot and boot.kernel_log else None,
+                "boot_splats_allowed": [s for s in boot.kernel_log.splats if "allowed" in s]
+                if boot and boot.kernel_log else None,
+                "guest_image": {k: v for k, v in self.image.describe().items() if k != "path"},
+                "build_root": build.buildroot.ensure().describe(),
+                "console_log": str(boot.console_log) if boot else None,
+                "downloaded_bytes": self.kernel.downloaded_bytes, "programs_rebuilt": self.programs_rebuilt,
+                "qemu_peak_rss_mb": self.vm.qemu_peak_rss_mb(), "evidence": self.evidence,
+                "evidence_coverage": evidence.coverage(self.kernel, self.vm.kernel_digest),
+                "image_format": evidence.binary_witness(self.kernel.image, self.vm.kernel_digest)[2],
+                "boot_entry_why": self._why_bzimage(boot)}
+
+    def _why_bzimage(self, boot) -> str | None:
+        """Why an x86 kernel under TCG was entered through its bzImage (emulated decompression), not PVH."""
+        if not boot or boot.entry != "bzImage" or self.accel.accel != "tcg" or self.kernel.spec.arch != "x86_64":
+            return None
+        return vmlinux.why_not_pvh(self.kernel.image, self.kernel.config)
+
+    def cpu_record(self) -> dict:
+        """The -cpu and -machine the guest really ran with, and the host CPU under it."""
+        command = shlex.split(self.vm.boot.cmdline)
+        return {"qemu_cpu": qemu_option(command, "-cpu"), "machine": qemu_option(command, "-machine"),
+                "guest_sees_host_cpu": guest_runs_host_cpu(command), "host": host_cpu().describe()}
+
+    def stop(self) -> None:
+        self.vm.stop()
