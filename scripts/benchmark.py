@@ -2,6 +2,11 @@
 """Measure the harness on this machine and print figures and ratios (no timed assertions).
 
   .venv/bin/python scripts/benchmark.py [--kernel ID ...] [--naive-kernel debian-6.12]
+  .venv/bin/python scripts/benchmark.py --overhead RUN_DIR/results.json
+
+--overhead: only issue 24's measure of one run, the VM-test wall against its floor and
+the parts of the gap (kregress/report/overhead.py); `make bench` runs the matrix twice
+and prints it for the second run, every kernel restored. Otherwise:
 
 0. single boots of one kernel, 3 times: boot-to-agent with its phases, against a plain
    `vng --exec true` boot of the same kernel on the host's root over 9p (what the suite
@@ -36,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kregress.provision import programs as build  # noqa: E402
+from kregress.report import overhead as harness_overhead  # noqa: E402
 from kregress.kernels.entries import load_kernels, select_kernels  # noqa: E402
 from kregress.run.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
@@ -186,7 +192,11 @@ def main() -> int:
     parser.add_argument("--arm64-kernel", default="debian-6.12-arm64-16k",
                         help="the arm64 kernel whose boot-to-agent is printed next to --naive-kernel's")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the slow naive replay")
+    parser.add_argument("--overhead", type=Path, metavar="RESULTS",
+                        help="print only this run's VM-test wall against its floor and the gap's parts")
     args = parser.parse_args()
+    if args.overhead:
+        return print_overhead(args.overhead)
     kernels = args.kernel or [s.id for s in select_kernels(load_kernels(KERNELS_FILE), [])]
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
@@ -214,6 +224,21 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=1))
     print_report(report)
     print(f"\nwritten: {out}")
+    return 0
+
+
+def print_overhead(results: Path) -> int:
+    doc = json.loads(results.read_text())
+    try:
+        measured = harness_overhead.measure(doc)
+    except harness_overhead.NotMeasurable as err:
+        print(f"{results}: cannot measure: {err}", file=sys.stderr)
+        return 2
+    hows = sorted({boot.get("how") for info in doc["kernels"].values() for boot in info.get("boots") or []})
+    print(f"{results}: {len(doc['kernels'])} kernels ({', '.join(hows)}), outcomes {doc['summary']['outcomes']}; "
+          f"load average now {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / {os.getloadavg()[2]:.2f}")
+    for line in harness_overhead.render(measured):
+        print(line)
     return 0
 
 

@@ -89,7 +89,7 @@ def pytest_configure(config):
         config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
                                             harness.run_dir, config.option.kernels_file)
         config.stash[RESULTS].doc.update({"fresh_vm": opt.fresh_vm, "snapshots": not opt.no_snapshots,
-                                          "spread": opt.spread})
+                                          "spread": opt.spread, "workers": _workers(config)})
         harness.run_keys()      # once, before any xdist worker starts and needs them
     atexit.register(procs.kill_all)
     # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
@@ -176,7 +176,7 @@ def kernel_session(request, kernel_id) -> KernelSession:
         record["harness_error"] = "boot-failed" if isinstance(err, BootError) else "fetch-failed"
     if error:
         pytest.fail(error, pytrace=False)
-    session.test_record = record
+    session.begin_test(record)
     session.collect_dmesg(into="dmesg_before")
     yield session
     if session.alive():
@@ -453,6 +453,11 @@ def pytest_sessionfinish(session, exitstatus):
     harness = session.config.stash[HARNESS]
     harness.stop_live()
     procs.kill_all()
+
+
+def _workers(config) -> int:
+    """How many processes run the tests: pytest-xdist's workers (-n, resolved), else this one."""
+    return max(1, int(getattr(config.option, "numprocesses", None) or 0))
 
 
 def _unit_only(config) -> bool:

@@ -1,6 +1,7 @@
 """The kernels of one pytest process and its live VM."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kregress.kernel_log import gaps as kmsg_gaps
@@ -127,6 +128,7 @@ class KernelPool:
             return self.live
         if kernel_id in self.boot_errors:
             raise BootError(self.boot_errors[kernel_id])
+        started = time.monotonic()
         self.stop_live()
         kernel = self.kernel(kernel_id)
         try:
@@ -147,6 +149,8 @@ class KernelPool:
         boot = session.vm.boot
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
         self.update_info(kernel_id)
+        # the previous VM's stop, this one's start and its first info: what a change of VM costs a test
+        session.start_seconds = round(time.monotonic() - started, 3)
         return session
 
     def _note_recoveries(self, kernel_id: str, session: KernelSession) -> None:

@@ -50,6 +50,14 @@ class KernelSession:
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
         self.programs_rebuilt = 0
+        self.start_seconds: float | None = None    # set by the pool; goes to the first test's record
+
+    def begin_test(self, record: dict) -> None:
+        """From now on commands, kernel log lines and pushes go to this test's record; the
+        first test on this VM also gets the seconds its start took (vm_start_seconds)."""
+        self.test_record = record
+        if self.start_seconds is not None:
+            record["vm_start_seconds"], self.start_seconds = self.start_seconds, None
 
     def start(self) -> "KernelSession":
         self.vm.start()
@@ -84,7 +92,10 @@ class KernelSession:
             program = build.build(name, root, arch=self.kernel.spec.arch)
             self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
+            started = time.monotonic()
             self.vm.session.put(program.driver, remote)
+            pushed = self.test_record.get("push_seconds", 0.0) + time.monotonic() - started
+            self.test_record["push_seconds"] = round(pushed, 4)     # the benchmark's overhead parts
             self._pushed[key] = remote
         if root:        # a reproducer's own program: its replay needs to know where it lives
             self.test_record.setdefault("programs_from", {})[name] = str(root)
