@@ -47,7 +47,7 @@ from kregress.run.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
 from kregress.run.session import SessionOptions  # noqa: E402
 from kregress.run.snapshot import SnapshotCache  # noqa: E402
-from kregress.run.vm import vng_base, vng_env  # noqa: E402
+from kregress.run.vng import vng_base, vng_env  # noqa: E402
 
 KERNELS_FILE = ROOT / "kernels.toml"
 PHASES = ["kernel_start", "kernel_done", "init_done", "sshd_ready", "restore_running", "ssh_connected", "agent_ready"]

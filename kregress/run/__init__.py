@@ -1,6 +1,8 @@
 """The run wing: booting a kernel and talking to it.
 
-accel (KVM or TCG, probed), hostcpu (the machine we run on), vm (the QEMU process), qmp (its
-control socket), snapshot (saved guests, restored in about a second), guest (SSH and the
-agent), session (one booted kernel as a test sees it), pool (a pytest process's kernels).
+accel (KVM or TCG, probed), hostcpu (the machine we run on), vng (virtme-ng's dry run),
+boot_inputs (what a guest is made from), qemu_command (its QEMU command, one pure function),
+errors (BootError), vm (the QEMU process), qmp (its control socket), snapshot (saved guests,
+restored in about a second), guest (SSH and the agent), session (one booted kernel as a test
+sees it), pool (a pytest process's kernels).
 """

@@ -56,7 +56,7 @@ def choose(requested: str, probe, kvm_check=kvm_openable, cache_file: Path | Non
     """requested is auto|kvm|tcg; probe() boots a guest under KVM and returns a ProbeResult.
 
     A forced choice is honoured as is (a forced kvm that vng cannot honour is refused
-    when the command is made, kregress/run/vm.py). auto trusts neither /dev/kvm's presence
+    when vng's command is asked for, kregress/run/vng.py). auto trusts neither /dev/kvm's presence
     nor a stale guess (see the module's docstring).
     """
     if requested == "tcg":

@@ -10,10 +10,11 @@ from kregress.kernels.entries import load_kernels, select_kernels
 from kregress.kernels.facts import FACTS
 from kregress.run.guest import RunKeys
 from kregress.run.hostcpu import HOST_ARCH, config_page_size, kvm_granule
-from kregress.files import locked
+from kregress.files import locked, sha256_file
 from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.resolve import resolve
 from kregress.paths import cache_dir
+from kregress.run.boot_inputs import describe, prepare, snapshot_key_of
 from kregress.run.session import KernelSession, SessionOptions
 from kregress.run.snapshot import SnapshotCache
 from kregress.provision.image import GuestImage, ImageError, ensure_image, load_spec
@@ -87,14 +88,15 @@ class KernelPool:
         return self.keys
 
     def snapshot_key(self, kernel_id: str, cache: SnapshotCache | None = None) -> str:
-        """The key a start of this kernel would look its snapshot up by, without starting it."""
+        """The key a start of this kernel would look its snapshot up by, without a VM: from its
+        guest's description (the per-run values in it, port, QMP socket, keys, do not count)."""
         kernel = self.kernel(kernel_id)
-        vm = VM(kernel, self.accel_for(kernel).accel, self.run_dir, self.run_keys(), self.guest_image(kernel.spec.arch),
-                cpus=self.options.cpus, memory=self.options.memory, snapshots=cache or SnapshotCache())
-        try:
-            return vm.snapshot_key()
-        finally:
-            vm.stop()
+        accel, image = self.accel_for(kernel).accel, self.guest_image(kernel.spec.arch)
+        digest = sha256_file(kernel.image)
+        machine = describe(kernel, accel, image, prepare(kernel, accel, image, digest), run_dir=self.run_dir,
+                           keys_dir=self.run_dir / "ssh", qmp_socket=self.run_dir / "qmp.sock", port=0,
+                           cpus=self.options.cpus, memory=self.options.memory)
+        return snapshot_key_of(machine, digest, image.digest)
 
     def _probe_kvm(self) -> ProbeResult:
         """Boot the first host-architecture kernel that can be probed with under KVM; what

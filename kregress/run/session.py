@@ -15,7 +15,8 @@ from kregress.provision.image import GuestImage
 from kregress.run.snapshot import SnapshotCache
 from kregress.kernels.kernel import Kernel
 from kregress.run.hostcpu import host_cpu
-from kregress.run.vm import VM, guest_runs_host_cpu, qemu_option
+from kregress.run.qemu_command import guest_runs_host_cpu, qemu_option
+from kregress.run.vm import VM
 
 GUEST_BIN = "/tmp/kregress/bin"
 

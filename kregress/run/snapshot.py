@@ -22,11 +22,12 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kregress.files import sha256_file
 from kregress.paths import cache_dir
+from kregress.run.qemu_command import GuestMachine, guest_runs_host_cpu, qemu_command
 
 FORMAT = "kregress-snapshot/1"
 DEFAULT_MAX_BYTES = 4 << 30
@@ -74,6 +75,20 @@ def snapshot_key(command: list[str], parts: dict[str, str]) -> str:
         masked.append(arg)
     return hashlib.sha256(json.dumps({"format": FORMAT, "command": masked, **parts}, sort_keys=True)
                           .encode()).hexdigest()[:24]
+
+
+def guest_snapshot_key(vng_argv: list[str], machine: GuestMachine, *, qemu: str, kernel_digest: str,
+                       image_digest: str, host_cpu: str) -> str:
+    """The key of a guest's saved state, from its description and vng's dry run (no VM, no
+    process): its command line as written for a boot (no port, no state to load), QEMU's
+    version, the kernel image's and guest image's digests, the initramfs (named by its
+    content) and, when the guest runs on the host's CPU, that CPU (host_cpu's identity):
+    a state saved on one CPU is never restored on another."""
+    command = qemu_command(vng_argv, replace(machine, host_port=0, incoming=None))
+    parts = {"qemu": qemu, "kernel": kernel_digest, "initramfs": machine.initramfs.name, "image": image_digest}
+    if guest_runs_host_cpu(command):
+        parts["host_cpu"] = host_cpu
+    return snapshot_key(command, parts)
 
 
 def qemu_version(binary: str) -> str:

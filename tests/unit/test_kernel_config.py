@@ -8,7 +8,8 @@ from kernelimages import COMPRESS, bzimage
 from kregress.kernels.entries import KernelsFileError, parse_kernels
 from kregress.kernels.kconfig import config_of, ikconfig, parse_config
 from kregress.kernels.resolve import resolve_local
-from kregress.run.vm import BootError, preflight
+from kregress.run.boot_inputs import preflight
+from kregress.run.errors import BootError
 
 DOT_CONFIG = """#
 # Automatically generated file; DO NOT EDIT.

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kregress.provision import programs as build
-from kregress.run import hostcpu, vm
+from kregress.run import boot_inputs, hostcpu, qemu_command as command, vm, vng
 from kregress.run import pool as pool_module
 from kregress.kernel_log.boot import BootLog
 from kregress.run.accel import AccelChoice, ProbeResult, choose
@@ -23,8 +23,11 @@ from kregress.kernels.kernel import Kernel
 from kregress.run.qmp import QMPError
 from kregress.run.session import KernelSession
 from kregress.run.snapshot import SnapshotCache
-from kregress.run.vm import FATAL, VM, BootError, BootInfo, own_guest_command
+from kregress.run.errors import BootError
+from kregress.run.qemu_command import qemu_command
+from kregress.run.vm import FATAL, VM, BootInfo
 from test_accel import ARM64_CPUINFO
+from test_qemu_command import machine as guest
 from test_vm_command import GOOD_CONFIG, kernel, options
 
 DATA = Path(__file__).parent / "data"
@@ -64,10 +67,10 @@ def fake_vng(tmp_path, monkeypatch):
         def dry_run(args, accel):
             asked.update(args=args, accel=accel)
             return argv(path)
-        monkeypatch.setattr(vm, "vng_qemu_command", dry_run)
+        monkeypatch.setattr(boot_inputs, "vng_qemu_command", dry_run)
         return asked
-    monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
-    monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": tmp_path / "agent")
+    monkeypatch.setattr(boot_inputs, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
+    monkeypatch.setattr(boot_inputs, "build_agent", lambda arch="x86_64": tmp_path / "agent")
     return use
 
 
@@ -75,7 +78,7 @@ def fake_vng(tmp_path, monkeypatch):
 
 def test_the_kvm_command_keeps_vngs_host_cpu_and_bzimage_on_q35(tmp_path, fake_vng, monkeypatch):
     asked = fake_vng(KVM_X86)
-    monkeypatch.setattr(vm, "pvh_vmlinux", lambda *a: pytest.fail("no PVH entry under KVM"))
+    monkeypatch.setattr(boot_inputs, "pvh_vmlinux", lambda *a: pytest.fail("no PVH entry under KVM"))
     original = argv(KVM_X86)
     assert options(original, "-machine") == ["accel=kvm:tcg"] and "q35" not in original   # vng's, as it is
     machine = VM(kernel(tmp_path, tcg_cpu_flags="-cx16"), "kvm", tmp_path, RunKeys.create(tmp_path / "ssh"),
@@ -91,7 +94,7 @@ def test_the_kvm_command_keeps_vngs_host_cpu_and_bzimage_on_q35(tmp_path, fake_v
 
 def test_one_machine_type_for_both_accelerators():
     def machine(path, arch="x86_64"):
-        cmd = own_guest_command(argv(path), initramfs=Path("/k.cpio"), append=[], extra=[], arch=arch)
+        cmd = qemu_command(argv(path), guest(arch=arch))
         assert len(options(cmd, "-machine")) == 1 and "-M" not in cmd
         return options(cmd, "-machine")[0]
     assert machine(TCG_X86) == "q35" and machine(KVM_X86) == "q35,accel=kvm"
@@ -140,7 +143,7 @@ def probing_vm(tmp_path, monkeypatch, console: str, error: BootError) -> VM:
     machine = VM(kernel(tmp_path), "kvm", tmp_path, RunKeys.create(tmp_path / "ssh"), image(tmp_path),
                  boot_timeout=60)
 
-    def spawn(port, label="boot", extra=()):
+    def spawn(port, label="boot", incoming=None):
         machine.console_log = tmp_path / f"{label}.log"
         machine.console_log.write_text(console)
         return [], time.monotonic()
@@ -201,7 +204,7 @@ def fake_vng_run(monkeypatch, path: Path, calls: list | None = None) -> list:
     def run(cmd, **kwargs):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 0, stdout="virtme: ...\n" + path.read_text(), stderr="")
-    monkeypatch.setattr(vm.subprocess, "run", run)
+    monkeypatch.setattr(vng.subprocess, "run", run)
     return calls
 
 
@@ -210,7 +213,7 @@ def test_a_forced_kvm_vng_cannot_honour_is_a_clear_error_and_not_cached(tmp_path
     monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path))
     fake_vng_run(monkeypatch, TCG_X86)
     with pytest.raises(BootError, match="--accel kvm cannot be honoured: vng gave a command without KVM") as err:
-        vm.vng_qemu_command(["vng", "--run", "a"], "kvm")
+        vng.vng_qemu_command(["vng", "--run", "a"], "kvm")
     assert not err.value.retryable and "/dev/kvm" in str(err.value)
     assert not list(tmp_path.glob("vng-dry-run/*.json"))
 
@@ -218,13 +221,13 @@ def test_a_forced_kvm_vng_cannot_honour_is_a_clear_error_and_not_cached(tmp_path
 def test_a_cached_command_for_another_accelerator_is_not_used(tmp_path, monkeypatch):
     monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path))
     calls = fake_vng_run(monkeypatch, TCG_X86)
-    assert vm.vng_qemu_command(["vng", "--run", "a"]) == argv(TCG_X86)     # cached unchecked (the old way)
+    assert vng.vng_qemu_command(["vng", "--run", "a"]) == argv(TCG_X86)     # cached unchecked (the old way)
     fake_vng_run(monkeypatch, KVM_X86, calls)
-    assert vm.vng_qemu_command(["vng", "--run", "a"], "kvm") == argv(KVM_X86)    # asked vng again
-    assert vm.vng_qemu_command(["vng", "--run", "a"], "kvm") == argv(KVM_X86)    # and now cached under kvm
+    assert vng.vng_qemu_command(["vng", "--run", "a"], "kvm") == argv(KVM_X86)    # asked vng again
+    assert vng.vng_qemu_command(["vng", "--run", "a"], "kvm") == argv(KVM_X86)    # and now cached under kvm
     assert len(calls) == 2
     with pytest.raises(BootError, match="KVM command although --disable-kvm"):
-        vm.check_accel(argv(KVM_X86), "tcg")
+        vng.check_accel(argv(KVM_X86), "tcg")
 
 
 # -- refused snapshots
@@ -241,7 +244,7 @@ def snapshot_vm(tmp_path, monkeypatch, qemu_exit, console: str):
     BootLog(["[    0.000000] Linux version 6.12.117"], [], "boot boot1.log").save(staging)    # saved with every state
     saved = cache.commit(staging, "k1", "key1", {"release": "6.12.117", "lsm": "bpf", "entry": "bzImage"})
 
-    def spawn(port, label="boot", extra=()):
+    def spawn(port, label="boot", incoming=None):
         machine.console_log = tmp_path / f"{label}.log"
         machine.console_log.write_text(console)
         machine.proc = FakeProc(qemu_exit)
@@ -284,20 +287,20 @@ def test_a_restore_that_fails_while_qemu_runs_keeps_the_snapshot(tmp_path, monke
 
 
 def test_the_snapshot_key_covers_the_host_cpu_when_the_guest_runs_on_it(tmp_path, fake_vng, monkeypatch):
-    monkeypatch.setattr(vm, "qemu_version", lambda binary: "QEMU emulator version 7.2.22")
-    monkeypatch.setattr(vm, "pvh_vmlinux", lambda *a: tmp_path / "vmlinux")
+    monkeypatch.setattr(boot_inputs, "qemu_version", lambda binary: "QEMU emulator version 7.2.22")
+    monkeypatch.setattr(boot_inputs, "pvh_vmlinux", lambda *a: tmp_path / "vmlinux")
     keys = RunKeys.create(tmp_path / "ssh")
 
     def key(path, accel, cpu):
         fake_vng(path)
-        monkeypatch.setattr(vm, "host_cpu", lambda: cpu)
+        monkeypatch.setattr(boot_inputs, "host_cpu", lambda: cpu)
         return VM(kernel(tmp_path), accel, tmp_path, keys, image(tmp_path)).snapshot_key()
     amd, intel = HostCPU("AuthenticAMD 25 1 1 AMD EPYC", "fpu sse topoext"), HostCPU("GenuineIntel 6 85 7", "fpu sse")
     amd_newer = HostCPU(amd.model, amd.flags + " avx512f")
     assert len({key(KVM_X86, "kvm", amd), key(KVM_X86, "kvm", intel), key(KVM_X86, "kvm", amd_newer)}) == 3
     assert key(KVM_X86, "kvm", amd) == key(KVM_X86, "kvm", amd)
     assert key(TCG_X86, "tcg", amd) == key(TCG_X86, "tcg", intel)      # qemu64: the host CPU does not show
-    assert vm.guest_runs_host_cpu(argv(KVM_ARM64_HOST)) and not vm.guest_runs_host_cpu(argv(TCG_X86))
+    assert command.guest_runs_host_cpu(argv(KVM_ARM64_HOST)) and not command.guest_runs_host_cpu(argv(TCG_X86))
 
 
 # -- arm64 hosts
@@ -368,7 +371,7 @@ def test_the_record_carries_the_real_cpu_machine_and_host_cpu(tmp_path, monkeypa
     monkeypatch.setattr("kregress.run.session.host_cpu", lambda: HostCPU("AuthenticAMD 25 1 1 AMD EPYC", "fpu topoext"))
     session = KernelSession(kernel(tmp_path), AccelChoice("kvm", "probe ok"), tmp_path, RunKeys.create(tmp_path / "ssh"),
                             image(tmp_path))
-    cmd = own_guest_command(argv(KVM_X86), initramfs=Path("/k.cpio"), append=[], extra=[])
+    cmd = qemu_command(argv(KVM_X86), guest(accel="kvm"))
     session.vm.boot = BootInfo(release="6.12.117", lsm="bpf", page_size=4096, seconds=3.0, attempts=1,
                                console_log=tmp_path / "c.log", cmdline=shlex.join(cmd), phases={})
     record = session.cpu_record()

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from kregress.run import vm
+from kregress.run import boot_inputs, vm, vng
 from kregress.kernels.entries import KernelSpec
 from kregress.run.guest import RunKeys
 from kregress.provision.image import GuestImage
 from kregress.provision.initramfs import Initramfs
 from kregress.kernels.kernel import Kernel
-from kregress.run.vm import VM, BootError, lsm_cmdline, own_guest_command, preflight
+from kregress.run.boot_inputs import lsm_cmdline, preflight
+from kregress.run.errors import BootError
+from kregress.run.qemu_command import qemu_command
+from kregress.run.vm import VM
+from test_qemu_command import machine as guest
 
 DRY_RUN = Path(__file__).parent / "data" / "vng-1.42-dry-run.txt"
 GOOD_CONFIG = {"CONFIG_VIRTIO_PCI": "y", "CONFIG_VIRTIO_BLK": "m", "CONFIG_EROFS_FS": "m",
@@ -53,8 +57,7 @@ def test_bpf_appended_to_builtin_lsm_list_unless_the_entry_chose(tmp_path):
 def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
     original = vng_argv()
     assert any("virtio-9p-pci" in arg for arg in original)       # the fixture is what vng really prints
-    cmd = own_guest_command(original, initramfs=Path("/cache/k.cpio"), append=["loglevel=5"],
-                            extra=["-device", "virtio-net-pci,netdev=kr0"])
+    cmd = qemu_command(original, guest(initramfs=Path("/cache/k.cpio"), kernel_args=("loglevel=5",)))
     text = " ".join(cmd)
     for shared in ("9p", "fsdev", "virtme.guesttools", "virtme.modules", "virtme.busybox", "virtserialport",
                    "virtme_ret"):
@@ -69,19 +72,18 @@ def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
     append = options(cmd, "-append")[0].split()
     assert "console=ttyS0" in append and "panic=-1" in append and append[-1] == "loglevel=5"
     assert not [arg for arg in append if arg.startswith(("virtme", "init=", "root=", "loglevel=7"))]
-    assert cmd[-2:] == ["-device", "virtio-net-pci,netdev=kr0"]
+    assert cmd[-6:-4] == ["-device", "virtio-net-pci,netdev=kr0"]       # ours, after vng's
 
 
 def test_a_random_path_is_not_mistaken_for_a_share():
-    cmd = own_guest_command(vng_argv(), initramfs=Path("/k.cpio"), append=[],
-                            extra=["-qmp", "unix:/tmp/kr-qmp-yxn9p6fv/qmp.sock,server=on,wait=off"])
-    assert cmd[-1].endswith("wait=off")
+    cmd = qemu_command(vng_argv(), guest(qmp_socket=Path("/tmp/kr-qmp-yxn9p6fv/qmp.sock")))
+    assert options(cmd, "-qmp") == ["unix:/tmp/kr-qmp-yxn9p6fv/qmp.sock,server=on,wait=off"]
 
 
 def test_a_host_share_we_do_not_know_is_refused():
     argv = vng_argv() + ["-device", "virtio-9p-ccw,fsdev=x,mount_tag=y"]
     with pytest.raises(BootError, match="would still share host files.*virtio-9p-ccw") as err:
-        own_guest_command(argv, initramfs=Path("/k.cpio"), append=[], extra=[])
+        qemu_command(argv, guest())
     assert not err.value.retryable
 
 
@@ -90,9 +92,9 @@ def test_vm_command_forwards_loopback_only_and_passes_keys_by_fw_cfg(tmp_path, m
     image = GuestImage(root=tmp_path / "root.erofs", busybox=tmp_path / "busybox", digest="d" * 64,
                        suite="trixie", arch="x86_64", packages={})
     seen = {}
-    monkeypatch.setattr(vm, "vng_qemu_command", lambda args, accel: seen.setdefault("vng", args) and vng_argv())
-    monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
-    monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": tmp_path / "agent")
+    monkeypatch.setattr(boot_inputs, "vng_qemu_command", lambda args, accel: seen.setdefault("vng", args) and vng_argv())
+    monkeypatch.setattr(boot_inputs, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
+    monkeypatch.setattr(boot_inputs, "build_agent", lambda arch="x86_64": tmp_path / "agent")
     cmd = VM(kernel(tmp_path, tcg_cpu_flags="-cx16"), "tcg", tmp_path, keys, image).command(port=40000)
     assert options(cmd, "-cpu") == ["qemu64,+rdrand,-cx16"]     # pinned, plus the entry's flags
     assert "random.trust_cpu=on" in options(cmd, "-append")[0]
@@ -163,10 +165,10 @@ def test_dry_run_is_cached_by_arguments(tmp_path, monkeypatch):
     def fake_run(cmd, **kwargs):
         calls.append(cmd)
         return subprocess.CompletedProcess(cmd, 0, stdout="noise\n" + DRY_RUN.read_text(), stderr="")
-    monkeypatch.setattr(vm.subprocess, "run", fake_run)
-    first = vm.vng_qemu_command(["vng", "--run", "a"])
-    assert vm.vng_qemu_command(["vng", "--run", "a"]) == first == vng_argv()
-    vm.vng_qemu_command(["vng", "--run", "b"])
+    monkeypatch.setattr(vng.subprocess, "run", fake_run)
+    first = vng.vng_qemu_command(["vng", "--run", "a"])
+    assert vng.vng_qemu_command(["vng", "--run", "a"]) == first == vng_argv()
+    vng.vng_qemu_command(["vng", "--run", "b"])
     assert [c[1] for c in calls] == ["--dry-run", "--dry-run"] and len(calls) == 2
     (cache,) = [p for p in (tmp_path / "vng-dry-run").iterdir() if json.loads(p.read_text()) == first][:1]
     assert cache.exists()
@@ -181,15 +183,15 @@ def test_arm64_kernel_boots_on_max_cpu_with_pci_disk(tmp_path, monkeypatch):
     image_file.write_bytes(bytes(data))
     arm = Kernel(spec=KernelSpec(id="a1", image=image_file, arch="arm64"), image=image_file, release="6.12.107",
                  upstream_version="6.12.107", config=dict(GOOD_CONFIG, CONFIG_PAGE_SHIFT="14"))
-    vm.preflight(arm)
+    preflight(arm)
     keys = RunKeys.create(tmp_path / "ssh")
     image = GuestImage(root=tmp_path / "root.erofs", busybox=tmp_path / "busybox", digest="d" * 64,
                        suite="trixie", arch="arm64", packages={})
     seen = {}
-    monkeypatch.setattr(vm, "vng_qemu_command",
+    monkeypatch.setattr(boot_inputs, "vng_qemu_command",
                         lambda args, accel: seen.setdefault("vng", args) and shlex.split(DRY_RUN_ARM64.read_text()))
-    monkeypatch.setattr(vm, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
-    monkeypatch.setattr(vm, "build_agent", lambda arch="x86_64": seen.setdefault("agent", arch) and tmp_path / "a")
+    monkeypatch.setattr(boot_inputs, "ensure_initramfs", lambda *a: Initramfs(tmp_path / "k.cpio", ("virtio_blk",)))
+    monkeypatch.setattr(boot_inputs, "build_agent", lambda arch="x86_64": seen.setdefault("agent", arch) and tmp_path / "a")
     cmd = VM(arm, "tcg", tmp_path, keys, image).command(port=40000)
     assert cmd[0].endswith("qemu-system-aarch64") and seen["agent"] == "arm64"
     assert seen["vng"][seen["vng"].index("--arch") + 1] == "arm64"
@@ -201,6 +203,6 @@ def test_arm64_kernel_boots_on_max_cpu_with_pci_disk(tmp_path, monkeypatch):
     x86 = bytearray(0x300)
     x86[0x202:0x206] = b"HdrS"
     x86_image.write_bytes(bytes(x86))
-    with pytest.raises(vm.BootError, match="not an arm64 Image"):
-        vm.preflight(Kernel(spec=KernelSpec(id="a2", image=x86_image, arch="arm64"), image=x86_image,
+    with pytest.raises(BootError, match="not an arm64 Image"):
+        preflight(Kernel(spec=KernelSpec(id="a2", image=x86_image, arch="arm64"), image=x86_image,
                             release="x", upstream_version="6.12.0", config=dict(GOOD_CONFIG)))

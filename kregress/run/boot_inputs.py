@@ -1,0 +1,131 @@
+"""What a guest is made from, prepared without starting it: the kernel checked (preflight),
+its initramfs and agent built, its PVH entry found, the `GuestMachine` describing it
+(kregress/run/qemu_command.py writes the command from that) and the snapshot key of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kregress.kernels.kconfig import config_problem
+from kregress.kernels.kernel import Kernel
+from kregress.kernels.modules import ModuleError
+from kregress.kernels.vmlinux import pvh_vmlinux
+from kregress.provision.image import GuestImage
+from kregress.provision.initramfs import Initramfs, InitramfsError, ensure_initramfs, missing_config
+from kregress.provision.programs import BuildError, build_agent
+from kregress.run.errors import BootError
+from kregress.run.hostcpu import host_cpu
+from kregress.run.qemu_command import GuestMachine
+from kregress.run.snapshot import guest_snapshot_key, qemu_version
+from kregress.run.vng import vng_arguments, vng_qemu_command
+
+# Under TCG the CPU model is pinned (a saved guest only fits the CPU model it was saved
+# on, and -cpu max, vng's choice, moves with QEMU versions) to QEMU's own default, plus
+# rdrand: with random.trust_cpu=on it seeds the kernel's random pool at once (dropbear
+# waited 0.6-2.3 s of every boot for it). A kernel entry may add flags (tcg_cpu_flags in
+# kernels.toml). Under KVM, vng's choice stands (-cpu host: the snapshot key then covers
+# the host CPU) and tcg_cpu_flags do not apply.
+TCG_CPU = {"x86_64": "qemu64,+rdrand",
+           # max: every page size (cortex-a57, vng's choice, has no 16K granule) and RNDR for
+           # random.trust_cpu; pauth-impdef: QEMU's cheap pointer authentication, much faster under TCG
+           "arm64": "max,pauth-impdef=on"}
+
+
+@dataclass(frozen=True)
+class BootFiles:
+    """The files a kernel's guest boots from besides vng's: built once per VM."""
+    initramfs: Initramfs
+    entry_kernel: Path | None       # the same kernel's vmlinux, entered through PVH
+
+
+def lsm_cmdline(kernel: Kernel) -> str:
+    """Append bpf to the kernel's built-in LSM list when it lacks it, unless the entry chose lsm=."""
+    if "lsm=" in kernel.spec.cmdline:
+        return ""
+    builtin = kernel.config.get("CONFIG_LSM", "")
+    if not builtin or "bpf" in builtin.split(","):
+        return ""
+    return f"lsm={builtin},bpf"
+
+
+def kernel_arguments(kernel: Kernel) -> tuple[str, ...]:
+    # loglevel=5: the console (which the host keeps) shows warnings, oopses and panics,
+    # not every driver's hello: printing to a serial port is slow under TCG. The
+    # guest agent still reads the whole kernel log from /dev/kmsg.
+    return tuple(arg for arg in ["loglevel=5", "random.trust_cpu=on", kernel.spec.cmdline, lsm_cmdline(kernel)]
+                 if arg)
+
+
+def tcg_cpu(kernel: Kernel) -> str:
+    return ",".join(part for part in [TCG_CPU[kernel.spec.arch], kernel.spec.tcg_cpu_flags] if part)
+
+
+def preflight(kernel: Kernel) -> None:
+    """Refuse, before booting, what cannot work: not a kernel image, or a config without what we need.
+
+    A garbage image makes qemu's firmware spin silently until the boot timeout; the boot
+    header's magic tells in microseconds: x86's "HdrS" at 0x202, arm64's "ARM\\x64" at 0x38
+    (or a gzip stream, which QEMU unpacks).
+    """
+    try:
+        with open(kernel.image, "rb") as image:
+            head = image.read(0x210)
+    except OSError as err:
+        raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err}", retryable=False) from None
+    if kernel.spec.arch == "arm64":
+        if head[0x38:0x3c] != b"ARM\x64" and head[:2] != b"\x1f\x8b":
+            raise BootError(f"{kernel.id}: {kernel.image} is not an arm64 Image (no 'ARM\\x64' magic at 0x38, not "
+                            f"gzip): corrupt, truncated, or not arm64? Check 'arch' and 'image' in kernels.toml",
+                            retryable=False)
+    elif head[0x202:0x206] != b"HdrS":
+        raise BootError(f"{kernel.id}: {kernel.image} is not an x86 bzImage (no 'HdrS' boot header at 0x202): "
+                        f"corrupt, truncated, or not x86_64? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
+                        f"or a vmlinuz, or set 'arch'", retryable=False)
+    no_config = config_problem(kernel)     # without one, built-in and missing options look alike
+    if no_config:
+        raise BootError(no_config, retryable=False)
+    missing = missing_config(kernel.config)
+    if missing:
+        raise BootError(f"{kernel.id}: {kernel.package or kernel.image} cannot boot the kregress guest: "
+                        f"its config lacks {', '.join(missing)}. Enable these options (=y, or =m with the "
+                        f"modules in its modules directory)", retryable=False)
+
+
+def prepare(kernel: Kernel, accel: str, image: GuestImage, kernel_digest: str) -> BootFiles:
+    """Build (or find cached) the initramfs with the agent and, under TCG on x86, the PVH
+    vmlinux: QEMU then enters the uncompressed kernel, with no emulated decompression
+    (1-4 s). Under KVM decompressing is cheap, and the bzImage is what vng boots."""
+    try:
+        initramfs = ensure_initramfs(kernel.modules_dir, kernel.config, image, kernel.release,
+                                     build_agent(arch=kernel.spec.arch))
+    except (InitramfsError, ModuleError, BuildError) as err:
+        raise BootError(f"{kernel.id}: {err}", retryable=False) from None
+    pvh = accel == "tcg" and kernel.spec.arch == "x86_64"
+    return BootFiles(initramfs, pvh_vmlinux(kernel.image, kernel.config, kernel_digest) if pvh else None)
+
+
+def describe(kernel: Kernel, accel: str, image: GuestImage, files: BootFiles, *, run_dir: Path, keys_dir: Path,
+             qmp_socket: Path, port: int, cpus: int = 1, memory: str = "1G",
+             incoming: Path | None = None) -> GuestMachine:
+    """The guest of this kernel as we want it (no file is read or made here)."""
+    return GuestMachine(
+        kernel_id=kernel.id, arch=kernel.spec.arch, accel=accel, kernel_image=kernel.image,
+        root_disk=image.root, busybox=image.busybox, initramfs=files.initramfs.path,
+        kernel_args=kernel_arguments(kernel),
+        # the run directory's name in qemu's -name tells our VMs apart from anyone else's
+        name=f"kr-{run_dir.name}-{kernel.id}"[:63],
+        qmp_socket=qmp_socket, keys_dir=keys_dir, host_port=port, cpus=cpus, memory=memory,
+        entry_kernel=files.entry_kernel, cpu=tcg_cpu(kernel) if accel == "tcg" else None, incoming=incoming)
+
+
+def dry_run(machine: GuestMachine) -> list[str]:
+    """vng's QEMU command for this guest (cached; checked to be for its accelerator)."""
+    return vng_qemu_command(vng_arguments(machine), machine.accel)
+
+
+def snapshot_key_of(machine: GuestMachine, kernel_digest: str, image_digest: str) -> str:
+    """The key this guest's snapshot is looked up by: vng's dry run, QEMU's version and the
+    host CPU gathered here, the key itself computed from them (snapshot.guest_snapshot_key)."""
+    vng_argv = dry_run(machine)
+    return guest_snapshot_key(vng_argv, machine, qemu=qemu_version(vng_argv[0]), kernel_digest=kernel_digest,
+                              image_digest=image_digest, host_cpu=host_cpu().identity)
