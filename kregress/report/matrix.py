@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kregress.report import recovery
-from kregress.kernels.facts import FACTS, KernelFacts, parse_version
+from kregress.kernels.decision import KernelFacts, version_says, version_text
+from kregress.kernels.facts import FACTS, parse_version
 from kregress.verdict.behaviour import behaviour_text, value_text
 from kregress.report.results import case_of, verdict
 
@@ -210,6 +211,15 @@ def build_roots(doc: dict) -> list[dict]:
     return shared_records(doc, "build_root")
 
 
+def facts_of_kernel(kernel_id: str, info: dict, overrides: dict[str, bool]) -> KernelFacts:
+    """The fact decision the run recorded for the kernel. Decided anew only where a kernels file
+    restates its facts otherwise than the run did, or a record has no decision (a kernel that
+    could not be fetched)."""
+    if info.get("fact_decisions") is not None and overrides == (info.get("facts") or {}):
+        return KernelFacts.recorded({**info, "id": kernel_id})
+    return KernelFacts(kernel_id, info.get("upstream_version"), overrides, info.get("evidence") or {})
+
+
 def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
     overrides = overrides_of(doc, kernels_file)
     infos = {k: dict(v) for k, v in doc.get("kernels", {}).items()}
@@ -221,9 +231,8 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
         infos.setdefault(kernel, {"id": kernel})
         case = case_of(test["nodeid"], kernel)
         rows.setdefault(case, Row(case)).cells[kernel] = Cell(kernel, test)
-    columns = sorted((Column(k, info, KernelFacts(k, info.get("upstream_version"), overrides.get(k, {}),
-                                                  info.get("evidence") or {}))
-                      for k, info in infos.items()), key=Column.sort_key)
+    columns = sorted((Column(k, info, facts_of_kernel(k, info, overrides.get(k, {}))) for k, info in infos.items()),
+                     key=Column.sort_key)
     ordered = [rows[case] for case in sorted(rows)]
     for row in ordered:
         _classify(row, columns)
@@ -279,15 +288,13 @@ def _stale_overrides(columns: list[Column], rows: list[Row]) -> list[str]:
     """kernels.toml `facts` entries that no longer earn their place."""
     stale = []
     for col in columns:
-        by_version = KernelFacts(col.id, col.version)
         for name, value in sorted(col.facts.overrides.items()):
-            try:
-                predicted = by_version.has(name)
-            except LookupError:
+            predicted = version_says(name, col.version)
+            if predicted is None:
                 continue                                # no version: the override is all there is
             if predicted == value:
                 stale.append(f"kernels.toml: {col.id} facts.{name} = {str(value).lower()} is stale: "
-                             f"{by_version.why(name)}; remove the override")
+                             f"{version_text(name, col.version)}; remove the override")
                 continue
             # The override contradicts the version. If the kernel behaves like the kernels
             # the version would group it with, the override excuses nothing any more.

@@ -9,6 +9,9 @@ guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed; a kernel refu
 an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
 one: name, met, reason, facts), deviations (stated rules the kernel breaks: rule, source,
 observed), extras (what the test added; kregress.verdict.record) and ended_by (expect | precondition).
+
+A kernel's entry holds what its run knew of it, and fact_decisions: the one decision of which
+facts it has (kregress.kernels.decision), which every report reads.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ import os
 import platform
 import time
 from pathlib import Path
+
+from kregress.kernels.decision import decide
 
 FORMAT = "kregress-results/2"
 # /1 lacked expectation_facts and harness_error kinds for boot and driver failures
@@ -77,6 +82,10 @@ class ResultsFile:
 
     def finish(self) -> dict:
         self.doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        # kernels in the order their first test ended (a kernel's record arrives with its last)
+        first = list(dict.fromkeys(t["kernel"] for t in self.doc["tests"] if t.get("kernel") in self.doc["kernels"]))
+        kernels = self.doc["kernels"]
+        self.doc["kernels"] = {k: kernels[k] for k in first + [k for k in kernels if k not in first]}
         self.doc["summary"] = self.summary()
         self.write()
         return self.doc["summary"]
@@ -122,8 +131,22 @@ def normalise(doc: dict, where: str = "results") -> dict:
         for key in ("expectation_facts", "documented", "deviations"):
             test[key] = test.get(key) or []
         test["extras"] = test.get("extras") or {}
+    for kernel_id, info in doc["kernels"].items():
+        if "fact_decisions" not in info:
+            info["fact_decisions"] = decisions_then(doc, kernel_id, info)
     doc["format"] = FORMAT
     return doc
+
+
+def decisions_then(doc: dict, kernel_id: str, info: dict) -> dict[str, dict]:
+    """A file written before kernels recorded their fact decision: what its tests recorded of
+    it (facts_used, decided with the kernel's config), the rest decided from the kernel's record."""
+    decisions = decide(kernel_id, info.get("upstream_version"), info.get("facts") or {}, info.get("evidence") or {},
+                       arch=info.get("arch") or "x86_64")
+    for test in doc["tests"]:
+        if test.get("kernel") == kernel_id:
+            decisions.update(test["facts_used"])
+    return decisions
 
 
 def case_of(nodeid: str, kernel: str | None) -> str:

@@ -32,14 +32,15 @@ def expected_state(used: dict) -> str:
     return used.get("state") or ("has" if used.get("expected") else "lacks")
 
 
-def judge(test: dict, name: str, state: str) -> tuple[str, object]:
+def judge(test: dict, name: str, state: str, decisions: dict | None = None) -> tuple[str, object]:
     """What one test says about one fact: (kind, detail) with kind agree, against, in question
-    (detail: the facts named), precondition (detail: the precondition), or not counted (why)."""
+    (detail: the facts named), precondition (detail: the precondition), or not counted (why).
+    decisions: the kernel's fact decision (its results record); the test's facts_used without."""
     outcome = test.get("outcome") or "?"
     if test.get("harness_error"):
         return "not counted", f"harness error ({test['harness_error']})"
     precondition = test.get("precondition") or {}
-    used = test.get("facts_used") or {}
+    used = {name: (decisions or {}).get(name) or value for name, value in (test.get("facts_used") or {}).items()}
     if precondition and name in precondition.get("facts", list(used)):
         return _judge_precondition(precondition, outcome, name, state, used)
     if precondition:        # it ended on a precondition about other facts before judging this one
@@ -82,15 +83,18 @@ def table(docs: list[dict]) -> list[dict]:
             kernel = test.get("kernel")
             if not kernel:
                 continue                    # unit tests judge no kernel
+            info = doc.get("kernels", {}).get(kernel) or {}
+            decisions = info.get("fact_decisions") or {}
             for name, used in (test.get("facts_used") or {}).items():
+                used = decisions.get(name) or used      # the kernel's one decision, where recorded
                 row = rows.setdefault((kernel, name), {
                     "kernel": kernel, "fact": name, "state": expected_state(used), "reason": used.get("reason"),
                     "expected": used.get("expected"), "decided_by": used.get("decided_by"),
                     "sources": used.get("sources") or {},
-                    "package_version": (doc.get("kernels", {}).get(kernel) or {}).get("package_version"),
-                    "coverage": (doc.get("kernels", {}).get(kernel) or {}).get("evidence_coverage") or {},
+                    "package_version": info.get("package_version"),
+                    "coverage": info.get("evidence_coverage") or {},
                     "agree": [], "against": [], "in_question": [], "precondition": [], "not_counted": []})
-                kind, detail = judge(test, name, row["state"])
+                kind, detail = judge(test, name, row["state"], decisions)
                 nodeid = test.get("nodeid", "?")
                 if kind in ("agree", "against"):
                     row[kind].append(nodeid)

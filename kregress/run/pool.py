@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from kregress.kernel_log import gaps as kmsg_gaps
+from kregress.kernels import decision, evidence
 from kregress.run.accel import AccelChoice, ProbeResult, choose_for_host
 from kregress.kernels.entries import load_kernels, select_kernels
 from kregress.kernels.facts import FACTS
@@ -45,7 +46,9 @@ class KernelPool:
         self.live: KernelSession | None = None
         self.live_for = None
         self.boot_errors: dict[str, str] = {}
-        self.infos: dict[str, dict] = {}
+        self.infos: dict[str, dict] = {}        # a failed start's record (a failure is a kernel's last start)
+        self.latest: dict[str, KernelSession] = {}      # each kernel's newest started VM, alive or not
+        self.decisions: dict[str, dict[str, dict]] = {}     # each kernel's fact decision
         self.boot_seconds: dict[str, list[dict]] = {}     # every start (boot or restore), after failures too
         # every start's boot retries and snapshot events (recovery.py), not only the live VM's
         self.recoveries: dict[str, dict[str, list]] = {}
@@ -148,10 +151,10 @@ class KernelPool:
             raise
         self._note_recoveries(kernel_id, session)
         self.live, self.live_for = session, fresh_for
+        self.latest[kernel_id] = session
         boot = session.vm.boot
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
-        self.update_info(kernel_id)
-        # the previous VM's stop, this one's start and its first info: what a change of VM costs a test
+        # the previous VM's stop and this one's start: what a change of VM costs a test
         session.start_seconds = round(time.monotonic() - started, 3)
         return session
 
@@ -160,10 +163,47 @@ class KernelPool:
         noted["snapshot_events"] += session.vm.snapshot_events
         noted["boot_retries"] += list(session.vm.boot.retries) if session.vm.boot else []
 
-    def update_info(self, kernel_id: str) -> None:
-        if self.live and self.live.kernel.id == kernel_id and self.live.alive():
-            self.infos[kernel_id] = {**self.live.info(), "boots": self.boot_seconds.get(kernel_id, []),
-                                     **self.recoveries.get(kernel_id, {})}
+    def fact_decisions(self, kernel_id: str) -> dict[str, dict]:
+        """Which facts the kernel has and why (kregress.kernels.decision): decided once per process."""
+        if kernel_id not in self.decisions:
+            kernel = self.kernel(kernel_id)
+            said = evidence.gather(kernel.image, kernel.upstream_version, sha256_file(kernel.image))
+            self.decisions[kernel_id] = decision.decide(kernel.id, kernel.upstream_version, dict(kernel.spec.facts),
+                                                        said, arch=kernel.spec.arch, config=kernel.config)
+        return self.decisions[kernel_id]
+
+    def kernel_info(self, kernel_id: str) -> dict:
+        """The kernel's results record, built once this process is done with the kernel: its newest
+        VM's state, every start's boots and recoveries, a failed start's error, kernels.toml's stated
+        facts (reports flag the stale ones, offline too) and the fact decision."""
+        parts = []
+        if kernel_id in self.latest:
+            parts.append({**self.latest[kernel_id].info(), "boots": self.boot_seconds.get(kernel_id, []),
+                          **self.recoveries.get(kernel_id, {})})
+        if kernel_id in self.infos:
+            parts.append(self.infos[kernel_id])
+        info = {} if parts else {"id": kernel_id, "error": self.boot_errors.get(kernel_id)
+                                 or self.fetch_errors.get(kernel_id)}
+        for part in parts:      # what a failed start could not say, its earlier start did
+            info.update({key: value for key, value in part.items() if value is not None})
+        if kernel_id in self.specs:
+            info["facts"] = dict(self.specs[kernel_id].facts)
+        if kernel_id in self.kernels:
+            info["fact_decisions"] = self.fact_decisions(kernel_id)
+        return info
+
+    def identity(self, kernel_id: str) -> dict:
+        """What each test's report names its kernel by (package, versions, uname -r, accelerator):
+        read off the kernel and its VM, no scan."""
+        if kernel_id in self.infos:
+            known = self.infos[kernel_id]
+        elif kernel_id in self.latest:
+            session = self.latest[kernel_id]
+            known = {**session.kernel.describe(), "uname_r": session.release, "accel": session.accel.accel}
+        else:
+            return {}
+        return {key: known.get(key) for key in ("package", "image", "package_version", "upstream_version",
+                                                "uname_r", "accel")}
 
     def stop_live(self) -> None:
         if self.live:

@@ -16,7 +16,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from kregress.kernels.facts import FACTS, KernelFacts, UndeclaredFact
+from kregress.kernels.decision import KernelFacts, UndeclaredFact
+from kregress.kernels.facts import FACTS
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from kregress.check_progs import findings as checkprogs, guest as progs_guest, sockopt_model
-from kregress.kernels.facts import KernelFacts
+from kregress.kernels.decision import KernelFacts
 from kregress.check_progs.report import programs_section
 
 DATA = Path(__file__).with_name("data") / "check_progs"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from kregress.verdict.expect import DocumentRule, declared_facts, facts_mismatch, failure_message, scenario_facts
-from kregress.kernels.facts import FACTS, KernelFacts, UndeclaredFact
+from kregress.kernels.decision import KernelFacts, UndeclaredFact
+from kregress.kernels.facts import FACTS
 from kregress.paths import PROJECT_ROOT
 
 SCENARIO_MODULES = sorted(p for p in (PROJECT_ROOT / "tests").glob("test_*.py")

@@ -1,6 +1,7 @@
 import pytest
 
-from kregress.kernels.facts import FACTS, KernelFacts, parse_version
+from kregress.kernels.decision import KernelFacts
+from kregress.kernels.facts import FACTS, parse_version
 from kregress.kernels.kernel import upstream_version_of
 
 

@@ -7,7 +7,8 @@ import kcidb_io
 import pytest
 
 from kregress.report import kcidb, junit
-from kregress.plugin import PROPERTY, _flatten_properties
+from kregress.plugin.records import _flatten_properties
+from kregress.plugin.state import PROPERTY
 
 from reportdata import RELIEF_COMMIT, four_kernels, record_of
 
@@ -95,7 +96,7 @@ def test_pytest_junitxml_gets_flat_kernel_properties():
     doc = four_kernels()
     info = doc["kernels"]["debian-6.1"]
     report = SimpleNamespace(user_properties=[("mine", 1), (PROPERTY, {})])
-    _flatten_properties(report, {"kernel": "debian-6.1", "kernel_info": info, "observed": {"errno": "OK"}})
+    _flatten_properties(report, {"kernel": "debian-6.1", "observed": {"errno": "OK"}}, info)
     props = dict(report.user_properties)
     assert PROPERTY not in props and props["mine"] == 1
     assert (props["kernel"], props["kernel_version"], props["accel"]) == ("debian-6.1", "6.1.176-1", "tcg")

@@ -5,7 +5,8 @@ import pytest
 from kregress.verdict import deviations
 from kregress.report import known
 from kregress.report import junit, kcidb, write as report
-from kregress import plugin
+from kregress.plugin import records as plugin_records
+from kregress.plugin.state import PROPERTY
 from kregress.report.matrix import build
 from kregress.verdict.expect import StatedRule
 from kregress.verdict.record import RecordError, add_extras, ending_problem, extra, new_record
@@ -98,7 +99,7 @@ class _Item:
     nodeid = "tests/test_x.py::test_y[k]"
 
     def __init__(self, record):
-        self.user_properties = [(plugin.PROPERTY, record)]
+        self.user_properties = [(PROPERTY, record)]
 
 
 @pytest.mark.parametrize("record, report, failed", [
@@ -109,7 +110,7 @@ class _Item:
     ({"ended_by": "precondition"}, _Report("skipped"), False),
 ])
 def test_runtime_check_fails_other_endings(record, report, failed):
-    plugin._check_ending(_Item({**new_record(), **record}), report)
+    plugin_records._check_ending(_Item({**new_record(), **record}), report)
     assert (report.outcome == "failed") is failed
     if failed:
         assert "expect()" in report.longrepr and not hasattr(report, "wasxfail")
