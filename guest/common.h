@@ -1,4 +1,5 @@
-/* Shared by the guest drivers: cgroups of the driver's own, JSON output, errno names.
+/* Shared by the guest drivers: JSON output, errno names, failures, the case table
+ * (cgroups, sockets and attaching are in lib/).
  * Each driver prints exactly one JSON object on stdout and exits 0 when it could
  * observe the behaviour (whatever it was), including a kernel refusing a program
  * ({"refused": ...}, see refused()); set-up failures exit 2 with {"error": ...}.
@@ -20,44 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CGROUP_ROOT "/sys/fs/cgroup"
-
-/* ---- JSON: one flat-or-nested object, written as we go ---- */
-static int json_need_comma;
-
-static void json_open(void) { printf("{"); json_need_comma = 0; }
-static void json_close(void) { printf("}\n"); fflush(stdout); }
-
-static void json_key(const char *key)
-{
-	printf("%s\"%s\": ", json_need_comma ? ", " : "", key);
-	json_need_comma = 1;
-}
-
-static void json_str(const char *key, const char *value)
-{
-	json_key(key);
-	putchar('"');
-	for (const char *p = value; p && *p; p++) {
-		if (*p == '"' || *p == '\\')
-			printf("\\%c", *p);
-		else if ((unsigned char)*p < 0x20)
-			printf("\\u%04x", *p);
-		else
-			putchar(*p);
-	}
-	putchar('"');
-}
-
-static void json_int(const char *key, long long value) { json_key(key); printf("%lld", value); }
-static void json_bool(const char *key, int value) { json_key(key); printf(value ? "true" : "false"); }
-/* A nested object: json_obj_open("x"); json_int(...); json_obj_close(); */
-static void json_obj_open(const char *key) { json_key(key); printf("{"); json_need_comma = 0; }
-static void json_obj_close(void) { printf("}"); json_need_comma = 1; }
-/* An array of objects: json_arr_open("x"); { json_elem_obj_open(); ...; json_obj_close(); } json_arr_close(); */
-static void json_arr_open(const char *key) { json_key(key); printf("["); json_need_comma = 0; }
-static void json_elem_obj_open(void) { printf("%s{", json_need_comma ? ", " : ""); json_need_comma = 0; }
-static void json_arr_close(void) { printf("]"); json_need_comma = 1; }
+#include "lib/json.h"
 
 static const char *errno_name(int err)
 {
@@ -106,77 +70,77 @@ static void refused(const char *stage, const char *program, int err, const char 
 	exit(0);
 }
 
-/* ---- cgroups: /sys/fs/cgroup/kregress-<pid>-<name>, removed at exit ---- */
-#define MAX_CGROUPS 8
-static char cgroup_paths[MAX_CGROUPS][256];
-static int nr_cgroups;
+/* ---- cases: every scenario driver is `DRIVER CASE [ARG...]`, its cases in one table ---- */
+#define MAX_CASE_ARGS 2
 
-static void cgroups_cleanup(void)
+/* args: each one either "word|word" (one of these words) or a NAME in capitals (any
+ * value, the case checks it); unused slots NULL. run gets argv from the case's name on. */
+struct driver_case {
+	const char *name;
+	const char *args[MAX_CASE_ARGS];
+	void (*run)(char **argv);
+};
+
+#define NR_CASES(table) (sizeof(table) / sizeof((table)[0]))
+
+static int case_arg_fits(const char *spec, const char *arg)
 {
-	int fd = open(CGROUP_ROOT "/cgroup.procs", O_WRONLY);
+	size_t len = strlen(arg);
 
-	if (fd >= 0) {      /* move back to the root so the directories can go */
-		dprintf(fd, "%d\n", getpid());
-		close(fd);
+	if (spec[strspn(spec, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_")] == 0)
+		return 1;
+	for (const char *at = spec; at; at = strchr(at, '|') ? strchr(at, '|') + 1 : NULL)
+		if (!strncmp(at, arg, len) && (at[len] == '|' || at[len] == 0))
+			return 1;
+	return 0;
+}
+
+static int same_case_args(const struct driver_case *a, const struct driver_case *b)
+{
+	for (int k = 0; k < MAX_CASE_ARGS; k++)
+		if ((a->args[k] || b->args[k]) && (!a->args[k] || !b->args[k] || strcmp(a->args[k], b->args[k])))
+			return 0;
+	return 1;
+}
+
+/* The usage line, made from the table; neighbours taking the same arguments share them:
+ * "usage: DRIVER a|b | c get|set | d CYCLES" */
+static void case_usage(const char *driver, const struct driver_case *cases, size_t n)
+{
+	char usage[512];
+	size_t at = snprintf(usage, sizeof(usage), "usage: %s", driver);
+
+	for (size_t i = 0; i < n && at < sizeof(usage); i++) {
+		int shares_next = i + 1 < n && same_case_args(&cases[i], &cases[i + 1]);
+		int first_of_group = i == 0 || !same_case_args(&cases[i - 1], &cases[i]);
+
+		at += snprintf(usage + at, sizeof(usage) - at, "%s%s", first_of_group ? (i ? " | " : " ") : "|",
+			       cases[i].name);
+		for (int k = 0; !shares_next && k < MAX_CASE_ARGS && cases[i].args[k] && at < sizeof(usage); k++)
+			at += snprintf(usage + at, sizeof(usage) - at, " %s", cases[i].args[k]);
 	}
-	for (int i = nr_cgroups - 1; i >= 0; i--)
-		rmdir(cgroup_paths[i]);
+	errno = EINVAL;
+	fail("%s", usage);
 }
 
-/* Create a cgroup (parent == NULL: under the root) and return an O_RDONLY fd to it. */
-static int cgroup_create(const char *parent, const char *name, char *path_out, size_t len)
+/* The case argv names, with exactly its arguments, each fitting its spec; else the usage. */
+static const struct driver_case *pick_case(const char *driver, const struct driver_case *cases, size_t n,
+					   int argc, char **argv)
 {
-	char path[256];
-	int fd;
+	for (size_t i = 0; argc >= 2 && i < n; i++) {
+		int nargs = 0, fits = 1;
 
-	if (parent)
-		snprintf(path, sizeof(path), "%s/%s", parent, name);
-	else
-		snprintf(path, sizeof(path), CGROUP_ROOT "/kregress-%d-%s", getpid(), name);
-	if (mkdir(path, 0755) && errno != EEXIST)
-		fail("mkdir %s", path);
-	if (nr_cgroups == 0)
-		atexit(cgroups_cleanup);
-	if (nr_cgroups < MAX_CGROUPS)
-		snprintf(cgroup_paths[nr_cgroups++], sizeof(cgroup_paths[0]), "%s", path);
-	fd = open(path, O_RDONLY | O_DIRECTORY);
-	if (fd < 0)
-		fail("open %s", path);
-	if (path_out)
-		snprintf(path_out, len, "%s", path);
-	return fd;
-}
-
-/* Move the calling process into the cgroup at path. */
-static void cgroup_join(const char *path)
-{
-	char procs[300];
-	int fd;
-
-	snprintf(procs, sizeof(procs), "%s/cgroup.procs", path);
-	fd = open(procs, O_WRONLY);
-	if (fd < 0 || dprintf(fd, "%d\n", getpid()) < 0)
-		fail("join %s", path);
-	close(fd);
-}
-
-/* A network namespace of the driver's own with lo up: loopback TCP and AF_PACKET
- * sockets stay off the guest's interfaces. Call it before attaching programs, since it
- * makes an AF_INET socket. */
-static void enter_private_netns(void)
-{
-	struct ifreq ifr = { .ifr_name = "lo" };
-	int fd;
-
-	if (unshare(CLONE_NEWNET))
-		fail("unshare(CLONE_NEWNET)");
-	fd = socket(AF_INET, SOCK_DGRAM, 0);
-	if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr))
-		fail("SIOCGIFFLAGS lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(fd, SIOCSIFFLAGS, &ifr))
-		fail("bringing lo up");
-	close(fd);
+		if (strcmp(argv[1], cases[i].name))
+			continue;
+		while (nargs < MAX_CASE_ARGS && cases[i].args[nargs])
+			nargs++;
+		for (int k = 0; fits && k < nargs && k + 2 < argc; k++)
+			fits = case_arg_fits(cases[i].args[k], argv[k + 2]);
+		if (fits && argc == nargs + 2)
+			return &cases[i];
+	}
+	case_usage(driver, cases, n);
+	return NULL;
 }
 
 #endif

@@ -12,11 +12,12 @@
  * Prints one JSON object: what userspace saw (return, errno name, optlen, value).
  */
 #include "common.h"
-#include <grp.h>
+#include "lib/attach.h"
+#include "lib/cgroup.h"
+#include "lib/net.h"
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <sys/socket.h>
-#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "getsockopt_efault.skel.h"
 
@@ -28,23 +29,22 @@
 
 static struct getsockopt_efault *skel;
 
-static void attach(int cg_fd, const char *prog_kind)
+static void attach_or_refused(struct bpf_program *prog, int cg_fd)
 {
-	struct bpf_program *get_prog = NULL;
+	int err = attach(prog, cg_fd, ATTACH_FLAGS(0));
 
+	if (err)
+		refused("attach", bpf_program__name(prog), err, "");
+}
+
+static void attach_kind(int cg_fd, const char *prog_kind)
+{
 	if (!strcmp(prog_kind, "none"))
 		return;
-	if (!strcmp(prog_kind, "buggy"))
-		get_prog = skel->progs.get_ignores_others;
-	else if (!strcmp(prog_kind, "fixed"))
-		get_prog = skel->progs.get_resets_optlen;
-	else
-		fail("unknown PROG %s (none, buggy, fixed)", prog_kind);
-	if (bpf_prog_attach(bpf_program__fd(get_prog), cg_fd, BPF_CGROUP_GETSOCKOPT, 0))
-		refused("attach", bpf_program__name(get_prog), errno, "");
+	attach_or_refused(!strcmp(prog_kind, "buggy") ? skel->progs.get_ignores_others : skel->progs.get_resets_optlen,
+			  cg_fd);
 	/* The setsockopt side always leaves foreign options alone (the "buggy" shape). */
-	if (bpf_prog_attach(bpf_program__fd(skel->progs.set_ignores_others), cg_fd, BPF_CGROUP_SETSOCKOPT, 0))
-		refused("attach", "set_ignores_others", errno, "");
+	attach_or_refused(skel->progs.set_ignores_others, cg_fd);
 }
 
 static void report(int ret, int err, socklen_t optlen)
@@ -108,23 +108,19 @@ static int groups_for(long page)
 static void case_peergroups(int optlen_in)
 {
 	int nr_groups = groups_for(sysconf(_SC_PAGESIZE));
-	gid_t *groups = calloc(nr_groups, sizeof(gid_t));
 	char *buf = calloc(1, optlen_in);
 	socklen_t optlen = optlen_in;
 	int pair[2], ret;
 
-	for (int i = 0; groups && i < nr_groups; i++)
-		groups[i] = 10000 + i;
 	/* Peer credentials are captured when the pair is made. */
-	if (!groups || setgroups(nr_groups, groups))
-		fail("setgroups(%d)", nr_groups);
+	set_peer_groups(nr_groups);
 	json_int("groups_set", nr_groups);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) || !buf)
 		fail("socketpair");
 	ret = getsockopt(pair[0], SOL_SOCKET, SO_PEERGROUPS, buf, &optlen);
 	report(ret, errno, optlen);
 	json_int("groups_seen", ret == 0 ? optlen / sizeof(gid_t) : -1);
-	json_bool("first_group_ok", ret == 0 && ((gid_t *)buf)[0] == 10000);
+	json_bool("first_group_ok", ret == 0 && ((gid_t *)buf)[0] == FIRST_PEER_GROUP);
 }
 
 /* OPTLEN: a number of bytes, or page, page+1, 2page (of the given page size). */
@@ -141,49 +137,60 @@ static int parse_optlen(const char *text, long page)
 	return atoi(text);
 }
 
-int main(int argc, char **argv)
+/* What a page size makes of the sizes; no BPF. */
+static void case_sizes(char **argv)
+{
+	long page = atol(argv[1]);
+
+	json_open();
+	json_int("page_size", page);
+	json_int("page", parse_optlen("page", page));
+	json_int("page+1", parse_optlen("page+1", page));
+	json_int("2page", parse_optlen("2page", page));
+	json_int("groups", groups_for(page));
+	json_close();
+}
+
+/* argv: CASE OPTLEN PROG; the program (if any) attached, the driver in its cgroup. */
+static void observe(char **argv, void (*observe_case)(int optlen_in))
 {
 	char cg_path[256];
 	int cg_fd, optlen_in;
 
-	if (argc == 3 && !strcmp(argv[1], "sizes")) {    /* what a page size makes of the sizes; no BPF */
-		long page = atol(argv[2]);
-
-		json_open();
-		json_int("page_size", page);
-		json_int("page", parse_optlen("page", page));
-		json_int("page+1", parse_optlen("page+1", page));
-		json_int("2page", parse_optlen("2page", page));
-		json_int("groups", groups_for(page));
-		json_close();
-		return 0;
-	}
-	if (argc != 4)
-		fail("usage: %s unknown|private|tos|peergroups OPTLEN none|buggy|fixed, or sizes PAGE_SIZE", argv[0]);
-	optlen_in = parse_optlen(argv[2], sysconf(_SC_PAGESIZE));
+	optlen_in = parse_optlen(argv[1], sysconf(_SC_PAGESIZE));
 	skel = getsockopt_efault__open_and_load();
 	if (!skel)
 		refused("load", "getsockopt_efault.bpf.o", errno, "see stderr for the verifier log");
 	cg_fd = cgroup_create(NULL, "sockopt", cg_path, sizeof(cg_path));
-	attach(cg_fd, argv[3]);
+	attach_kind(cg_fd, argv[2]);
 	cgroup_join(cg_path);
 
 	json_open();
-	json_str("case", argv[1]);
+	json_str("case", argv[0]);
 	json_int("page_size", sysconf(_SC_PAGESIZE));
 	json_int("optlen_in", optlen_in);
-	json_str("prog", argv[3]);
-	if (!strcmp(argv[1], "unknown"))
-		case_unknown(optlen_in);
-	else if (!strcmp(argv[1], "private"))
-		case_private(optlen_in);
-	else if (!strcmp(argv[1], "tos"))
-		case_tos(optlen_in);
-	else if (!strcmp(argv[1], "peergroups"))
-		case_peergroups(optlen_in);
-	else
-		fail("unknown CASE %s", argv[1]);
+	json_str("prog", argv[2]);
+	observe_case(optlen_in);
 	json_close();
 	getsockopt_efault__destroy(skel);
+}
+
+static void run_unknown(char **argv) { observe(argv, case_unknown); }
+static void run_private(char **argv) { observe(argv, case_private); }
+static void run_tos(char **argv) { observe(argv, case_tos); }
+static void run_peergroups(char **argv) { observe(argv, case_peergroups); }
+
+#define PROG_KINDS "none|buggy|fixed"
+static const struct driver_case cases[] = {
+	{ "unknown", { "OPTLEN", PROG_KINDS }, run_unknown },
+	{ "private", { "OPTLEN", PROG_KINDS }, run_private },
+	{ "tos", { "OPTLEN", PROG_KINDS }, run_tos },
+	{ "peergroups", { "OPTLEN", PROG_KINDS }, run_peergroups },
+	{ "sizes", { "PAGE_SIZE" }, case_sizes },
+};
+
+int main(int argc, char **argv)
+{
+	pick_case("getsockopt_efault", cases, NR_CASES(cases), argc, argv)->run(argv + 1);
 	return 0;
 }

@@ -14,13 +14,13 @@
  * flags each program read.
  */
 #include "common.h"
+#include "lib/attach.h"
+#include "lib/cgroup.h"
+#include "lib/net.h"
 
-#include <arpa/inet.h>
 #include <linux/sockios.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -38,28 +38,12 @@ typedef struct sockops_counts counts_t[NR_PROGS][NR_ROLES];
 
 static struct sockops_flags *skel;
 
-static void usage(void)
+static void attach_multi(struct bpf_program *prog, int cgroup_fd, const char *cgroup)
 {
-	errno = EINVAL;
-	fail("usage: sockops_flags prog_a_alone | prog_a_and_b a_first|b_first | "
-	     "storage_workaround a_first|b_first | nested_cgroups a_on_parent|b_on_parent");
-}
+	int err = attach(prog, cgroup_fd, ATTACH_FLAGS(BPF_F_ALLOW_MULTI));
 
-static int valid_args(const char *name, const char *arg, int argc)
-{
-	if (!strcmp(name, "prog_a_alone"))
-		return argc == 2;
-	if (!strcmp(name, "prog_a_and_b") || !strcmp(name, "storage_workaround"))
-		return !strcmp(arg, "a_first") || !strcmp(arg, "b_first");
-	if (!strcmp(name, "nested_cgroups"))
-		return !strcmp(arg, "a_on_parent") || !strcmp(arg, "b_on_parent");
-	return 0;
-}
-
-static void attach(struct bpf_program *prog, int cgroup_fd, const char *cgroup)
-{
-	if (bpf_prog_attach(bpf_program__fd(prog), cgroup_fd, BPF_CGROUP_SOCK_OPS, BPF_F_ALLOW_MULTI))
-		refused("attach", bpf_program__name(prog), errno, cgroup);
+	if (err)
+		refused("attach", bpf_program__name(prog), err, cgroup);
 }
 
 static __u32 prog_id(struct bpf_program *prog)
@@ -89,25 +73,6 @@ static void effective_order(int cgroup_fd, char *out, size_t len)
 			if (prog_id(progs[p]) == ids[i])
 				name = bpf_program__name(progs[p]);
 		snprintf(out + strlen(out), len - strlen(out), "%s%s", i ? "," : "", name);
-	}
-}
-
-static void send_all(int fd, const char *buf, size_t len)
-{
-	if (send(fd, buf, len, 0) != (ssize_t)len)
-		fail("send");
-}
-
-static void recv_all(int fd, char *buf, size_t len)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = recv(fd, buf + got, len - got, 0);
-
-		if (n <= 0)
-			fail("recv (got %zu of %zu bytes)", got, len);
-		got += n;
 	}
 }
 
@@ -142,38 +107,21 @@ static long long retransmits(int fd)
 	return info.tcpi_total_retrans;
 }
 
-static void set_nodelay(int fd)
-{
-	int one = 1;
-
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)))
-		fail("TCP_NODELAY");
-}
-
 /* Handshake, snapshot, data both ways, snapshot. */
 static long long run_traffic(counts_t handshake, counts_t end)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons(SERVER_PORT),
-				    .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	char buf[SEGMENT_BYTES];
-	int one = 1, lfd, cfd, afd;
+	int lfd, cfd, afd;
 	long long retrans;
 
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
-	    bind(lfd, (struct sockaddr *)&addr, sizeof(addr)) || listen(lfd, 1))
-		fail("listen on 127.0.0.1:%d", SERVER_PORT);
-	cfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (cfd < 0 || connect(cfd, (struct sockaddr *)&addr, sizeof(addr)))
-		fail("connect");
+	lfd = tcp_listener(SERVER_PORT, NULL);
+	cfd = tcp_connect(SERVER_PORT);
 	/* accept() returns once the passive side has processed the final ACK, so both
 	 * *_ESTABLISHED_CB have run and nothing else is in flight.
 	 */
-	afd = accept(lfd, NULL, NULL);
-	if (afd < 0)
-		fail("accept");
-	set_nodelay(cfd);
-	set_nodelay(afd);
+	afd = tcp_accept(lfd);
+	tcp_nodelay(cfd);
+	tcp_nodelay(afd);
 
 	memcpy(handshake, skel->bss->counts, sizeof(counts_t));
 	for (int p = 0; p < NR_PROGS; p++)
@@ -245,17 +193,15 @@ static void json_seen_by_peer(const char *peer, const struct sockops_counts *hs,
 #undef KEY
 }
 
-int main(int argc, char **argv)
+/* argv: CASE [VARIANT] */
+static void observe(char **argv)
 {
-	const char *name = argc > 1 ? argv[1] : "", *arg = argc > 2 ? argv[2] : "";
+	const char *name = argv[0], *arg = argv[1] ? argv[1] : "";
 	struct bpf_program *a, *b, *parent_prog = NULL, *child_prog = NULL;
 	char path[256], parent_path[256], order[128];
 	counts_t hs, end;
 	int cg_fd, parent_fd;
 	long long retrans;
-
-	if (!valid_args(name, arg, argc))
-		usage();
 
 	enter_private_netns();
 
@@ -288,15 +234,15 @@ int main(int argc, char **argv)
 		cg_fd = cgroup_create(parent_path, "child", path, sizeof(path));
 		parent_prog = !strcmp(arg, "a_on_parent") ? a : b;
 		child_prog = parent_prog == a ? b : a;
-		attach(parent_prog, parent_fd, parent_path);
-		attach(child_prog, cg_fd, path);
+		attach_multi(parent_prog, parent_fd, parent_path);
+		attach_multi(child_prog, cg_fd, path);
 	} else {
 		cg_fd = cgroup_create(NULL, "sockops", path, sizeof(path));
 		if (!strcmp(name, "prog_a_alone")) {
-			attach(a, cg_fd, path);
+			attach_multi(a, cg_fd, path);
 		} else {
-			attach(!strcmp(arg, "a_first") ? a : b, cg_fd, path);
-			attach(!strcmp(arg, "a_first") ? b : a, cg_fd, path);
+			attach_multi(!strcmp(arg, "a_first") ? a : b, cg_fd, path);
+			attach_multi(!strcmp(arg, "a_first") ? b : a, cg_fd, path);
 		}
 	}
 	effective_order(cg_fd, order, sizeof(order));
@@ -337,5 +283,17 @@ int main(int argc, char **argv)
 	json_close();
 
 	sockops_flags__destroy(skel);
+}
+
+static const struct driver_case cases[] = {
+	{ "prog_a_alone", {}, observe },
+	{ "prog_a_and_b", { "a_first|b_first" }, observe },	/* attach order in one cgroup */
+	{ "storage_workaround", { "a_first|b_first" }, observe },	/* prog_a_storage + prog_b_storage */
+	{ "nested_cgroups", { "a_on_parent|b_on_parent" }, observe },	/* the other on the child cgroup */
+};
+
+int main(int argc, char **argv)
+{
+	pick_case("sockops_flags", cases, NR_CASES(cases), argc, argv)->run(argv + 1);
 	return 0;
 }

@@ -15,12 +15,12 @@
  * Prints one JSON object; option values are ints, errnos are names ("OK" for success).
  */
 #include "common.h"
-#include <grp.h>
+#include "lib/attach.h"
+#include "lib/cgroup.h"
+#include "lib/net.h"
 #include <pthread.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
-#include <sys/syscall.h>
-#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include "sockopt_contract.skel.h"
 
@@ -38,10 +38,6 @@ enum { GET_REJECT, SET_REJECT, SET_SKIP_KERNEL, SET_A, SET_B, GET_A, GET_B, SET_
 #define TOS_BY_CHILD 0x30
 #define ANSWER_BY_PROG 0x77
 #define LEAVE_OPTLEN (-2)
-#define FIRST_GROUP 10000
-/* uapi flags newer than the build host's headers */
-#define F_BEFORE (1U << 3)
-#define F_PREORDER (1U << 6)
 
 static struct sockopt_contract *skel;
 static int parent_fd, child_fd;
@@ -56,38 +52,20 @@ static void reset_counters(void)
 		skel->bss->seen_value[i] = skel->bss->seen_optlen[i] = -1;
 }
 
-static int attach_flags(int cg, struct bpf_program *prog, enum bpf_attach_type type, __u32 flags)
+/* Attached with BPF_F_ALLOW_MULTI, or the kernel's refusal is the result. */
+static void attach_multi(int cg, struct bpf_program *prog)
 {
-	return bpf_prog_attach(bpf_program__fd(prog), cg, type, flags) ? errno : 0;
-}
-
-static void attach(int cg, struct bpf_program *prog, enum bpf_attach_type type)
-{
-	int err = attach_flags(cg, prog, type, BPF_F_ALLOW_MULTI);
+	int err = attach(prog, cg, ATTACH_FLAGS(BPF_F_ALLOW_MULTI));
 
 	if (err)
 		refused("attach", bpf_program__name(prog), err, "");
 }
 
-static void detach(int cg, struct bpf_program *prog, enum bpf_attach_type type)
+static void must_detach(int cg, struct bpf_program *prog)
 {
-	if (bpf_prog_detach2(bpf_program__fd(prog), cg, type))
+	errno = detach(prog, cg);
+	if (errno)
 		fail("detach %s", bpf_program__name(prog));
-}
-
-/* BPF_PROG_ATTACH with relative_fd (the mprog API), laid out by hand: the build host's
- * uapi headers and libbpf predate it. A kernel without it refuses the flag or the field. */
-static int attach_before(int cg, struct bpf_program *prog, enum bpf_attach_type type, struct bpf_program *anchor)
-{
-	struct {
-		__u32 target_fd, attach_bpf_fd, attach_type, attach_flags, replace_bpf_fd, relative_fd;
-		__u64 expected_revision;
-	} attr = {
-		.target_fd = cg, .attach_bpf_fd = bpf_program__fd(prog), .attach_type = type,
-		.attach_flags = BPF_F_ALLOW_MULTI | F_BEFORE, .relative_fd = bpf_program__fd(anchor),
-	};
-
-	return syscall(__NR_bpf, BPF_PROG_ATTACH, &attr, sizeof(attr)) ? errno : 0;
 }
 
 static void json_order(const char *key)
@@ -106,11 +84,7 @@ static void json_order(const char *key)
 
 static int tcp_socket(void)
 {
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		fail("socket");
-	return fd;
+	return must_socket(AF_INET, SOCK_STREAM, 0);
 }
 
 /* setsockopt(IP_TOS) from a buffer of optlen bytes starting with value; 0 or errno */
@@ -154,28 +128,28 @@ static int tos_now(int fd)
 	return value;
 }
 
-static void case_reject(void)
+static void case_reject(char **argv)
 {
 	int fd = tcp_socket(), value;
 
 	json_str("kernel_error_alone", errno_name(get_int(fd, SOL_SOCKET, SO_NOBODY_HANDLES, 4, &value, NULL)));
-	attach(child_fd, skel->progs.get_reject, BPF_CGROUP_GETSOCKOPT);
+	attach_multi(child_fd, skel->progs.get_reject);
 	reset_counters();
 	json_str("get_valid_option", errno_name(get_int(fd, IPPROTO_IP, IP_TOS, 4, &value, NULL)));
 	json_str("get_kernel_error", errno_name(get_int(fd, SOL_SOCKET, SO_NOBODY_HANDLES, 4, &value, NULL)));
 	json_int("get_reject_runs", skel->bss->runs[GET_REJECT]);
-	detach(child_fd, skel->progs.get_reject, BPF_CGROUP_GETSOCKOPT);
-	attach(child_fd, skel->progs.set_reject, BPF_CGROUP_SETSOCKOPT);
+	must_detach(child_fd, skel->progs.get_reject);
+	attach_multi(child_fd, skel->progs.set_reject);
 	json_str("set_valid_option", errno_name(set_tos(fd, TOS_BY_USER, 4)));
 	json_int("tos_after_set", tos_now(fd));
 }
 
-static void case_optlen_minus_one(void)
+static void case_optlen_minus_one(char **argv)
 {
 	int fd = tcp_socket();
 
-	attach(parent_fd, skel->progs.set_a, BPF_CGROUP_SETSOCKOPT);
-	attach(child_fd, skel->progs.set_skip_kernel, BPF_CGROUP_SETSOCKOPT);
+	attach_multi(parent_fd, skel->progs.set_a);
+	attach_multi(child_fd, skel->progs.set_skip_kernel);
 	reset_counters();
 	json_str("set", errno_name(set_tos(fd, TOS_BY_USER, 4)));
 	json_int("tos_after", tos_now(fd));
@@ -183,33 +157,33 @@ static void case_optlen_minus_one(void)
 	json_int("parent_saw_optlen", skel->bss->seen_optlen[SET_A]);
 }
 
-static void case_optlen_raise(void)
+static void case_optlen_raise(char **argv)
 {
 	int fd = tcp_socket(), value;
 
-	attach(child_fd, skel->progs.set_raise, BPF_CGROUP_SETSOCKOPT);
+	attach_multi(child_fd, skel->progs.set_raise);
 	skel->bss->raise_by = 4;     /* 4 -> 8: within the 16 bytes the kernel allocates anyway */
 	json_str("set_4_raised_to_8", errno_name(set_tos(fd, TOS_BY_USER, 4)));
 	skel->bss->raise_by = 13;    /* 4 -> 17 */
 	json_str("set_4_raised_to_17", errno_name(set_tos(fd, TOS_BY_USER, 4)));
 	skel->bss->raise_by = 1;     /* 16 -> 17 */
 	json_str("set_16_raised_to_17", errno_name(set_tos(fd, TOS_BY_USER, 16)));
-	detach(child_fd, skel->progs.set_raise, BPF_CGROUP_SETSOCKOPT);
-	attach(child_fd, skel->progs.get_raise, BPF_CGROUP_GETSOCKOPT);
+	must_detach(child_fd, skel->progs.set_raise);
+	attach_multi(child_fd, skel->progs.get_raise);
 	json_str("get_4_raised_to_5", errno_name(get_int(fd, IPPROTO_IP, IP_TOS, 4, &value, NULL)));
 }
 
-static void case_retval(void)
+static void case_retval(char **argv)
 {
 	int fd = tcp_socket(), value, optlen;
 
-	attach(child_fd, skel->progs.get_set_retval, BPF_CGROUP_GETSOCKOPT);
+	attach_multi(child_fd, skel->progs.get_set_retval);
 	skel->bss->new_retval = -EINVAL;
 	json_str("retval_set_to_einval", errno_name(get_int(fd, IPPROTO_IP, IP_TOS, 4, &value, NULL)));
 	skel->bss->new_retval = 0;
 	json_str("retval_set_to_0", errno_name(get_int(fd, IPPROTO_IP, IP_TOS, 4, &value, NULL)));
-	detach(child_fd, skel->progs.get_set_retval, BPF_CGROUP_GETSOCKOPT);
-	attach(child_fd, skel->progs.get_answer_unknown, BPF_CGROUP_GETSOCKOPT);
+	must_detach(child_fd, skel->progs.get_set_retval);
+	attach_multi(child_fd, skel->progs.get_answer_unknown);
 	skel->bss->rewrite_value = ANSWER_BY_PROG;
 	json_str("kernel_error_replaced", errno_name(get_int(fd, SOL_SOCKET, SO_NOBODY_HANDLES, 4, &value, &optlen)));
 	json_int("replaced_value", value);
@@ -219,20 +193,15 @@ static void case_retval(void)
 /* SO_PEERGROUPS of a unix pair made with `groups` supplementary groups */
 static int peer_pair(int groups)
 {
-	gid_t *list = calloc(groups, sizeof(gid_t));
 	int pair[2];
 
-	for (int i = 0; list && i < groups; i++)
-		list[i] = FIRST_GROUP + i;
-	if (!list || setgroups(groups, list))
-		fail("setgroups(%d)", groups);
+	set_peer_groups(groups);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair))
 		fail("socketpair");
-	free(list);
 	return pair[0];
 }
 
-static void case_large(void)
+static void case_large(char **argv)
 {
 	static const struct { const char *name; int optlen; } modes[] = {
 		{ "optlen_zero", 0 }, { "optlen_trimmed", 8 }, { "optlen_untouched", LEAVE_OPTLEN },
@@ -244,8 +213,8 @@ static void case_large(void)
 	json_int("page_size", page);
 	json_int("user_optlen", big);
 	json_int("kernel_answer_bytes", groups * 4);
-	attach(child_fd, skel->progs.set_large, BPF_CGROUP_SETSOCKOPT);
-	attach(child_fd, skel->progs.get_large, BPF_CGROUP_GETSOCKOPT);
+	attach_multi(child_fd, skel->progs.set_large);
+	attach_multi(child_fd, skel->progs.get_large);
 	skel->bss->rewrite_value = TOS_BY_PROG;
 	for (unsigned i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		int fd = tcp_socket();
@@ -270,7 +239,6 @@ static void case_large(void)
 static void run_pair(const char *hook, const char *how)
 {
 	int set = !strcmp(hook, "set");
-	enum bpf_attach_type type = set ? BPF_CGROUP_SETSOCKOPT : BPF_CGROUP_GETSOCKOPT;
 	struct bpf_program *a = set ? skel->progs.set_a : skel->progs.get_a;
 	struct bpf_program *b = set ? skel->progs.set_b : skel->progs.get_b;
 	int fd = tcp_socket(), err = 0, value;
@@ -278,16 +246,14 @@ static void run_pair(const char *hook, const char *how)
 	if (!set && set_tos(fd, TOS_BY_USER, 4))
 		fail("setting IP_TOS before the programs");
 	if (!strcmp(how, "inheritance")) {
-		attach(parent_fd, a, type);
-		attach(child_fd, b, type);
+		attach_multi(parent_fd, a);
+		attach_multi(child_fd, b);
 	} else if (!strcmp(how, "preorder")) {
-		attach(child_fd, b, type);
-		err = attach_flags(parent_fd, a, type, BPF_F_ALLOW_MULTI | F_PREORDER);
-	} else if (!strcmp(how, "mprog")) {
-		attach(child_fd, b, type);
-		err = attach_before(child_fd, a, type, b);
-	} else {
-		fail("unknown case %s", how);
+		attach_multi(child_fd, b);
+		err = attach(a, parent_fd, ATTACH_FLAGS(BPF_F_ALLOW_MULTI | ATTACH_F_PREORDER));
+	} else {	/* mprog */
+		attach_multi(child_fd, b);
+		err = attach(a, child_fd, ATTACH_BEFORE(b));
 	}
 	json_str("hook", hook);
 	json_bool("supported", !err);
@@ -327,18 +293,20 @@ static void *call_getsockopt(void *arg)
 	return NULL;
 }
 
-static void case_race(int cycles)
+static void case_race(char **argv)
 {
+	int cycles = atoi(argv[1]);
 	pthread_t thread;
 
 	if (pthread_create(&thread, NULL, call_getsockopt, NULL))
 		fail("pthread_create");
 	for (int i = 0; i < cycles; i++) {
 		usleep(200);
-		if (attach_flags(child_fd, skel->progs.get_pass, BPF_CGROUP_GETSOCKOPT, 0))
+		errno = attach(skel->progs.get_pass, child_fd, ATTACH_FLAGS(0));
+		if (errno)
 			fail("attach get_pass");
 		usleep(200);
-		detach(child_fd, skel->progs.get_pass, BPF_CGROUP_GETSOCKOPT);
+		must_detach(child_fd, skel->progs.get_pass);
 	}
 	stop_calls = 1;
 	pthread_join(thread, NULL);
@@ -348,13 +316,24 @@ static void case_race(int cycles)
 	json_int("other_errors", other_errors);
 }
 
+static void case_pair(char **argv) { run_pair(argv[1], argv[0]); }
+
+static const struct driver_case cases[] = {
+	{ "reject", {}, case_reject },
+	{ "optlen_minus_one", {}, case_optlen_minus_one },
+	{ "optlen_raise", {}, case_optlen_raise },
+	{ "retval", {}, case_retval },
+	{ "large", {}, case_large },
+	{ "inheritance", { "get|set" }, case_pair },
+	{ "preorder", { "get|set" }, case_pair },
+	{ "mprog", { "get|set" }, case_pair },
+	{ "race", { "CYCLES" }, case_race },
+};
+
 int main(int argc, char **argv)
 {
-	const char *name = argc > 1 ? argv[1] : "";
+	const struct driver_case *picked = pick_case("sockopt_contract", cases, NR_CASES(cases), argc, argv);
 
-	if (argc < 2)
-		fail("usage: %s reject|optlen_minus_one|optlen_raise|retval|large|inheritance HOOK|"
-		     "preorder HOOK|mprog HOOK|race CYCLES", argv[0]);
 	skel = sockopt_contract__open_and_load();
 	if (!skel)
 		refused("load", "sockopt_contract.bpf.o", errno, "see stderr for the verifier log");
@@ -365,23 +344,8 @@ int main(int argc, char **argv)
 	cgroup_join(child_path);
 
 	json_open();
-	json_str("case", name);
-	if (!strcmp(name, "reject"))
-		case_reject();
-	else if (!strcmp(name, "optlen_minus_one"))
-		case_optlen_minus_one();
-	else if (!strcmp(name, "optlen_raise"))
-		case_optlen_raise();
-	else if (!strcmp(name, "retval"))
-		case_retval();
-	else if (!strcmp(name, "large"))
-		case_large();
-	else if (argc == 3 && (!strcmp(name, "inheritance") || !strcmp(name, "preorder") || !strcmp(name, "mprog")))
-		run_pair(argv[2], name);
-	else if (argc == 3 && !strcmp(name, "race"))
-		case_race(atoi(argv[2]));
-	else
-		fail("unknown case %s (or its argument is missing)", name);
+	json_str("case", picked->name);
+	picked->run(argv + 1);
 	json_close();
 	sockopt_contract__destroy(skel);
 	return 0;

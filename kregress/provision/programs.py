@@ -79,12 +79,23 @@ def _key(*parts: bytes) -> str:
     return digest.hexdigest()[:20]
 
 
+def driver_sources(name: str, root: Path) -> list[str]:
+    """What a driver is compiled from, relative to root: guest/NAME.c, its own parts
+    (guest/NAME/*.c) and the helpers every driver shares (guest/lib/*.c)."""
+    guest = root / "guest"
+    parts = sorted((guest / name).glob("*.c")) + sorted((guest / "lib").glob("*.c"))
+    return [f"guest/{name}.c", *(str(path.relative_to(root)) for path in parts)]
+
+
 def content_key(name: str, root: Path, arch: str = "x86_64") -> str:
     tools = toolchain(arch)
-    sources = [root / "progs" / f"{name}.bpf.c", root / "guest" / f"{name}.c"]
-    sources += sorted((root / "progs").glob("*.h")) + sorted((root / "guest").glob("*.h"))
+    guest = root / "guest"
+    sources = [root / "progs" / f"{name}.bpf.c", *(root / source for source in driver_sources(name, root))]
+    sources += sorted((root / "progs").glob("*.h")) + sorted(guest.glob("*.h"))
+    sources += sorted((guest / name).glob("*.h")) + sorted((guest / "lib").glob("*.h"))
     return _key(" ".join(tools.bpf_flags + [tools.cc]).encode(),
-                *(path.name.encode() + b"\0" + path.read_bytes() for path in sources if path.exists()))
+                *(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes()
+                  for path in sources if path.exists()))
 
 
 def _cached(out: Path, lock_name: str, make) -> bool:
@@ -128,8 +139,8 @@ def build(name: str, root: Path | None = None, out_root: Path | None = None, arc
             skeleton = _run(build_root, ["bpftool", "gen", "skeleton", f"/out/{name}.bpf.o", "name", name], binds,
                             f"skeleton for {name}")
             (staging / f"{name}.skel.h").write_text(skeleton)
-        _run(build_root, [tools.cc, *CFLAGS, "-I", "/out", "-I", "guest", f"guest/{name}.c", "-o", f"/out/{name}",
-                          *LDLIBS], binds, f"compiling guest/{name}.c for {arch}")
+        _run(build_root, [tools.cc, *CFLAGS, "-I", "/out", "-I", "guest", *driver_sources(name, root),
+                          "-o", f"/out/{name}", *LDLIBS], binds, f"compiling guest/{name}.c for {arch}")
 
     rebuilt = _cached(out, prefix, make)
     return Program(name, out / name, bpf_object, rebuilt=rebuilt)

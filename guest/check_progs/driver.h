@@ -1,0 +1,51 @@
+/* What check_progs' parts share: the page size, the sockets, the battery's outcomes,
+ * the output kept in memory and libbpf's log. */
+#ifndef KREGRESS_CHECK_PROGS_DRIVER_H
+#define KREGRESS_CHECK_PROGS_DRIVER_H
+
+#include "../common.h"
+#include "../lib/attach.h"
+#include "../lib/cgroup.h"
+#include "../lib/net.h"
+
+#include <netinet/in.h>
+#include <linux/netfilter_ipv4/ip_tables.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#define SO_ORIGINAL_DST 80
+#define SO_NOBODY_HANDLES 9876      /* an option no kernel handler knows */
+#define EXTRA_GROUPS 76             /* SO_PEERGROUPS past a page: PAGE_SIZE/4 + 76 groups */
+#define EXTRA_RULES 8               /* iptables table past a page */
+#define MAX_PROGS 16
+#define MAX_CALLS 256
+#define PATTERN 0xa5                /* the caller's buffer before the call */
+
+extern long page;
+
+/* output.c: stdout kept in memory until exit; libbpf's words for a refusal */
+void buffer_output(void);
+int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap);
+void program_refused(const char *stage, const char *prog, int err);
+
+/* sockets.c */
+enum sock_kind { TCP, UDP, RAW4, RAW6, PACKET, UNIX_PAIR, NETLINK, NR_SOCKS };
+extern const char *sock_names[NR_SOCKS];
+extern int socks[NR_SOCKS];
+extern int nr_groups;
+struct filter_table { int built; int err; int rules; int size; };
+extern struct filter_table tables[2];   /* [0] IPv4, [1] IPv6 */
+void make_sockets(void);
+
+/* battery.c */
+struct outcome { int err; int optlen; unsigned long long digest; int null; };
+int battery_calls(void);
+void run_battery(struct outcome *row);
+void print_calls(void);
+void print_row(const char *key, const struct outcome *row, int n);
+
+/* maps.c */
+void fill_maps(struct bpf_object *obj, const char *path);
+
+#endif

@@ -1,0 +1,55 @@
+/* check_progs' maps: the host's MAP KEY VALUE lines written into the object's maps. */
+#include "driver.h"
+
+static int parse_bytes(const char *token, unsigned char *out, int size)
+{
+	if (!strncmp(token, "0x", 2)) {
+		if ((int)strlen(token + 2) != 2 * size)
+			return -1;
+		for (int i = 0; i < size; i++)
+			if (sscanf(token + 2 + 2 * i, "%2hhx", &out[i]) != 1)
+				return -1;
+		return 0;
+	}
+	char *end;
+	unsigned long long v = strtoull(token, &end, 10);
+
+	if (*end || size > 8)
+		return -1;
+	memset(out, 0, size);
+	memcpy(out, &v, size);      /* little-endian guests (x86_64, arm64) */
+	return 0;
+}
+
+void fill_maps(struct bpf_object *obj, const char *path)
+{
+	char name[128], key_text[1024], value_text[1024];
+	unsigned char key[512], value[512];
+	int line = 0;
+	FILE *f;
+
+	if (!strcmp(path, "-"))
+		return;
+	f = fopen(path, "r");
+	if (!f)
+		fail("open maps file %s", path);
+	while (fscanf(f, "%127s %1023s %1023s", name, key_text, value_text) == 3) {
+		struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+		int key_size, value_size;
+
+		line++;
+		if (!map)
+			fail("--maps entry %d: the object has no map named %s", line, name);
+		key_size = bpf_map__key_size(map);
+		value_size = bpf_map__value_size(map);
+		if (key_size > (int)sizeof(key) || value_size > (int)sizeof(value) ||
+		    parse_bytes(key_text, key, key_size) || parse_bytes(value_text, value, value_size))
+			fail("--maps entry %d (map %s): key %s / value %s do not fit its key size %d / value size %d "
+			     "(give an integer, or 0x and exactly that many bytes in hex)",
+			     line, name, key_text, value_text, key_size, value_size);
+		if (bpf_map_update_elem(bpf_map__fd(map), key, value, BPF_ANY))
+			program_refused("maps", name, errno);
+	}
+	fclose(f);
+}
+

@@ -1,0 +1,58 @@
+/* check_progs' output: the JSON kept in memory until exit, and libbpf's words kept for a
+ * refused load or attach. */
+#include "driver.h"
+
+/* The JSON is built in memory: a set-up failure half-way (fail(), common.h) must leave
+ * exactly its own {"error": ...} object on stdout, not a half-printed one before it. */
+static FILE *real_stdout;
+static char *out_text;
+static size_t out_len;
+
+static void flush_output(void)
+{
+	const char *error;
+
+	fflush(stdout);
+	error = strstr(out_text, "{\"error\": \"");
+	fputs(error ? error : out_text, real_stdout);
+	fflush(real_stdout);
+}
+
+void buffer_output(void)
+{
+	real_stdout = stdout;
+	stdout = open_memstream(&out_text, &out_len);
+	atexit(flush_output);
+}
+
+/* ---- libbpf's words, kept for a refused load or attach ---- */
+static char libbpf_log[32768];
+static size_t libbpf_log_len;
+
+int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char line[4096];
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+
+	if (level == LIBBPF_DEBUG || n <= 0)
+		return 0;
+	if (libbpf_log_len + n >= sizeof(libbpf_log))     /* keep the tail: the verifier's verdict is last */
+		libbpf_log_len = 0;
+	memcpy(libbpf_log + libbpf_log_len, line, n < (int)sizeof(line) ? n : (int)sizeof(line) - 1);
+	libbpf_log_len += n < (int)sizeof(line) ? n : (int)sizeof(line) - 1;
+	libbpf_log[libbpf_log_len] = 0;
+	return 0;
+}
+
+void program_refused(const char *stage, const char *prog, int err)
+{
+	json_obj_open("refused");
+	json_str("stage", stage);
+	json_str("program", prog ? prog : "");
+	json_str("errno", errno_name(err));
+	json_str("strerror", strerror(err));
+	json_str("libbpf_log", libbpf_log);
+	json_obj_close();
+	json_close();
+	exit(0);
+}
