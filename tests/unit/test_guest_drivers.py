@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from kregress import build
+from kregress.provision import programs as build
 from kregress.paths import PROJECT_ROOT
 
 CASE_DRIVERS = {
