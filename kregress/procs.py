@@ -3,7 +3,7 @@
 Each child runs in its own process group (so one signal reaches vng, virtme-run and
 qemu together), and a tiny reaper process watches a pipe from us: when we exit for any
 reason - even SIGKILL, or an xdist worker torn down mid-test - the pipe closes and the
-reaper kills the group. No qemu is left behind.
+reaper kills the group. No qemu is left behind. A group's peak memory is read from /proc.
 """
 from __future__ import annotations
 
@@ -126,3 +126,19 @@ def tail(path: Path, lines: int = 15) -> str:
     except OSError:
         return ""
     return "\n".join(text[-lines:])
+
+
+def group_peak_rss_mb(pgid: int, comm_prefix: str) -> float | None:
+    """The peak resident memory (VmHWM) of the first process of group pgid whose name starts
+    with comm_prefix, None when there is none."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            comm = fields[0].split("(", 1)[1]
+            if int(fields[1].split()[2]) == pgid and comm.startswith(comm_prefix):
+                status = (stat.parent / "status").read_text()
+                kb = int(next(l for l in status.splitlines() if l.startswith("VmHWM:")).split()[1])
+                return round(kb / 1024, 1)
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+    return None

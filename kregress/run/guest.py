@@ -19,6 +19,14 @@ import paramiko
 
 # paramiko logs every failed connect attempt as a traceback; our errors say enough
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+AGENT_PORT = 7001       # the guest agent's, inside the guest
+
+
+def free_port() -> int:
+    """A free port on 127.0.0.1, for a guest's SSH forward."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kregress.provision import programs as build
-from kregress.run import boot_inputs, hostcpu, qemu_command as command, vm, vng
+from kregress.run import boot_inputs, hostcpu, qemu_command as command, snapshot_start, vm, vng
 from kregress.run import pool as pool_module
 from kregress.kernel_log.boot import BootLog
 from kregress.run.accel import AccelChoice, ProbeResult, choose
@@ -25,7 +25,9 @@ from kregress.run.session import KernelSession
 from kregress.run.snapshot import SnapshotCache
 from kregress.run.errors import BootError
 from kregress.run.qemu_command import qemu_command
-from kregress.run.vm import FATAL, VM, BootInfo
+from kregress.run.boot_record import BootInfo
+from kregress.run.console import FATAL
+from kregress.run.vm import VM
 from test_accel import ARM64_CPUINFO
 from test_qemu_command import machine as guest
 from test_vm_command import GOOD_CONFIG, kernel, options
@@ -255,12 +257,12 @@ def snapshot_vm(tmp_path, monkeypatch, qemu_exit, console: str):
         def __init__(self, *a, **kw):
             raise QMPError("QEMU closed the QMP connection")
     monkeypatch.setattr(machine, "_spawn", spawn)
-    monkeypatch.setattr(vm, "QMP", DeadQMP)
+    monkeypatch.setattr(snapshot_start, "QMP", DeadQMP)
     monkeypatch.setattr(machine, "stop", lambda: None)
     booted = BootInfo(release="6.12.117", lsm="bpf", page_size=4096, seconds=9.0, attempts=1,
                       console_log=tmp_path / "b.log", cmdline="", phases={}, how="booted+saved")
     saves = []
-    monkeypatch.setattr(machine, "_boot_and_save", lambda key: saves.append(key) or booted)
+    monkeypatch.setattr(snapshot_start, "boot_and_save", lambda machine, key: saves.append(key) or booted)
     monkeypatch.setattr(machine, "_boot_with_retries", lambda: pytest.fail("a refused state is saved anew"))
     return machine, saved, saves, booted
 
@@ -280,7 +282,7 @@ def test_a_state_qemu_refused_is_removed_the_reason_shown_and_saved_anew(tmp_pat
 
 def test_a_restore_that_fails_while_qemu_runs_keeps_the_snapshot(tmp_path, monkeypatch):
     machine, saved, saves, _ = snapshot_vm(tmp_path, monkeypatch, None, "")
-    monkeypatch.setattr(machine, "_load_refusal", lambda wait=10: None)
+    monkeypatch.setattr(snapshot_start, "load_refusal", lambda machine, wait=10: None)
     monkeypatch.setattr(machine, "_boot_with_retries", lambda: "booted")
     assert machine.start() == "booted" and saves == [] and saved.directory.exists()
     assert machine.snapshot_note.startswith("snapshot not used, booted instead: QEMU closed the QMP connection")
