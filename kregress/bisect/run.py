@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from kregress.verdict.expect import scenario_facts
+from kregress.verdict.declared import scenario_facts
 from kregress.kernels.facts import FACTS
 from kregress.paths import PROJECT_ROOT
 from kregress.bisect.judge import EXIT_CODES, SKIP, Judgement, combine, judge, settled

@@ -145,7 +145,7 @@ def decisions_then(doc: dict, kernel_id: str, info: dict) -> dict[str, dict]:
                        arch=info.get("arch") or "x86_64")
     for test in doc["tests"]:
         if test.get("kernel") == kernel_id:
-            decisions.update(test["facts_used"])
+            decisions.update({name: dict(used) for name, used in test["facts_used"].items()})
     return decisions
 
 

@@ -8,13 +8,12 @@ A scenario module declares, as data, the facts its expectations may depend on:
 and each test ends in `expect(observed, expected, facts=[...])`. The plugin records the
 observation, the expectation and each fact's answer (which source decided, what every
 source said) as fields of the test's results entry; the report, `kregress compare`, the
-verdict table and bisect read them from there.
+verdict table and bisect read them from there (bisect reads the declaration from the source:
+kregress.verdict.declared).
 """
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
-from pathlib import Path
 
 from kregress.kernels.decision import KernelFacts, UndeclaredFact
 from kregress.kernels.facts import FACTS
@@ -101,21 +100,3 @@ def failure_message(facts: KernelFacts, observed: dict, expected: dict, names, n
         lines.append(note)
     lines.append(f"observed: {observed}")
     return "\n".join(lines)
-
-
-def scenario_facts(selection: list[str]) -> list[str]:
-    """The facts declared by the scenario modules a pytest selection names (its file and
-    node-id arguments), read from their `scenario` markers, in the facts table's order."""
-    names: set[str] = set()
-    for arg in selection:
-        path = Path(arg.split("::")[0])
-        if arg.startswith("-") or path.suffix != ".py" or not path.is_file():
-            continue
-        spec = importlib.util.spec_from_file_location(f"_kregress_scenario_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        marks = getattr(module, "pytestmark", [])
-        marks = marks if isinstance(marks, list) else [marks]
-        names |= set(declared_facts(m.mark if hasattr(m, "mark") else m for m in marks
-                                    if getattr(m, "name", "") == "scenario") or ())
-    return [name for name in FACTS if name in names]

@@ -2,11 +2,13 @@
 expect() named must agree; the failure message has one shape; and every scenario module
 in tests/ names only facts it declares (read from the source, no VM)."""
 import ast
+import importlib.util
 from pathlib import Path
 
 import pytest
 
-from kregress.verdict.expect import DocumentRule, declared_facts, facts_mismatch, failure_message, scenario_facts
+from kregress.verdict.declared import UnreadableDeclaration, fact_names, scenario_facts, string_constants
+from kregress.verdict.expect import DocumentRule, declared_facts, facts_mismatch, failure_message
 from kregress.kernels.decision import KernelFacts, UndeclaredFact
 from kregress.kernels.facts import FACTS
 from kregress.paths import PROJECT_ROOT
@@ -59,42 +61,52 @@ def test_document_rule_record():
     assert rule.as_record({"k": "EFAULT"}) == {"document": "Doc.rst", "rule": "a rule", "says": {"k": "EFAULT"}}
 
 
-def _names(module: ast.Module) -> dict[str, str]:
-    """Module-level NAME = "string" constants."""
-    return {t.id: node.value.value for node in module.body if isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-            for t in node.targets if isinstance(t, ast.Name)}
-
-
-def _fact_names(nodes, constants) -> set[str]:
-    out = set()
-    for node in nodes:
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            out.add(node.value)
-        elif isinstance(node, ast.Name) and node.id in constants:
-            out.add(constants[node.id])
-    return out
-
-
 @pytest.mark.parametrize("path", SCENARIO_MODULES, ids=lambda p: p.name)
 def test_scenario_modules_use_only_declared_facts(path: Path):
     """Every fact a scenario module asks about (.has(X)) or names in expect(facts=[...]) is
     one its scenario marker declares, and every declared fact is used somewhere."""
     declared = set(scenario_facts([str(path)]))
     tree = ast.parse(path.read_text())
-    constants = _names(tree)
+    constants = string_constants(tree)
     consulted, named = set(), set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         if isinstance(node.func, ast.Attribute) and node.func.attr == "has":
-            consulted |= _fact_names(node.args, constants)
+            consulted |= set(fact_names(node.args, constants))
         for keyword in node.keywords:
             if keyword.arg == "facts" and isinstance(keyword.value, (ast.List, ast.Tuple)):
-                named |= _fact_names(keyword.value.elts, constants)
+                named |= set(fact_names(keyword.value.elts, constants))
     assert consulted <= declared, f"{path.name} consults undeclared {consulted - declared}"
     assert named - set(FACTS) <= set() and named <= declared, f"{path.name} names undeclared {named - declared}"
     assert declared <= consulted | named, f"{path.name} declares facts it never uses: {declared - consulted - named}"
+
+
+def test_declared_facts_are_read_without_running_the_module(tmp_path):
+    module = tmp_path / "test_scenario_probe.py"
+    module.write_text('raise SystemExit("the module was executed")\n'
+                      'import pytest\nRELIEF = "getsockopt_relief"\n'
+                      'pytestmark = [pytest.mark.vm, pytest.mark.scenario(facts=[RELIEF, "lsm_cgroup"])]\n')
+    assert scenario_facts([f"{module}::test_x", "-k", "tos"]) == ["getsockopt_relief", "lsm_cgroup"]
+    computed = tmp_path / "test_computed.py"
+    computed.write_text('import pytest\npytestmark = pytest.mark.scenario(facts=sorted(["lsm_cgroup"]))\n')
+    with pytest.raises(UnreadableDeclaration, match="string literals"):
+        scenario_facts([str(computed)])
+    unknown = tmp_path / "test_unknown.py"
+    unknown.write_text('import pytest\npytestmark = pytest.mark.scenario(facts=["no_such_fact"])\n')
+    with pytest.raises(UndeclaredFact, match="no_such_fact"):
+        scenario_facts([str(unknown)])
+
+
+@pytest.mark.parametrize("path", SCENARIO_MODULES, ids=lambda p: p.name)
+def test_source_reading_matches_the_markers_at_run_time(path: Path):
+    """What bisect reads from the source is what pytest sees once the module runs."""
+    spec = importlib.util.spec_from_file_location(f"_probe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    marks = module.pytestmark if isinstance(module.pytestmark, list) else [module.pytestmark]
+    at_run_time = declared_facts(m.mark for m in marks if m.name == "scenario")
+    assert scenario_facts([str(path)]) == [name for name in FACTS if name in at_run_time]
 
 
 # What a scenario module may not contain: every test ends in expect() or a named skip from the

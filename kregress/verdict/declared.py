@@ -1,0 +1,72 @@
+"""A scenario module's declared facts, read from its source without running it: the names in
+its `pytestmark = pytest.mark.scenario(facts=[...])`, each a string or a module-level string
+constant (what bisect needs to know which fact a selection is about)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from kregress.kernels.decision import UndeclaredFact
+from kregress.kernels.facts import FACTS
+
+
+class UnreadableDeclaration(ValueError):
+    """A scenario marker whose facts are not written as names the source alone gives."""
+
+
+def string_constants(module: ast.Module) -> dict[str, str]:
+    """Module-level NAME = "string" assignments."""
+    return {target.id: node.value.value for node in module.body if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            for target in node.targets if isinstance(target, ast.Name)}
+
+
+def fact_names(nodes, constants: dict[str, str]) -> list[str]:
+    """The strings among `nodes`: literals, or names of module-level string constants."""
+    out = []
+    for node in nodes:
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            out.append(node.value)
+        elif isinstance(node, ast.Name) and node.id in constants:
+            out.append(constants[node.id])
+    return out
+
+
+def declared_in(path: Path) -> tuple[str, ...] | None:
+    """The facts the module's scenario marker declares (None: no scenario marker)."""
+    module = ast.parse(Path(path).read_text(), str(path))
+    constants = string_constants(module)
+    marks = [node.value for node in module.body if isinstance(node, ast.Assign)
+             and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets)]
+    calls = [call for mark in marks for call in ast.walk(mark) if isinstance(call, ast.Call)
+             and isinstance(call.func, ast.Attribute) and call.func.attr == "scenario"]
+    if not calls:
+        return None
+    names: list[str] = []
+    for call in calls:
+        for keyword in call.keywords:
+            if keyword.arg != "facts":
+                continue
+            if not isinstance(keyword.value, (ast.List, ast.Tuple)) or \
+                    len(fact_names(keyword.value.elts, constants)) != len(keyword.value.elts):
+                raise UnreadableDeclaration(
+                    f"{path}:{keyword.value.lineno}: write scenario(facts=[...]) as string literals or module-level "
+                    f"string constants, so the facts can be read without running the module")
+            names += [name for name in fact_names(keyword.value.elts, constants) if name not in names]
+    unknown = [name for name in names if name not in FACTS]
+    if unknown:
+        raise UndeclaredFact(f"{path}: scenario marker names {unknown[0]!r}, which kregress/kernels/facts.py does "
+                             f"not define (known: {', '.join(FACTS)})")
+    return tuple(names)
+
+
+def scenario_facts(selection: list[str]) -> list[str]:
+    """The facts declared by the scenario modules a pytest selection names (its file and
+    node-id arguments), in the facts table's order."""
+    names: set[str] = set()
+    for arg in selection:
+        path = Path(arg.split("::")[0])
+        if arg.startswith("-") or path.suffix != ".py" or not path.is_file():
+            continue
+        names |= set(declared_in(path) or ())
+    return [name for name in FACTS if name in names]
