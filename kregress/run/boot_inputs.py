@@ -109,7 +109,7 @@ def describe(kernel: Kernel, accel: str, image: GuestImage, files: BootFiles, *,
              incoming: Path | None = None) -> GuestMachine:
     """The guest of this kernel as we want it (no file is read or made here)."""
     return GuestMachine(
-        kernel_id=kernel.id, arch=kernel.spec.arch, accel=accel, kernel_image=kernel.image,
+        arch=kernel.spec.arch, accel=accel, kernel_image=kernel.image,
         root_disk=image.root, busybox=image.busybox, initramfs=files.initramfs.path,
         kernel_args=kernel_arguments(kernel),
         # the run directory's name in qemu's -name tells our VMs apart from anyone else's

@@ -42,7 +42,6 @@ DROPPED_APPEND = ("virtme", "root=", "rootwait", "rootfstype=", "rootflags=", "i
 @dataclass(frozen=True)
 class GuestMachine:
     """One guest as we want it: what vng is asked for and what we add to its command."""
-    kernel_id: str
     arch: str                   # kregress's name: x86_64, arm64
     accel: str                  # "kvm" or "tcg"
     kernel_image: Path          # what vng is given (--run)

@@ -41,7 +41,7 @@ def options(argv: list[str], name: str) -> list[str]:
 
 def machine(**changes) -> GuestMachine:
     return replace(GuestMachine(
-        kernel_id="k1", arch="x86_64", accel="tcg", kernel_image=Path("/k/vmlinuz"), root_disk=Path("/i/root.erofs"),
+        arch="x86_64", accel="tcg", kernel_image=Path("/k/vmlinuz"), root_disk=Path("/i/root.erofs"),
         busybox=Path("/i/busybox"), initramfs=Path("/c/k1.cpio"), kernel_args=("loglevel=5",), name="kr-r1-k1",
         qmp_socket=Path("/tmp/kr-qmp-x/qmp.sock"), keys_dir=Path("/r1/ssh"), host_port=40000), **changes)
 
@@ -84,7 +84,7 @@ def test_the_builder_writes_the_command_the_old_code_wrote(name, monkeypatch):
                               host_cpu=HostCPU(*INPUTS["host_cpu"]).identity) == case["snapshot_key"]
 
 
-def test_the_builder_reads_runs_and_makes_nothing(monkeypatch):
+def test_the_builder_opens_no_file_runs_nothing_makes_nothing(monkeypatch):
     def refuse(*a, **kw):
         raise AssertionError("the builder touched the system")
     vng_argv = dry(TCG_X86)
