@@ -54,6 +54,7 @@ ResultsFile.add_kernel = (lambda add: lambda self, info: (note("add_kernel", inf
 '''
 
 TESTS = '''
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -68,11 +69,13 @@ def kernel_session(request, kernel_id):
 
 @pytest.mark.parametrize("n", range(%d))
 def test_reads_the_facts(kernel_facts, n):
+    if str(n) == os.environ.get("PROBE_INTERRUPT_AT"):
+        raise KeyboardInterrupt("the run is cut short")
     assert kernel_facts.has("getsockopt_relief") is True
 ''' % TESTS_PER_KERNEL
 
 
-def run(tmp_path: Path, name: str, *xdist: str) -> tuple[dict, Counter]:
+def run(tmp_path: Path, name: str, *xdist: str, interrupt_at: int | None = None) -> tuple[dict, Counter]:
     work = tmp_path / name
     work.mkdir()
     (work / "kregress_probe.py").write_text(PROBE)
@@ -80,13 +83,14 @@ def run(tmp_path: Path, name: str, *xdist: str) -> tuple[dict, Counter]:
     kernels = work / "kernels.toml"
     kernels.write_text("".join(f'[[kernel]]\nid = "{k}"\nimage = "/nonexistent/{k}"\nversion = "6.1.0"\n\n'
                                for k in KERNELS))
-    env = {**os.environ, "PROBE_LOG": str(work / "calls.log"), "PYTHONPATH": str(work)}
+    env = {**os.environ, "PROBE_LOG": str(work / "calls.log"), "PYTHONPATH": str(work),
+           "PROBE_INTERRUPT_AT": "" if interrupt_at is None else str(interrupt_at)}
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *xdist,
                            "--kernels-file", str(kernels), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
                            "--confcutdir", str(ROOT), "-p", "kregress_probe", "-p", "kregress.plugin",
                            "--run-dir", str(work / "run"), str(work / "test_probe.py")],
                           capture_output=True, text=True, cwd=ROOT, env=env)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert proc.returncode == (0 if interrupt_at is None else 2), proc.stdout[-3000:] + proc.stderr[-2000:]
     calls = Counter(" ".join(line.split()[:2]) for line in (work / "calls.log").read_text().splitlines())
     return json.loads((work / "run/results.json").read_text()), calls
 
@@ -106,3 +110,12 @@ def test_a_kernel_record_is_sent_once_and_its_facts_decided_once(tmp_path):
     # the controller ends up with what one process running every test records
     alone, _ = run(tmp_path, "one-process", "-p", "no:xdist")
     assert alone["kernels"] == doc["kernels"]
+
+
+def test_a_run_cut_short_still_records_the_kernel(tmp_path):
+    """Interrupted before a kernel's last test: its record is sent at the process's end."""
+    doc, calls = run(tmp_path, "interrupted", "-p", "no:xdist", interrupt_at=2)
+    ran = {t["kernel"] for t in doc["tests"]}
+    assert ran and set(doc["kernels"]) == ran
+    for kernel_id in ran:
+        assert calls[f"kernel_info {kernel_id}"] == 1 and "fact_decisions" in doc["kernels"][kernel_id]
