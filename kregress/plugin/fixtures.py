@@ -80,8 +80,7 @@ def kernel_session(request, kernel_id) -> KernelSession:
         record["harness_error"] = "boot-failed" if isinstance(err, BootError) else "fetch-failed"
     if error:
         pytest.fail(error, pytrace=False)
-    session.begin_test(record)
-    session.collect_dmesg(into="dmesg_before")
+    session.begin_test(record)        # kernel log lines since the previous test: dmesg_before
     yield session
     if session.alive():
         session.collect_dmesg()

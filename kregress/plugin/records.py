@@ -170,5 +170,6 @@ def pytest_sessionfinish(session, exitstatus):
     elif _controller_results:
         for info in late:
             _controller_results[0].add_kernel(info)
+        _controller_results[0].flush()      # the summary writes it again, when it runs
     harness.stop_live()
     procs.kill_all()

@@ -175,6 +175,7 @@ class GuestSession:
                 time.sleep(0.1)
         self._agent = None
         self._agent_out = None
+        self._unread: list[list[str]] = []    # kernel log requests sent, their replies not yet read
 
     def put(self, local: Path, remote: str, mode: int = 0o755) -> None:
         """Copy a file into the guest through the agent (no SFTP server to start),
@@ -223,6 +224,12 @@ class GuestSession:
         return hello["hello"]
 
     def _read_reply(self, timeout: float) -> dict:
+        """The reply to the latest request, after those to the requests sent before it."""
+        while self._unread:
+            self._unread.pop(0).extend(self._read_line(timeout)["dmesg"])
+        return self._read_line(timeout)
+
+    def _read_line(self, timeout: float) -> dict:
         self._agent.settimeout(timeout)
         try:
             line = self._agent_out.readline()
@@ -247,6 +254,12 @@ class GuestSession:
         """Kernel log lines since the previous reply, without running anything."""
         self._send(b"{}\n")
         return self._read_reply(timeout)["dmesg"]
+
+    def collect_dmesg_soon(self, into: list[str]) -> None:
+        """Ask for the kernel log lines since the previous reply now, without waiting: the
+        agent answers in order, so they are added to `into` before the next reply is read."""
+        self._send(b"{}\n")
+        self._unread.append(into)
 
     def say_goodbye(self, timeout: float = 30.0) -> None:
         """End the agent's connection from its side, so that it waits for the next one."""

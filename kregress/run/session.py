@@ -54,11 +54,17 @@ class KernelSession:
         self.start_seconds: float | None = None    # set by the pool; goes to the first test's record
 
     def begin_test(self, record: dict) -> None:
-        """From now on commands, kernel log lines and pushes go to this test's record; the
-        first test on this VM also gets the seconds its start took (vm_start_seconds)."""
+        """From now on commands, kernel log lines and pushes go to this test's record, and
+        the lines logged since the previous test ended go to its dmesg_before (asked for
+        now, read with the next reply: no wait of its own). The first test on this VM also
+        gets the seconds its start took (vm_start_seconds)."""
         self.test_record = record
         if self.start_seconds is not None:
             record["vm_start_seconds"], self.start_seconds = self.start_seconds, None
+        try:
+            self.vm.session.collect_dmesg_soon(record.setdefault("dmesg_before", []))
+        except GuestLost as err:
+            raise self._lost(f"asking for the kernel log: {err}") from None
 
     def start(self) -> "KernelSession":
         self.vm.start()

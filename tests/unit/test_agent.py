@@ -150,3 +150,30 @@ def test_lines_logged_before_the_agent_started_reach_its_first_reply(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_kernel_log_asked_for_without_waiting_arrives_before_the_next_reply(agent, tmp_path):
+    """GuestSession.collect_dmesg_soon: the request goes out at once; its reply (the lines
+    logged until the agent read it) is read into the list it was given, before the reply
+    of the next request. Here the agent runs on the host: the host's log is its kmsg."""
+    from kregress.run.guest import GuestSession
+    session = GuestSession.__new__(GuestSession)        # the agent's own socket instead of SSH
+    session._agent = socket.create_connection(("127.0.0.1", agent), timeout=30)
+    session._agent_out = session._agent.makefile("r")
+    session._unread = []
+    assert "hello" in session._read_reply(timeout=30)
+    session.collect_dmesg()         # everything logged so far
+    marker = f"kregress unit test: logged between two tests ({tmp_path.name})"
+    try:
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(f"<6>{marker}\n")
+    except OSError as err:
+        pytest.skip(f"cannot write /dev/kmsg here ({err}): run as root to check the agent's kernel log")
+    before = []
+    session.collect_dmesg_soon(before)
+    assert session._unread == [before] and before == []        # asked, not read yet
+    result = session.run(["sh", "-c", "echo ran"])
+    assert result.stdout == "ran\n" and session._unread == []
+    assert any(line.endswith(marker) for line in before), before[-5:]
+    assert not any(line.endswith(marker) for line in result.dmesg)
+    session._agent.close()

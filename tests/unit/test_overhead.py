@@ -68,10 +68,43 @@ def test_results_without_what_the_measure_needs_say_so(tmp_path):
         overhead.measure(results(tmp_path, untimed))
 
 
+class AskedForLines:
+    def __init__(self):
+        self.asked = []
+
+    def collect_dmesg_soon(self, into):
+        self.asked.append(into)
+
+
 def test_a_vm_start_goes_to_the_first_test_on_it_only():
     session = KernelSession.__new__(KernelSession)      # no VM: only the record hand-over
+    session.vm = type("FakeVM", (), {"session": AskedForLines()})()
     session.start_seconds = 0.7
     first, second = {}, {}
     session.begin_test(first)
     session.begin_test(second)
-    assert first == {"vm_start_seconds": 0.7} and second == {} and session.test_record is second
+    assert first == {"vm_start_seconds": 0.7, "dmesg_before": []} and second == {"dmesg_before": []}
+    assert session.test_record is second
+    assert [id(lines) for lines in session.vm.session.asked] == [id(first["dmesg_before"]), id(second["dmesg_before"])]
+
+
+def test_the_results_file_is_rewritten_spaced_and_always_at_the_end(tmp_path, monkeypatch):
+    from pathlib import Path
+    from kregress.report import results as results_module
+    clock = [1000.0]
+    monkeypatch.setattr(results_module.time, "monotonic", lambda: clock[0])
+    path = tmp_path / "results.json"
+    results = results_module.ResultsFile(path, tmp_path, Path("kernels.toml"))
+    written = lambda: len(json.loads(path.read_text())["tests"])       # noqa: E731
+    assert written() == 0                   # valid from the start
+    results.add_test({"nodeid": "t1"})
+    results.add_test({"nodeid": "t2"})
+    assert written() == 0                   # no time passed since the last write: waits
+    clock[0] += results_module.WRITE_EVERY_S
+    results.add_test({"nodeid": "t3"})
+    assert written() == 3
+    results.add_test({"nodeid": "t4"})
+    results.flush()
+    assert written() == 4
+    results.add_test({"nodeid": "t5"})
+    assert results.finish()["tests"] == 5 and written() == 5
