@@ -172,18 +172,26 @@ def bpf_object(source: Path, arch: str = "x86_64", out_root: Path | None = None)
     return out / f"{name}.bpf.o"
 
 
-AGENT_SOURCE = Path(__file__).with_name("in_guest") / "agent.c"
+AGENT_DIR = Path(__file__).with_name("in_guest")
+
+
+def agent_sources(directory: Path = AGENT_DIR) -> list[Path]:
+    """The agent's C sources and headers (in_guest/*.c, *.h): what it is built from."""
+    return sorted(directory.glob("*.c")) + sorted(directory.glob("*.h"))
 
 
 def build_agent(out_root: Path | None = None, arch: str = "x86_64") -> Path:
-    """The guest agent (in_guest/agent.c), static like the drivers, cached by content."""
+    """The guest agent (in_guest/*.c), static like the drivers, cached by content."""
     out_root = out_root or cache_dir() / "build"
     tools = toolchain(arch)
-    argv = [tools.cc, *CFLAGS, "-static", AGENT_SOURCE.name, "-o", "/out/agent", "-lz"]
+    sources = agent_sources(AGENT_DIR)
+    argv = [tools.cc, *CFLAGS, "-static", *(path.name for path in sources if path.suffix == ".c"),
+            "-o", "/out/agent", "-lz"]
     prefix = _cache_name("agent", arch)
-    out = out_root / f"{prefix}-{_key(' '.join(argv).encode(), AGENT_SOURCE.read_bytes())}"
-    _cached(out, prefix, lambda staging: _run(buildroot.ensure(), argv, {"src": AGENT_SOURCE.parent, "out": staging},
-                                              f"compiling the guest agent (kregress/provision/in_guest/agent.c) for {arch}"))
+    contents = (path.name.encode() + b"\0" + path.read_bytes() for path in sources)
+    out = out_root / f"{prefix}-{_key(' '.join(argv).encode(), *contents)}"
+    _cached(out, prefix, lambda staging: _run(buildroot.ensure(), argv, {"src": AGENT_DIR, "out": staging},
+                                              f"compiling the guest agent (kregress/provision/in_guest/*.c) for {arch}"))
     return out / "agent"
 
 

@@ -86,3 +86,24 @@ def test_a_drivers_own_part_rebuilds_that_driver_only(tmp_path):
         source.write("\n/* changed */\n")
     changed = {name for name in before if build.content_key(name, root) != before[name]}
     assert changed == {"lsm_priority"}
+
+
+def agent_build_dir(monkeypatch, tmp_path, directory) -> str:
+    """Where build_agent would build from these sources (nothing compiled)."""
+    seen = []
+    monkeypatch.setattr(build, "AGENT_DIR", directory)
+    monkeypatch.setattr(build, "_cached", lambda out, lock, make: seen.append(out.name))
+    build.build_agent(out_root=tmp_path / "out")
+    return seen[-1]
+
+
+def test_the_agent_is_built_from_all_its_sources(monkeypatch, tmp_path):
+    copy = tmp_path / "in_guest"
+    shutil.copytree(build.AGENT_DIR, copy)
+    assert {path.name for path in build.agent_sources(copy)} >= {"agent.c", "agent.h", "json.c", "command.c"}
+    keys = [agent_build_dir(monkeypatch, tmp_path, copy)]
+    for changed in ("agent.h", "kmsg.c"):
+        with open(copy / changed, "a") as source:
+            source.write("\n/* changed */\n")
+        keys.append(agent_build_dir(monkeypatch, tmp_path, copy))
+    assert len(set(keys)) == 3
