@@ -9,5 +9,7 @@ if [ -s /run/dropbear.pid ]; then
     # gone, or a zombie: PID 1 here does not reap, and a zombie holds no port
     while [ -e /proc/$old ] && ! grep -q '^[0-9]* ([^)]*) Z' /proc/$old/stat 2> /dev/null; do sleep 0.01; done
 fi
-# -s: no passwords; -D: authorized_keys from the run's directory; -F -E: foreground, log to stderr
-/usr/sbin/dropbear -F -E -s -p 22 -r $d/host_key -D $d -P /run/dropbear.pid < /dev/null > /dev/console 2>&1 &
+# -s: no passwords; -D: authorized_keys from the run's directory; -F -E: foreground, log to stderr;
+# -W: a 1 MiB receive window (default 24 KiB: the host waited for a window adjustment every
+# 24 KiB of a driver it pushed, each a round trip through the emulated guest; pushes ~35% faster)
+/usr/sbin/dropbear -F -E -s -p 22 -W 1048576 -r $d/host_key -D $d -P /run/dropbear.pid < /dev/null > /dev/console 2>&1 &
