@@ -108,3 +108,20 @@ def test_the_results_file_is_rewritten_spaced_and_always_at_the_end(tmp_path, mo
     assert written() == 4
     results.add_test({"nodeid": "t5"})
     assert results.finish()["tests"] == 5 and written() == 5
+
+
+def test_a_pushed_file_is_compressed_once_and_kept_on_disk(tmp_path, monkeypatch):
+    import zlib
+    from kregress.run import guest
+    monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path / "cache"))
+    driver = tmp_path / "driver"
+    driver.write_bytes(b"static driver " * 1000)
+    guest._compressed_at.cache_clear()
+    assert zlib.decompress(guest._compressed(driver)) == driver.read_bytes()
+    [kept] = (tmp_path / "cache" / "compressed").iterdir()
+    kept.write_bytes(zlib.compress(b"what the disk kept"))     # a new process reads it, not the file
+    guest._compressed_at.cache_clear()
+    assert zlib.decompress(guest._compressed(driver)) == b"what the disk kept"
+    driver.write_bytes(b"rebuilt")                  # another version: another stream
+    assert zlib.decompress(guest._compressed(driver)) == b"rebuilt"
+    guest._compressed_at.cache_clear()
