@@ -129,15 +129,20 @@ def test_put_of_zlib_data_writes_it_inflated_and_refuses_garbage(agent, tmp_path
     assert conn.ask({"argv": ["true"]})["rc"] == 0
 
 
+def log_on_host(line: str) -> None:
+    """A line in the host's kernel log (the agent under test reads the host's /dev/kmsg)."""
+    try:
+        with open("/dev/kmsg", "w") as kmsg:
+            kmsg.write(f"<6>{line}\n")
+    except OSError as err:
+        pytest.skip(f"cannot write /dev/kmsg here ({err}): run as root to check the agent's kernel log")
+
+
 def test_lines_logged_before_the_agent_started_reach_its_first_reply(tmp_path):
     """The agent reads /dev/kmsg from the kernel's first record, not from its end: a boot's
     log reaches the host. Here: a line this test writes to the host's log just before."""
     marker = f"kregress unit test: logged before the agent started ({tmp_path.name})"
-    try:
-        with open("/dev/kmsg", "w") as kmsg:
-            kmsg.write(f"<6>{marker}\n")
-    except OSError as err:
-        pytest.skip(f"cannot write /dev/kmsg here ({err}): run as root to check the agent's kernel log")
+    log_on_host(marker)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -164,11 +169,7 @@ def test_kernel_log_asked_for_without_waiting_arrives_before_the_next_reply(agen
     assert "hello" in session._read_reply(timeout=30)
     session.collect_dmesg()         # everything logged so far
     marker = f"kregress unit test: logged between two tests ({tmp_path.name})"
-    try:
-        with open("/dev/kmsg", "w") as kmsg:
-            kmsg.write(f"<6>{marker}\n")
-    except OSError as err:
-        pytest.skip(f"cannot write /dev/kmsg here ({err}): run as root to check the agent's kernel log")
+    log_on_host(marker)
     before = []
     session.collect_dmesg_soon(before)
     assert session._unread == [before] and before == []        # asked, not read yet
