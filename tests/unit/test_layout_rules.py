@@ -43,6 +43,12 @@ def imports_of(path):
                 yield node.lineno, alias.name
 
 
+@pytest.mark.parametrize("path", list(source_files()), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+def test_no_file_over_the_limit(path):
+    lines = len(path.read_text(errors="replace").splitlines())
+    assert lines <= MAX_LINES, f"{path.relative_to(PROJECT_ROOT)}: {lines} lines; split it by job"
+
+
 def test_every_wing_has_a_layer():
     wings = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
              if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
