@@ -1,5 +1,6 @@
-"""The results file's schema, in one place: one JSON document per run, rewritten after
-every test so that an interrupted run still leaves valid JSON with what finished.
+"""The results file's schema, in one place: one JSON document per run, rewritten (atomically)
+as tests finish and at the end, so that an interrupted run still leaves valid JSON with what
+finished: everything on an interrupt, all but the last few seconds' tests if it is killed.
 
 A test's entry holds, besides its outcome: observed and expected (dicts), expectation_facts
 (the facts expect() said the expectation came from), facts_used (each fact asked about:
