@@ -5,7 +5,7 @@ A kernel's own record (kregress.run.pool.KernelPool.kernel_info: evidence, fact 
 an RSS reading) is built once per kernel and worker process, when the worker's last test on it
 ends, and travels with that test's report only; every report names its kernel (id, versions,
 accelerator) for --junitxml. A run interrupted before a kernel's last test sends the record at
-the worker's end."""
+the worker's end; a kernel whose record never comes (its worker died) is recorded as lost."""
 from __future__ import annotations
 
 import json
@@ -89,12 +89,15 @@ def _add_reproducer(item, report, kernel_id: str) -> None:
 
 
 _phases: dict[str, dict] = {}
+_crashed: set[str] = set()
 
 
 @pytest.hookimpl(tryfirst=True)     # before --junitxml reads user_properties
 def pytest_runtest_logreport(report):
     """Controller side (also without xdist): one results entry per test, after teardown."""
     entry = _phases.setdefault(report.nodeid, {"outcome": "passed", "longrepr": ""})
+    if report.when == "???":        # pytest-xdist's report of a test its worker died in
+        _crashed.add(report.nodeid)
     if report.failed:
         entry["outcome"] = "failed" if report.when == "call" else "error"
         entry["longrepr"] = str(report.longrepr)[-4000:]
@@ -125,6 +128,8 @@ def pytest_runtest_logreport(report):
     record = dict(next((v for k, v in report.user_properties if k == PROPERTY), {}))
     identity = record.pop(IDENTITY, None) or {}
     kernel_info = record.pop(KERNEL_INFO, None)
+    if record.get("kernel"):
+        _identities[record["kernel"]] = identity or _identities.get(record["kernel"], {})
     _flatten_properties(report, record, identity)
     if record.get("harness_error"):
         entry["outcome"] = "error"      # the guest failed, not the behaviour under test
@@ -145,6 +150,30 @@ def _flatten_properties(report, record: dict, identity: dict) -> None:
 
 
 _controller_results: list[ResultsFile] = []
+_identities: dict[str, dict] = {}     # controller: each kernel as its tests' reports named it
+
+
+def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
+    """A test its worker died in (xdist reports the crash and no teardown follows): in the
+    results as an error of the harness, not left out."""
+    base, _, group = nodeid.partition("@")      # xdist's loadgroup names the kernel after "@"
+    kernel = group if group in kernel_ids else None
+    if kernel:
+        _identities.setdefault(kernel, {})
+    return {"nodeid": base, **entry, "outcome": "error", "kernel": kernel, "harness_error": "worker-crashed"}
+
+
+def lost_record(kernel_id: str, identity: dict, tests: list[dict]) -> dict:
+    """A kernel whose record never arrived (its worker died during its last test there): what
+    its tests' reports named it by, and the fact decision as its tests copied it, said plainly
+    rather than left out of the results."""
+    decisions: dict[str, dict] = {}
+    for test in tests:
+        if test.get("kernel") == kernel_id:
+            decisions.update({name: dict(used) for name, used in (test.get("facts_used") or {}).items()})
+    return {"id": kernel_id, **identity, "fact_decisions": decisions,
+            "record_lost": "the worker running its last test ended before sending the kernel's record: "
+                           "evidence, boots and the facts no test asked about are not in this file"}
 
 
 def pytest_sessionstart(session):
@@ -168,8 +197,14 @@ def pytest_sessionfinish(session, exitstatus):
     if hasattr(config, "workeroutput"):
         config.workeroutput[LATE_KERNELS] = late
     elif _controller_results:
+        results = _controller_results[0]
         for info in late:
-            _controller_results[0].add_kernel(info)
-        _controller_results[0].flush()      # the summary writes it again, when it runs
+            results.add_kernel(info)
+        for nodeid in sorted(_crashed & set(_phases)):
+            results.add_test(crashed_entry(nodeid, _phases.pop(nodeid), set(harness.specs)))
+        for kernel_id, identity in _identities.items():
+            if kernel_id not in results.doc["kernels"]:
+                results.add_kernel(lost_record(kernel_id, identity, results.doc["tests"]))
+        results.flush()      # the summary writes it again, when it runs
     harness.stop_live()
     procs.kill_all()

@@ -6,8 +6,8 @@ A test's entry holds, besides its outcome: observed and expected (dicts), expect
 (the facts expect() said the expectation came from), facts_used (each fact asked about:
 expected, decided_by, sources), documented (rules a document states, with what it says),
 harness_error (a kind, when the harness rather than the behaviour failed: guest-lost,
-guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed; a kernel refusing a program is
-an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
+guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed, worker-crashed; a kernel
+refusing a program is an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
 one: name, met, reason, facts), deviations (stated rules the kernel breaks: rule, source,
 observed), extras (what the test added; kregress.verdict.record) and ended_by (expect | precondition).
 
