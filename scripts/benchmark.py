@@ -98,7 +98,16 @@ def run_matrix(label: str, kernels: list[str], workers: int, *options: str, sele
             "overhead_p95_ms": round(pct(overhead, 0.95) * 1000, 1) if overhead else None,
             "floor_s": round(floor, 1), "ratio_to_floor": round(wall / floor, 2) if floor else None,
             "tests": len(tests), "results": str(run_dir / "results.json"),
-            "per_test": {t["nodeid"]: t.get("seconds") for t in tests}}
+            "per_test": {t["nodeid"]: t.get("seconds") for t in tests},
+            "overhead": overhead_lines(doc)}
+
+
+def overhead_lines(doc: dict) -> list[str]:
+    """Issue 24's measure of a run: VM-test wall against guest seconds / workers, and the gap's parts."""
+    try:
+        return harness_overhead.render(harness_overhead.measure(doc))
+    except harness_overhead.NotMeasurable as err:
+        return [f"overhead not measurable: {err}"]
 
 
 def pool_for(kernel_id: str, snapshots: bool = True) -> KernelPool:
@@ -230,14 +239,14 @@ def main() -> int:
 def print_overhead(results: Path) -> int:
     doc = json.loads(results.read_text())
     try:
-        measured = harness_overhead.measure(doc)
+        harness_overhead.measure(doc)
     except harness_overhead.NotMeasurable as err:
         print(f"{results}: cannot measure: {err}", file=sys.stderr)
         return 2
     hows = sorted({boot.get("how") for info in doc["kernels"].values() for boot in info.get("boots") or []})
     print(f"{results}: {len(doc['kernels'])} kernels ({', '.join(hows)}), outcomes {doc['summary']['outcomes']}; "
           f"load average now {os.getloadavg()[0]:.2f} / {os.getloadavg()[1]:.2f} / {os.getloadavg()[2]:.2f}")
-    for line in harness_overhead.render(measured):
+    for line in overhead_lines(doc):
         print(line)
     return 0
 
@@ -294,8 +303,12 @@ def print_report(r: dict) -> None:
     for run in (first, warm, *([spread] if spread else []), fresh):
         print(f"{run['label']} matrix: {run['tests']} tests, wall {run['wall_s']}s with {run['workers']} workers, "
               f"floor {run['floor_s']}s (boots/workers + guest {run['guest_s']}s/workers), "
-              f"ratio {run['ratio_to_floor']} (goal <= 1.3); downloaded {run['downloaded_bytes']} bytes, "
+              f"ratio {run['ratio_to_floor']} (process wall; the goal is on the VM-test measure); "
+              f"downloaded {run['downloaded_bytes']} bytes, "
               f"rebuilt {run['programs_rebuilt']} programs; outcomes {run['outcomes']}")
+    print("warm run, VM-test wall against its floor (the measure of `make bench`):")
+    for line in warm["overhead"]:
+        print(f"  {line}")
     print(f"harness overhead per test (duration minus guest time): median {warm['overhead_median_ms']} ms, "
           f"p95 {warm['overhead_p95_ms']} ms (goal median < 50 ms)")
     print(f"command round trip on {rt['kernel']}: agent median {rt['agent_median_ms']} ms / p95 {rt['agent_p95_ms']} ms; "
