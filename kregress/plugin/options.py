@@ -73,6 +73,11 @@ def pytest_configure(config):
         config.stash[RESULTS].doc.update({"fresh_vm": opt.fresh_vm, "snapshots": not opt.no_snapshots,
                                           "spread": opt.spread, "workers": _workers(config)})
         harness.run_keys()      # once, before any xdist worker starts and needs them
+    if worker is None and getattr(opt, "dist", None) == "loadgroup" and getattr(opt, "maxworkerrestart", "") is None:
+        # pytest-xdist 3.8's loadgroup waits forever for a worker that replaces a crashed one
+        # (pytest-dev/pytest-xdist#1323, #1327): unless told otherwise, a crash ends the run,
+        # which records the crashed test and the kernel record it lost (plugin/records.py)
+        opt.maxworkerrestart = "0"
     atexit.register(procs.kill_all)
     # SIGTERM (CI cancelling the job) must shut the VMs down like Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
