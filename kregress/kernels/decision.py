@@ -43,13 +43,12 @@ def _decide_one(name, kernel_id, version, overrides, evidence, arch, config) -> 
             f"kernels.toml")}
     expected = said[decided_by] == "present"
     out = {"expected": expected, "decided_by": decided_by, "sources": said}
-    missing = [option for option in fact.needs(arch) if config.get(option) not in ("y", "m")] \
-        if config and expected else []
+    needs = fact.needs(arch)
+    missing = [option for option in needs if config.get(option) not in ("y", "m")] if config and expected else []
     out["state"] = "lacks" if not expected else "unusable" if missing else "has"
     if missing:
         per_arch = any(option in fact.needs_config_on.get(arch, ()) for option in missing)
         out["reason"] = f"{arch + ' kernel' if per_arch else 'kernel'} without {' and '.join(missing)}"
-    needs = fact.needs(arch)
     if needs:
         out["config_needs"] = ({option: config.get(option, "unset") for option in needs} if config
                                else "unknown: no config found")

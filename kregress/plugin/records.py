@@ -16,7 +16,7 @@ from kregress import procs
 from kregress.plugin.state import HARNESS, PROPERTY, RESULTS, kernel_of, record_of
 from kregress.report import reproduce
 from kregress.report.junit import junit_properties
-from kregress.report.results import ResultsFile
+from kregress.report.results import ResultsFile, decisions_copied
 from kregress.run.session import GuestFailure
 from kregress.verdict.record import ending_problem
 
@@ -128,8 +128,8 @@ def pytest_runtest_logreport(report):
     record = dict(next((v for k, v in report.user_properties if k == PROPERTY), {}))
     identity = record.pop(IDENTITY, None) or {}
     kernel_info = record.pop(KERNEL_INFO, None)
-    if record.get("kernel"):
-        _identities[record["kernel"]] = identity or _identities.get(record["kernel"], {})
+    if record.get("kernel") and identity:
+        _identities[record["kernel"]] = identity
     _flatten_properties(report, record, identity)
     if record.get("harness_error"):
         entry["outcome"] = "error"      # the guest failed, not the behaviour under test
@@ -150,7 +150,7 @@ def _flatten_properties(report, record: dict, identity: dict) -> None:
 
 
 _controller_results: list[ResultsFile] = []
-_identities: dict[str, dict] = {}     # controller: each kernel as its tests' reports named it
+_identities: dict[str, dict] = {}     # controller: each kernel as its tests' reports last named it
 
 
 def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
@@ -158,8 +158,6 @@ def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
     results as an error of the harness, not left out."""
     base, _, group = nodeid.partition("@")      # xdist's loadgroup names the kernel after "@"
     kernel = group if group in kernel_ids else None
-    if kernel:
-        _identities.setdefault(kernel, {})
     return {"nodeid": base, **entry, "outcome": "error", "kernel": kernel, "harness_error": "worker-crashed"}
 
 
@@ -167,11 +165,7 @@ def lost_record(kernel_id: str, identity: dict, tests: list[dict]) -> dict:
     """A kernel whose record never arrived (its worker died during its last test there): what
     its tests' reports named it by, and the fact decision as its tests copied it, said plainly
     rather than left out of the results."""
-    decisions: dict[str, dict] = {}
-    for test in tests:
-        if test.get("kernel") == kernel_id:
-            decisions.update({name: dict(used) for name, used in (test.get("facts_used") or {}).items()})
-    return {"id": kernel_id, **identity, "fact_decisions": decisions,
+    return {"id": kernel_id, **identity, "fact_decisions": decisions_copied(tests, kernel_id),
             "record_lost": "the worker running its last test ended before sending the kernel's record: "
                            "evidence, boots and the facts no test asked about are not in this file"}
 
@@ -202,9 +196,9 @@ def pytest_sessionfinish(session, exitstatus):
             results.add_kernel(info)
         for nodeid in sorted(_crashed & set(_phases)):
             results.add_test(crashed_entry(nodeid, _phases.pop(nodeid), set(harness.specs)))
-        for kernel_id, identity in _identities.items():
+        for kernel_id in dict.fromkeys(t["kernel"] for t in results.doc["tests"] if t.get("kernel")):
             if kernel_id not in results.doc["kernels"]:
-                results.add_kernel(lost_record(kernel_id, identity, results.doc["tests"]))
+                results.add_kernel(lost_record(kernel_id, _identities.get(kernel_id, {}), results.doc["tests"]))
         results.flush()      # the summary writes it again, when it runs
     harness.stop_live()
     procs.kill_all()

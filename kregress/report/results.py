@@ -164,10 +164,17 @@ def decisions_then(doc: dict, kernel_id: str, info: dict) -> dict[str, dict]:
     it (facts_used, decided with the kernel's config), the rest decided from the kernel's record."""
     decisions = decide(kernel_id, info.get("upstream_version"), info.get("facts") or {}, info.get("evidence") or {},
                        arch=info.get("arch") or "x86_64")
-    for test in doc["tests"]:
-        if test.get("kernel") == kernel_id:
-            decisions.update({name: dict(used) for name, used in test["facts_used"].items()})
+    decisions.update(decisions_copied(doc["tests"], kernel_id))
     return decisions
+
+
+def decisions_copied(tests: list[dict], kernel_id: str) -> dict[str, dict]:
+    """The kernel's fact decision as far as its tests' entries copied it (facts_used)."""
+    copied: dict[str, dict] = {}
+    for test in tests:
+        if test.get("kernel") == kernel_id:
+            copied.update({name: dict(used) for name, used in (test.get("facts_used") or {}).items()})
+    return copied
 
 
 def case_of(nodeid: str, kernel: str | None) -> str:
