@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -10,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from kregress.files import locked, sha256_file
+from kregress.files import locked, sha256_file, write_whole
 from kregress.kernels.entries import DEBIAN_ARCH, KernelSpec
 from kregress.kernels.kconfig import config_of
 from kregress.kernels.kernel import Kernel, KernelFetchError, upstream_version_of
@@ -92,9 +91,7 @@ class DebianArchive:
         except (OSError, ValueError, KeyError, TypeError):
             pass        # none yet, or unreadable: resolve again
         parts = self._walk_depends(meta_package)
-        partial = remembered.with_name(f"{remembered.name}.{os.getpid()}")
-        partial.write_text(json.dumps({"lists": lists, "parts": parts}))
-        os.replace(partial, remembered)
+        write_whole(remembered, json.dumps({"lists": lists, "parts": parts}))
         return parts
 
     def _walk_depends(self, meta_package: str) -> list[dict[str, str]]:

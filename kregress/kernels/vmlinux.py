@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import bz2
 import lzma
-import os
 import shutil
 import struct
 import subprocess
@@ -26,7 +25,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from kregress.files import sha256_file
+from kregress.files import sha256_file, write_whole
 from kregress.paths import cache_dir
 
 # compressed stream magic -> format; lzo is lzop's file format, lz4 the legacy frame the kernel uses
@@ -218,8 +217,5 @@ def pvh_vmlinux(image: Path, config: dict[str, str], digest: str | None = None) 
     vmlinux = extract(image.read_bytes())
     if vmlinux is None or PVH_NOTE not in vmlinux:
         return None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f"{out.name}.{os.getpid()}")
-    partial.write_bytes(vmlinux)
-    os.replace(partial, out)
+    write_whole(out, vmlinux)
     return out

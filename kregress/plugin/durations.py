@@ -5,8 +5,8 @@ slower than its floor. Kept per test, so a partial run does not distort the next
 from __future__ import annotations
 
 import json
-import os
 
+from kregress.files import write_whole
 from kregress.paths import cache_dir
 
 UNKNOWN_TEST_S = 1.0        # a test never measured: about a scenario test under TCG
@@ -32,10 +32,7 @@ def record(doc: dict) -> None:
     if not seconds:
         return
     path = _path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.{os.getpid()}")
-    partial.write_text(json.dumps({**load(), **seconds}, indent=0, sort_keys=True))
-    os.replace(partial, path)
+    write_whole(path, json.dumps({**load(), **seconds}, indent=0, sort_keys=True))
 
 
 def longest_first(tests_by_kernel: dict[str, list[str]], known: dict[str, float]) -> list[str]:

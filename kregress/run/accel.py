@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kregress.run.hostcpu import HOST_ARCH, QEMU_SYSTEM, host_cpu
 from kregress.paths import cache_dir
+from kregress.files import write_whole
 
 PROBE_CACHE_SECONDS = 7 * 24 * 3600
 
@@ -87,10 +88,7 @@ def choose(requested: str, probe, kvm_check=kvm_openable, cache_file: Path | Non
         cache = {key: value for key, value in cache.items()
                  if not isinstance(value, dict) or now() - value.get("at", now()) < PROBE_CACHE_SECONDS}
         cache[host_key] = {**asdict(choice), "message": result.detail, "at": now()}
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache_file.with_suffix(f".{os.getpid()}")
-        partial.write_text(json.dumps(cache, indent=1))
-        os.replace(partial, cache_file)
+        write_whole(cache_file, json.dumps(cache, indent=1))
     return choice
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import paramiko
 
+from kregress.files import write_whole
 from kregress.paths import cache_dir
 
 # paramiko logs every failed connect attempt as a traceback; our errors say enough
@@ -155,10 +156,7 @@ def _compressed_at(path: Path, size: int, mtime_ns: int) -> bytes:
     except OSError:
         pass
     data = zlib.compress(path.read_bytes(), 6)
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    partial = kept.with_name(f"{kept.name}.{os.getpid()}")
-    partial.write_bytes(data)
-    os.replace(partial, kept)       # whole or not at all, whoever writes it at the same time
+    write_whole(kept, data)         # whoever writes it at the same time
     return data
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kregress.files import sha256_file
+from kregress.files import sha256_file, write_whole
 from kregress.paths import cache_dir
 from kregress.run.qemu_command import GuestMachine, guest_runs_host_cpu, qemu_command
 
@@ -178,9 +178,7 @@ class SnapshotCache:
     def touch(self, snapshot: Snapshot) -> None:
         manifest = {**snapshot.manifest, "last_used": time.time(),
                     "restores": snapshot.manifest.get("restores", 0) + 1}
-        partial = snapshot.directory / f"manifest.json.{os.getpid()}"
-        partial.write_text(json.dumps(manifest, indent=1))
-        os.replace(partial, snapshot.directory / "manifest.json")
+        write_whole(snapshot.directory / "manifest.json", json.dumps(manifest, indent=1))
 
     def entries(self) -> list[dict]:
         found = []

@@ -16,6 +16,7 @@ import sys
 from importlib.metadata import version as package_version
 from pathlib import Path
 
+from kregress.files import write_whole
 from kregress.kernels.entries import DEBIAN_ARCH
 from kregress.paths import cache_dir
 from kregress.run.accel import kvm_openable
@@ -89,8 +90,5 @@ def vng_qemu_command(vng_args: list[str], accel: str | None = None) -> list[str]
     argv = shlex.split(found[-1])
     if accel is not None:
         check_accel(argv, accel)        # never cached under the wrong accelerator
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    partial = cached.with_suffix(f".{os.getpid()}")
-    partial.write_text(json.dumps(argv))
-    os.replace(partial, cached)
+    write_whole(cached, json.dumps(argv))
     return argv
