@@ -252,15 +252,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] in ("bisect-run", "bisect-kernels"):
         try:
-            from kregress.bisect import main as bisect_main     # own parsers: bisect-run answers only 0/1/125
-        except BaseException as err:    # a broken module must not read as "bad" (exit 1) to git bisect
+            from kregress.bisect import main as bisect_main     # own parsers: bisect-run answers 0/1/125/128
+        except BaseException as err:    # a broken install: not "bad" (exit 1), and the same at every commit
             print(f"kregress: cannot load kregress.bisect: {err!r}", file=sys.stderr)
-            return 125 if argv[0] == "bisect-run" else 2
+            return 128 if argv[0] == "bisect-run" else 2
         return bisect_main(argv)
     parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
     sub.add_parser("bisect-run", help="one `git bisect run` step in a kernel tree: build, boot, test; "
-                   "exit 0/1/125 (see docs/bisect.md)")
+                   "exit 0/1/125, or 128 to abort (see docs/bisect.md)")
     sub.add_parser("bisect-kernels", help="coarse bisection over prebuilt kernels from a kernels file")
     fetch = sub.add_parser("fetch", help="resolve and download kernels into the cache: fetch [--kernel ID]... "
                            "[--arch A]... [-- PYTEST_ARGS] (the selection in a pytest argument list counts too)")

@@ -2,9 +2,9 @@
 
 bisect-run      one step of `git bisect run`, inside a kernel source tree: build the
                 checked-out kernel with virtme-ng (configs/bisect.config), boot it, run
-                a pytest selection, answer 0 (good/old), 1 (bad/new) or 125 (cannot
-                judge). It never exits with anything else, so git bisect is never
-                aborted by a harness problem.
+                a pytest selection, answer 0 (good/old), 1 (bad/new) or 125 (this
+                commit cannot be judged), or 128, which aborts git bisect, for what
+                would be the same at every commit (a usage error, a broken harness).
 bisect-kernels  coarse bisection over prebuilt kernels (kernels.toml entries, in the
                 order given): boots about log2(N) of them to find the first kernel whose
                 observed behaviour differs from the first one's, and prints the range to

@@ -7,7 +7,10 @@ from pathlib import Path
 from kregress.report import results
 
 GOOD, BAD, SKIP = 0, 1, 125
-EXIT_CODES = {"good": GOOD, "bad": BAD, "skip": SKIP}
+# git bisect run stops at an exit code of 128 or more: the answer for a failure that would
+# repeat at every commit (a bad command line, a broken harness), where 125 would skip them all.
+ABORT = 128
+EXIT_CODES = {"good": GOOD, "bad": BAD, "skip": SKIP, "abort": ABORT}
 PYTEST_EXIT = {2: "pytest was interrupted", 3: "pytest internal error", 4: "pytest usage error",
                5: "the selection collected no test"}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from kregress.verdict.declared import scenario_facts
 from kregress.kernels.facts import FACTS
 from kregress.paths import PROJECT_ROOT
-from kregress.bisect.judge import EXIT_CODES, SKIP, Judgement, combine, judge, settled
+from kregress.bisect.judge import ABORT, EXIT_CODES, SKIP, Judgement, combine, judge, settled
 from kregress.procs import run_logged, tail
 from kregress.kernels.tree import DEFAULT_FRAGMENT, IMAGE, BuildResult, build_tree, git_info, kernel_version
 from kregress.bisect.steps import StepLog
@@ -22,8 +22,38 @@ LOG_NAME = "kregress-bisect.jsonl"
 EXPECT_TERMS = {"fixed": True, "buggy": False}
 
 
-class UsageError(Exception):
-    """A bad command line: bisect-run answers 125 (every commit would be unjudgeable)."""
+class CannotBisect(Exception):
+    """Trouble that would be the same at every commit (a broken harness, no kernel tree):
+    bisect-run aborts git bisect (exit 128) rather than answer 125 and skip every commit."""
+
+
+class UsageError(CannotBisect):
+    """A bad command line: aborts too, the same mistake would repeat at every step."""
+
+
+# pytest options whose value follows them: their value is never a test path
+VALUE_OPTIONS = {"-k", "-m", "-p", "-o", "-c", "--rootdir", "--kernel", "--accel", "--maxfail"}
+
+
+def resolve_selection(selection: list[str], root: Path) -> list[str]:
+    """The selection with its test paths made absolute the way pytest, run in `root`, reads
+    them (relative to `root`; absolute ones as given), so the fact lookup and the run agree
+    whatever directory git bisect runs us in. A path that is not there is a usage error."""
+    out, after_value_option = [], False
+    for arg in selection:
+        path_part = arg.split("::")[0]
+        is_path = not after_value_option and not arg.startswith("-") and \
+            (path_part.endswith(".py") or (root / path_part).is_dir())
+        after_value_option = arg in VALUE_OPTIONS
+        if not is_path:
+            out.append(arg)
+            continue
+        path = root / path_part
+        if not path.exists():
+            raise UsageError(f"{arg}: no such test path; relative selections are read from the kregress "
+                             f"checkout {root}, as pytest runs there (not from the kernel tree)")
+        out.append(str(path) + arg[len(path_part):])
+    return out
 
 
 def pytest_command(override: str | None) -> list[str]:
@@ -78,7 +108,8 @@ class _Parser(argparse.ArgumentParser):
 def run_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="kregress bisect-run",
                 description="One step of `git bisect run`, run from a kernel source tree: build, boot, test; "
-                            "exit 0 (good/old), 1 (bad/new) or 125 (cannot judge), never anything else.",
+                            "exit 0 (good/old), 1 (bad/new), 125 (this commit cannot be judged) or 128 "
+                            "(abort: a usage error or harness fault that every commit would repeat).",
                 epilog="example: git bisect run /path/to/kregress/scripts/bisect-run --expect fixed "
                        "--fact getsockopt_relief -- "
                        "tests/test_getsockopt_efault.py -k 'tos or longer_than_page'")
@@ -111,7 +142,8 @@ def run_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, default=None,
                    help="where this step's build log, results and console logs go (default: runs/bisect-...)")
     p.add_argument("--pytest-command", default=None, help=argparse.SUPPRESS)
-    p.add_argument("selection", nargs="*", help="pytest arguments (after --): files, -k, -m ...")
+    p.add_argument("selection", nargs="*", help="pytest arguments (after --): files, -k, -m ...; relative paths are read from the "
+                        "kregress checkout, as pytest runs there")
     return p
 
 
@@ -130,8 +162,9 @@ def parse_run_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError("no test selection: add -- TESTS, e.g. -- tests/test_getsockopt_efault.py -k tos")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
+    args.selection = resolve_selection(args.selection, PROJECT_ROOT)
     if args.fact is None:
-        declared = scenario_facts(args.selection)
+        declared = scenario_facts(args.selection, PROJECT_ROOT)
         if len(declared) != 1:
             raise UsageError(f"name the fact this bisection is about with --fact: the selected scenario modules "
                              f"declare {', '.join(declared) or 'none'}")
@@ -148,12 +181,16 @@ def parse_run_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+ABORT_HINT = ("; it would be the same at every commit (git keeps the bisection: fix this, then run the same "
+              "`git bisect run` again)")
+
+
 def say(text: str) -> None:
     print(f"kregress bisect-run: {text}", file=sys.stderr, flush=True)
 
 
 def main_run(argv: list[str]) -> int:
-    """The exit-code contract lives here: whatever happens, 0, 1 or 125. With
+    """The exit-code contract lives here: whatever happens, 0, 1, 125 or 128 (abort). With
     --verdict-file F the code is also written to F, last thing: scripts/bisect-run only
     believes an exit code that was written there (a crash before this point, even an
     import error, then reads as 125, not as "bad")."""
@@ -167,7 +204,7 @@ def main_run(argv: list[str]) -> int:
         try:
             Path(verdict_file).write_text(f"{code}\n")
         except OSError:
-            return SKIP
+            return ABORT
     return code
 
 
@@ -175,20 +212,21 @@ def _guarded_run(argv: list[str]) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main_run(argv)
-    except UsageError as err:
-        print(f"kregress bisect-run: usage: {err}", file=sys.stderr)
-        print("kregress bisect-run: answering 125 (cannot judge), not aborting git bisect", file=sys.stderr)
-        return SKIP
-    except SystemExit:                # --help: not a verdict either
-        return SKIP
+    except CannotBisect as err:
+        kind = "usage" if isinstance(err, UsageError) else "cannot bisect"
+        say(f"{kind}: {err}")
+        say(f"exit {ABORT}: aborting git bisect run{ABORT_HINT}")
+        return ABORT
+    except SystemExit:                # --help: not a verdict; stop a git bisect run that was handed it
+        return ABORT
     except KeyboardInterrupt:
-        say("interrupted: answering 125")
-        return SKIP
-    except BaseException as err:      # a harness bug must not mark a commit good or bad
+        say(f"interrupted: exit {ABORT}, aborting git bisect run (this commit stays untested)")
+        return ABORT
+    except BaseException as err:      # a harness bug: never good or bad, and it would repeat at every commit
         import traceback
         traceback.print_exc()
-        say(f"internal error ({err.__class__.__name__}: {err}): answering 125")
-        return SKIP
+        say(f"internal error ({err.__class__.__name__}: {err}): exit {ABORT}, aborting git bisect run")
+        return ABORT
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -217,8 +255,9 @@ def _main_run(argv: list[str]) -> int:
     def finish(verdict: str, reason: str, **extra) -> int:
         code = EXIT_CODES[verdict]
         terms = info.get("terms") or {"old": "good", "new": "bad"}
-        term = {"good": terms["old"], "bad": terms["new"], "skip": "skip"}[verdict]
-        label = {"good": f"{term} (old term)", "bad": f"{term} (new term)", "skip": "skip (cannot judge)"}[verdict]
+        term = {"good": terms["old"], "bad": terms["new"], "skip": "skip", "abort": "abort"}[verdict]
+        label = {"good": f"{term} (old term)", "bad": f"{term} (new term)", "skip": "skip (cannot judge)",
+                 "abort": "abort git bisect run"}[verdict]
         steps.append({**base, "event": "verdict", "verdict": verdict, "term": term, "exit_code": code,
                       "reason": reason, "seconds": round(time.monotonic() - started, 1), **extra})
         say(f"{short}: exit {code} = {label}: {reason}")
@@ -229,6 +268,7 @@ def _main_run(argv: list[str]) -> int:
         build = BuildResult(True, "not built (--no-build)", image=tree / IMAGE, version=kernel_version(tree))
         if not build.image.is_file() or not build.version:
             build.ok, build.reason = False, f"--no-build: no {IMAGE} or no version in {tree}"
+            build.every_commit = True       # nothing is built, so every commit would find the same
     else:
         say(f"building in {tree} (log {run_dir / 'build.log'})")
         build = build_tree(tree, args.config, args.jobs, args.ccache, args.nice, args.build_timeout,
@@ -237,6 +277,8 @@ def _main_run(argv: list[str]) -> int:
                   "incremental": build.incremental, "version": build.version, "command": build.command,
                   "log": str(build.log) if build.log else None, "missing_configs": build.missing})
     say(build.reason.splitlines()[0] if build.reason else "built")
+    if build.every_commit:
+        return finish("abort", build.reason.splitlines()[0] + ABORT_HINT)
     if not build.ok:
         return finish("skip", build.reason.splitlines()[0], build_seconds=build.seconds)
 

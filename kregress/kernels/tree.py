@@ -30,6 +30,7 @@ class BuildResult:
     command: list[str] = field(default_factory=list)
     log: Path | None = None
     missing: list[str] = field(default_factory=list)
+    every_commit: bool = False      # the failure is not this commit's (no tree, no vng): would repeat at all
 
 
 def required_configs(fragment: Path) -> list[str]:
@@ -79,13 +80,13 @@ def build_tree(tree: Path, fragment: Path, jobs: int, ccache: str, nice: int, ti
                log_path: Path) -> BuildResult:
     """`vng --build` in the tree: an incremental make when the tree was built before."""
     if not (tree / "Makefile").exists() or not (tree / "Kconfig").exists():
-        return BuildResult(False, f"{tree} is not a kernel source tree (no Makefile/Kconfig)")
+        return BuildResult(False, f"{tree} is not a kernel source tree (no Makefile/Kconfig)", every_commit=True)
     env = tool_env()
     use_ccache = ccache == "yes" or (ccache == "auto" and shutil.which("ccache", path=env["PATH"]) is not None)
     try:
         cmd = build_command(fragment, jobs, use_ccache, nice, env)
     except FileNotFoundError as err:
-        return BuildResult(False, str(err))
+        return BuildResult(False, str(err), every_commit=True)
     incremental = (tree / "vmlinux").exists()
     rc, seconds = run_logged(cmd, log_path, timeout, cwd=tree, env=env)
     result = BuildResult(False, "", seconds=seconds, incremental=incremental, command=cmd, log=log_path,

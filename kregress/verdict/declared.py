@@ -60,12 +60,13 @@ def declared_in(path: Path) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def scenario_facts(selection: list[str]) -> list[str]:
+def scenario_facts(selection: list[str], root: Path) -> list[str]:
     """The facts declared by the scenario modules a pytest selection names (its file and
-    node-id arguments), in the facts table's order."""
+    node-id arguments, relative ones read from `root` as pytest run there reads them), in
+    the facts table's order."""
     names: set[str] = set()
     for arg in selection:
-        path = Path(arg.split("::")[0])
+        path = root / arg.split("::")[0]       # an absolute path stays as it is
         if arg.startswith("-") or path.suffix != ".py" or not path.is_file():
             continue
         names |= set(declared_in(path) or ())

@@ -1,4 +1,5 @@
-"""bisect-run's exit-code contract (0 good, 1 bad, 125 cannot judge, nothing else) and the
+"""bisect-run's exit-code contract (0 good, 1 bad, 125 this commit cannot be judged, 128 abort:
+the same at every commit) and the
 coarse bisection, with fake vng/make/pytest: fast, no VM, no kernel build."""
 import json
 import os
@@ -12,7 +13,7 @@ from faketree import make_kernel_tree
 
 from kregress.bisect import run as bisect_run
 from kregress.bisect.coarse import coarse_bisect, main_kernels
-from kregress.bisect.judge import BAD, EXIT_CODES, GOOD, SKIP, combine, judge, settled
+from kregress.bisect.judge import ABORT, BAD, EXIT_CODES, GOOD, SKIP, combine, judge, settled
 from kregress.bisect.run import main_run
 from kregress.bisect.steps import StepLog
 from kregress.kernels.tree import DEFAULT_FRAGMENT, git_info, required_configs
@@ -109,6 +110,9 @@ def fake(tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("FAKE_FRAGMENT", str(FRAGMENT))
     monkeypatch.chdir(tree)
+    selection = tmp_path / "tests" / "test_x.py"       # absolute: taken as given
+    selection.parent.mkdir()
+    selection.write_text("")
 
     class Fake:
         root, log = tmp_path, tmp_path / "steps.jsonl"
@@ -120,7 +124,7 @@ def fake(tmp_path, monkeypatch):
         def make(self, rc):
             write_exe(bindir / "make", f"#!/bin/sh\necho fake make \"$@\"\nexit {rc}\n")
 
-        def run(self, *options, selection=("tests/test_x.py",), mode=None, **env) -> int:
+        def run(self, *options, selection=(str(selection),), mode=None, **env) -> int:
             if mode:
                 monkeypatch.setenv("FAKE_MODE", mode)
             for key, value in env.items():
@@ -130,7 +134,7 @@ def fake(tmp_path, monkeypatch):
             argv = ["--log", str(self.log), "--run-dir", str(tmp_path / "run"), "--ccache", "no",
                     "--pytest-command", f"{sys.executable} {fake_pytest}", *fact, *options, "--", *selection]
             code = main_run(argv)
-            assert code in (GOOD, BAD, SKIP)
+            assert code in (GOOD, BAD, SKIP, ABORT)
             return code
 
         def steps(self):
@@ -175,9 +179,10 @@ def test_no_image_is_skip(fake):
     assert "bzImage is missing" in fake.steps()[-1]["reason"]
 
 
-def test_not_a_kernel_tree_is_skip(fake, tmp_path):
+def test_not_a_kernel_tree_aborts(fake, tmp_path):
     fake.vng("ok")
-    assert fake.run("--tree", str(tmp_path), mode="pass") == SKIP
+    assert fake.run("--tree", str(tmp_path), mode="pass") == ABORT
+    assert fake.steps()[-1]["verdict"] == "abort"
     assert "not a kernel source tree" in fake.steps()[-1]["reason"]
 
 
@@ -222,7 +227,7 @@ def test_expect_writes_the_fact_and_the_version(fake):
     toml = call["kernels_toml"]
     assert 'version = "6.12.117"' in toml and "bzImage" in toml
     assert "getsockopt_relief = false" in toml and "getsockopt_retval_in_run_ctx = true" in toml
-    assert call["argv"][-1] == "tests/test_x.py" and Path(call["cwd"]) == PROJECT_ROOT
+    assert call["argv"][-1] == str(fake.root / "tests" / "test_x.py") and Path(call["cwd"]) == PROJECT_ROOT
     fake.run("--expect", "fixed", mode="pass")
     assert "getsockopt_relief = true" in fake.calls()[1]["kernels_toml"]
 
@@ -237,17 +242,32 @@ def test_no_build_uses_existing_image(fake):
 @pytest.mark.parametrize("argv", [[], ["--bogus", "--", "x"], ["--repeat", "0", "--", "x"],
                                   ["--set-fact", "nope=true", "--", "x"], ["--help"],
                                   ["--config", "/nonexistent", "--", "x"]])
-def test_usage_errors_are_skip_not_abort(argv, capsys):
-    assert main_run(argv) == SKIP
+def test_usage_errors_abort(argv, capsys):
+    """The same mistake would repeat at every commit: 125 would skip them all, so abort."""
+    assert main_run(argv) == ABORT
+    if argv and argv != ["--help"]:
+        assert "aborting git bisect run" in capsys.readouterr().err
 
 
-def test_internal_error_is_skip(fake, monkeypatch):
+def test_missing_vng_aborts(fake, monkeypatch):
+    def no_vng(*args, **kwargs):
+        raise FileNotFoundError("vng (virtme-ng) not found on PATH or in the venv")
+    monkeypatch.setattr("kregress.kernels.tree.build_command", no_vng)
+    assert fake.run(mode="pass") == ABORT
+    assert "vng" in fake.steps()[-1]["reason"] and not fake.calls()
+
+
+def test_no_build_without_an_image_aborts(fake):
+    assert fake.run("--no-build", mode="pass") == ABORT
+
+
+def test_internal_error_aborts(fake, monkeypatch):
     fake.vng("ok")
 
     def boom(*args, **kwargs):
         raise RuntimeError("harness bug")
     monkeypatch.setattr(bisect_run, "build_tree", boom)
-    assert fake.run(mode="pass") == SKIP
+    assert fake.run(mode="pass") == ABORT
 
 
 # ---------------------------------------------------------------- repeats
@@ -425,22 +445,30 @@ def run_wrapper(tmp_path, body: str | None, *args: str) -> int:
 
 
 @pytest.mark.parametrize("body, code", [
-    ('exit 1\n', SKIP),                                            # a crash before the verdict: not "bad"
-    ('exit 0\n', SKIP),
-    ('exit 3\n', SKIP),
-    ('exit 200\n', SKIP),                                          # would abort git bisect
-    ('kill -9 $$\n', SKIP),
+    ('exit 1\n', ABORT),                                           # a crash before the verdict: not "bad"
+    ('exit 0\n', ABORT),
+    ('exit 3\n', ABORT),
+    ('exit 200\n', ABORT),
+    ('kill -9 $$\n', ABORT),
+    ('f=$3; echo 128 > "$f"; exit 128\n', ABORT),
     ('f=$3; echo 1 > "$f"; exit 1\n', BAD),                        # verdict written: believed
     ('f=$3; echo 0 > "$f"; exit 0\n', GOOD),
     ('f=$3; echo 125 > "$f"; exit 125\n', SKIP),
-    ('f=$3; echo 0 > "$f"; exit 1\n', SKIP),                       # disagreeing: not believed
+    ('f=$3; echo 0 > "$f"; exit 1\n', ABORT),                      # disagreeing: not believed
 ])
 def test_wrapper_believes_only_a_written_verdict(tmp_path, body, code):
     assert run_wrapper(tmp_path, body, "--", "x") == code
 
 
 def test_wrapper_with_the_real_kregress(tmp_path):
-    assert run_wrapper(tmp_path, None, "--bogus") == SKIP
+    assert run_wrapper(tmp_path, None, "--bogus") == ABORT
+
+
+def test_wrapper_without_kregress_aborts(tmp_path):
+    env = {**os.environ, "KREGRESS_BIN": str(tmp_path / "nowhere")}
+    import subprocess
+    proc = subprocess.run([str(WRAPPER), "--", "x"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == ABORT and "is not there" in proc.stderr
 
 
 def test_verdict_file_is_written(fake, tmp_path):
@@ -461,16 +489,31 @@ def test_git_terms_only_while_bisecting(tmp_path):
 
 
 def test_fact_comes_from_the_selected_scenario(fake, capsys):
-    """Without --fact: the one fact the selected scenario module declares; several: 125, naming them."""
+    """Without --fact: the one fact the selected scenario module declares; several: abort, naming them."""
     fake.vng("ok")
     sockops = str(PROJECT_ROOT / "tests" / "test_sockops_flags.py")
     assert fake.run(selection=(sockops, "-k", "alone"), mode="pass") == GOOD
     assert "sockops_hdr_opt = true" in json.loads((fake.root / "state" / "call0").read_text())["kernels_toml"]
     efault = str(PROJECT_ROOT / "tests" / "test_getsockopt_efault.py")
     capsys.readouterr()
-    assert fake.run(selection=(efault,), mode="pass") == SKIP
+    assert fake.run(selection=(efault,), mode="pass") == ABORT
     said = capsys.readouterr().err
     assert "--fact" in said and "getsockopt_relief, getsockopt_retval_in_run_ctx" in said
+
+
+def test_relative_selection_from_the_kernel_tree(fake, capsys):
+    """git bisect run runs us in the kernel tree (the fixture's cwd): a relative selection is read
+    from the project root, for the fact lookup and for the run alike."""
+    fake.vng("ok")
+    assert Path.cwd() != PROJECT_ROOT and not Path("tests/test_sockops_flags.py").exists()
+    assert fake.run(selection=("tests/test_sockops_flags.py", "-k", "alone"), mode="pass") == GOOD
+    call = fake.calls()[0]
+    assert "sockops_hdr_opt = true" in call["kernels_toml"]
+    assert str(PROJECT_ROOT / "tests" / "test_sockops_flags.py") in call["argv"] and "alone" in call["argv"]
+    assert Path(call["cwd"]) == PROJECT_ROOT
+    capsys.readouterr()
+    assert fake.run(selection=("tests/test_no_such_scenario.py",), mode="pass") == ABORT
+    assert "no such test path" in capsys.readouterr().err and len(fake.calls()) == 1
 
 
 def test_judge_a_refused_attach_like_any_observation(tmp_path):

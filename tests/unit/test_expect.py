@@ -65,7 +65,7 @@ def test_document_rule_record():
 def test_scenario_modules_use_only_declared_facts(path: Path):
     """Every fact a scenario module asks about (.has(X)) or names in expect(facts=[...]) is
     one its scenario marker declares, and every declared fact is used somewhere."""
-    declared = set(scenario_facts([str(path)]))
+    declared = set(scenario_facts([str(path)], PROJECT_ROOT))
     tree = ast.parse(path.read_text())
     constants = string_constants(tree)
     consulted, named = set(), set()
@@ -87,15 +87,25 @@ def test_declared_facts_are_read_without_running_the_module(tmp_path):
     module.write_text('raise SystemExit("the module was executed")\n'
                       'import pytest\nRELIEF = "getsockopt_relief"\n'
                       'pytestmark = [pytest.mark.vm, pytest.mark.scenario(facts=[RELIEF, "lsm_cgroup"])]\n')
-    assert scenario_facts([f"{module}::test_x", "-k", "tos"]) == ["getsockopt_relief", "lsm_cgroup"]
+    assert scenario_facts([f"{module}::test_x", "-k", "tos"], PROJECT_ROOT) == ["getsockopt_relief", "lsm_cgroup"]
     computed = tmp_path / "test_computed.py"
     computed.write_text('import pytest\npytestmark = pytest.mark.scenario(facts=sorted(["lsm_cgroup"]))\n')
     with pytest.raises(UnreadableDeclaration, match="string literals"):
-        scenario_facts([str(computed)])
+        scenario_facts([str(computed)], PROJECT_ROOT)
     unknown = tmp_path / "test_unknown.py"
     unknown.write_text('import pytest\npytestmark = pytest.mark.scenario(facts=["no_such_fact"])\n')
     with pytest.raises(UndeclaredFact, match="no_such_fact"):
-        scenario_facts([str(unknown)])
+        scenario_facts([str(unknown)], PROJECT_ROOT)
+
+
+def test_relative_selections_are_read_from_the_given_root(tmp_path, monkeypatch):
+    """`git bisect run` runs in the kernel tree: a relative selection is the project's, not the cwd's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_getsockopt_efault.py").write_text("import pytest\n")   # a decoy in the cwd
+    assert scenario_facts(["tests/test_sockops_flags.py", "-k", "alone"], PROJECT_ROOT) == ["sockops_hdr_opt"]
+    assert scenario_facts(["tests/test_getsockopt_efault.py"], PROJECT_ROOT) == \
+        ["getsockopt_relief", "getsockopt_retval_in_run_ctx"]
 
 
 @pytest.mark.parametrize("path", SCENARIO_MODULES, ids=lambda p: p.name)
@@ -106,7 +116,7 @@ def test_source_reading_matches_the_markers_at_run_time(path: Path):
     spec.loader.exec_module(module)
     marks = module.pytestmark if isinstance(module.pytestmark, list) else [module.pytestmark]
     at_run_time = declared_facts(m.mark for m in marks if m.name == "scenario")
-    assert scenario_facts([str(path)]) == [name for name in FACTS if name in at_run_time]
+    assert scenario_facts([str(path)], PROJECT_ROOT) == [name for name in FACTS if name in at_run_time]
 
 
 # What a scenario module may not contain: every test ends in expect() or a named skip from the
