@@ -27,6 +27,7 @@ class Judgement:
     console_log: str | None = None
     uname_r: str | None = None
     accel: str | None = None
+    every_commit: bool = False      # pytest refused the command line or selected nothing: no commit changes that
 
     @property
     def behaviour(self) -> dict | None:
@@ -47,6 +48,8 @@ def judge(results_path: Path, kernel_id: str, pytest_rc: int | None) -> Judgemen
     harness error, every test skipped, or pytest itself broke)."""
     if pytest_rc is None:
         return Judgement("skip", "harness timeout: pytest was killed")
+    if pytest_rc == 4:      # pytest refused the command line: the same at every commit
+        return Judgement("skip", f"{PYTEST_EXIT[4]} (exit 4)", every_commit=True)
     try:
         doc = results.load(results_path)
     except (OSError, ValueError) as err:
@@ -76,6 +79,7 @@ def judge(results_path: Path, kernel_id: str, pytest_rc: int | None) -> Judgemen
     if not found.tests:
         found.reason = (f"the selection ran no test on {kernel_id} (pytest exit {pytest_rc}); "
                         "check the test selection")
+        found.every_commit = pytest_rc == 5     # collection does not depend on the kernel
         return found
     problems = [t for t in found.tests if t["harness_problem"]]
     if problems:

@@ -300,6 +300,8 @@ def _main_run(argv: list[str]) -> int:
                       "boot_seconds": judgement.boot_seconds, "results": str(results),
                       "evidence": judgement.evidence()})
         say(f"run {index}: {judgement.verdict}: {judgement.reason}")
+        if judgement.every_commit:
+            return finish("abort", judgement.reason.splitlines()[0] + ABORT_HINT, build_seconds=build.seconds)
         if settled(verdicts, args.repeat, args.bad_if):
             break
         if judgement.verdict == "skip" and not judgement.booted:

@@ -196,8 +196,8 @@ def test_build_timeout_is_skip(fake, tmp_path):
 
 @pytest.mark.parametrize("mode, code", [
     ("pass", GOOD), ("fail", BAD),
-    ("nothing", SKIP),          # pytest wrote no results file at all
-    ("no-tests", SKIP),         # the selection collected nothing
+    ("nothing", ABORT),         # pytest refused the command line (exit 4): the same at every commit
+    ("no-tests", ABORT),        # the selection collected nothing: collection does not depend on the kernel
     ("boot-error", SKIP), ("guest-lost", SKIP), ("harness-error", SKIP), ("all-skipped", SKIP)])
 def test_run_outcomes(fake, mode, code):
     fake.vng("ok")
@@ -205,7 +205,8 @@ def test_run_outcomes(fake, mode, code):
     kinds = [s["event"] for s in fake.steps()]
     assert kinds == ["build", "run", "verdict"]
     run = fake.steps()[1]
-    assert run["evidence"]["verdict"] == {GOOD: "good", BAD: "bad", SKIP: "skip"}[code]
+    assert run["evidence"]["verdict"] == {GOOD: "good", BAD: "bad", SKIP: "skip", ABORT: "skip"}[code]
+    assert fake.steps()[-1]["verdict"] == {GOOD: "good", BAD: "bad", SKIP: "skip", ABORT: "abort"}[code]
 
 
 def test_pytest_crash_exit_codes_are_skip(fake):
