@@ -32,7 +32,7 @@ class Kernel:
         return self.spec.id
 
     def describe(self) -> dict:
-        return {"id": self.id, "source": self.spec.source, "package": self.package,
+        return {"id": self.id, "source": self.spec.source, "arch": self.spec.arch, "package": self.package,
                 "package_version": self.package_version, "upstream_version": self.upstream_version,
                 "expected_release": self.release, "image": str(self.image), "config_source": self.config_source,
                 **({"tree_build": self.tree_build} if self.tree_build else {})}

@@ -10,7 +10,7 @@ from kregress.plugin import durations
 from kregress.plugin.state import HARNESS, RESULTS, unit_only
 from kregress.report import known, recovery, verdicts
 from kregress.report.matrix import build_roots, guest_images
-from kregress.report.results import case_of
+from kregress.report.results import case_of, source_text
 from kregress.report.write import page_text, render_text, write_reports
 from kregress.verdict import deviations, documents
 
@@ -62,7 +62,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             phases = ", ".join(f"{name} {value}" for name, value in (info.get("boot_phases") or {}).items())
             write(f"  {kernel_id}: {info.get('package') or info.get('image')} {info.get('package_version') or ''} "
                   f"uname -r {info.get('uname_r')}, {info.get('arch')} {page_text(info.get('page_size'))} pages, "
-                  f"{came_up(info)} in {info.get('boot_seconds')}s under {info.get('accel')} ({phases})")
+                  f"{came_up(info)} in {info.get('boot_seconds')}s under {info.get('accel')} ({phases}); "
+                  f"{source_text(info)}")
     missing = evidence.missing_witnesses(results.doc["kernels"])
     if missing:
         write(missing)

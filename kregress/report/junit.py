@@ -30,6 +30,8 @@ def junit_properties(kernel_id: str, info: dict) -> list[tuple[str, str]]:
             ("kernel_version", info.get("package_version") or info.get("upstream_version") or ""),
             ("kernel_upstream_version", info.get("upstream_version") or ""),
             ("kernel_uname_r", info.get("uname_r") or ""),
+            ("kernel_arch", info.get("arch") or ""),
+            ("kernel_source", info.get("source") or ""),
             ("accel", info.get("accel") or "")]
 
 

@@ -13,8 +13,7 @@ import re
 from kregress.kernels.facts import FACTS
 from kregress.verdict.behaviour import behaviour_text
 from kregress.verdict.deviations import label
-from kregress.report.results import case_of
-from kregress.report.results import verdict
+from kregress.report.results import case_of, source_of, source_text, verdict
 
 ORIGIN = "kregress"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
@@ -50,9 +49,18 @@ def test_path(case: str) -> str:
 
 
 def _source_ids(kernel_id: str, info: dict) -> tuple[str, str]:
-    if info.get("package") and info.get("package_version"):
-        build = f"debian:{info['package']}={info['package_version']}"
-        checkout = f"debian:linux={info['package_version']}"
+    """Checkout and build ids by the source the kernel's record names: a Debian archive
+    package joins across runs and users by its version, a user's .deb by its package and
+    version, a tree by its commit; a local image (or a record without a source) is the run's."""
+    kind, _ = source_of(info)
+    package, version = info.get("package"), info.get("package_version")
+    commit = (info.get("tree_build") or {}).get("commit")
+    if kind in ("debian", "deb") and package and version:
+        build = f"{kind}:{package}={version}"
+        checkout = f"{kind}:linux={version}" if kind == "debian" else f"deb:{package}={version}"
+    elif kind == "tree" and commit:
+        build = f"tree:{commit}:{info.get('uname_r') or 'unknown'}"
+        checkout = f"tree:{commit}"
     else:
         build = f"local:{kernel_id}:{info.get('uname_r') or info.get('image') or 'unknown'}"
         checkout = f"local:{kernel_id}:{info.get('upstream_version') or 'unknown'}"
@@ -85,10 +93,13 @@ def from_results(doc: dict) -> dict:
         if started:
             checkout["start_time"] = started
         checkouts[checkout_id] = checkout
-        builds[build_id] = {"id": build_id, "checkout_id": checkout_id, "origin": ORIGIN, "architecture": "x86_64",
+        builds[build_id] = {"id": build_id, "checkout_id": checkout_id, "origin": ORIGIN,
                             "status": "PASS", "comment": f"{info.get('package') or info.get('image') or kernel_id} "
-                            f"(prebuilt; uname -r {info.get('uname_r') or '?'})",
-                            "misc": {k: info[k] for k in ("package", "uname_r", "image") if info.get(k)}}
+                            f"({source_text(info)}; uname -r {info.get('uname_r') or '?'})",
+                            "misc": {k: info[k] for k in ("package", "uname_r", "image", "source", "page_size")
+                                     if info.get(k)}}
+        if info.get("arch"):        # the kernel record's; an old record without it says nothing
+            builds[build_id]["architecture"] = info["arch"]
         if info.get("boot_seconds") or info.get("error"):
             boot = {"id": _id(run, kernel_id, "boot"), "build_id": build_id, "origin": ORIGIN,
                     "path": f"{ORIGIN}.boot", "status": "FAIL" if info.get("error") else "PASS",

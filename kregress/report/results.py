@@ -177,6 +177,25 @@ def decisions_copied(tests: list[dict], kernel_id: str) -> dict[str, dict]:
     return copied
 
 
+# A kernel's source as its entry said it (KernelSpec.source, "KIND:detail"), in words for reports
+SOURCE_KINDS = {"debian": "Debian archive", "deb": ".deb files", "local": "local image", "tree": "source tree"}
+
+
+def source_of(info: dict) -> tuple[str, str]:
+    """(kind, detail) of the kernel record's source: kind is a SOURCE_KINDS key, or "unknown"
+    for a record that does not say (never guessed from its other fields)."""
+    kind, sep, detail = (info.get("source") or "").partition(":")
+    return (kind, detail) if sep and kind in SOURCE_KINDS else ("unknown", "")
+
+
+def source_text(info: dict) -> str:
+    kind, detail = source_of(info)
+    if kind == "unknown":
+        return "source not recorded"
+    commit = ((info.get("tree_build") or {}).get("commit") or "")[:12]
+    return f"{SOURCE_KINDS[kind]} {detail}" + (f" at {commit}" if commit else "")
+
+
 def case_of(nodeid: str, kernel: str | None) -> str:
     """The scenario case: the node id without the kernel parameter, so one case lines up
     across kernels ('tests/x.py::test_a[debian-6.1]' -> 'tests/x.py::test_a')."""

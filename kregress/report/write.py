@@ -17,7 +17,7 @@ from kregress.kernels.facts import FACTS
 from kregress.verdict.behaviour import behaviour_parts, behaviour_text, value_text
 from kregress.report.matrix import Matrix, build
 from kregress.check_progs.report import programs_section
-from kregress.report.results import load
+from kregress.report.results import load, source_text
 
 STATUS_MARK = {"pass": "+", "fail": "x", "skip": "s", "expected-diff": "~"}
 STATUS_WORD = {"pass": "pass", "fail": "fail", "skip": "skip", "expected-diff": "expected difference"}
@@ -32,7 +32,7 @@ def kernel_header(col) -> list[str]:
     lines = [info.get("package_version") or info.get("image") or "?",
              f"upstream {col.version or '?'}", f"uname -r {info.get('uname_r') or '?'}",
              f"accel {info.get('accel') or '?'}",
-             f"{info.get('arch') or '?'}, {page_text(info.get('page_size'))} pages"]
+             f"{info.get('arch') or '?'}, {page_text(info.get('page_size'))} pages", source_text(info)]
     image = info.get("guest_image") or {}
     if image.get("digest"):
         lines.append(f"guest {image.get('suite')} {image.get('arch')} {image['digest'][:12]}")

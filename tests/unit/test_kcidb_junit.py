@@ -101,3 +101,45 @@ def test_pytest_junitxml_gets_flat_kernel_properties():
     assert PROPERTY not in props and props["mine"] == 1
     assert (props["kernel"], props["kernel_version"], props["accel"]) == ("debian-6.1", "6.1.176-1", "tcg")
     assert props["observed"] == '{"errno": "OK"}'
+
+
+def test_kcidb_architecture_and_source_come_from_the_record():
+    """arm64 kernels reach KCIDB as arm64, and a user's .deb or tree is not labelled Debian's."""
+    doc = four_kernels()
+    doc["kernels"]["debian-6.12"]["arch"] = "arm64"
+    doc["kernels"]["debian-6.1"]["arch"] = "x86_64"
+    user_deb = doc["kernels"]["debian-5.10"]
+    user_deb.update(source="deb:linux-image-6.8.0-31-generic_6.8.0-31.31_amd64.deb", arch="x86_64",
+                    package="linux-image-6.8.0-31-generic", package_version="6.8.0-31.31")
+    tree = doc["kernels"]["debian-backports"]
+    tree.update(source="tree:/src/linux", package=None, package_version=None, arch="x86_64",
+                tree_build={"commit": "0123456789abcdef0123"})
+    data = kcidb.from_results(doc)
+    SCHEMA.validate(data)
+    build_of = {b["misc"].get("uname_r"): b for b in data["builds"]}
+    arch = {t["misc"]["kernel"]: next(b for b in data["builds"] if b["id"] == t["build_id"]).get("architecture")
+            for t in data["tests"]}
+    assert arch == {"debian-6.12": "arm64", "debian-6.1": "x86_64", "debian-5.10": "x86_64",
+                    "debian-backports": "x86_64"}
+    ids = {b["id"] for b in data["builds"]}
+    assert "kregress:deb:linux-image-6.8.0-31-generic=6.8.0-31.31" in ids
+    assert any(i.startswith("kregress:tree:0123456789abcdef0123:") for i in ids)
+    assert not any(i.startswith("kregress:debian:linux-image-6.8") for i in ids)
+    assert len(build_of) == 4
+
+
+def test_kcidb_says_no_architecture_where_the_record_has_none():
+    data = kcidb.from_results(four_kernels())        # recorded before kernels carried their arch
+    SCHEMA.validate(data)
+    assert all("architecture" not in b for b in data["builds"])
+
+
+def test_junit_carries_the_kernel_arch_and_source():
+    doc = four_kernels()
+    doc["kernels"]["debian-6.12"]["arch"] = "arm64"
+    root = ET.fromstring(junit.from_results(doc))
+    props = {(c.get("name"), p.get("name")): p.get("value") for c in root.findall("testsuite/testcase")
+             for p in c.findall("properties/property")}
+    name = next(n for n, _ in props if n.endswith("[debian-6.12]"))
+    assert props[name, "kernel_arch"] == "arm64"
+    assert props[name, "kernel_source"] == "debian:trixie/linux-image-amd64"
