@@ -29,7 +29,7 @@ int main(int argc, char **argv)
 	struct bpf_program *progs[MAX_PROGS], *prog;
 	struct bpf_object *obj;
 	struct utsname uts;
-	int nr_progs = 0, nr_calls = battery_calls(), cg_fd, link;
+	int nr_progs = 0, nr_calls, cg_fd, link;
 	char cg_path[256];
 
 	buffer_output();
@@ -71,8 +71,10 @@ int main(int argc, char **argv)
 	cg_fd = cgroup_create(NULL, "progs", cg_path, sizeof(cg_path));
 	cgroup_join(cg_path);
 	make_sockets();
+	nr_calls = battery_calls();     /* the sockets decide which calls there are */
 	json_obj_open("setup");
 	json_int("peergroups", nr_groups);
+	json_int("peergroups_mid", nr_mid_groups);     /* 0: no unix-mid socket (4K pages) */
 	for (int slot = 0; slot < 2; slot++) {
 		json_obj_open(slot ? "ip6tables_filter" : "iptables_filter");
 		json_bool("built", tables[slot].built);

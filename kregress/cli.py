@@ -223,15 +223,20 @@ def cmd_compare(args) -> int:
 def cmd_verdicts(args) -> int:
     """Per kernel and fact: expected by which source, what each source said, how it behaves."""
     from kregress.report import verdicts
+    from kregress.check_progs.findings import unchecked_in
     try:
-        rows = verdicts.table(verdicts.load(args.results))
+        docs = verdicts.load(args.results)
+        rows = verdicts.table(docs)
     except (OSError, ValueError) as err:
         print(f"verdicts: {err}", file=sys.stderr)
         return 2
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     print(verdicts.render_grid(rows) if args.grid else verdicts.render(rows))
-    return 1 if verdicts.disagreeing(rows) else 0
+    not_checked = [line for doc in docs for line in unchecked_in(doc)]
+    for line in not_checked:        # a program nothing looked at is no verdict of "fine"
+        print(line)
+    return 1 if verdicts.disagreeing(rows) or not_checked else 0
 
 
 def cmd_merge(args) -> int:
@@ -295,7 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     snaps.add_argument("--all", action="store_true", help="prune every snapshot")
     snaps.set_defaults(func=cmd_snapshots)
     progs = sub.add_parser("check-progs", help="your cgroup sockopt programs on your kernels: what they change in "
-                           "the kernel's answers; exit 0 no finding, 1 findings, 2 could not check")
+                           "the kernel's answers; exit 0 no finding, 1 findings, 2 could not check or a program not "
+                           "checked (only cgroup getsockopt/setsockopt programs are, so far)")
     _kernel_args(progs)
     progs.add_argument("--owns", action="append", default=[], metavar="LEVEL:OPTNAME",
                        help="an option your programs answer themselves (repeatable), e.g. SOL_IP:SO_ORIGINAL_DST")

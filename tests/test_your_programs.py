@@ -1,8 +1,10 @@
 """Your programs on your kernels: `pytest tests/test_your_programs.py --progs OBJECT.bpf.o`
 (or `kregress check-progs OBJECT.bpf.o`). Each object's cgroup getsockopt/setsockopt
 programs run against guest/check_progs's battery, with and without them; a test fails
-when a program changes an answer on a call it does not own (kregress.check_progs.findings). A load
-or attach the kernel refuses fails the test with the kernel's and libbpf's words."""
+when a program changes an answer on a call it does not own (kregress.check_progs.findings), and
+when a program of the object was not checked (another kind of program): never "clean" for what
+nothing looked at. A load or attach the kernel refuses fails the test with the kernel's and
+libbpf's words."""
 import pytest
 
 from kregress.check_progs import findings as checkprogs, guest as progs_guest
@@ -24,8 +26,10 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
                                       option.kernels_file)
     record.pop("raw", None)
     observed = {check["program"]: len(check["findings"]) for check in record["programs"]}
-    # a program passes when it changes nothing it does not own; the findings (or the kernel's
-    # refusal, with libbpf's log) are the failure's text
-    expect({"status": record["status"], "findings": observed},
-           {"status": "clean", "findings": {check["program"]: 0 for check in record["programs"]}},
+    unchecked = [item["program"] for item in checkprogs.unchecked(record)]
+    # a program passes when it changes nothing it does not own, and an object only when every
+    # program in it was checked; the findings, the unchecked programs (or the kernel's refusal,
+    # with libbpf's log) are the failure's text
+    expect({"status": record["status"], "findings": observed, "not_checked": unchecked},
+           {"status": "clean", "findings": {check["program"]: 0 for check in record["programs"]}, "not_checked": []},
            facts=[RELIEF, RETVAL_FIRST, PAGE_CAP], note="\n".join(checkprogs.render(record)), check_progs=record)

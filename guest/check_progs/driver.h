@@ -17,6 +17,7 @@
 #define SO_ORIGINAL_DST 80
 #define SO_NOBODY_HANDLES 9876      /* an option no kernel handler knows */
 #define EXTRA_GROUPS 76             /* SO_PEERGROUPS past a page: PAGE_SIZE/4 + 76 groups */
+#define SMALL_PAGE 4096             /* the page most programs' constants assume */
 #define EXTRA_RULES 8               /* iptables table past a page */
 #define MAX_PROGS 16
 #define MAX_CALLS 256
@@ -30,10 +31,12 @@ int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap);
 void program_refused(const char *stage, const char *prog, int err);
 
 /* sockets.c */
-enum sock_kind { TCP, UDP, RAW4, RAW6, PACKET, UNIX_PAIR, NETLINK, NR_SOCKS };
+/* UNIX_MID: only where the page is larger than 4 KiB (-1 elsewhere): its SO_PEERGROUPS answer
+ * lies between 4 KiB and the page, whole to BPF, so a cut at 4096 is the program's own */
+enum sock_kind { TCP, UDP, RAW4, RAW6, PACKET, UNIX_PAIR, NETLINK, UNIX_MID, NR_SOCKS };
 extern const char *sock_names[NR_SOCKS];
 extern int socks[NR_SOCKS];
-extern int nr_groups;
+extern int nr_groups, nr_mid_groups;
 struct filter_table { int built; int err; int rules; int size; };
 extern struct filter_table tables[2];   /* [0] IPv4, [1] IPv6 */
 void make_sockets(void);

@@ -7,9 +7,9 @@
 #include <linux/rtnetlink.h>
 
 /* ---- the sockets, made once so that no traffic happens during the runs ---- */
-const char *sock_names[NR_SOCKS] = { "tcp", "udp", "raw", "raw6", "packet", "unix", "netlink" };
+const char *sock_names[NR_SOCKS] = { "tcp", "udp", "raw", "raw6", "packet", "unix", "netlink", "unix-mid" };
 int socks[NR_SOCKS];
-int nr_groups;
+int nr_groups, nr_mid_groups;
 struct filter_table tables[2];
 
 /* A connected loopback pair: the client end, the accepted end kept open in *server. */
@@ -107,6 +107,14 @@ void make_sockets(void)
 	socks[RAW4] = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
 	socks[RAW6] = socket(AF_INET6, SOCK_RAW, IPPROTO_RAW);
 	socks[PACKET] = socket(AF_PACKET, SOCK_RAW, 0);     /* protocol 0: receives nothing */
+	socks[UNIX_MID] = -1;
+	if (page > SMALL_PAGE) {        /* groups for an answer halfway between 4 KiB and the page */
+		nr_mid_groups = (SMALL_PAGE + (page - SMALL_PAGE) / 2) / sizeof(gid_t);
+		set_peer_groups(nr_mid_groups);
+		if (socketpair(AF_UNIX, SOCK_STREAM, 0, unix_pair))
+			fail("AF_UNIX socketpair");
+		socks[UNIX_MID] = unix_pair[0];
+	}
 	nr_groups = page / 4 + EXTRA_GROUPS;
 	set_peer_groups(nr_groups);
 	if (socketpair(AF_UNIX, SOCK_STREAM, 0, unix_pair))

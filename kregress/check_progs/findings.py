@@ -8,9 +8,11 @@ explained by a fact where one explains it, else "unexplained", never dropped.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
+from kregress.check_progs.helpers import helper_name, helper_origin
 from kregress.verdict.record import extra
 
 # kregress.kernels.facts names the findings are explained by
@@ -25,11 +27,27 @@ ADVICE = {
                                  "above 4096: the kernel may report the length it needs, larger than a small buffer",
     "copyout_after_error": "set ctx->optlen = 0 for every option the program does not own (not only above PAGE_SIZE): "
                            "before v5.18 the kernel copies the program's buffer and optlen back after its own error",
+    "error_length_lost": "set ctx->optlen = 0 for every option the program does not own: before v5.18 the program's "
+                         "optlen is copied back after the kernel's error, over the length the kernel told the caller "
+                         "it needs (SO_PEERGROUPS' ERANGE)",
     "truncated": "do not clamp ctx->optlen; set it to 0 instead, so the caller gets the kernel's whole answer",
     "set_efault_past_page": "in the setsockopt program, set ctx->optlen = 0 when ctx->optlen > PAGE_SIZE (the "
                             "kernel then uses the caller's own buffer)",
     "unexplained": "no fact explains this difference; if the program means to answer this option itself, say so "
                    "with --owns LEVEL:OPTNAME",
+}
+# Most harmful first: the caller loses the answer (EFAULT), then part of it or the length it needs,
+# then what no fact explains; last, the same errno with the buffer or optlen rewritten behind it.
+HARM_ORDER = ("efault_past_page", "set_efault_past_page", "efault_longer_than_buffer", "truncated",
+              "error_length_lost", "unexplained", "copyout_after_error")
+KIND_WORDS = {
+    "efault_past_page": "EFAULT instead of the kernel's answer, optlen > PAGE_SIZE",
+    "set_efault_past_page": "setsockopt EFAULT, optlen > PAGE_SIZE",
+    "efault_longer_than_buffer": "EFAULT where the kernel reported a length past the buffer",
+    "truncated": "the kernel's answer cut short",
+    "error_length_lost": "the length the kernel said the caller needs, overwritten",
+    "unexplained": "changed, no fact explains it",
+    "copyout_after_error": "the same errno, buffer or optlen rewritten behind it",
 }
 
 
@@ -115,9 +133,17 @@ def classify(call: dict, kernel: list, caller: list, page: int, has) -> tuple[st
                 f"answers EFAULT on every kernel (29ebbba7d461 relieves only optlen > PAGE_SIZE)"
         return "unexplained", [], said
     if k_errno != "OK" and c_errno == k_errno and not has(RETVAL_FIRST):
+        if k_optlen != n and c_optlen != k_optlen:      # the kernel wrote a length (ERANGE: what it needs)
+            return "error_length_lost", [RETVAL_FIRST], f"{said}: the kernel told the caller it needs {k_optlen} bytes; " \
+                f"without c4dcfdd406aa (v5.18) the hook copies the program's optlen ({c_optlen}) back over it"
         return "copyout_after_error", [RETVAL_FIRST], f"{said}, buffer {'changed' if caller[2] != kernel[2] else 'unchanged'}: " \
             f"without c4dcfdd406aa (v5.18) the hook copies the program's buffer and optlen back after the kernel's error"
     if k_errno == c_errno == "OK" and 0 < c_optlen < k_optlen and has(PAGE_CAP):
+        bpf_buffer = min(n, page)
+        if c_optlen < bpf_buffer:       # not the kernel's limit: a constant of the program's own
+            return "truncated", [PAGE_CAP], f"{said}: the program cut the kernel's {k_optlen}-byte answer to " \
+                f"{c_optlen} bytes, a limit of its own: BPF's buffer here held {bpf_buffer} bytes (PAGE_SIZE is " \
+                f"{page} on this kernel, d8fe449a9c51), and the caller's answer need not be cut at all"
         return "truncated", [PAGE_CAP], f"{said}: the program cut the kernel's {k_optlen}-byte answer to {c_optlen} bytes " \
             f"(BPF sees at most PAGE_SIZE = {page} bytes, d8fe449a9c51; the caller's answer need not be cut)"
     return "unexplained", [], said
@@ -164,8 +190,58 @@ def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None 
     return shlex.join(argv + [obj])
 
 
-def status(checks: list[ProgramCheck]) -> str:
-    return "findings" if any(c.findings for c in checks) else "clean"
+def status(checks: list[ProgramCheck], not_checked: list = ()) -> str:
+    """findings, else "not checked" when a program of the object was not checked, else clean:
+    a program nothing looked at never makes its object clean."""
+    if any(c.findings for c in checks):
+        return "findings"
+    return "not checked" if not_checked else "clean"
+
+
+NOT_CHECKED_WHY = "kregress checks cgroup/getsockopt and cgroup/setsockopt programs so far: it was not loaded or run"
+
+
+def unchecked(record: dict) -> list[dict]:
+    """The record's programs nothing looked at: {"program", "section", "why"} (older records
+    listed bare names)."""
+    return [item if isinstance(item, dict) else {"program": item, "section": "", "why": NOT_CHECKED_WHY}
+            for item in record.get("not_checked", [])]
+
+
+# ---------------------------------------------------------------- a refused object, in words
+
+# clang 14 merges `ctx->optlen = N; ctx->retval = 0;` (struct bpf_sockopt offsets 32 and 36), or
+# reads of level and optname (24, 28), into one 8-byte access the verifier refuses
+MERGED_ACCESS = re.compile(r"invalid bpf_context access off=(24|32) size=8")
+UNKNOWN_HELPER = re.compile(r"(?:invalid|unknown) func (?:unknown|bpf_\w+)#(\d+)")
+HELPER_NOT_ALLOWED = re.compile(r"program of this type cannot use helper (bpf_\w+)#(\d+)")
+REFUSED_PROGRAM = re.compile(r"prog '([^']+)': (?:BPF program load failed|failed to load)")
+
+
+def refused_program(refused: dict) -> str:
+    """The program the kernel refused: the driver's word (attach), else libbpf's log (load)."""
+    if refused.get("program"):
+        return refused["program"]
+    found = REFUSED_PROGRAM.findall(refused.get("libbpf_log", ""))
+    return found[-1] if found else ""
+
+
+def refusal_hints(refused: dict, kernel: str) -> list[str]:
+    """What the verifier's words mean for the user: a helper this kernel lacks (by name and
+    the release that brought it), or the compiler's merged context store."""
+    log, hints = refused.get("libbpf_log", ""), []
+    for helper in dict.fromkeys(int(h) for h in UNKNOWN_HELPER.findall(log)):
+        hints.append(f"{kernel} does not know {helper_origin(helper)}: load it only on kernels that have it, or "
+                     f"do without it there")
+    for name, helper in dict.fromkeys(HELPER_NOT_ALLOWED.findall(log)):
+        hints.append(f"{kernel} does not let this kind of program call {helper_name(int(helper)) or name}")
+    merged = MERGED_ACCESS.search(log)
+    if merged:
+        fields = "ctx->optlen and ctx->retval" if merged.group(1) == "32" else "ctx->level and ctx->optname"
+        hints.append(f"the compiler merged two 4-byte accesses to {fields} into one 8-byte access at offset "
+                     f"{merged.group(1)}, which the verifier refuses (clang 14 does this): put a compiler barrier "
+                     f"(asm volatile(\"\" ::: \"memory\")) between them, or make one of them a volatile access")
+    return hints
 
 
 def render(record: dict) -> list[str]:
@@ -174,12 +250,17 @@ def render(record: dict) -> list[str]:
     lines = []
     if record.get("refused"):
         r = record["refused"]
-        lines.append(f"{record['object']} on {kernel}: COULD NOT CHECK: {r['stage']} {r.get('program') or ''} "
-                     f"refused: {r['errno']} ({r['strerror']})")
+        program = refused_program(r)
+        what = f"the {r['stage']} of {program}" if program else f"the object's {r['stage']}"
+        lines.append(f"{record['object']} on {kernel}: COULD NOT CHECK: the kernel refused {what}: "
+                     f"{r['errno']} ({r['strerror']})")
+        lines += [f"    why: {hint}" for hint in refusal_hints(r, kernel)]
         lines += [f"    {line}" for line in r.get("libbpf_log", "").strip().splitlines()[-15:]]
+        lines += [f"{item['program']} ({item['section']}) on {kernel}: NOT CHECKED: {item['why']}"
+                  for item in unchecked(record)]
         return lines
     for check in record["programs"]:
-        findings, owned = check["findings"], check["owned"]
+        findings, owned = by_harm(check["findings"]), check["owned"]
         head = f"{check['program']} ({check['section']}) on {kernel}"
         if not findings:
             lines.append(f"{head}: no finding")
@@ -187,6 +268,8 @@ def render(record: dict) -> list[str]:
             calls = sorted({owner_key(f['call']) for f in findings})
             lines.append(f"{head}: changes the kernel's answer on {len(findings)} call(s) it does not own "
                          f"({', '.join(calls)})")
+            lines.append("    by kind, most harmful first: " + "; ".join(
+                f"{count} {kind} ({KIND_WORDS.get(kind, kind)})" for kind, count in kinds_counted(findings)))
         for key, how in owned.items():
             lines.append(f"    owns {key} ({how}: {'--owns' if how == 'declared' else 'it answers at every size'})")
         for f in findings:
@@ -194,13 +277,38 @@ def render(record: dict) -> list[str]:
             explained = ", ".join(f["explained_by"]) or "UNEXPLAINED"
             lines.append(f"  - {c['op']}sockopt({c['level_name']}, {c['optname_name']}) on {c['socket']}, optlen "
                          f"{c['optlen_in']} ({c['size']}): {f['why']} [{f['kind']}; explained by {explained}]")
-        for kind in sorted({f["kind"] for f in findings}):
+        for kind, _ in kinds_counted(findings):
             lines.append(f"    what to change ({kind}): {ADVICE[kind]}")
+        answered = sorted({f"{f['call']['level_name']}:{f['call']['optname_name']}" for f in findings
+                           if answers_itself(f)})
+        if answered:
+            lines.append(f"    if the program answers {', '.join(answered)} itself, say so and those calls are its "
+                         f"business: " + " ".join(f"--owns {key}" for key in answered))
         if findings:
             lines.append(f"    reproduce: {record['reproduce']}")
-    for name in record.get("not_checked", []):
-        lines.append(f"{name}: not checked (only cgroup/getsockopt and cgroup/setsockopt programs are, so far)")
+    lines += [f"{item['program']} ({item['section']}) on {kernel}: NOT CHECKED: {item['why']}"
+              for item in unchecked(record)]
     return lines
+
+
+def by_harm(findings: list[dict]) -> list[dict]:
+    rank = {kind: i for i, kind in enumerate(HARM_ORDER)}
+    return sorted(findings, key=lambda f: rank.get(f["kind"], len(rank)))
+
+
+def kinds_counted(findings: list[dict]) -> list[tuple[str, int]]:
+    counts: dict[str, int] = {}
+    for f in by_harm(findings):
+        counts[f["kind"]] = counts.get(f["kind"], 0) + 1
+    return list(counts.items())
+
+
+def answers_itself(finding: dict) -> bool:
+    """The program put an answer of its own where the kernel had none, or other bytes where it had
+    one: an option it may mean to own (a numeric optname with no name stays unnamed)."""
+    kernel, caller = finding["kernel"], finding["caller"]
+    return finding["call"]["op"] == "get" and caller[0] == "OK" and finding["kind"] == "unexplained" and \
+        (kernel[0] != "OK" or caller[2] != kernel[2])
 
 
 def records_of(doc: dict) -> list[tuple[dict, dict | None]]:
@@ -214,8 +322,20 @@ def records_of(doc: dict) -> list[tuple[dict, dict | None]]:
     return out
 
 
+def unchecked_in(doc: dict) -> list[str]:
+    """One line per program of a user's object that a results file's check-progs run did not
+    check, with its kernel and why (for `verdicts`, which exits non-zero for them)."""
+    return [f"not checked: {item['program']} ({item['section']}) of {record['object']} on {record['kernel']}: "
+            f"{item['why']}" for _, record in records_of(doc) if record for item in unchecked(record)]
+
+
+def checked_programs(record: dict | None) -> set[str]:
+    return {check["program"] for check in (record or {}).get("programs", [])}
+
+
 def summarise(doc: dict) -> tuple[list[str], int]:
-    """Text for people and the exit status: 0 no finding, 1 findings, 2 could not check."""
+    """Text for people and the exit status: 0 no finding, 1 findings, 2 could not check or a
+    program not checked (a gate must not pass what nothing looked at)."""
     lines, statuses = [], set()
     for test, record in records_of(doc):
         if record is None:      # it ended before the check: boot, build, or the driver itself
@@ -226,7 +346,9 @@ def summarise(doc: dict) -> tuple[list[str], int]:
             continue
         lines += render(record)
         statuses.add(record["status"])
+        if unchecked(record):
+            statuses.add("not checked")
     if not lines:
         return ["check-progs: no program was checked (no kernel selected?)"], 2
-    code = 2 if "could not check" in statuses else 1 if "findings" in statuses else 0
+    code = 2 if statuses & {"could not check", "not checked"} else 1 if "findings" in statuses else 0
     return lines, code

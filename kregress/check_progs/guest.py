@@ -128,14 +128,22 @@ def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | 
     record = {"object": str(source), "kernel": kernel_id, "page_size": doc.get("page_size"),
               "release": doc.get("release"), "libbpf": doc.get("libbpf"), "setup": doc.get("setup"),
               "netfilter_modules": doc.get("netfilter_modules"),
-              "not_checked": [p["name"] for p in doc.get("programs", []) if not p["checked"]],
+              "not_checked": [{"program": p["name"], "section": p["section"], "why": checkprogs.NOT_CHECKED_WHY}
+                              for p in doc.get("programs", []) if not p["checked"]],
               "reproduce": checkprogs.reproducer(kernel_id, str(source), list(owns), maps and str(maps),
                                                  kernels_file and str(kernels_file))}
-    if doc.get("refused"):
+    if doc.get("refused"):      # nothing in the object ran: every program is unchecked, each says why
+        refused = checkprogs.refused_program(doc["refused"])
+        record["not_checked"] = [
+            {"program": p["name"], "section": p["section"],
+             "why": "the kernel refused it (above)" if p["name"] == refused else
+             f"not run: the kernel refused {refused or 'the object'}, so the object's checks did not run"
+             if p["checked"] else checkprogs.NOT_CHECKED_WHY}
+            for p in doc.get("programs", [])]
         return {**record, "status": "could not check", "refused": doc["refused"], "programs": []}
     checks = [checkprogs.check_program(doc, run, kernel_id, has, owned) for run in doc["runs"]]
     record["programs"] = [c.as_record() for c in checks]
     record["calls"] = len(doc["calls"])
-    record["status"] = checkprogs.status(checks)
+    record["status"] = checkprogs.status(checks, record["not_checked"])
     record["raw"] = doc     # every call's answers, for the fixture tests and for a reader who doubts a finding
     return record

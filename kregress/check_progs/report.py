@@ -13,9 +13,13 @@ def programs_section(doc: dict) -> str:
         if record is None or record.get("refused"):
             key = ((record or {}).get("object") or test["nodeid"], "(object)")
             by_program.setdefault(key, []).append((test.get("kernel", "?"), None, record or test))
-            continue
-        for check in record["programs"]:
-            by_program.setdefault((record["object"], check["program"]), []).append((record["kernel"], check, record))
+        else:
+            for check in record["programs"]:
+                by_program.setdefault((record["object"], check["program"]), []).append(
+                    (record["kernel"], check, record))
+        for item in checkprogs.unchecked(record or {}):
+            by_program.setdefault((record["object"], item["program"]), []).append(
+                (record["kernel"], {"not_checked": item}, record))
     if not by_program:
         return ""
     out = ['<h2>Your programs</h2>']
@@ -35,7 +39,11 @@ def _row(kernel: str, check: dict | None, record: dict) -> str:
                  f"{refused.get('libbpf_log', '')}" if refused else record.get("longrepr", ""))
         return (f'<tr><td>{escape(kernel)}</td><td class="fail">could not check</td>'
                 f"<td><pre>{escape(words.strip()[-3000:])}</pre></td><td>{escape(record.get('reproduce', ''))}</td></tr>")
-    findings = check["findings"]
+    if "not_checked" in check:      # nothing looked at it: never shown as a pass
+        item = check["not_checked"]
+        return (f'<tr><td>{escape(kernel)}</td><td class="fail">not checked</td>'
+                f"<td>{escape(item['section'])}: {escape(item['why'])}</td><td></td></tr>")
+    findings = checkprogs.by_harm(check["findings"])
     items = "".join(f"<li>{escape(f['call']['op'])}sockopt({escape(f['call']['level_name'])}, "
                     f"{escape(f['call']['optname_name'])}) on {escape(f['call']['socket'])}, optlen "
                     f"{f['call']['optlen_in']}: {escape(f['why'])} <i>({escape(', '.join(f['explained_by']) or 'UNEXPLAINED')})"

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from kregress.check_progs.findings import checked_programs, unchecked
 from kregress.kernels.facts import FACTS
+from kregress.verdict.record import extra
 from kregress.verdict.behaviour import behaviour_text
 from kregress.report.matrix import Cell, Column, Matrix, build, facts_of, flipping
 
@@ -35,8 +37,9 @@ class Difference:
     case: str
     old: Cell | None
     new: Cell | None
-    kind: str                   # behaviour, outcome, recorded, only-old, only-new
+    kind: str                   # behaviour, outcome, recorded, only-old, only-new, unchecked
     facts: tuple[str, ...] = ()  # named by the test and flipping between the two kernels
+    programs: tuple[str, ...] = ()   # unchecked: a user's programs checked before, not now
 
     @property
     def worse(self) -> bool:
@@ -57,12 +60,15 @@ class Difference:
 
     @property
     def gating(self) -> bool:
-        return self.worse or self.new_failure or (self.kind == "behaviour" and not self.explained)
+        return self.worse or self.new_failure or self.kind == "unchecked" or \
+            (self.kind == "behaviour" and not self.explained)
 
     @property
     def tag(self) -> str:
         if self.kind == "only-old":
             return "MISSING"
+        if self.kind == "unchecked":
+            return "NOT CHECKED"
         if self.worse:
             return "WORSE"
         if self.new_failure:
@@ -72,6 +78,10 @@ class Difference:
         return {"outcome": "outcome", "recorded": "recorded", "only-new": "added"}[self.kind]
 
     def describe(self) -> str:
+        if self.kind == "unchecked":
+            why = {item["program"]: item["why"] for item in unchecked(extra(self.new.test, "check_progs") or {})}
+            return "checked on the old kernel, not checked on the new one: " + "; ".join(
+                f"{name} ({why.get(name, 'no record')})" for name in self.programs)
         if self.kind == "only-old":
             return f"not in the new run (was {self.old.outcome}: {self.old.text})"
         if self.kind == "only-new":
@@ -139,6 +149,13 @@ def judged_change(old: Cell, new: Cell) -> bool:
     return bool(changed & judged) if judged else bool(changed)
 
 
+def lost_checks(old: Cell, new: Cell) -> tuple[str, ...]:
+    """A user's programs (check-progs) the old run checked and the new run did not."""
+    before = checked_programs(extra(old.test, "check_progs"))
+    after = extra(new.test, "check_progs") or {}
+    return tuple(sorted(before - checked_programs(after)))
+
+
 def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_kernel: str | None = None,
             kernels_file: Path | None = None) -> list[Pairing]:
     old, new = build(old_doc, kernels_file), build(new_doc, kernels_file)
@@ -155,6 +172,9 @@ def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_ker
                 differences.append(Difference(case, o, n, "only-new" if o is None else "only-old"))
                 continue
             compared += 1
+            lost = lost_checks(o, n)
+            if lost:
+                differences.append(Difference(case, o, n, "unchecked", programs=lost))
             if o.comparable and n.comparable and judged_change(o, n):
                 names = facts_of([o.test, n.test])
                 differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts)))
@@ -182,12 +202,13 @@ def render(pairings: list[Pairing]) -> tuple[list[str], int]:
         lines += [f"  {d.tag:<11} {d.case}: {d.describe()}" for d in p.differences]
         count = {tag: sum(1 for d in p.differences if d.tag == tag)
                  for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "recorded", "added",
-                             "NEW FAILURE")}
+                             "NEW FAILURE", "NOT CHECKED")}
         lines.append(f"  {p.compared} case(s) compared: {count['explained']} explained, "
                      f"{count['UNEXPLAINED']} unexplained behaviour change(s), {count['WORSE']} worse outcome(s), "
                      f"{count['MISSING']} missing, {count['outcome']} other outcome change(s), "
                      f"{count['recorded']} recorded-value change(s), "
-                     f"{count['added'] + count['NEW FAILURE']} added ({count['NEW FAILURE']} failing)")
+                     f"{count['added'] + count['NEW FAILURE']} added ({count['NEW FAILURE']} failing), "
+                     f"{count['NOT CHECKED']} with programs no longer checked")
         compared.append(f"{p.old.id} -> {p.new.id} ({p.compared} case(s))")
         gated += [f"{d.tag} {d.case.rpartition('::')[2] or d.case}"
                   + (f" ({d.old.outcome if d.old else 'absent'} -> {d.new.outcome if d.new else 'missing'})"

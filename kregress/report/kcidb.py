@@ -14,6 +14,7 @@ from kregress.kernels.facts import FACTS
 from kregress.verdict.behaviour import behaviour_text
 from kregress.verdict.deviations import label
 from kregress.report.results import case_of, source_of, source_text, verdict
+from kregress.verdict.record import extra
 
 ORIGIN = "kregress"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
@@ -67,6 +68,15 @@ def _source_ids(kernel_id: str, info: dict) -> tuple[str, str]:
     return _id(checkout), _id(build)
 
 
+def _status(test: dict) -> str:
+    """A user's object that was not (wholly) checked, with nothing found in what was, is MISS:
+    the harness did not run the check, so nothing is known; never PASS, and not a FAIL of the code."""
+    checked = extra(test, "check_progs") or {}
+    if checked.get("status") == "not checked":
+        return "MISS"
+    return STATUS[verdict(test.get("outcome"))]
+
+
 def _environment(info: dict, host: dict) -> dict:
     accel = info.get("accel") or "unknown"
     return {"comment": f"QEMU ({accel}) via virtme-ng on {host.get('machine', '?')}",
@@ -116,7 +126,7 @@ def from_results(doc: dict) -> dict:
         info = doc.get("kernels", {}).get(kernel_id, {})
         case = case_of(test["nodeid"], kernel_id)
         entry = {"id": _id(run, kernel_id, case), "build_id": build_of[kernel_id], "origin": ORIGIN,
-                 "path": test_path(case), "status": STATUS[verdict(test.get("outcome"))],
+                 "path": test_path(case), "status": _status(test),
                  "environment": _environment(info, host),
                  "comment": _clean(behaviour_text(test.get("observed") or {}) or test.get("outcome", "")),
                  "misc": {"kernel": kernel_id, "nodeid": test["nodeid"], "observed": test.get("observed") or {},

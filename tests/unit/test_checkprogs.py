@@ -32,7 +32,10 @@ def kinds(check) -> set[str]:
 
 def test_ignoring_program_on_510_every_finding_explained():
     get, set_ = checks("debian-5.10-ignores_others")
-    assert kinds(get) == {"efault_past_page", "copyout_after_error", "efault_longer_than_buffer"}
+    assert kinds(get) == {"efault_past_page", "copyout_after_error", "efault_longer_than_buffer", "error_length_lost"}
+    (lost,) = [f for f in get.findings if f.kind == "error_length_lost"]    # the length the caller needs, gone
+    assert (lost.call["optname_name"], lost.kernel[:2], lost.caller[:2]) == ("SO_PEERGROUPS", ["ERANGE", 4400],
+                                                                              ["ERANGE", 4096])
     assert kinds(set_) == {"set_efault_past_page"}
     assert all(f.explained_by for f in get.findings + set_.findings)
     past_page = [f for f in get.findings if f.kind == "efault_past_page"]
@@ -140,8 +143,85 @@ def test_exit_status_and_report_section():
     lines, code = checkprogs.summarise(_results(clean, findings))
     assert code == 1 and any("reproduce: kregress check-progs" in line for line in lines)
     lines, code = checkprogs.summarise(_results(findings, refused))
-    assert code == 2 and any("COULD NOT CHECK: load" in line and "EINVAL" in line for line in lines)
+    assert code == 2 and any("COULD NOT CHECK: the kernel refused the load of x: EINVAL" in line for line in lines)
     assert checkprogs.summarise(_results(None))[1] == 2
     html = programs_section(_results(findings, refused))
     assert html.count('<section class="program">') == 2 and "get_original_dst" in html and "EINVAL" in html
     assert programs_section({"tests": []}) == ""
+
+
+def test_findings_counted_per_kind_most_harmful_first():
+    get, _ = checks("debian-5.10-ignores_others")
+    record = {"object": "o.bpf.o", "kernel": "debian-5.10", "reproduce": "r", "programs": [get.as_record()]}
+    lines = checkprogs.render(record)
+    counts = next(line for line in lines if "by kind, most harmful first" in line)
+    assert counts.index("efault_past_page") < counts.index("error_length_lost") < counts.index("copyout_after_error")
+    listed = [line for line in lines if line.startswith("  - ")]
+    kinds_in_order = [line.rsplit("[", 1)[1].split(";")[0] for line in listed]
+    assert kinds_in_order.index("copyout_after_error") > max(
+        i for i, kind in enumerate(kinds_in_order) if kind != "copyout_after_error") - kinds_in_order.count(
+        "copyout_after_error")
+    assert kinds_in_order[0] == "efault_past_page" and kinds_in_order[-1] == "copyout_after_error"
+
+
+def test_truncation_by_the_programs_own_constant_on_16k_pages():
+    call = {"op": "get", "optlen_in": 10240, "socket": "unix-mid", "level_name": "SOL_SOCKET",
+            "optname_name": "SO_PEERGROUPS", "size": "natural"}
+    kind, facts, why = checkprogs.classify(call, ["OK", 10240, "a"], ["OK", 4096, "a"], 16384, facts_of("debian-6.12"))
+    assert kind == "truncated" and "a limit of its own" in why and "16384" in why
+    assert "BPF sees at most PAGE_SIZE" not in why
+    kind, _, why = checkprogs.classify({**call, "optlen_in": 8192}, ["OK", 8192, "a"], ["OK", 4096, "a"], 4096,
+                                       facts_of("debian-6.12"))
+    assert kind == "truncated" and "BPF sees at most PAGE_SIZE = 4096" in why
+
+
+def test_owns_hint_where_the_program_answers_an_option_itself():
+    finding = {"call": {"op": "get", "level_name": "SOL_IP", "optname_name": "SO_ORIGINAL_DST", "socket": "tcp",
+                        "optlen_in": 4096, "size": "page"},
+               "kernel": ["ENOENT", 4096, "a"], "caller": ["OK", 16, "b"], "kind": "unexplained",
+               "explained_by": [], "why": "w"}
+    check = {"program": "p", "section": "cgroup/getsockopt", "findings": [finding], "owned": {}}
+    lines = checkprogs.render({"object": "o", "kernel": "k", "reproduce": "r", "programs": [check]})
+    assert any("--owns SOL_IP:SO_ORIGINAL_DST" in line for line in lines)
+
+
+def not_checked_record(**extra) -> dict:
+    return {"object": "router.bpf.o", "kernel": "debian-6.12", "reproduce": "r", "status": "not checked",
+            "programs": [], "not_checked": [{"program": "router", "section": "sockops",
+                                             "why": checkprogs.NOT_CHECKED_WHY}], **extra}
+
+
+def test_a_program_nothing_looked_at_is_never_clean():
+    assert checkprogs.status([], [{"program": "router"}]) == "not checked"
+    assert checkprogs.status([]) == "clean"
+    lines, code = checkprogs.summarise(_results(not_checked_record()))
+    assert code == 2
+    assert "router (sockops) on debian-6.12: NOT CHECKED: kregress checks cgroup/getsockopt" in "\n".join(lines)
+    html = programs_section(_results(not_checked_record()))
+    assert 'class="fail">not checked' in html and "sockops" in html
+    assert checkprogs.unchecked_in(_results(not_checked_record())) == [
+        f"not checked: router (sockops) of router.bpf.o on debian-6.12: {checkprogs.NOT_CHECKED_WHY}"]
+    old = {"object": "o", "kernel": "k", "not_checked": ["legacy_name"]}          # older records: bare names
+    assert checkprogs.unchecked(old)[0]["program"] == "legacy_name"
+
+
+def test_a_refused_object_names_the_helper_the_program_and_what_went_unchecked():
+    log = ("libbpf: prog 'get_chains_politely': BPF program load failed: Invalid argument\n"
+           "libbpf: prog 'get_chains_politely': -- BEGIN PROG LOAD LOG --\n0: R1=ctx(id=0,off=0,imm=0)\n"
+           "invalid func unknown#186\n")
+    refused = {"stage": "load", "program": "", "errno": "EINVAL", "strerror": "Invalid argument", "libbpf_log": log}
+    record = {"object": "lb.bpf.o", "kernel": "debian-5.10", "reproduce": "r", "status": "could not check",
+              "programs": [], "refused": refused,
+              "not_checked": [{"program": "get_chains_politely", "section": "cgroup/getsockopt",
+                               "why": "the kernel refused it (above)"},
+                              {"program": "set_chains", "section": "cgroup/setsockopt",
+                               "why": "not run: the kernel refused get_chains_politely, so the object's checks did not run"}]}
+    text = "\n".join(checkprogs.render(record))
+    assert "the kernel refused the load of get_chains_politely: EINVAL" in text and "load  refused" not in text
+    assert "bpf_get_retval (helper 186) came with b44123b4a3dc in v5.18" in text
+    assert "set_chains (cgroup/setsockopt) on debian-5.10: NOT CHECKED" in text
+    merged = {**refused, "libbpf_log": "libbpf: prog 'get_x': BPF program load failed\n"
+                                       "invalid bpf_context access off=32 size=8\n"}
+    hints = checkprogs.refusal_hints(merged, "debian-6.12")
+    assert len(hints) == 1 and "ctx->optlen and ctx->retval" in hints[0] and "barrier" in hints[0]
+    assert checkprogs.refused_program(merged) == "get_x"

@@ -209,3 +209,29 @@ def test_a_change_only_in_an_unjudged_key_does_not_gate(tmp_path, capsys):
     assert "1 recorded-value change(s)" in out
     status, out = run(expect_it=True)
     assert status == 1 and "1 unexplained behaviour change(s)" in out
+
+
+def test_a_program_checked_before_and_not_now_gates(tmp_path, capsys):
+    """The old kernel's check-progs checked get_x; on the new one the kernel refused it: the gate
+    names the program and why, even where both outcomes are failures."""
+    doc = four_kernels()
+    case = "tests/test_your_programs.py::test_programs"
+
+    def progs_test(kernel, record, outcome):
+        return {"nodeid": f"{case}[{kernel}]", "kernel": kernel, "outcome": outcome,
+                "observed": {"status": record["status"]}, "expected": {"status": "clean"},
+                "extras": {"check_progs": record}}
+    checked = {"object": "o.bpf.o", "kernel": "debian-5.10", "status": "findings", "not_checked": [],
+               "programs": [{"program": "get_x", "section": "cgroup/getsockopt", "findings": [{}], "owned": {}}]}
+    refused = {"object": "o.bpf.o", "kernel": "debian-6.1", "status": "could not check", "programs": [],
+               "not_checked": [{"program": "get_x", "section": "cgroup/getsockopt",
+                                "why": "the kernel refused it (above)"}]}
+    old, new = shard(doc, "debian-5.10"), shard(doc, "debian-6.1")
+    old["tests"].append(progs_test("debian-5.10", checked, "failed"))
+    new["tests"].append(progs_test("debian-6.1", refused, "failed"))
+    status = main(["compare", str(write(tmp_path / "old.json", old)), str(write(tmp_path / "new.json", new))])
+    out = capsys.readouterr().out
+    assert status == 1
+    assert (f"  NOT CHECKED {case}: checked on the old kernel, not checked on the new one: get_x (the kernel "
+            f"refused it (above))") in out
+    assert "1 with programs no longer checked" in out and "NOT CHECKED test_programs" in out.splitlines()[-1]

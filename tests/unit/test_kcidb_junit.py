@@ -143,3 +143,21 @@ def test_junit_carries_the_kernel_arch_and_source():
     name = next(n for n, _ in props if n.endswith("[debian-6.12]"))
     assert props[name, "kernel_arch"] == "arm64"
     assert props[name, "kernel_source"] == "debian:trixie/linux-image-amd64"
+
+
+def test_an_unchecked_program_is_never_pass_in_kcidb_or_junit():
+    doc = four_kernels()
+    entry = {"nodeid": "tests/test_your_programs.py::test_programs[debian-6.12]", "kernel": "debian-6.12",
+             "outcome": "failed", "observed": {"status": "not checked"}, "expected": {"status": "clean"},
+             "longrepr": "router (sockops) on debian-6.12: NOT CHECKED",
+             "extras": {"check_progs": {"status": "not checked", "object": "o", "kernel": "debian-6.12",
+                                        "programs": [], "not_checked": [{"program": "router", "section": "sockops",
+                                                                         "why": "w"}]}}}
+    doc["tests"].append(entry)
+    data = kcidb.from_results(doc)
+    SCHEMA.validate(data)
+    (test,) = [t for t in data["tests"] if t["misc"].get("nodeid") == entry["nodeid"]]
+    assert test["status"] == "MISS"
+    root = ET.fromstring(junit.from_results(doc))
+    (case,) = [c for c in root.findall("testsuite/testcase") if c.get("name") == "test_programs[debian-6.12]"]
+    assert case.find("failure") is not None

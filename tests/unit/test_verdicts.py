@@ -215,3 +215,20 @@ def test_verdict_lines_say_which_witness_could_not_answer():
     row, = table([doc])
     assert sentence(row) == ("version says has it; binary: payload format not recognised (not ELF, x86 bzImage, "
                              "...); changelog: no package changelog beside the image; behaves with it")
+
+
+def test_verdicts_lists_unchecked_programs_and_exits_non_zero(tmp_path, capsys):
+    doc = four_kernels()
+    clean = tmp_path / "clean.json"
+    clean.write_text(json.dumps(doc))
+    assert main(["verdicts", str(clean)]) == 0
+    doc["tests"].append({"nodeid": "tests/test_your_programs.py::test_programs[debian-6.12]", "kernel": "debian-6.12",
+                         "outcome": "failed", "extras": {"check_progs": {
+                             "object": "router.bpf.o", "kernel": "debian-6.12", "status": "not checked",
+                             "programs": [], "not_checked": [{"program": "router", "section": "sockops",
+                                                              "why": "not loaded"}]}}})
+    unchecked = tmp_path / "unchecked.json"
+    unchecked.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(["verdicts", str(unchecked)]) == 1
+    assert "not checked: router (sockops) of router.bpf.o on debian-6.12: not loaded" in capsys.readouterr().out
