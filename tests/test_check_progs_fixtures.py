@@ -78,8 +78,15 @@ def test_fixture(fixture, kernel_session, kernel_facts, expect):
                                       "owns": sorted(OWNS.get(fixture, set()))}
     # compact for the matrix: the verdicts, and only the answers the facts did not predict
     loads = facts[NEEDS[fixture]] if fixture in NEEDS else True
-    expect({"checked": record["status"] != "could not check", "verdicts": verdicts, "answers_off_model": off_model},
-           {"checked": loads, "verdicts": expected_verdicts, "answers_off_model": []},
+    programs = sorted(name for name, (model, _) in sockopt_model.PROGRAM_FIXTURE.items() if model == fixture)
+    as_run = {"tests": [{"nodeid": f"tests/test_your_programs.py::test_programs[{kernel_session.kernel.id}]",
+                         "kernel": kernel_session.kernel.id, "extras": {"check_progs": record}}]}
+    exit_code = checkprogs.summarise(as_run)[1]
+    predicted_exit = 2 if not loads else 1 if any(v["status"] == "findings" for v in expected_verdicts.values()) else 0
+    expect({"checked": record["status"] != "could not check", "verdicts": verdicts, "answers_off_model": off_model,
+            "exit": exit_code, "not_checked": sorted(item["program"] for item in checkprogs.unchecked(record))},
+           {"checked": loads, "verdicts": expected_verdicts, "answers_off_model": [],
+            "exit": predicted_exit, "not_checked": [] if loads else programs},
            facts=[PAGE_CAP, RETVAL_FIRST, RELIEF, NULL_OPTVAL],
            note="\n".join(checkprogs.render(record)), page_size=page, answers_compared=compared,
            check_progs=record)

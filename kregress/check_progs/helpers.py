@@ -69,7 +69,7 @@ def helper_name(helper_id: int) -> str | None:
 
 
 def helper_origin(helper_id: int) -> str:
-    """"bpf_get_retval (helper 186) came with b44123b4a3dc in v5.18" or as much as is known."""
+    """"bpf_get_retval (helper 186, which came with b44123b4a3dc in v5.18)", or as much as is known."""
     name = helper_name(helper_id)
     if name is None:
         return f"helper {helper_id}, which no released kernel's uapi header lists"
@@ -77,4 +77,4 @@ def helper_origin(helper_id: int) -> str:
     if not known:
         return f"{name} (helper {helper_id})"
     commit, release = known
-    return f"{name} (helper {helper_id}) came with {commit + ' in ' if commit else ''}{release}"
+    return f"{name} (helper {helper_id}, which came with {commit + ' in ' if commit else ''}{release})"

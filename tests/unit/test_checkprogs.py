@@ -218,7 +218,7 @@ def test_a_refused_object_names_the_helper_the_program_and_what_went_unchecked()
                                "why": "not run: the kernel refused get_chains_politely, so the object's checks did not run"}]}
     text = "\n".join(checkprogs.render(record))
     assert "the kernel refused the load of get_chains_politely: EINVAL" in text and "load  refused" not in text
-    assert "bpf_get_retval (helper 186) came with b44123b4a3dc in v5.18" in text
+    assert "does not know bpf_get_retval (helper 186, which came with b44123b4a3dc in v5.18)" in text
     assert "set_chains (cgroup/setsockopt) on debian-5.10: NOT CHECKED" in text
     merged = {**refused, "libbpf_log": "libbpf: prog 'get_x': BPF program load failed\n"
                                        "invalid bpf_context access off=32 size=8\n"}
