@@ -210,8 +210,15 @@ def cmd_report(args) -> int:
 def cmd_compare(args) -> int:
     from kregress.report.compare import CompareError, compare, render
     from kregress.report.results import load
+    from kregress.kernels.facts import FACTS
+    unknown = [name for name in args.accept_defect if name not in FACTS or not FACTS[name].defect]
+    if unknown:
+        print(f"compare: --accept-defect {', '.join(unknown)}: not a fact with a known defect; those are "
+              f"{', '.join(name for name, fact in FACTS.items() if fact.defect)}", file=sys.stderr)
+        return 2
     try:
-        pairings = compare(load(args.old), load(args.new), args.old_kernel, args.new_kernel, args.kernels_file)
+        pairings = compare(load(args.old), load(args.new), args.old_kernel, args.new_kernel, args.kernels_file,
+                           tuple(args.accept_defect))
     except (CompareError, OSError, ValueError) as err:
         print(f"compare: {err}", file=sys.stderr)
         return 2
@@ -325,13 +332,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the matrix as Markdown tables (docs/scenario-results.md is made so)")
     report.set_defaults(func=cmd_report)
     comparep = sub.add_parser("compare", help="cases whose behaviour or outcome differs between two results "
-                              "files; exit 1 on any worse outcome (failed, error, skipped, missing) or an "
-                              "unexplained behaviour change")
+                              "files; exit 1 on any worse outcome (failed, error, skipped, missing), an "
+                              "unexplained behaviour change, a program no longer checked, or a change that brings "
+                              "a known defect into the new kernel")
     comparep.add_argument("old", type=Path)
     comparep.add_argument("new", type=Path)
     comparep.add_argument("--old-kernel", help="kernel id in OLD (needed when it has several)")
     comparep.add_argument("--new-kernel", help="kernel id in NEW (needed when it has several)")
     comparep.add_argument("--kernels-file", type=Path, default=None)
+    comparep.add_argument("--accept-defect", action="append", default=[], metavar="FACT",
+                          help="take the new kernel's known defect of FACT (repeatable); the output records it")
     comparep.set_defaults(func=cmd_compare)
     mergep = sub.add_parser("merge", help="merge the results files of matrix shards: merge OUT.json SHARD.json...")
     mergep.add_argument("out", type=Path)

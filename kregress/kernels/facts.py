@@ -9,11 +9,19 @@ Having the commit is not always enough: a fact can declare what else the feature
 (config options, on every architecture or on one), and a kernel that has the commit but
 not those is "unusable here", with the reason, as its config (a witness too) says.
 What one kernel has of them is decided once, in kregress.kernels.decision.
+
+Each fact says what it is (KINDS), and a fact whose presence brings a known defect says which
+(defect, with the other facts it needs): the upgrade gate tells "explained" from "harmless" by it.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+
+# fix: repairs a defect; feature: adds an interface; behaviour change: changes what an existing
+# interface does; known defect: the commit's presence is itself the defect
+KINDS = ("fix", "feature", "behaviour change", "known defect")
 
 
 @dataclass(frozen=True)
@@ -22,6 +30,7 @@ class Fact:
     commit: str
     title: str
     mainline: tuple[int, int]                       # first release with it
+    kind: str                                       # one of KINDS
     stable: dict[tuple[int, int], int] = field(default_factory=dict)  # branch -> first patch level
     note: str = ""
     # bytes only a kernel image with the fact contains (kregress.kernels.evidence): a message the
@@ -32,6 +41,23 @@ class Fact:
     # what the feature needs beyond its commit: options on every arch, and per arch
     needs_config: tuple[str, ...] = ()
     needs_config_on: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the known defect a kernel with this fact carries (words; "" none), and the other facts the
+    # kernel must have for it to show
+    defect: str = ""
+    defect_with: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"fact {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.kind == "known defect" and not self.defect:
+            raise ValueError(f"fact {self.name}: a known defect says what the defect is (defect=...)")
+
+    def carries_defect(self, has) -> bool:
+        """Whether a kernel (has(name) -> bool) carries this fact's known defect."""
+        try:
+            return bool(self.defect) and has(self.name) and all(has(other) for other in self.defect_with)
+        except LookupError:         # a kernel whose facts cannot be decided carries nothing known
+            return False
 
     def needs(self, arch: str) -> tuple[str, ...]:
         return self.needs_config + self.needs_config_on.get(arch, ())
@@ -59,27 +85,30 @@ LSM_CGROUP_NEEDS = dict(needs_config=("CONFIG_BPF_LSM", "CONFIG_CGROUP_BPF", "CO
 
 FACTS: dict[str, Fact] = {fact.name: fact for fact in [
     Fact("getsockopt_relief", "29ebbba7d461", "bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen",
-         mainline=(6, 5), stable={(6, 1): 39, (5, 15): 121},
+         mainline=(6, 5), kind="fix", stable={(6, 1): 39, (5, 15): 121},
          note="user optlen > PAGE_SIZE: the prog's buffer is ignored instead of EFAULT; "
               "not in 5.10.y",
          signature=b"ignoring program buffer with optlen", needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("sockops_hdr_opt", "0813a841566f", "bpf: tcp: Allow bpf prog to write and parse TCP header option",
-         mainline=(5, 10),
+         mainline=(5, 10), kind="feature",
          note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt",
          signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
-    Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
+    Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0), kind="feature",
          note="BPF_LSM_CGROUP attach type. Programs attach through BPF trampolines, which arm64 builds on "
               "ftrace direct calls (Debian bookworm arm64 6.1.176 lacks them and refuses every attach with "
               "ENOTSUPP, -524; trixie's arm64 6.12 has them)",
          signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True, **LSM_CGROUP_NEEDS),
     Fact("lsm_cgroup_current_task_shim", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0),
+         kind="known defect",
+         defect="lsm_cgroup hooks whose first argument is a socket run the current task's cgroup's programs, "
+                "not the socket's (docs/findings/lsm-cgroup-current-task)",
          note="bpf_lsm_find_cgroup_shim() compares the hook's first argument type (a pointer type's BTF "
               "id) with btf_sock_ids[] (struct ids): never equal, so every lsm_cgroup hook runs the "
               "programs of the current task's cgroup, against the commit's stated intent (socket or sock "
               "first argument: the socket's cgroup). Read in 6.0 ... 7.1.3; no fix known",
          signature=b"BPF_LSM_CGROUP\0", signature_in_btf=True, **LSM_CGROUP_NEEDS),
     Fact("getsockopt_retval_in_run_ctx", "c4dcfdd406aa", "bpf: Move getsockopt retval to struct bpf_cg_run_ctx",
-         mainline=(5, 18),
+         mainline=(5, 18), kind="behaviour change",
          note="getsockopt bails out on a negative retval before checking optlen, so a kernel error "
               "passes through even with optlen > PAGE_SIZE; a prog returning 0 gives EPERM only when no "
               "error is set yet; a prog may set any retval (the documented 'only 0 or the kernel's "
@@ -87,39 +116,42 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "b44123b4a3dc, same v5.18 series (c4dcfdd406aa adds no string of its own)",
          signature=b"BPF_FUNC_get_retval\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("setsockopt_buffer_16", "9babe825da76", "bpf: always allocate at least 16 bytes for setsockopt hook",
-         mainline=(5, 4),
+         mainline=(5, 4), kind="fix",
          note="a setsockopt prog may raise optlen up to 16 bytes past a shorter user buffer (release "
               "inferred from the bpf-next batch it was merged with; older than every kernel here)"),
     Fact("sockopt_page_cap", "d8fe449a9c51", "bpf: Don't return EINVAL from {get,set}sockopt when optlen > PAGE_SIZE",
-         mainline=(5, 8), stable={(5, 4): 50},
+         mainline=(5, 8), kind="fix", stable={(5, 4): 50},
          note="a sockopt program sees at most PAGE_SIZE bytes of optval (sockopt_alloc_buf caps the buffer); "
               "ctx->optlen = 0 is the documented way to leave the kernel's answer alone"),
     Fact("getsockopt_null_optval", "00e74ae08638", "bpf: Don't EFAULT for getsockopt with optval=NULL",
-         mainline=(6, 4), stable={(6, 1): 28, (5, 10): 180},
+         mainline=(6, 4), kind="fix", stable={(6, 1): 28, (5, 10): 180},
          note="getsockopt(optval NULL) after a program no longer EFAULTs when the kernel reports a length "
               "(NETLINK_LIST_MEMBERSHIPS after a join); 6.4 inferred from merge timing, 5.15 and 5.4 backports "
               "(May 2023) not pinned to a patch level"),
     Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
-         mainline=(6, 11), stable={(6, 6): 57},
+         mainline=(6, 11), kind="fix", stable={(6, 6): 57},
          note="max_optlen is read whether or not a getsockopt prog is attached: a prog attached while a "
               "getsockopt is in flight no longer turns it into EFAULT. 6.6.y: present in 6.6.57, the first "
               "6.6.y with it is not pinned; absent in 6.1.y"),
     Fact("cgroup_preorder", "4b82b181a26c", "bpf: Allow pre-ordering for bpf cgroup progs",
-         mainline=(6, 15), stable={(6, 12): 31, (6, 6): 93},
+         mainline=(6, 15), kind="feature", stable={(6, 12): 31, (6, 6): 93},
          note="BPF_F_PREORDER: a program attached with it runs before the programs of sub-cgroups. 6.12.y: "
               "in 6.12.31 (Debian's 6.12.117 changelog lists it under ChangeLog-6.12.31); 6.6.93 from the "
               "source reading. No binary signature: the flag is a #define and the commit adds no string or "
               "BTF name, so Debian kernels are witnessed by their changelog",
          needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("cgroup_mprog", "120933984460", "bpf: Implement mprog API on top of existing cgroup progs",
-         mainline=(6, 17), stable={(6, 12): 110},
+         mainline=(6, 17), kind="feature", stable={(6, 12): 110},
          note="BPF_F_BEFORE/AFTER/ID/LINK and expected_revision for cgroup programs. 6.12.y: in 6.12.110 "
               "(stable id 97f7c22aeb93; Debian's 6.12.117 changelog lists it under ChangeLog-6.12.110, and "
               "Debian 6.12.107 refused BPF_F_BEFORE). No binary signature (#defines only): the changelog "
               "is the witness",
          needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("bpf_link_put_deferred", "ab5d47bd41b1", "bpf: Remove in_atomic() from bpf_link_put().",
-         mainline=(6, 5),
+         mainline=(6, 5), kind="behaviour change",
+         defect="with lsm_cgroup_shim_not_revived, a hook's lsm_cgroup programs can run twice per call after its "
+                "last link is destroyed and another attached (the old shim lingers until its work item runs)",
+         defect_with=("lsm_cgroup", "lsm_cgroup_shim_not_revived"),
          note="bpf_link_put() always frees a link from a work item; only closing the link's fd frees at once "
               "(bpf_link_put_direct). The lsm_cgroup shim (kernel/bpf/trampoline.c) is released with "
               "bpf_link_put(), so after a hook's last lsm_cgroup link is destroyed its shim stays in the "
@@ -128,7 +160,7 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "v6.5 inferred (patch of 2023-06-14, absent in 6.2, present in 6.5); no 6.1.y backport (it is in "
               "the 6.1-rt patch set only); no binary signature (no string, the new function is static)"),
     Fact("lsm_cgroup_shim_not_revived", "56145d237385", "bpf: Fix a UAF issue in bpf_trampoline_link_cgroup_shim",
-         mainline=(7, 0), stable={(6, 19): 7, (6, 12): 77, (6, 1): 167},
+         mainline=(7, 0), kind="fix", stable={(6, 19): 7, (6, 12): 77, (6, 1): 167},
          note="an lsm_cgroup attach that finds the hook's shim with no references left (released, its unlink "
               "still pending) no longer revives it (bpf_link_inc_not_zero) but installs a new shim beside it: "
               "with bpf_link_put_deferred both stay in the trampoline until the old one's work runs, and both "
@@ -136,13 +168,18 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "runs twice per call. Stable: 6.19.7 review (2026-03), Debian changelogs list it under 6.12.77 and "
               "6.1.167 (CVE-2026-23319); v7.0 inferred from that timing; 6.6.y not pinned. No binary signature"),
     Fact("softirq_inline_under_ksoftirqd", "d15121be7485", "Revert \"softirq: Let ksoftirqd do its job\"",
-         mainline=(6, 5),
+         mainline=(6, 5), kind="behaviour change",
          note="before it, while ksoftirqd is runnable every softirq raised in a task (loopback TCP's "
               "handshake) waits for ksoftirqd; after it, the raising task runs it on its way out. With "
               "lsm_cgroup's current-task shim, a handshake completed in ksoftirqd runs the root cgroup's "
               "inet_csk_clone programs, not the connecting task's. No 6.1.y backport (it is in the 6.1-rt "
               "patch set only); no binary signature"),
 ]}
+
+
+def carried_defects(has) -> list[Fact]:
+    """The facts whose known defect a kernel (has(name) -> bool) carries, in the table's order."""
+    return [fact for fact in FACTS.values() if fact.carries_defect(has)]
 
 
 def parse_version(text: str | None) -> tuple[int, int, int] | None:

@@ -5,7 +5,9 @@ compare gates a fleet upgrade. Every scenario case whose behaviour or outcome di
 old run's kernel and the new run's is listed. Any outcome worse than before gates (passed ->
 failed, error or skipped; a case missing from the new run), whatever facts flip. A behaviour
 change is "explained" only when the new kernel still passes the case and a fact the test names
-flips between the two kernels (the matrix's rule); any other behaviour change gates too.
+flips between the two kernels (the matrix's rule); any other behaviour change gates too. An
+explained change still gates when the new kernel brings a known defect of a fact the test names
+(kregress.kernels.facts: defect), unless the user accepts that fact by name (--accept-defect).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kregress.check_progs.findings import checked_programs, unchecked
-from kregress.kernels.facts import FACTS
+from kregress.kernels.facts import FACTS, carried_defects
 from kregress.verdict.record import extra
 from kregress.verdict.behaviour import behaviour_text
 from kregress.report.matrix import Cell, Column, Matrix, build, facts_of, flipping
@@ -40,6 +42,12 @@ class Difference:
     kind: str                   # behaviour, outcome, recorded, only-old, only-new, unchecked
     facts: tuple[str, ...] = ()  # named by the test and flipping between the two kernels
     programs: tuple[str, ...] = ()   # unchecked: a user's programs checked before, not now
+    defects: tuple[str, ...] = ()    # facts named by the test whose known defect the new kernel brings
+    accepted: tuple[str, ...] = ()   # of those, the ones the user accepted by name
+
+    @property
+    def unaccepted_defects(self) -> tuple[str, ...]:
+        return tuple(name for name in self.defects if name not in self.accepted)
 
     @property
     def worse(self) -> bool:
@@ -60,7 +68,7 @@ class Difference:
 
     @property
     def gating(self) -> bool:
-        return self.worse or self.new_failure or self.kind == "unchecked" or \
+        return self.worse or self.new_failure or self.kind == "unchecked" or bool(self.unaccepted_defects) or \
             (self.kind == "behaviour" and not self.explained)
 
     @property
@@ -69,6 +77,8 @@ class Difference:
             return "MISSING"
         if self.kind == "unchecked":
             return "NOT CHECKED"
+        if self.unaccepted_defects and not self.worse:
+            return "KNOWN DEFECT"
         if self.worse:
             return "WORSE"
         if self.new_failure:
@@ -97,6 +107,10 @@ class Difference:
         flips = "; ".join(f"{n} ({FACTS[n].label})" for n in self.facts)
         if self.explained:
             why = "explained by " + flips
+            for name in self.defects:
+                how = "accepted by --accept-defect" if name in self.accepted else \
+                    f"gates unless accepted with --accept-defect {name}"
+                why += f"; brings the known defect of {name}: {FACTS[name].defect} ({how})"
         elif self.facts:
             why = (f"the new kernel does not pass it, so the flip of {flips} does not explain it"
                    if not self.worse else f"worse outcome, whatever flips ({flips})")
@@ -156,8 +170,14 @@ def lost_checks(old: Cell, new: Cell) -> tuple[str, ...]:
     return tuple(sorted(before - checked_programs(after)))
 
 
+def brought_defects(names, old: Column, new: Column) -> tuple[str, ...]:
+    """Of the facts a test names, those whose known defect the new kernel carries and the old did not."""
+    before = {fact.name for fact in carried_defects(old.facts.has)}
+    return tuple(fact.name for fact in carried_defects(new.facts.has) if fact.name in names and fact.name not in before)
+
+
 def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_kernel: str | None = None,
-            kernels_file: Path | None = None) -> list[Pairing]:
+            kernels_file: Path | None = None, accept_defects: tuple[str, ...] = ()) -> list[Pairing]:
     old, new = build(old_doc, kernels_file), build(new_doc, kernels_file)
     old_rows, new_rows = {r.case: r for r in old.rows}, {r.case: r for r in new.rows}
     pairings = []
@@ -177,7 +197,10 @@ def compare(old_doc: dict, new_doc: dict, old_kernel: str | None = None, new_ker
                 differences.append(Difference(case, o, n, "unchecked", programs=lost))
             if o.comparable and n.comparable and judged_change(o, n):
                 names = facts_of([o.test, n.test])
-                differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts)))
+                defects = brought_defects(names, old_col, new_col)
+                differences.append(Difference(case, o, n, "behaviour", flipping(names, old_col.facts, new_col.facts),
+                                              defects=defects,
+                                              accepted=tuple(d for d in defects if d in accept_defects)))
             elif o.outcome != n.outcome:
                 differences.append(Difference(case, o, n, "outcome"))
             elif o.comparable and n.comparable and o.observed != n.observed:
@@ -202,21 +225,26 @@ def render(pairings: list[Pairing]) -> tuple[list[str], int]:
         lines += [f"  {d.tag:<11} {d.case}: {d.describe()}" for d in p.differences]
         count = {tag: sum(1 for d in p.differences if d.tag == tag)
                  for tag in ("explained", "UNEXPLAINED", "WORSE", "MISSING", "outcome", "recorded", "added",
-                             "NEW FAILURE", "NOT CHECKED")}
+                             "NEW FAILURE", "NOT CHECKED", "KNOWN DEFECT")}
         lines.append(f"  {p.compared} case(s) compared: {count['explained']} explained, "
                      f"{count['UNEXPLAINED']} unexplained behaviour change(s), {count['WORSE']} worse outcome(s), "
                      f"{count['MISSING']} missing, {count['outcome']} other outcome change(s), "
                      f"{count['recorded']} recorded-value change(s), "
                      f"{count['added'] + count['NEW FAILURE']} added ({count['NEW FAILURE']} failing), "
-                     f"{count['NOT CHECKED']} with programs no longer checked")
+                     f"{count['NOT CHECKED']} with programs no longer checked, {count['KNOWN DEFECT']} bringing a "
+                     f"known defect")
+        accepted = sorted({name for d in p.differences for name in d.accepted})
+        if accepted:
+            lines.append(f"  accepted known defect(s) of the new kernel, by --accept-defect: {', '.join(accepted)}")
         compared.append(f"{p.old.id} -> {p.new.id} ({p.compared} case(s))")
         gated += [f"{d.tag} {d.case.rpartition('::')[2] or d.case}"
                   + (f" ({d.old.outcome if d.old else 'absent'} -> {d.new.outcome if d.new else 'missing'})"
-                     if d.tag != "UNEXPLAINED" else "")
+                     if d.tag not in ("UNEXPLAINED", "KNOWN DEFECT") else
+                     f" ({', '.join(d.unaccepted_defects)})" if d.tag == "KNOWN DEFECT" else "")
                   for d in p.differences if d.gating]
     what = "; ".join(compared) or "no kernel pair"
     if gated:
         lines.append(f"compare: FAIL: {what}: gated by {len(gated)}: {', '.join(gated)}")
     else:
-        lines.append(f"compare: ok: {what}: nothing worse, missing or unexplained")
+        lines.append(f"compare: ok: {what}: nothing worse, missing, unexplained or bringing an unaccepted known defect")
     return lines, 1 if gated else 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kregress.kernels.facts import FACTS
 from kregress.report import results
 
 JUDGED = ("passed", "failed")
@@ -184,8 +185,22 @@ def render(rows: list[dict]) -> str:
         lines += [f"{'':22s}   precondition failed ({p['name']}): {p['nodeid']}" for p in row["precondition"]]
         if row["not_counted"]:
             lines.append(f"{'':22s}   not counted: {not_counted_text(row)}")
+    lines += defect_lines(rows)
     lines.append(summary(rows))
     return "\n".join(lines)
+
+
+def known_defects(rows: list[dict]) -> list[tuple[str, str]]:
+    """(kernel, fact) for each known defect a kernel carries, as decided in these rows (the
+    fact and every fact it needs for the defect decided "has" on that kernel)."""
+    state = {(row["kernel"], row["fact"]): row["state"] for row in rows}
+    kernels = list(dict.fromkeys(row["kernel"] for row in rows))
+    return [(kernel, name) for kernel in kernels for name, fact in FACTS.items()
+            if fact.defect and all(state.get((kernel, n)) == "has" for n in (name, *fact.defect_with))]
+
+
+def defect_lines(rows: list[dict]) -> list[str]:
+    return [f"known defect: {kernel} carries {name}'s: {FACTS[name].defect}" for kernel, name in known_defects(rows)]
 
 
 def summary(rows: list[dict]) -> str:
@@ -228,6 +243,7 @@ def render_grid(rows: list[dict]) -> str:
     unusable = [row for row in rows if row["state"] == "unusable"]
     lines += [f"unusable: {row['kernel']} {row['fact']}: {row.get('reason') or 'no reason recorded'}"
               for row in unusable]
+    lines += defect_lines(rows)
     lines.append(summary(rows))
     return "\n".join(lines)
 

@@ -153,6 +153,9 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
                 f"<td class=\"{_verdict_class(r)}\">{escape(r['verdict'])}</td>"
                 f"<td>{escape(verdicts.sentence(r))}</td></tr>" for r in verdict_rows]
         out.append("</table>")
+        defects = verdicts.defect_lines(list(verdict_rows))
+        if defects:         # explained is not harmless: the kernels that carry a known defect
+            out.append('<h2>Known defects</h2><pre id="known-defects">' + escape("\n".join(defects)) + "</pre>")
     if deviation_rules:     # stated intents the kernels are known to break
         out.append('<h2>Deviations</h2><pre id="deviations">'
                    + escape("\n".join(deviations.render(deviation_rules))) + "</pre>")

@@ -29,8 +29,8 @@ def test_5_10_to_6_1_differences_are_the_relief_fix(shards, capsys):
             f"({RELIEF_COMMIT} " "\"bpf: Don't EFAULT for {g,s}setsockopt with wrong optlen\" (v6.5))") in out
     assert ("7 case(s) compared: 4 explained, 0 unexplained behaviour change(s), 0 worse outcome(s), "
             "0 missing, 0 other outcome change(s), 0 recorded-value change(s), 0 added (0 failing)") in out
-    assert out.rstrip().endswith("compare: ok: debian-5.10 -> debian-6.1 (7 case(s)): nothing worse, missing or "
-                                 "unexplained")
+    assert out.rstrip().endswith("compare: ok: debian-5.10 -> debian-6.1 (7 case(s)): nothing worse, missing, "
+                                 "unexplained or bringing an unaccepted known defect")
 
 
 def test_same_behaviour_no_differences(shards, capsys):
@@ -235,3 +235,48 @@ def test_a_program_checked_before_and_not_now_gates(tmp_path, capsys):
     assert (f"  NOT CHECKED {case}: checked on the old kernel, not checked on the new one: get_x (the kernel "
             f"refused it (above))") in out
     assert "1 with programs no longer checked" in out and "NOT CHECKED test_programs" in out.splitlines()[-1]
+
+
+SHIM = "tests/test_lsm_priority.py::test_shim_outlives_last_link"
+
+
+def shim_case(kernel: str, twice: str) -> dict:
+    """test_shim_outlives_last_link as the CI run recorded it: judged 0 on 6.1, shown on 6.12."""
+    expected = {"sched_fifo_destroyed_program_ran": "0 of 20"}
+    if kernel == "debian-6.1":
+        expected["sched_fifo_attached_ran_more_than_once"] = "0 of 20"
+    return {"nodeid": f"{SHIM}[{kernel}]", "kernel": kernel, "outcome": "passed",
+            "observed": {"sched_fifo_destroyed_program_ran": "0 of 20",
+                         "sched_fifo_attached_ran_more_than_once": twice},
+            "expected": expected,
+            "expectation_facts": ["lsm_cgroup", "bpf_link_put_deferred", "lsm_cgroup_shim_not_revived"]}
+
+
+def test_an_upgrade_that_brings_a_known_defect_gates_until_accepted(tmp_path, capsys):
+    doc = four_kernels()
+    old, new = shard(doc, "debian-6.1"), shard(doc, "debian-6.12")
+    old["tests"].append(shim_case("debian-6.1", "0 of 20"))
+    new["tests"].append(shim_case("debian-6.12", "10 of 20"))
+    old_path, new_path = write(tmp_path / "old.json", old), write(tmp_path / "new.json", new)
+    assert main(["compare", str(old_path), str(new_path)]) == 1
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if SHIM in line)
+    assert line.startswith("  KNOWN DEFECT") and "explained by bpf_link_put_deferred" in line
+    assert "brings the known defect of bpf_link_put_deferred" in line and "--accept-defect bpf_link_put_deferred" in line
+    assert "KNOWN DEFECT test_shim_outlives_last_link (bpf_link_put_deferred)" in out.splitlines()[-1]
+    assert main(["compare", str(old_path), str(new_path), "--accept-defect", "bpf_link_put_deferred"]) == 0
+    out = capsys.readouterr().out
+    assert "(accepted by --accept-defect)" in out
+    assert "accepted known defect(s) of the new kernel, by --accept-defect: bpf_link_put_deferred" in out
+    assert main(["compare", str(old_path), str(new_path), "--accept-defect", "getsockopt_relief"]) == 2
+
+
+def test_every_fact_says_what_it_is():
+    from kregress.kernels.facts import FACTS, KINDS, Fact
+    assert all(fact.kind in KINDS for fact in FACTS.values())
+    assert {name for name, fact in FACTS.items() if fact.defect} == {"lsm_cgroup_current_task_shim",
+                                                                    "bpf_link_put_deferred"}
+    with pytest.raises(ValueError, match="kind"):
+        Fact("x", "0", "t", mainline=(6, 0), kind="improvement")
+    with pytest.raises(ValueError, match="defect="):
+        Fact("x", "0", "t", mainline=(6, 0), kind="known defect")

@@ -232,3 +232,18 @@ def test_verdicts_lists_unchecked_programs_and_exits_non_zero(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verdicts", str(unchecked)]) == 1
     assert "not checked: router (sockops) of router.bpf.o on debian-6.12: not loaded" in capsys.readouterr().out
+
+
+def test_kernels_that_carry_a_known_defect_are_marked():
+    def row(kernel, fact, state):
+        return {"kernel": kernel, "fact": fact, "state": state}
+    rows = [row("debian-6.1", "lsm_cgroup", "has"), row("debian-6.1", "bpf_link_put_deferred", "lacks"),
+            row("debian-6.1", "lsm_cgroup_shim_not_revived", "has"),
+            row("debian-6.12", "lsm_cgroup", "has"), row("debian-6.12", "bpf_link_put_deferred", "has"),
+            row("debian-6.12", "lsm_cgroup_shim_not_revived", "has"),
+            row("debian-6.1-arm64", "lsm_cgroup", "unusable"), row("debian-6.1-arm64", "bpf_link_put_deferred", "has"),
+            row("debian-6.1-arm64", "lsm_cgroup_shim_not_revived", "has")]
+    from kregress.report.verdicts import defect_lines, known_defects
+    assert known_defects(rows) == [("debian-6.12", "bpf_link_put_deferred")]
+    assert defect_lines(rows)[0].startswith("known defect: debian-6.12 carries bpf_link_put_deferred's: with "
+                                            "lsm_cgroup_shim_not_revived")
