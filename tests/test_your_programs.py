@@ -12,7 +12,11 @@ from kregress.check_progs import findings as checkprogs, guest as progs_guest
 RELIEF = "getsockopt_relief"
 RETVAL_FIRST = "getsockopt_retval_in_run_ctx"
 PAGE_CAP = "sockopt_page_cap"
-pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP])    # checkprogs.FACTS_USED
+LSM_CGROUP = "lsm_cgroup"
+CURRENT_TASK = "lsm_cgroup_current_task_shim"
+SOFTIRQ = "softirq_inline_under_ksoftirqd"
+# checkprogs.FACTS_USED and policy.FACTS_USED
+pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ])
 
 
 def test_programs(user_program, request, kernel_session, kernel_facts, expect, precondition):
@@ -20,16 +24,19 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
                  reason="nothing of yours to check: pytest tests/test_your_programs.py --progs OBJECT.bpf.o, "
                         "or kregress check-progs OBJECT.bpf.o")
     option = request.config.option
-    facts = {RELIEF: kernel_facts.has(RELIEF), RETVAL_FIRST: kernel_facts.has(RETVAL_FIRST),
-             PAGE_CAP: kernel_facts.has(PAGE_CAP)}
+    facts = {name: kernel_facts.has(name) for name in (RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK,
+                                                       SOFTIRQ)}
     record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
-                                      option.kernels_file)
+                                      option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts))
     record.pop("raw", None)
     observed = {check["program"]: len(check["findings"]) for check in record["programs"]}
     unchecked = [item["program"] for item in checkprogs.unchecked(record)]
     # a program passes when it changes nothing it does not own, and an object only when every
     # program in it was checked; the findings, the unchecked programs (or the kernel's refusal,
     # with libbpf's log) are the failure's text
-    expect({"status": record["status"], "findings": observed, "not_checked": unchecked},
-           {"status": "clean", "findings": {check["program"]: 0 for check in record["programs"]}, "not_checked": []},
-           facts=[RELIEF, RETVAL_FIRST, PAGE_CAP], note="\n".join(checkprogs.render(record)), check_progs=record)
+    misses = sorted((record.get("policy") or {}).get("findings", {}))
+    expect({"status": record["status"], "findings": observed, "not_checked": unchecked, "policy_misses": misses},
+           {"status": "clean", "findings": {check["program"]: 0 for check in record["programs"]}, "not_checked": [],
+            "policy_misses": []},
+           facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ],
+           note="\n".join(checkprogs.render(record)), check_progs=record)

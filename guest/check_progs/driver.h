@@ -1,5 +1,4 @@
-/* What check_progs' parts share: the page size, the sockets, the battery's outcomes,
- * the output kept in memory and libbpf's log. */
+/* What check_progs' parts share: the page size, the sockets, the battery's outcomes. */
 #ifndef KREGRESS_CHECK_PROGS_DRIVER_H
 #define KREGRESS_CHECK_PROGS_DRIVER_H
 
@@ -7,6 +6,7 @@
 #include "../lib/attach.h"
 #include "../lib/cgroup.h"
 #include "../lib/net.h"
+#include "../lib/objects.h"
 
 #include <netinet/in.h>
 #include <linux/netfilter_ipv4/ip_tables.h>
@@ -25,10 +25,6 @@
 
 extern long page;
 
-/* output.c: stdout kept in memory until exit; libbpf's words for a refusal */
-void buffer_output(void);
-int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap);
-void program_refused(const char *stage, const char *prog, int err);
 
 /* sockets.c */
 /* UNIX_MID: only where the page is larger than 4 KiB (-1 elsewhere): its SO_PEERGROUPS answer

@@ -190,15 +190,16 @@ def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None 
     return shlex.join(argv + [obj])
 
 
-def status(checks: list[ProgramCheck], not_checked: list = ()) -> str:
-    """findings, else "not checked" when a program of the object was not checked, else clean:
-    a program nothing looked at never makes its object clean."""
-    if any(c.findings for c in checks):
+def status(checks: list[ProgramCheck], not_checked: list = (), policy=None) -> str:
+    """findings (the sockopt programs' or the policy's), else "not checked" when a program of
+    the object was not checked, else clean: a program nothing looked at never makes its object clean."""
+    if any(c.findings for c in checks) or (policy is not None and policy.findings):
         return "findings"
     return "not checked" if not_checked else "clean"
 
 
-NOT_CHECKED_WHY = "kregress checks cgroup/getsockopt and cgroup/setsockopt programs so far: it was not loaded or run"
+NOT_CHECKED_WHY = ("kregress checks cgroup sockopt and socket-policy programs (cgroup/sock_create, post_bind, "
+                   "sock_release, lsm_cgroup) so far: it was not loaded or run")
 
 
 def unchecked(record: dict) -> list[dict]:
@@ -286,6 +287,9 @@ def render(record: dict) -> list[str]:
                          f"business: " + " ".join(f"--owns {key}" for key in answered))
         if findings:
             lines.append(f"    reproduce: {record['reproduce']}")
+    if record.get("policy"):
+        from kregress.check_progs.policy import render as render_policy
+        lines += render_policy(record, kernel)
     lines += [f"{item['program']} ({item['section']}) on {kernel}: NOT CHECKED: {item['why']}"
               for item in unchecked(record)]
     return lines
@@ -330,7 +334,9 @@ def unchecked_in(doc: dict) -> list[str]:
 
 
 def checked_programs(record: dict | None) -> set[str]:
-    return {check["program"] for check in (record or {}).get("programs", [])}
+    record = record or {}
+    return {check["program"] for check in record.get("programs", [])} | \
+        {p["name"] for p in (record.get("policy") or {}).get("programs", [])}
 
 
 def summarise(doc: dict) -> tuple[list[str], int]:

@@ -12,7 +12,8 @@ from kregress.provision import programs as build
 from kregress.provision.initramfs import InitramfsError, builtin_names, load_order
 from kregress.kernels.modules import ModuleError, module_files
 
-DRIVER = "check_progs"
+DRIVER = "check_progs"            # cgroup sockopt programs against the battery
+POLICY_DRIVER = "check_policy"    # socket-policy programs against sockets of every kind
 # IPT_SO_GET_* and IP6T_SO_GET_* answer only with these; Debian builds them as modules
 NETFILTER_MODULES = ["iptable_filter", "ip6table_filter"]
 GUEST_DIR = "/tmp/kregress/progs"
@@ -116,19 +117,50 @@ def run_check(session, program: Path, maps_text: str = "", timeout: float = 120)
     return doc
 
 
+def run_policy(session, program: Path, lsm_cgroup: bool, timeout: float = 120) -> dict:
+    """check_policy on one object already pushed by run_check; lsm_cgroup False: its
+    lsm_cgroup programs are not loaded (the facts say the kernel lacks or cannot use them)."""
+    remote = f"{GUEST_DIR}/{program.name}"
+    args = [remote] + ([] if lsm_cgroup else ["lsm_cgroup=no"])
+    result = session.run_driver(POLICY_DRIVER, *args, timeout=timeout)
+    doc = result.json()
+    if result.rc != 0 or "error" in doc:
+        raise RuntimeError(f"{POLICY_DRIVER} {program.name} failed (exit {result.rc}): {doc.get('error', '')}\n"
+                           f"{result.stderr[-2000:]}")
+    return doc
+
+
+def lsm_cgroup_here(kernel_facts) -> tuple[bool, str]:
+    """Whether to load lsm_cgroup programs on this kernel, and, if not, why (its facts)."""
+    from kregress.kernels.facts import FACTS
+    state = kernel_facts.state("lsm_cgroup")
+    if state == "has":
+        return True, ""
+    if state == "unusable":
+        return False, f"lsm_cgroup is unusable on this kernel: {kernel_facts.unusable_reason('lsm_cgroup')}"
+    return False, f"this kernel lacks lsm_cgroup ({FACTS['lsm_cgroup'].label}): not supported"
+
+
 def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | None = None,
-                 kernels_file: Path | None = None) -> dict:
+                 kernels_file: Path | None = None, lsm_cgroup: tuple[bool, str] = (True, "")) -> dict:
     """One object on one kernel: the record a test keeps (extras["check_progs"]) and
-    `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts."""
-    from kregress.check_progs import findings as checkprogs
+    `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts; lsm_cgroup:
+    whether to load lsm_cgroup programs here, and why not (lsm_cgroup_here)."""
+    from kregress.check_progs import findings as checkprogs, policy
     owned = checkprogs.parse_owns(list(owns))
     obj = compile_object(source, session.kernel.spec.arch)
     doc = run_check(session, obj, encode_maps(maps))
+    if not doc.get("refused"):
+        policy_doc = run_policy(session, obj, lsm_cgroup[0])
+        _checked_by(doc, policy_doc, lsm_cgroup[1])
+        if policy_doc.get("refused"):
+            doc = {**doc, "refused": policy_doc["refused"]}
     kernel_id = session.kernel.id
     record = {"object": str(source), "kernel": kernel_id, "page_size": doc.get("page_size"),
               "release": doc.get("release"), "libbpf": doc.get("libbpf"), "setup": doc.get("setup"),
               "netfilter_modules": doc.get("netfilter_modules"),
-              "not_checked": [{"program": p["name"], "section": p["section"], "why": checkprogs.NOT_CHECKED_WHY}
+              "not_checked": [{"program": p["name"], "section": p["section"],
+                               "why": p.get("why_not") or checkprogs.NOT_CHECKED_WHY}
                               for p in doc.get("programs", []) if not p["checked"]],
               "reproduce": checkprogs.reproducer(kernel_id, str(source), list(owns), maps and str(maps),
                                                  kernels_file and str(kernels_file))}
@@ -144,6 +176,22 @@ def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | 
     checks = [checkprogs.check_program(doc, run, kernel_id, has, owned) for run in doc["runs"]]
     record["programs"] = [c.as_record() for c in checks]
     record["calls"] = len(doc["calls"])
-    record["status"] = checkprogs.status(checks, record["not_checked"])
+    policy_check = policy.check_policy(doc["policy"], kernel_id, has) if doc.get("policy") else None
+    if policy_check:
+        record["policy"] = policy_check.as_record()
+    record["status"] = checkprogs.status(checks, record["not_checked"], policy_check)
     record["raw"] = doc     # every call's answers, for the fixture tests and for a reader who doubts a finding
     return record
+
+
+def _checked_by(doc: dict, policy_doc: dict, skipped_why: str) -> None:
+    """Fold check_policy's view into check_progs' document: a program is checked when either
+    driver checked it; one skipped for lsm_cgroup says why; the policy's rounds go under "policy"."""
+    by_name = {p["name"]: p for p in policy_doc.get("programs", [])}
+    for program in doc.get("programs", []):
+        theirs = by_name.get(program["name"], {})
+        program["checked"] = program["checked"] or theirs.get("checked", False)
+        if theirs.get("skipped") == "lsm_cgroup":
+            program["why_not"] = skipped_why
+    if any(p["checked"] for p in policy_doc.get("programs", [])):
+        doc["policy"] = policy_doc

@@ -1,6 +1,9 @@
-/* check_progs' output: the JSON kept in memory until exit, and libbpf's words kept for a
- * refused load or attach. */
-#include "driver.h"
+/* objects.h: a user's object in a driver: the JSON kept in memory until exit, and libbpf's
+ * words kept for a refused load or attach. */
+#include "../common.h"
+#include "objects.h"
+
+#include <string.h>
 
 /* The JSON is built in memory: a set-up failure half-way (fail(), common.h) must leave
  * exactly its own {"error": ...} object on stdout, not a half-printed one before it. */

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-/* A socket policy as fleets write it: every socket created in the cgroup gets priority 6.
- * check-progs does not check socket-policy programs yet; it must say so, never "clean". */
+/* The talk's first SO_PRIORITY policy: every socket created in the cgroup gets priority 6,
+ * through cgroup/sock_create, which misses accepted sockets and every family but INET. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
