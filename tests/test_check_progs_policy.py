@@ -45,7 +45,8 @@ def test_policy_fixture(fixture, kernel_session, kernel_facts, expect):
         if not lsm:         # refused: every program named as unchecked by the refusal
             observed["not_checked"] = len(observed["not_checked"])
             expected["not_checked"] = len(SECTIONS[fixture])
-        expect(observed, expected, facts=[LSM_CGROUP, RETVAL_FIRST], note="\n".join(checkprogs.render(record)),
+        expect(observed, expected, facts=[LSM_CGROUP, CURRENT_TASK, SOFTIRQ, RETVAL_FIRST],
+               note="\n".join(checkprogs.render(record)),
                check_progs=record)
         return
     reach = policy.expected_reach(SECTIONS[fixture], has)
