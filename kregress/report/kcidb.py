@@ -14,6 +14,7 @@ from kregress.kernels.facts import FACTS
 from kregress.verdict.behaviour import behaviour_text
 from kregress.verdict.deviations import label
 from kregress.report.results import case_of, source_of, source_text, verdict
+from kregress.check_progs.findings import users_check
 from kregress.verdict.record import extra
 
 ORIGIN = "kregress"
@@ -69,10 +70,10 @@ def _source_ids(kernel_id: str, info: dict) -> tuple[str, str]:
 
 
 def _status(test: dict) -> str:
-    """A user's object that was not (wholly) checked, with nothing found in what was, is MISS:
+    """A user's object (check-progs) that was not wholly checked, with nothing found in what was, is MISS:
     the harness did not run the check, so nothing is known; never PASS, and not a FAIL of the code."""
     checked = extra(test, "check_progs") or {}
-    if checked.get("status") == "not checked":
+    if users_check(test) and checked.get("status") == "not checked":
         return "MISS"
     return STATUS[verdict(test.get("outcome"))]
 
