@@ -1,5 +1,5 @@
-"""check-progs on an object whose programs it does not check yet (sockops): on every kernel the
-object is "not checked", each program named with its section, and the exit is 2, never a clean
+"""check-progs on an object whose programs it does not check yet (cgroup/connect4): on every kernel
+the object is "not checked", each program named with its section, and the exit is 2, never a clean
 pass. Whether a kernel can check such programs is not a kernel fact but check-progs' own reach,
 so the expectation is the same everywhere."""
 import re
@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from kregress.check_progs import findings as checkprogs, guest as progs_guest
-from kregress.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.scenario(facts=[])
 
-OBJECTS = {"sockops": PROJECT_ROOT / "progs" / "sockops_flags.bpf.c"}
+OBJECTS = {"connect4": Path(__file__).with_name("unchecked_progs") / "connect4_port.bpf.c"}
 PROGRAM = re.compile(r'SEC\("([^".]+)"\)\s*\n\s*int\s+(\w+)\(')
 
 

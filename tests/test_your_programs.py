@@ -15,8 +15,9 @@ PAGE_CAP = "sockopt_page_cap"
 LSM_CGROUP = "lsm_cgroup"
 CURRENT_TASK = "lsm_cgroup_current_task_shim"
 SOFTIRQ = "softirq_inline_under_ksoftirqd"
-# checkprogs.FACTS_USED and policy.FACTS_USED
-pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ])
+HDR_OPT = "sockops_hdr_opt"
+# checkprogs.FACTS_USED, policy.FACTS_USED and sockops.FACTS_USED
+pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ, HDR_OPT])
 
 
 def test_programs(user_program, request, kernel_session, kernel_facts, expect, precondition):
@@ -25,7 +26,7 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
                         "or kregress check-progs OBJECT.bpf.o")
     option = request.config.option
     facts = {name: kernel_facts.has(name) for name in (RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK,
-                                                       SOFTIRQ)}
+                                                       SOFTIRQ, HDR_OPT)}
     record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
                                       option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts))
     record.pop("raw", None)
@@ -35,8 +36,10 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
     # program in it was checked; the findings, the unchecked programs (or the kernel's refusal,
     # with libbpf's log) are the failure's text
     misses = sorted((record.get("policy") or {}).get("findings", {}))
-    expect({"status": record["status"], "findings": observed, "not_checked": unchecked, "policy_misses": misses},
+    silences = sorted(f["program"] for f in (record.get("sockops") or {}).get("findings", []))
+    expect({"status": record["status"], "findings": observed, "not_checked": unchecked, "policy_misses": misses,
+            "sockops_silencing": silences},
            {"status": "clean", "findings": {check["program"]: 0 for check in record["programs"]}, "not_checked": [],
-            "policy_misses": []},
-           facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ],
+            "policy_misses": [], "sockops_silencing": []},
+           facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ, HDR_OPT],
            note="\n".join(checkprogs.render(record)), check_progs=record)

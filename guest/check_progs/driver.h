@@ -44,7 +44,5 @@ void run_battery(struct outcome *row);
 void print_calls(void);
 void print_row(const char *key, const struct outcome *row, int n);
 
-/* maps.c */
-void fill_maps(struct bpf_object *obj, const char *path);
 
 #endif

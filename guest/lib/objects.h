@@ -11,5 +11,8 @@ void buffer_output(void);
 int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap);
 /* {"refused": {stage, program, errno, strerror, libbpf_log}}, the JSON closed, exit 0 */
 void program_refused(const char *stage, const char *prog, int err);
+/* maps.c: MAPS_FILE ("-": none) lines "MAP KEY VALUE" into the loaded object's maps; a bad
+ * line fails naming it */
+void fill_maps(struct bpf_object *obj, const char *path);
 
 #endif

@@ -190,16 +190,17 @@ def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None 
     return shlex.join(argv + [obj])
 
 
-def status(checks: list[ProgramCheck], not_checked: list = (), policy=None) -> str:
-    """findings (the sockopt programs' or the policy's), else "not checked" when a program of
-    the object was not checked, else clean: a program nothing looked at never makes its object clean."""
-    if any(c.findings for c in checks) or (policy is not None and policy.findings):
+def status(checks: list[ProgramCheck], not_checked: list = (), policy=None, sockops_findings=()) -> str:
+    """findings (the sockopt programs', the policy's or the sockops programs'), else "not checked"
+    when a program of the object was not checked, else clean: a program nothing looked at never
+    makes its object clean."""
+    if any(c.findings for c in checks) or (policy is not None and policy.findings) or sockops_findings:
         return "findings"
     return "not checked" if not_checked else "clean"
 
 
-NOT_CHECKED_WHY = ("kregress checks cgroup sockopt and socket-policy programs (cgroup/sock_create, post_bind, "
-                   "sock_release, lsm_cgroup) so far: it was not loaded or run")
+NOT_CHECKED_WHY = ("kregress checks cgroup sockopt, socket-policy (cgroup/sock_create, post_bind, sock_release, "
+                   "lsm_cgroup) and sockops programs so far: it was not loaded or run")
 
 
 def unchecked(record: dict) -> list[dict]:
@@ -290,6 +291,9 @@ def render(record: dict) -> list[str]:
     if record.get("policy"):
         from kregress.check_progs.policy import render as render_policy
         lines += render_policy(record, kernel)
+    if record.get("sockops"):
+        from kregress.check_progs.sockops import render as render_sockops
+        lines += render_sockops(record, kernel)
     lines += [f"{item['program']} ({item['section']}) on {kernel}: NOT CHECKED: {item['why']}"
               for item in unchecked(record)]
     return lines
@@ -338,7 +342,8 @@ def unchecked_in(doc: dict) -> list[str]:
 def checked_programs(record: dict | None) -> set[str]:
     record = record or {}
     return {check["program"] for check in record.get("programs", [])} | \
-        {p["name"] for p in (record.get("policy") or {}).get("programs", [])}
+        {p["name"] for p in (record.get("policy") or {}).get("programs", [])} | \
+        set((record.get("sockops") or {}).get("programs", []))
 
 
 def summarise(doc: dict) -> tuple[list[str], int]:

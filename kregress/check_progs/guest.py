@@ -13,7 +13,9 @@ from kregress.provision.initramfs import InitramfsError, builtin_names, load_ord
 from kregress.kernels.modules import ModuleError, module_files
 
 DRIVER = "check_progs"            # cgroup sockopt programs against the battery
-POLICY_DRIVER = "check_policy"    # socket-policy programs against sockets of every kind
+# the other kinds: the part of the record each fills, its driver
+KIND_DRIVERS = {"policy": "check_policy",     # socket-policy programs against sockets of every kind
+                "sockops": "check_sockops"}   # sockops programs beside each other and a reference
 # IPT_SO_GET_* and IP6T_SO_GET_* answer only with these; Debian builds them as modules
 NETFILTER_MODULES = ["iptable_filter", "ip6table_filter"]
 GUEST_DIR = "/tmp/kregress/progs"
@@ -108,24 +110,17 @@ def run_check(session, program: Path, maps_text: str = "", timeout: float = 120)
     if maps_text:
         maps_remote = f"{GUEST_DIR}/{program.name}.maps"
         session.vm.session.put_bytes(maps_text.encode(), maps_remote)
-    result = session.run_driver(DRIVER, remote, maps_remote, timeout=timeout)
-    doc = result.json()
-    if result.rc != 0 or "error" in doc:
-        raise RuntimeError(f"{DRIVER} {program.name} failed (exit {result.rc}): {doc.get('error', '')}\n"
-                           f"{result.stderr[-2000:]}")
+    doc = driver_json(session, DRIVER, program, remote, maps_remote, timeout=timeout)
     doc["netfilter_modules"] = modules
     return doc
 
 
-def run_policy(session, program: Path, lsm_cgroup: bool, timeout: float = 120) -> dict:
-    """check_policy on one object already pushed by run_check; lsm_cgroup False: its
-    lsm_cgroup programs are not loaded (the facts say the kernel lacks or cannot use them)."""
-    remote = f"{GUEST_DIR}/{program.name}"
-    args = [remote] + ([] if lsm_cgroup else ["lsm_cgroup=no"])
-    result = session.run_driver(POLICY_DRIVER, *args, timeout=timeout)
+def driver_json(session, driver: str, program: Path, *args, timeout: float = 120) -> dict:
+    """One driver on the pushed object: its JSON; a driver that could not set up raises."""
+    result = session.run_driver(driver, *args, timeout=timeout)
     doc = result.json()
     if result.rc != 0 or "error" in doc:
-        raise RuntimeError(f"{POLICY_DRIVER} {program.name} failed (exit {result.rc}): {doc.get('error', '')}\n"
+        raise RuntimeError(f"{driver} {program.name} failed (exit {result.rc}): {doc.get('error', '')}\n"
                            f"{result.stderr[-2000:]}")
     return doc
 
@@ -146,15 +141,21 @@ def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | 
     """One object on one kernel: the record a test keeps (extras["check_progs"]) and
     `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts; lsm_cgroup:
     whether to load lsm_cgroup programs here, and why not (lsm_cgroup_here)."""
-    from kregress.check_progs import findings as checkprogs, policy
+    from kregress.check_progs import findings as checkprogs, policy, sockops
     owned = checkprogs.parse_owns(list(owns))
     obj = compile_object(source, session.kernel.spec.arch)
-    doc = run_check(session, obj, encode_maps(maps))
-    if not doc.get("refused"):
-        policy_doc = run_policy(session, obj, lsm_cgroup[0])
-        _checked_by(doc, policy_doc, lsm_cgroup[1])
-        if policy_doc.get("refused"):
-            doc = {**doc, "refused": policy_doc["refused"]}
+    maps_text = encode_maps(maps)
+    doc = run_check(session, obj, maps_text)
+    remote = f"{GUEST_DIR}/{obj.name}"
+    kind_args = {"policy": [remote] + ([] if lsm_cgroup[0] else ["lsm_cgroup=no"]),
+                 "sockops": [remote, f"{remote}.maps" if maps_text else "-"]}
+    for kind, driver in KIND_DRIVERS.items():
+        if doc.get("refused"):
+            break
+        theirs = driver_json(session, driver, obj, *kind_args[kind])
+        _checked_by(doc, theirs, kind, lsm_cgroup[1])
+        if theirs.get("refused"):
+            doc = {**doc, "refused": theirs["refused"]}
     kernel_id = session.kernel.id
     record = {"object": str(source), "kernel": kernel_id, "page_size": doc.get("page_size"),
               "release": doc.get("release"), "libbpf": doc.get("libbpf"), "setup": doc.get("setup"),
@@ -179,19 +180,23 @@ def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | 
     policy_check = policy.check_policy(doc["policy"], kernel_id, has) if doc.get("policy") else None
     if policy_check:
         record["policy"] = policy_check.as_record()
-    record["status"] = checkprogs.status(checks, record["not_checked"], policy_check)
+    if doc.get("sockops"):
+        record["sockops"] = sockops.check_sockops(doc["sockops"], has)
+    record["status"] = checkprogs.status(checks, record["not_checked"], policy_check,
+                                         (record.get("sockops") or {}).get("findings"))
     record["raw"] = doc     # every call's answers, for the fixture tests and for a reader who doubts a finding
     return record
 
 
-def _checked_by(doc: dict, policy_doc: dict, skipped_why: str) -> None:
-    """Fold check_policy's view into check_progs' document: a program is checked when either
-    driver checked it; one skipped for lsm_cgroup says why; the policy's rounds go under "policy"."""
-    by_name = {p["name"]: p for p in policy_doc.get("programs", [])}
+def _checked_by(doc: dict, theirs: dict, kind: str, skipped_why: str) -> None:
+    """Fold another kind's driver output into check_progs' document: a program is checked when
+    any driver checked it; one skipped for lsm_cgroup says why; the driver's own observations go
+    under doc[kind] when it checked anything."""
+    by_name = {p["name"]: p for p in theirs.get("programs", [])}
     for program in doc.get("programs", []):
-        theirs = by_name.get(program["name"], {})
-        program["checked"] = program["checked"] or theirs.get("checked", False)
-        if theirs.get("skipped") == "lsm_cgroup":
+        seen = by_name.get(program["name"], {})
+        program["checked"] = program["checked"] or seen.get("checked", False)
+        if seen.get("skipped") == "lsm_cgroup":
             program["why_not"] = skipped_why
-    if any(p["checked"] for p in policy_doc.get("programs", [])):
-        doc["policy"] = policy_doc
+    if any(p["checked"] for p in theirs.get("programs", [])):
+        doc[kind] = theirs

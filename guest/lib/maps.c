@@ -1,5 +1,9 @@
-/* check_progs' maps: the host's MAP KEY VALUE lines written into the object's maps. */
-#include "driver.h"
+/* objects.h's fill_maps(): the host's MAP KEY VALUE lines (from --maps) written into a user's
+ * object's maps after its load. */
+#include "../common.h"
+#include "objects.h"
+
+#include <bpf/bpf.h>
 
 static int parse_bytes(const char *token, unsigned char *out, int size)
 {

@@ -1,0 +1,240 @@
+/* Guest driver for `kregress check-progs`: the user's sockops programs, alone, together and
+ * beside a header-option program of ours, over loopback TCP connections with data both ways.
+ *
+ *   check_sockops OBJECT.bpf.o [MAPS_FILE|-]
+ *
+ * Loads only the object's sockops programs (others are listed with "checked": false). In a
+ * network namespace and a cgroup of its own, each scenario attaches programs to the cgroup in
+ * a given order (links), listens, connects, accepts, sends EXCHANGES data segments each way and
+ * closes, while an AF_PACKET socket on lo records the options on every data segment (wire.c).
+ * Our programs (progs/check_sockops.bpf.c): the reference, which writes its own option on every
+ * segment as another team's program would, and a read-only probe, attached last, which records
+ * the socket's callback flags after each op. Scenarios: the reference alone, with and without
+ * the probe (the probe must change nothing); each user program alone, before the reference and
+ * after it; with several programs, all of them, without and with the reference.
+ *
+ * Prints one JSON object; a refused load or attach is an observation ("refused"), exit 0.
+ */
+#include "check_sockops/driver.h"
+
+#include <netinet/tcp.h>
+#include <sys/utsname.h>
+
+#include "check_sockops.skel.h"
+
+enum { REF = 100, PROBE = 101, END = -1 };
+
+static struct bpf_program *user[MAX_PROGS];
+static int nr_user;
+static struct check_sockops *ours;
+
+static struct bpf_program *program_of(int slot)
+{
+	return slot == REF ? ours->progs.reference : slot == PROBE ? ours->progs.probe : user[slot];
+}
+
+static long long run_count(struct bpf_program *prog)
+{
+	struct bpf_prog_info info = { 0 };
+	__u32 len = sizeof(info);
+
+	return bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) ? -1 : (long long)info.run_cnt;
+}
+
+/* One connection with data both ways; the programs see both ends (one cgroup). */
+static void exchange(void)
+{
+	char data[100] = { 0 }, got[100];
+	unsigned short port;
+	int listener = tcp_listener(SERVER_PORT, &port), client = tcp_connect(port), server = tcp_accept(listener);
+
+	tcp_nodelay(client);
+	tcp_nodelay(server);
+	for (int i = 0; i < EXCHANGES; i++) {
+		send_all(client, data, sizeof(data));
+		if (recv(server, got, sizeof(got), MSG_WAITALL) != sizeof(got))
+			fail("receiving on the server side");
+		send_all(server, data, sizeof(data));
+		if (recv(client, got, sizeof(got), MSG_WAITALL) != sizeof(got))
+			fail("receiving on the client side");
+	}
+	close(client);
+	close(server);
+	close(listener);
+}
+
+static const char *flag_names(unsigned int flags, char *out, size_t len)
+{
+	snprintf(out, len, "0x%02x", flags);
+	return out;
+}
+
+static void print_probe(void)
+{
+	char text[16];
+
+	json_obj_open("probe");
+	for (int side = 0; side < NR_SIDES; side++) {
+		json_obj_open(side == SIDE_PASSIVE ? "passive" : "active");
+		for (int op = 0; op < NR_OPS; op++) {
+			char key[8];
+
+			if (!ours->bss->probe_seen[side].seen[op])
+				continue;
+			snprintf(key, sizeof(key), "%d", op);
+			json_str(key, flag_names(ours->bss->probe_seen[side].flags[op], text, sizeof(text)));
+		}
+		json_obj_close();
+	}
+	json_obj_close();
+}
+
+static void print_reference(void)
+{
+	json_obj_open("reference");
+	for (int side = 0; side < NR_SIDES; side++) {
+		const struct reference_counts *c = &ours->bss->reference_seen[side];
+
+		json_obj_open(side == SIDE_PASSIVE ? "passive" : "active");
+		json_int("len_calls", c->len_calls);
+		json_int("written_data", c->written_data);
+		json_int("parse_calls", c->parse_calls);
+		json_int("seen_data", c->seen_data);
+		json_obj_close();
+	}
+	json_obj_close();
+}
+
+static void scenario(const char *name, int cg, const int *order)
+{
+	long long before[MAX_PROGS];
+	int links[MAX_PROGS + 2], n = 0, err = 0, uses_ref = 0, uses_probe = 0, capture;
+	struct wire wire;
+
+	memset(ours->bss->reference_seen, 0, sizeof(ours->bss->reference_seen));
+	memset(ours->bss->probe_seen, 0, sizeof(ours->bss->probe_seen));
+	for (int i = 0; i < nr_user; i++)
+		before[i] = run_count(user[i]);
+	for (; order[n] != END; n++) {
+		uses_ref |= order[n] == REF;
+		uses_probe |= order[n] == PROBE;
+		err = attach(program_of(order[n]), cg, ATTACH_LINK(&links[n]));
+		if (err)
+			program_refused("attach", bpf_program__name(program_of(order[n])), err);
+	}
+	capture = wire_open();
+	exchange();
+	usleep(20000);          /* the last segments reach the capture */
+	wire_read(capture, &wire);
+	for (int i = 0; i < n; i++)
+		link_destroy(links[i]);
+
+	json_elem_obj_open();
+	json_str("name", name);
+	json_arr_open("order");
+	for (int i = 0; i < n; i++)
+		printf("%s\"%s\"", i ? ", " : "", bpf_program__name(program_of(order[i])));
+	json_arr_close();
+	wire_print(&wire);
+	if (uses_ref)
+		print_reference();
+	if (uses_probe)
+		print_probe();
+	json_obj_open("runs");
+	for (int i = 0; i < nr_user; i++)
+		json_int(bpf_program__name(user[i]), run_count(user[i]) - before[i]);
+	json_obj_close();
+	json_obj_close();
+}
+
+static void enable_run_counts(void)
+{
+	int fd = open("/proc/sys/kernel/bpf_stats_enabled", O_WRONLY);
+
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		fail("kernel.bpf_stats_enabled");
+	close(fd);
+}
+
+int main(int argc, char **argv)
+{
+	struct bpf_program *prog;
+	struct bpf_object *obj;
+	struct utsname uts;
+	char cg_path[256], name[128];
+	int cg, order[MAX_PROGS + 3];
+
+	buffer_output();
+	if (argc < 2)
+		fail("usage: check_sockops OBJECT.bpf.o [MAPS_FILE|-]");
+	uname(&uts);
+	libbpf_set_print(keep_libbpf_log);
+	json_open();
+	json_str("release", uts.release);
+	obj = bpf_object__open_file(argv[1], NULL);
+	if (!obj)
+		program_refused("open", NULL, errno);
+	json_arr_open("programs");
+	bpf_object__for_each_program(prog, obj) {
+		int checked = bpf_program__type(prog) == BPF_PROG_TYPE_SOCK_OPS && nr_user < MAX_PROGS;
+
+		json_elem_obj_open();
+		json_str("name", bpf_program__name(prog));
+		json_str("section", bpf_program__section_name(prog));
+		json_bool("checked", checked);
+		json_obj_close();
+		if (checked)
+			user[nr_user++] = prog;
+		else
+			bpf_program__set_autoload(prog, false);
+	}
+	json_arr_close();
+	if (!nr_user) {
+		json_close();
+		return 0;
+	}
+	if (bpf_object__load(obj))
+		program_refused("load", NULL, errno);
+	fill_maps(obj, argc > 2 ? argv[2] : "-");
+	ours = check_sockops__open();
+	if (!ours)
+		fail("opening our own sockops programs");
+	ours->rodata->server_port = SERVER_PORT;
+	if (check_sockops__load(ours))
+		program_refused("load", "reference", errno);
+	enable_run_counts();
+	enter_private_netns();
+	cg = cgroup_create(NULL, "sockops", cg_path, sizeof(cg_path));
+	cgroup_join(cg_path);
+
+	json_arr_open("scenarios");
+	scenario("reference", cg, (int[]){ REF, END });
+	scenario("reference+probe", cg, (int[]){ REF, PROBE, END });
+	for (int i = 0; i < nr_user; i++) {
+		const char *p = bpf_program__name(user[i]);
+
+		scenario(p, cg, (int[]){ i, PROBE, END });
+		snprintf(name, sizeof(name), "%s+reference", p);
+		scenario(name, cg, (int[]){ i, REF, PROBE, END });
+		snprintf(name, sizeof(name), "reference+%s", p);
+		scenario(name, cg, (int[]){ REF, i, PROBE, END });
+	}
+	if (nr_user > 1) {
+		int n = 0;
+
+		for (; n < nr_user; n++)
+			order[n] = n;
+		order[n] = PROBE;
+		order[n + 1] = END;
+		scenario("all", cg, order);
+		order[n] = REF;
+		order[n + 1] = PROBE;
+		order[n + 2] = END;
+		scenario("all+reference", cg, order);
+	}
+	json_arr_close();
+	json_close();
+	check_sockops__destroy(ours);
+	bpf_object__close(obj);
+	return 0;
+}

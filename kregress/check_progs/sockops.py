@@ -1,0 +1,144 @@
+"""Findings for sockops programs: which co-attached program silences which.
+
+Input: guest/check_sockops's JSON (scenarios: our reference header-option program alone, each
+user program alone, before and after the reference, and all of them together; per scenario the
+options on every data segment seen on the wire, the reference's own counts, the read-only
+probe's callback flags per op, and each program's runs). The sockops callback flags are one
+byte per socket (tcp_sock->bpf_sock_ops_cb_flags, fact sockops_hdr_opt, 0813a841566f), shared by
+every sockops program of the cgroup, and a passive child takes its listener's (82f45c6c4a70): a
+program that clears WRITE_HDR_OPT or PARSE_*_HDR_OPT silences the others. A finding names the
+program, the op at which the flags lost the bit, and what the other program lost.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+FACT = "sockops_hdr_opt"
+FACTS_USED = (FACT,)
+REFERENCE_OPTION = "254:0xc3c3"         # progs/check_sockops.h REFERENCE_MAGIC
+DIRECTIONS = ("to_server", "to_client")
+
+# include/uapi/linux/bpf.h: BPF_SOCK_OPS_*_CB op numbers and callback flag bits
+OPS = {3: "TCP_CONNECT_CB", 4: "ACTIVE_ESTABLISHED_CB", 5: "PASSIVE_ESTABLISHED_CB", 10: "STATE_CB",
+       11: "TCP_LISTEN_CB", 13: "PARSE_HDR_OPT_CB", 14: "HDR_OPT_LEN_CB", 15: "WRITE_HDR_OPT_CB"}
+# the ops that run once per connection, in their order, per side: the probe keeps the flags of an
+# op's last run, which for the per-segment ops (HDR_OPT_LEN, WRITE, PARSE) is whichever segment came last
+OP_ORDER = {"active": (3, 4), "passive": (11, 5)}
+FLAGS = {0x01: "RTO", 0x02: "RETRANS", 0x04: "STATE", 0x08: "RTT", 0x10: "PARSE_ALL_HDR_OPT",
+         0x20: "PARSE_UNKNOWN_HDR_OPT", 0x40: "WRITE_HDR_OPT"}
+HDR_FLAGS = 0x70
+ADVICE = ("never clear a callback flag another program may need: the flags are one byte per socket for every "
+          "sockops program of the cgroup. Keep your own 'do I still want header-option callbacks' in "
+          "bpf_sk_storage (BPF_F_CLONE so children inherit it) and return early when not, as the talk's "
+          "workaround does; set flags with a read-modify-write of skops->bpf_sock_ops_cb_flags")
+
+
+def flag_names(bits: int) -> str:
+    return "|".join(name for bit, name in FLAGS.items() if bits & bit) or "none"
+
+
+@dataclass
+class Silencing:
+    program: str                 # the user's program that silences
+    victim: str                  # "the reference" or another program of the object
+    order: str                   # the scenario it showed in
+    lost: dict                   # direction -> [before, now] data segments with the victim's option
+    cleared: list                # [{"side", "op", "before", "after", "bits"}] from the probe
+    explained_by: list
+    why: str
+
+
+def options(scenario: dict, direction: str) -> dict:
+    return scenario["wire"][direction]["options"]
+
+
+def data_segments(scenario: dict, direction: str) -> int:
+    return scenario["wire"][direction]["data"]
+
+
+def cleared_flags(quiet: dict, loud: dict) -> list[dict]:
+    """Where the probe saw header-option bits in `loud` (the victim alone) that `quiet` (beside
+    the silencer) lacks: the first op of each side, in the connection's order."""
+    out = []
+    for side, order in OP_ORDER.items():
+        mine, theirs = quiet.get("probe", {}).get(side, {}), loud.get("probe", {}).get(side, {})
+        for op in order:
+            if str(op) not in mine or str(op) not in theirs:
+                continue
+            had, has = int(theirs[str(op)], 16), int(mine[str(op)], 16)
+            gone = had & ~has & HDR_FLAGS
+            if gone:
+                out.append({"side": side, "op": OPS.get(op, str(op)), "before": theirs[str(op)],
+                            "after": mine[str(op)], "bits": flag_names(gone)})
+                break
+    return out
+
+
+def _lost(alone: dict, together: dict, option: str) -> dict:
+    return {d: [options(alone, d).get(option, 0), options(together, d).get(option, 0)] for d in DIRECTIONS
+            if options(together, d).get(option, 0) < options(alone, d).get(option, 0)}
+
+
+def check_sockops(doc: dict, has) -> dict:
+    """The record's "sockops" part: the scenarios compact, the probe's neutrality, and the
+    silencings found (a finding each)."""
+    scenarios = {s["name"]: s for s in doc["scenarios"]}
+    reference, with_probe = scenarios["reference"], scenarios["reference+probe"]
+    programs = [p["name"] for p in doc["programs"] if p["checked"]]
+    neutral = all(options(reference, d).get(REFERENCE_OPTION, 0) == options(with_probe, d).get(REFERENCE_OPTION, 0)
+                  for d in DIRECTIONS)
+    found: list[Silencing] = []
+    why = (f"the callback flags are one byte per socket (tcp_sock->bpf_sock_ops_cb_flags, {FACT}: 0813a841566f) "
+           f"shared by every sockops program of the cgroup; a passive child takes its listener's (82f45c6c4a70)")
+    facts = [FACT] if has(FACT) else []
+    for program in programs:
+        for name in (f"{program}+reference", f"reference+{program}"):
+            lost = _lost(with_probe, scenarios[name], REFERENCE_OPTION)
+            for side in ("passive", "active"):      # the reference's PARSE callbacks that found its option
+                before = with_probe["reference"][side]["seen_data"]
+                now = scenarios[name]["reference"][side]["seen_data"]
+                if now < before:
+                    lost[f"parsed_on_{side}_side"] = [before, now]
+            if lost:
+                found.append(Silencing(program, "the reference (another team's header-option program)", name,
+                                       lost, cleared_flags(scenarios[name], with_probe), facts, why))
+                break
+    if "all" in scenarios:       # the object's own programs beside each other
+        silencers = sorted({s.program for s in found})
+        for program in programs:
+            alone = scenarios[program]
+            for option in sorted({o for d in DIRECTIONS for o in options(alone, d)} - {REFERENCE_OPTION}):
+                lost = _lost(alone, scenarios["all"], option)
+                culprits = [p for p in silencers if p != program]
+                if lost and culprits:
+                    found.append(Silencing(", ".join(culprits), f"{program} (its option {option})", "all", lost,
+                                           cleared_flags(scenarios["all"], alone), facts, why))
+    return {"programs": programs, "probe_neutral": neutral,
+            "reference_alone": {d: options(reference, d).get(REFERENCE_OPTION, 0) for d in DIRECTIONS},
+            "data_segments": {d: data_segments(reference, d) for d in DIRECTIONS},
+            "findings": [asdict(s) for s in found],
+            "runs": {name: s.get("runs", {}) for name, s in scenarios.items()}}
+
+
+def render(record: dict, kernel: str) -> list[str]:
+    check = record["sockops"]
+    ref = check["reference_alone"]
+    lines = [f"sockops {', '.join(check['programs'])} on {kernel}: the reference alone wrote its option on "
+             f"{ref['to_server']} + {ref['to_client']} data segments; the probe "
+             + ("changed nothing" if check["probe_neutral"] else "CHANGED what the reference wrote: judge with care")]
+    if not check["findings"]:
+        lines.append("    no program silenced another")
+    for f in check["findings"]:
+        lost = "; ".join(f"{d}: {a} -> {b} data segments with it" if d in DIRECTIONS else
+                         f"its PARSE callbacks found it on {a} -> {b} data segments ({d.split('_')[2]} side)"
+                         for d, (a, b) in f["lost"].items())
+        where = "; ".join(f"{c['side']} side after {c['op']}: flags {c['before']} -> {c['after']} ({c['bits']} "
+                          f"cleared)" for c in f["cleared"]) or \
+            "the flags after LISTEN, CONNECT and ESTABLISHED were as without it: cleared later"
+        lines.append(f"  - {f['program']} silences {f['victim']} ({f['order']}): {lost}; {where} "
+                     f"[explained by {', '.join(f['explained_by']) or 'UNEXPLAINED'}]")
+    if check["findings"]:
+        lines.append(f"    why: {check['findings'][0]['why']}")
+        lines.append(f"    what to change: {ADVICE}")
+        lines.append(f"    reproduce: {record['reproduce']}")
+    return lines

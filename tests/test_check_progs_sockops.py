@@ -1,0 +1,50 @@
+"""`kregress check-progs` on sockops programs of our own that stand for the talk's pair and a
+router from the field (tests/sockops_progs): per kernel, a program that clears a header-option
+flag silences the reference program beside it (and the object's own header-option program), one
+that keeps its own bool in bpf_sk_storage silences nobody, and the read-only probe changes
+nothing. The expectations come from what each fixture does to the flags and the fact that the
+flags are one byte per socket (sockops_hdr_opt, 0813a841566f), never from a run."""
+from pathlib import Path
+
+import pytest
+
+from kregress.check_progs import findings as checkprogs, guest as progs_guest
+
+FACT = "sockops_hdr_opt"
+pytestmark = pytest.mark.scenario(facts=[FACT])
+
+FIXTURES = Path(__file__).with_name("sockops_progs")
+# what each fixture does: the programs that clear a header-option flag another may need, and
+# the directions whose data segments then lose the other programs' options (passive side:
+# to_client; active side: to_server)
+CLEARS = {"prog_a_alone": {}, "clobber_pair": {"prog_b": ["to_client"]}, "storage_pair": {},
+          "router": {"route": ["to_client", "to_server"]}}
+# the object's own header-option program that goes quiet beside the clearing one
+OWN_VICTIM = {"clobber_pair": "prog_a (its option 254:0xa1a1)"}
+
+
+@pytest.mark.parametrize("fixture", sorted(CLEARS))
+def test_sockops_fixture(fixture, kernel_session, kernel_facts, expect):
+    maps = FIXTURES / f"{fixture}.maps.json"
+    has = {FACT: kernel_facts.has(FACT)}.__getitem__
+    record = progs_guest.check_object(kernel_session, FIXTURES / f"{fixture}.bpf.c", has,
+                                      maps=maps if maps.exists() else None)
+    record.pop("raw", None)
+    as_run = {"tests": [{"nodeid": f"tests/test_your_programs.py::test_programs[{kernel_session.kernel.id}]",
+                         "kernel": kernel_session.kernel.id, "extras": {"check_progs": record}}]}
+    check = record.get("sockops") or {}
+    found = check.get("findings", [])
+    silences = {f["program"]: sorted(d for d in f["lost"] if d.startswith("to_")) for f in found
+                if f["victim"].startswith("the reference")}
+    own = sorted(f["victim"] for f in found if not f["victim"].startswith("the reference"))
+    wanted = CLEARS[fixture] if has(FACT) else {}
+    observed = {"status": record["status"], "exit": checkprogs.summarise(as_run)[1],
+                "silences_reference": silences, "silences_own": own,
+                "probe_neutral": check.get("probe_neutral"),
+                "reference_wrote_both_ways": all(check.get("reference_alone", {}).get(d, 0) > 0
+                                                 for d in ("to_server", "to_client")),
+                "explained": all(f["explained_by"] == [FACT] for f in found)}
+    expected = {"status": "findings" if wanted else "clean", "exit": 1 if wanted else 0,
+                "silences_reference": wanted, "silences_own": [OWN_VICTIM[fixture]] if fixture in OWN_VICTIM else [],
+                "probe_neutral": True, "reference_wrote_both_ways": True, "explained": True}
+    expect(observed, expected, facts=[FACT], note="\n".join(checkprogs.render(record)), check_progs=record)
