@@ -22,7 +22,7 @@
 
 #include "check_sockops.skel.h"
 
-enum { REF = 100, PROBE = 101, END = -1 };
+enum { REF = 100, PROBE = 101, RESTORER = 102, WORD_A = 103, WORD_B = 104, END = -1 };
 
 static struct bpf_program *user[MAX_PROGS];
 static int nr_user;
@@ -30,7 +30,14 @@ static struct check_sockops *ours;
 
 static struct bpf_program *program_of(int slot)
 {
-	return slot == REF ? ours->progs.reference : slot == PROBE ? ours->progs.probe : user[slot];
+	switch (slot) {
+	case REF: return ours->progs.reference;
+	case PROBE: return ours->progs.probe;
+	case RESTORER: return ours->progs.restorer;
+	case WORD_A: return ours->progs.cb_word_a;
+	case WORD_B: return ours->progs.cb_word_b;
+	default: return user[slot];
+	}
 }
 
 static long long run_count(struct bpf_program *prog)
@@ -108,16 +115,19 @@ static void print_reference(void)
 static void scenario(const char *name, int cg, const int *order)
 {
 	long long before[MAX_PROGS];
-	int links[MAX_PROGS + 2], n = 0, err = 0, uses_ref = 0, uses_probe = 0, capture;
+	int links[MAX_PROGS + 4], n = 0, err = 0, uses_ref = 0, uses_probe = 0, uses_writers = 0, capture;
 	struct wire wire;
 
 	memset(ours->bss->reference_seen, 0, sizeof(ours->bss->reference_seen));
 	memset(ours->bss->probe_seen, 0, sizeof(ours->bss->probe_seen));
+	ours->data->writers = (struct writers_record){ .restore_ret = { 1, 1 }, .word_a_ret = 1, .word_b_ret = 1,
+						       .word_get_ret = 1 };
 	for (int i = 0; i < nr_user; i++)
 		before[i] = run_count(user[i]);
 	for (; order[n] != END; n++) {
 		uses_ref |= order[n] == REF;
 		uses_probe |= order[n] == PROBE;
+		uses_writers |= order[n] == RESTORER || order[n] == WORD_A;
 		err = attach(program_of(order[n]), cg, ATTACH_LINK(&links[n]));
 		if (err)
 			program_refused("attach", bpf_program__name(program_of(order[n])), err);
@@ -140,6 +150,18 @@ static void scenario(const char *name, int cg, const int *order)
 		print_reference();
 	if (uses_probe)
 		print_probe();
+	if (uses_writers) {
+		const struct writers_record *w = &ours->data->writers;
+
+		json_obj_open("writers");
+		json_int("restore_passive", w->restore_ret[SIDE_PASSIVE]);
+		json_int("restore_active", w->restore_ret[SIDE_ACTIVE]);
+		json_int("word_a", w->word_a_ret);
+		json_int("word_b", w->word_b_ret);
+		json_int("word_get", w->word_get_ret);
+		json_int("word_after", w->word_after);
+		json_obj_close();
+	}
 	json_obj_open("runs");
 	for (int i = 0; i < nr_user; i++)
 		json_int(bpf_program__name(user[i]), run_count(user[i]) - before[i]);
@@ -218,7 +240,10 @@ int main(int argc, char **argv)
 		scenario(name, cg, (int[]){ i, REF, PROBE, END });
 		snprintf(name, sizeof(name), "reference+%s", p);
 		scenario(name, cg, (int[]){ REF, i, PROBE, END });
+		snprintf(name, sizeof(name), "reference+%s+restorer", p);
+		scenario(name, cg, (int[]){ REF, i, RESTORER, PROBE, END });
 	}
+	scenario("sk_bpf_cb_flags", cg, (int[]){ WORD_A, WORD_B, END });
 	if (nr_user > 1) {
 		int n = 0;
 

@@ -7,6 +7,10 @@
  *            every segment, and counts the data segments it wrote on and the ones it parsed.
  * probe      read-only: attached last, it records the socket's callback flags as they are after
  *            the other programs ran, per op and side. It sets nothing.
+ * restorer   attached after a user's program: at ESTABLISHED it sets the reference's flags back
+ *            with bpf_setsockopt(SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS) (3882dccf48f9, v6.12).
+ * cb_word_a, cb_word_b  two programs writing SK_BPF_CB_FLAGS (the timestamping word, 24e82b7c045b):
+ *            a asks for TX timestamping, b then writes its own 0; the word is read back.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -21,6 +25,14 @@
 const volatile __u16 server_port;       /* tells the passive side from the active one */
 struct reference_counts reference_seen[NR_SIDES];
 struct probe_record probe_seen[NR_SIDES];
+struct writers_record writers = { .restore_ret = { 1, 1 }, .word_a_ret = 1, .word_b_ret = 1, .word_get_ret = 1 };
+
+/* uapi values newer than the build root's headers (read in Debian 6.12.117's and 7.3.4's BTF) */
+#define SOL_SOCKET			1
+#define SOL_TCP				6
+#define TCP_BPF_SOCK_OPS_CB_FLAGS	1008
+#define SK_BPF_CB_FLAGS			1009
+#define SK_BPF_CB_TX_TIMESTAMPING	1
 
 static __always_inline int side_of(struct bpf_sock_ops *skops)
 {
@@ -84,6 +96,42 @@ int probe(struct bpf_sock_ops *skops)
 		return 1;
 	probe_seen[side].seen[op]++;
 	probe_seen[side].flags[op] = skops->bpf_sock_ops_cb_flags;
+	return 1;
+}
+
+SEC("sockops")
+int restorer(struct bpf_sock_ops *skops)
+{
+	int side = side_of(skops), want;
+
+	if (side < 0 || (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+			 skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB))
+		return 1;
+	want = skops->bpf_sock_ops_cb_flags | REFERENCE_FLAGS;
+	writers.restore_ret[side] = bpf_setsockopt(skops, SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS, &want, sizeof(want));
+	return 1;
+}
+
+SEC("sockops")
+int cb_word_a(struct bpf_sock_ops *skops)
+{
+	int want = SK_BPF_CB_TX_TIMESTAMPING;
+
+	if (skops->op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+		writers.word_a_ret = bpf_setsockopt(skops, SOL_SOCKET, SK_BPF_CB_FLAGS, &want, sizeof(want));
+	return 1;
+}
+
+SEC("sockops")
+int cb_word_b(struct bpf_sock_ops *skops)
+{
+	int mine = 0, now = -1;
+
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	writers.word_b_ret = bpf_setsockopt(skops, SOL_SOCKET, SK_BPF_CB_FLAGS, &mine, sizeof(mine));
+	writers.word_get_ret = bpf_getsockopt(skops, SOL_SOCKET, SK_BPF_CB_FLAGS, &now, sizeof(now));
+	writers.word_after = now;
 	return 1;
 }
 

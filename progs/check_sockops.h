@@ -16,6 +16,15 @@ struct reference_counts {
 	__u64 seen_data;        /* our option found on a received segment with payload */
 };
 
+/* The later writers of the same words, probed by our programs (bpf_setsockopt's answers, 1: not
+ * called): TCP_BPF_SOCK_OPS_CB_FLAGS restores the flags another program cleared (restorer);
+ * SK_BPF_CB_FLAGS set by one program, then by another, read back (cb_word_*). */
+struct writers_record {
+	int restore_ret[NR_SIDES];
+	int word_a_ret, word_b_ret, word_get_ret;
+	__u32 word_after;
+};
+
 struct probe_record {
 	__u32 seen[NR_OPS];     /* how often each op reached the probe */
 	__u32 flags[NR_OPS];    /* the socket's cb flags when the probe ran in that op (last time) */

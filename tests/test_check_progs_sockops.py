@@ -2,8 +2,12 @@
 router from the field (tests/sockops_progs): per kernel, a program that clears a header-option
 flag silences the reference program beside it (and the object's own header-option program), one
 that keeps its own bool in bpf_sk_storage silences nobody, and the read-only probe changes
-nothing. The expectations come from what each fixture does to the flags and the fact that the
-flags are one byte per socket (sockops_hdr_opt, 0813a841566f), never from a run."""
+nothing. The later writers of the same words answer as the facts say: where the kernel has
+TCP_BPF_SOCK_OPS_CB_FLAGS (3882dccf48f9) another program can set the cleared flag back and the
+silence ends, elsewhere bpf_setsockopt refuses it (EINVAL); where it has SK_BPF_CB_FLAGS
+(24e82b7c045b) a second program's write replaces the first's. The expectations come from what
+each fixture does to the flags and the facts (one flag byte per socket: sockops_hdr_opt,
+0813a841566f), never from a run."""
 from pathlib import Path
 
 import pytest
@@ -11,7 +15,9 @@ import pytest
 from kregress.check_progs import findings as checkprogs, guest as progs_guest
 
 FACT = "sockops_hdr_opt"
-pytestmark = pytest.mark.scenario(facts=[FACT])
+RESTORE = "sockops_cb_flags_setsockopt"
+CB_WORD = "sk_bpf_cb_flags"
+pytestmark = pytest.mark.scenario(facts=[FACT, RESTORE, CB_WORD])
 
 FIXTURES = Path(__file__).with_name("sockops_progs")
 # what each fixture does: the programs that clear a header-option flag another may need, and
@@ -26,7 +32,7 @@ OWN_VICTIM = {"clobber_pair": "prog_a (its option 254:0xa1a1)"}
 @pytest.mark.parametrize("fixture", sorted(CLEARS))
 def test_sockops_fixture(fixture, kernel_session, kernel_facts, expect):
     maps = FIXTURES / f"{fixture}.maps.json"
-    has = {FACT: kernel_facts.has(FACT)}.__getitem__
+    has = {name: kernel_facts.has(name) for name in (FACT, RESTORE, CB_WORD)}.__getitem__
     record = progs_guest.check_object(kernel_session, FIXTURES / f"{fixture}.bpf.c", has,
                                       maps=maps if maps.exists() else None)
     record.pop("raw", None)
@@ -44,7 +50,14 @@ def test_sockops_fixture(fixture, kernel_session, kernel_facts, expect):
                 "reference_wrote_both_ways": all(check.get("reference_alone", {}).get(d, 0) > 0
                                                  for d in ("to_server", "to_client")),
                 "explained": all(f["explained_by"] == [FACT] for f in found)}
+    writers = check.get("later_writers", {})
+    restores = writers.get(RESTORE, {}).get("restores", {})
+    observed["restore"] = {p: [r["setsockopt"]["passive"], r["silence_ended"]] for p, r in restores.items()}
+    word = writers.get(CB_WORD, {})
+    observed["cb_word"] = [word.get("first_set"), word.get("word_after") if word.get("read_back") == "OK" else None]
     expected = {"status": "findings" if wanted else "clean", "exit": 1 if wanted else 0,
                 "silences_reference": wanted, "silences_own": [OWN_VICTIM[fixture]] if fixture in OWN_VICTIM else [],
-                "probe_neutral": True, "reference_wrote_both_ways": True, "explained": True}
-    expect(observed, expected, facts=[FACT], note="\n".join(checkprogs.render(record)), check_progs=record)
+                "probe_neutral": True, "reference_wrote_both_ways": True, "explained": True,
+                "restore": {p: ["OK", True] if has(RESTORE) else ["EINVAL", False] for p in wanted},
+                "cb_word": ["OK", 0] if has(CB_WORD) else ["EINVAL", None]}
+    expect(observed, expected, facts=[FACT, RESTORE, CB_WORD], note="\n".join(checkprogs.render(record)), check_progs=record)

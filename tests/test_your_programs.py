@@ -16,8 +16,12 @@ LSM_CGROUP = "lsm_cgroup"
 CURRENT_TASK = "lsm_cgroup_current_task_shim"
 SOFTIRQ = "softirq_inline_under_ksoftirqd"
 HDR_OPT = "sockops_hdr_opt"
+RESTORE = "sockops_cb_flags_setsockopt"
+CB_WORD = "sk_bpf_cb_flags"
 # checkprogs.FACTS_USED, policy.FACTS_USED and sockops.FACTS_USED
-pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ, HDR_OPT])
+FACTS = [RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ, HDR_OPT, RESTORE, CB_WORD]
+pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ, HDR_OPT,
+                                         RESTORE, CB_WORD])
 
 
 def test_programs(user_program, request, kernel_session, kernel_facts, expect, precondition):
@@ -25,8 +29,7 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
                  reason="nothing of yours to check: pytest tests/test_your_programs.py --progs OBJECT.bpf.o, "
                         "or kregress check-progs OBJECT.bpf.o")
     option = request.config.option
-    facts = {name: kernel_facts.has(name) for name in (RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK,
-                                                       SOFTIRQ, HDR_OPT)}
+    facts = {name: kernel_facts.has(name) for name in FACTS}
     record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
                                       option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts))
     record.pop("raw", None)
@@ -41,5 +44,5 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
             "sockops_silencing": silences},
            {"status": "clean", "findings": {check["program"]: 0 for check in record["programs"]}, "not_checked": [],
             "policy_misses": [], "sockops_silencing": []},
-           facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGROUP, CURRENT_TASK, SOFTIRQ, HDR_OPT],
+           facts=FACTS,
            note="\n".join(checkprogs.render(record)), check_progs=record)

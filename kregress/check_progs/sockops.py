@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 FACT = "sockops_hdr_opt"
-FACTS_USED = (FACT,)
+RESTORE, CB_WORD = "sockops_cb_flags_setsockopt", "sk_bpf_cb_flags"     # the later writers of the same words
+FACTS_USED = (FACT, RESTORE, CB_WORD)
+EINVAL = 22
 REFERENCE_OPTION = "254:0xc3c3"         # progs/check_sockops.h REFERENCE_MAGIC
 DIRECTIONS = ("to_server", "to_client")
 
@@ -114,10 +116,33 @@ def check_sockops(doc: dict, has) -> dict:
                     found.append(Silencing(", ".join(culprits), f"{program} (its option {option})", "all", lost,
                                            cleared_flags(scenarios["all"], alone), facts, why))
     return {"programs": programs, "probe_neutral": neutral,
+            "later_writers": later_writers(scenarios, with_probe, found, has),
             "reference_alone": {d: options(reference, d).get(REFERENCE_OPTION, 0) for d in DIRECTIONS},
             "data_segments": {d: data_segments(reference, d) for d in DIRECTIONS},
             "findings": [asdict(s) for s in found],
             "runs": {name: s.get("runs", {}) for name, s in scenarios.items()}}
+
+
+def _answer(ret: int) -> str:
+    return "OK" if ret == 0 else "not called" if ret == 1 else f"-{-ret}" if ret != -EINVAL else "EINVAL"
+
+
+def later_writers(scenarios: dict, loud: dict, found: list[Silencing], has) -> dict:
+    """The later writers of the callback words, as the kernel answered our probes: whether
+    TCP_BPF_SOCK_OPS_CB_FLAGS set back what a user's program cleared (and the reference wrote
+    again), and whether a second program's SK_BPF_CB_FLAGS replaced the first's."""
+    restores = {}
+    for f in found:
+        name = f"reference+{f.program}+restorer"
+        if f.victim.startswith("the reference") and name in scenarios:
+            w = scenarios[name]["writers"]
+            restores[f.program] = {"setsockopt": {side: _answer(w[f"restore_{side}"]) for side in ("passive", "active")},
+                                   "silence_ended": not _lost(loud, scenarios[name], REFERENCE_OPTION)}
+    word = scenarios["sk_bpf_cb_flags"]["writers"] if "sk_bpf_cb_flags" in scenarios else {}
+    return {RESTORE: {"expected": has(RESTORE), "restores": restores},
+            CB_WORD: {"expected": has(CB_WORD), "first_set": _answer(word.get("word_a", 1)),
+                      "second_set": _answer(word.get("word_b", 1)), "read_back": _answer(word.get("word_get", 1)),
+                      "word_after": word.get("word_after")}}
 
 
 def render(record: dict, kernel: str) -> list[str]:
@@ -128,6 +153,18 @@ def render(record: dict, kernel: str) -> list[str]:
              + ("changed nothing" if check["probe_neutral"] else "CHANGED what the reference wrote: judge with care")]
     if not check["findings"]:
         lines.append("    no program silenced another")
+    writers = check.get("later_writers") or {}
+    for program, r in (writers.get(RESTORE) or {}).get("restores", {}).items():
+        lines.append(f"    after {program}, bpf_setsockopt(TCP_BPF_SOCK_OPS_CB_FLAGS) from another program answered "
+                     f"{r['setsockopt']['passive']} (passive side), {r['setsockopt']['active']} (active side): the "
+                     f"silence {'ended' if r['silence_ended'] else 'went on'}")
+    word = writers.get(CB_WORD)
+    if word:
+        lines.append(f"    SK_BPF_CB_FLAGS (timestamping word): first program's set {word['first_set']}, second's "
+                     f"{word['second_set']}, read back {word['read_back']}"
+                     + (f" = {word['word_after']}" if word["read_back"] == "OK" else "")
+                     + (": one word per socket, the second write replaced the first" if word["first_set"] == "OK"
+                        and word["read_back"] == "OK" and word["word_after"] == 0 else ""))
     for f in check["findings"]:
         lost = "; ".join(f"{d}: {a} -> {b} data segments with it" if d in DIRECTIONS else
                          f"its PARSE callbacks found it on {a} -> {b} data segments ({d.split('_')[2]} side)"

@@ -93,6 +93,20 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          mainline=(5, 10), kind="feature",
          note="WRITE_HDR_OPT/PARSE_*_HDR_OPT callbacks and bpf_{reserve,store,load}_hdr_opt",
          signature=b"BPF_SOCK_OPS_WRITE_HDR_OPT_CB\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("sockops_cb_flags_setsockopt", "3882dccf48f9", "bpf: Add TCP_BPF_SOCK_OPS_CB_FLAGS to bpf_*sockopt()",
+         mainline=(6, 12), kind="feature",
+         note="bpf_setsockopt/bpf_getsockopt(SOL_TCP, TCP_BPF_SOCK_OPS_CB_FLAGS = 1008): a second way to write the "
+              "same per-socket callback flags byte, so a program can set back a flag another cleared. v6.12 "
+              "inferred from merge timing; the enumerator is in the BTF of Debian 6.12.117 and 7.3.4, not of 6.1.176 "
+              "or 5.10.223 (read 2026-12-07)",
+         signature=b"TCP_BPF_SOCK_OPS_CB_FLAGS\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("sk_bpf_cb_flags", "24e82b7c045b", "bpf: add networking timestamping support to bpf_get/setsockopt()",
+         mainline=(6, 15), kind="feature",
+         note="bpf_setsockopt(SOL_SOCKET, SK_BPF_CB_FLAGS = 1009): a second per-socket callback word "
+              "(sk_bpf_cb_flags) for the timestamping callbacks (BPF_SOCK_OPS_TSTAMP_*), written whole like the "
+              "first. v6.15 cycle inferred; the enumerator is in the BTF of Debian 7.3.4, not of 6.12.117 (read "
+              "2026-12-07)",
+         signature=b"SK_BPF_CB_FLAGS\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("lsm_cgroup", "69fd337a975c", "bpf: per-cgroup lsm flavor", mainline=(6, 0), kind="feature",
          note="BPF_LSM_CGROUP attach type. Programs attach through BPF trampolines, which arm64 builds on "
               "ftrace direct calls (Debian bookworm arm64 6.1.176 lacks them and refuses every attach with "

@@ -62,7 +62,8 @@ def test_btf_names_say_nothing_without_btf(tmp_path, monkeypatch):
     assert said["lsm_cgroup"]["binary"] == "unknown" and said["getsockopt_relief"]["binary"] == "present"
     assert evidence.binary_witness(image)[1] == ("binary: no BTF in the image, so it cannot say about "
                                                  "getsockopt_retval_in_run_ctx, lsm_cgroup, "
-                                                 "lsm_cgroup_current_task_shim, sockops_hdr_opt")
+                                                 "lsm_cgroup_current_task_shim, sk_bpf_cb_flags, "
+                                                 "sockops_cb_flags_setsockopt, sockops_hdr_opt")
 
 
 def test_coverage_from_a_real_layout_and_the_summary_count(tmp_path):
