@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from html import escape
 
-from kregress.check_progs import findings as checkprogs
+from kregress.check_progs import findings as checkprogs, policy, sockops
 
 
 def programs_section(doc: dict) -> str:
@@ -17,6 +17,10 @@ def programs_section(doc: dict) -> str:
             for check in record["programs"]:
                 by_program.setdefault((record["object"], check["program"]), []).append(
                     (record["kernel"], check, record))
+        for kind in ("policy", "sockops"):      # the other kinds: one row per object, its words
+            if (record or {}).get(kind):
+                by_program.setdefault((record["object"], f"({kind} programs)"), []).append(
+                    (record["kernel"], {kind: record[kind]}, record))
         for item in checkprogs.unchecked(record or {}):
             by_program.setdefault((record["object"], item["program"]), []).append(
                 (record["kernel"], {"not_checked": item}, record))
@@ -43,6 +47,13 @@ def _row(kernel: str, check: dict | None, record: dict) -> str:
         item = check["not_checked"]
         return (f'<tr><td>{escape(kernel)}</td><td class="fail">not checked</td>'
                 f"<td>{escape(item['section'])}: {escape(item['why'])}</td><td></td></tr>")
+    for kind, render in (("policy", policy.render), ("sockops", sockops.render)):
+        if kind in check:
+            found = check[kind]["findings"]
+            return (f'<tr><td>{escape(kernel)}</td><td class="{"fail" if found else "pass"}">'
+                    f'{"findings" if found else "no finding"} ({len(found)})</td>'
+                    f"<td><pre>{escape(chr(10).join(render({**record, kind: check[kind]}, kernel)))}</pre></td>"
+                    f"<td><code>{escape(record['reproduce']) if found else ''}</code></td></tr>")
     findings = checkprogs.by_harm(check["findings"])
     items = "".join(f"<li>{escape(f['call']['op'])}sockopt({escape(f['call']['level_name'])}, "
                     f"{escape(f['call']['optname_name'])}) on {escape(f['call']['socket'])}, optlen "

@@ -71,3 +71,14 @@ def test_expected_reach_follows_the_facts():
     with_lsm = policy.expected_reach(["lsm_cgroup/socket_post_create"], has_all)
     assert with_lsm["packet"] is None and with_lsm["accepted_peer_outside"]
     assert policy.expected_reach(["cgroup/connect4"], has_all)["tcp4"] == "unknown"
+
+
+def test_report_html_has_a_row_for_the_policy():
+    from kregress.check_progs.report import programs_section
+    inet = ["tcp4", "tcp6", "udp4", "raw4"]
+    doc = driver_doc({"stamp": "cgroup/sock_create"}, {k: {"priority": 6} for k in inet}, {k: ["stamp"] for k in inet})
+    record = {"object": "o.bpf.o", "kernel": "k", "reproduce": "r", "status": "findings", "programs": [],
+              "not_checked": [], "policy": policy.check_policy(doc, "k", has_all).as_record()}
+    html = programs_section({"tests": [{"nodeid": "tests/test_your_programs.py::test_programs[k]", "kernel": "k",
+                                        "outcome": "failed", "extras": {"check_progs": record}}]})
+    assert "(policy programs)" in html and 'class="fail">findings (4)' in html and "MISSES AF_PACKET" in html
