@@ -32,18 +32,6 @@ static int is_policy(struct bpf_program *prog)
 	return bpf_program__type(prog) == BPF_PROG_TYPE_LSM && type == BPF_LSM_CGROUP;
 }
 
-/* bpf_stats_enabled: run_cnt counts only while it is on (kernel.bpf_stats_enabled, v5.1) */
-static int enable_run_counts(void)
-{
-	int fd = open("/proc/sys/kernel/bpf_stats_enabled", O_WRONLY), err = 0;
-
-	if (fd < 0 || write(fd, "1", 1) != 1)
-		err = errno;
-	if (fd >= 0)
-		close(fd);
-	return err;
-}
-
 int main(int argc, char **argv)
 {
 	struct seen without[NR_KINDS], with[NR_KINDS];
@@ -70,10 +58,7 @@ int main(int argc, char **argv)
 		int lsm = bpf_program__type(prog) == BPF_PROG_TYPE_LSM;
 		int checked = is_policy(prog) && (lsm_cgroup || !lsm) && nr_progs < MAX_PROGS;
 
-		json_elem_obj_open();
-		json_str("name", bpf_program__name(prog));
-		json_str("section", bpf_program__section_name(prog));
-		json_bool("checked", checked);
+		list_program(prog, checked);
 		if (is_policy(prog) && lsm && !lsm_cgroup)
 			json_str("skipped", "lsm_cgroup");
 		json_obj_close();

@@ -47,23 +47,21 @@ int main(int argc, char **argv)
 	obj = bpf_object__open_file(argv[1], NULL);
 	if (!obj)
 		program_refused("open", NULL, errno);
-	json_key("programs");
-	printf("[");
+	json_arr_open("programs");
 	bpf_object__for_each_program(prog, obj) {
 		enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
 		int checked = bpf_program__type(prog) == BPF_PROG_TYPE_CGROUP_SOCKOPT &&
 			      (type == BPF_CGROUP_GETSOCKOPT || type == BPF_CGROUP_SETSOCKOPT) &&
 			      nr_progs < MAX_PROGS;
 
-		printf("%s{\"name\": \"%s\", \"section\": \"%s\", \"checked\": %s}", prog == bpf_object__next_program(obj, NULL) ? "" : ", ",
-		       bpf_program__name(prog), bpf_program__section_name(prog), checked ? "true" : "false");
+		list_program(prog, checked);
+		json_obj_close();
 		if (checked)
 			progs[nr_progs++] = prog;
 		else
 			bpf_program__set_autoload(prog, false);    /* not this driver's kind */
 	}
-	printf("]");
-	json_need_comma = 1;
+	json_arr_close();
 	if (bpf_object__load(obj))
 		program_refused("load", NULL, errno);
 	fill_maps(obj, argc > 2 ? argv[2] : "-");

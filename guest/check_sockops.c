@@ -40,14 +40,6 @@ static struct bpf_program *program_of(int slot)
 	}
 }
 
-static long long run_count(struct bpf_program *prog)
-{
-	struct bpf_prog_info info = { 0 };
-	__u32 len = sizeof(info);
-
-	return bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) ? -1 : (long long)info.run_cnt;
-}
-
 /* One connection with data both ways; the programs see both ends (one cgroup). */
 static void exchange(void)
 {
@@ -169,15 +161,6 @@ static void scenario(const char *name, int cg, const int *order)
 	json_obj_close();
 }
 
-static void enable_run_counts(void)
-{
-	int fd = open("/proc/sys/kernel/bpf_stats_enabled", O_WRONLY);
-
-	if (fd < 0 || write(fd, "1", 1) != 1)
-		fail("kernel.bpf_stats_enabled");
-	close(fd);
-}
-
 int main(int argc, char **argv)
 {
 	struct bpf_program *prog;
@@ -200,10 +183,7 @@ int main(int argc, char **argv)
 	bpf_object__for_each_program(prog, obj) {
 		int checked = bpf_program__type(prog) == BPF_PROG_TYPE_SOCK_OPS && nr_user < MAX_PROGS;
 
-		json_elem_obj_open();
-		json_str("name", bpf_program__name(prog));
-		json_str("section", bpf_program__section_name(prog));
-		json_bool("checked", checked);
+		list_program(prog, checked);
 		json_obj_close();
 		if (checked)
 			user[nr_user++] = prog;
@@ -224,7 +204,8 @@ int main(int argc, char **argv)
 	ours->rodata->server_port = SERVER_PORT;
 	if (check_sockops__load(ours))
 		program_refused("load", "reference", errno);
-	enable_run_counts();
+	if (enable_run_counts())
+		fail("kernel.bpf_stats_enabled");
 	enter_private_netns();
 	cg = cgroup_create(NULL, "sockops", cg_path, sizeof(cg_path));
 	cgroup_join(cg_path);

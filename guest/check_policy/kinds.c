@@ -17,16 +17,6 @@ static unsigned short closed4, closed6;
 static int closed4_fd, closed6_fd, listen_fd, inside_client = -1, foreign = -1;
 static unsigned short listen_port;
 
-static long long run_count(struct bpf_program *prog)
-{
-	struct bpf_prog_info info = { 0 };
-	__u32 len = sizeof(info);
-
-	if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
-		return -1;
-	return info.run_cnt;
-}
-
 static void runs_now(long long *out)
 {
 	for (int i = 0; i < nr_progs; i++)

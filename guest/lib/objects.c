@@ -4,6 +4,7 @@
 #include "objects.h"
 
 #include <string.h>
+#include <bpf/bpf.h>
 
 /* The JSON is built in memory: a set-up failure half-way (fail(), common.h) must leave
  * exactly its own {"error": ...} object on stdout, not a half-printed one before it. */
@@ -45,6 +46,33 @@ int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 	libbpf_log_len += n < (int)sizeof(line) ? n : (int)sizeof(line) - 1;
 	libbpf_log[libbpf_log_len] = 0;
 	return 0;
+}
+
+void list_program(struct bpf_program *prog, int checked)
+{
+	json_elem_obj_open();
+	json_str("name", bpf_program__name(prog));
+	json_str("section", bpf_program__section_name(prog));
+	json_bool("checked", checked);
+}
+
+int enable_run_counts(void)
+{
+	int fd = open("/proc/sys/kernel/bpf_stats_enabled", O_WRONLY), err = 0;
+
+	if (fd < 0 || write(fd, "1", 1) != 1)
+		err = errno;
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+long long run_count(struct bpf_program *prog)
+{
+	struct bpf_prog_info info = { 0 };
+	__u32 len = sizeof(info);
+
+	return bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) ? -1 : (long long)info.run_cnt;
 }
 
 void program_refused(const char *stage, const char *prog, int err)

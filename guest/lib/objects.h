@@ -11,6 +11,12 @@ void buffer_output(void);
 int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap);
 /* {"refused": {stage, program, errno, strerror, libbpf_log}}, the JSON closed, exit 0 */
 void program_refused(const char *stage, const char *prog, int err);
+/* One entry of the "programs" array: name, section, whether this driver checks it. */
+void list_program(struct bpf_program *prog, int checked);
+/* kernel.bpf_stats_enabled on (run_cnt counts only then, v5.1): 0 or the errno */
+int enable_run_counts(void);
+/* A loaded program's run count (bpf_prog_info.run_cnt), -1 if the kernel does not say */
+long long run_count(struct bpf_program *prog);
 /* maps.c: MAPS_FILE ("-": none) lines "MAP KEY VALUE" into the loaded object's maps; a bad
  * line fails naming it */
 void fill_maps(struct bpf_object *obj, const char *path);
