@@ -2,10 +2,10 @@
  * cgroup/post_bind4/6, cgroup/sock_release, lsm_cgroup/...) against sockets of every kind made
  * in their cgroup, without the programs and with them.
  *
- *   check_policy OBJECT.bpf.o [lsm_cgroup=no]
+ *   check_policy OBJECT.bpf.o [MAPS_FILE|-] [lsm_cgroup=no]
  *
  * Loads only those programs (every other one is listed with "checked": false; check_progs
- * takes the sockopt ones); lsm_cgroup=no leaves lsm_cgroup programs unloaded, where the
+ * takes the sockopt ones), fills MAPS_FILE's entries into its maps; lsm_cgroup=no leaves lsm_cgroup programs unloaded, where the
  * kernel's facts say it lacks or cannot use lsm_cgroup ("skipped": "lsm_cgroup"). In a network
  * namespace of its own, with a cgroup for the policy and another one beside it, it makes each
  * kind of socket (kinds.c) in a round without the programs, then attaches every program with a
@@ -35,7 +35,7 @@ static int is_policy(struct bpf_program *prog)
 int main(int argc, char **argv)
 {
 	struct seen without[NR_KINDS], with[NR_KINDS];
-	int links[MAX_PROGS], lsm_cgroup = !(argc > 2 && !strcmp(argv[2], "lsm_cgroup=no")), cg_fd;
+	int links[MAX_PROGS], lsm_cgroup = !(argc > 3 && !strcmp(argv[3], "lsm_cgroup=no")), cg_fd;
 	struct bpf_program *prog;
 	struct bpf_object *obj;
 	struct places where;
@@ -43,7 +43,7 @@ int main(int argc, char **argv)
 
 	buffer_output();
 	if (argc < 2)
-		fail("usage: check_policy OBJECT.bpf.o [lsm_cgroup=no]");
+		fail("usage: check_policy OBJECT.bpf.o [MAPS_FILE|-] [lsm_cgroup=no]");
 	uname(&uts);
 	libbpf_set_print(keep_libbpf_log);
 	json_open();
@@ -74,6 +74,7 @@ int main(int argc, char **argv)
 	}
 	if (bpf_object__load(obj))
 		program_refused("load", NULL, errno);
+	fill_maps(&obj, 1, argc > 2 ? argv[2] : "-");
 
 	enter_private_netns();
 	cg_fd = cgroup_create(NULL, "policy", where.policy, sizeof(where.policy));

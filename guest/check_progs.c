@@ -64,7 +64,7 @@ int main(int argc, char **argv)
 	json_arr_close();
 	if (bpf_object__load(obj))
 		program_refused("load", NULL, errno);
-	fill_maps(obj, argc > 2 ? argv[2] : "-");
+	fill_maps(&obj, 1, argc > 2 ? argv[2] : "-");
 	if (!nr_progs) {        /* nothing of this kind: no battery to run (the other drivers may check them) */
 		json_key("calls");
 		printf("[]");

@@ -1,9 +1,10 @@
 /* Guest driver for `kregress check-progs`: the user's sockops programs, alone, together and
  * beside a header-option program of ours, over loopback TCP connections with data both ways.
  *
- *   check_sockops OBJECT.bpf.o [MAPS_FILE|-]
+ *   check_sockops MAPS_FILE|- OBJECT.bpf.o [OBJECT.bpf.o ...]
  *
- * Loads only the object's sockops programs (others are listed with "checked": false). In a
+ * Loads only the objects' sockops programs (others are listed with "checked": false); with
+ * several objects (several teams' programs on one cgroup) a program is named OBJECT/PROGRAM. In a
  * network namespace and a cgroup of its own, each scenario attaches programs to the cgroup in
  * a given order (links), listens, connects, accepts, sends EXCHANGES data segments each way and
  * closes, while an AF_PACKET socket on lo records the options on every data segment (wire.c).
@@ -24,7 +25,10 @@
 
 enum { REF = 100, PROBE = 101, RESTORER = 102, WORD_A = 103, WORD_B = 104, END = -1 };
 
+#define MAX_OBJECTS 8
+
 static struct bpf_program *user[MAX_PROGS];
+static char labels[MAX_PROGS][160];     /* the program's name, or OBJECT/PROGRAM with several objects */
 static int nr_user;
 static struct check_sockops *ours;
 
@@ -38,6 +42,11 @@ static struct bpf_program *program_of(int slot)
 	case WORD_B: return ours->progs.cb_word_b;
 	default: return user[slot];
 	}
+}
+
+static const char *label_of(int slot)
+{
+	return slot < MAX_PROGS ? labels[slot] : bpf_program__name(program_of(slot));
 }
 
 /* One connection with data both ways; the programs see both ends (one cgroup). */
@@ -135,7 +144,7 @@ static void scenario(const char *name, int cg, const int *order)
 	json_str("name", name);
 	json_arr_open("order");
 	for (int i = 0; i < n; i++)
-		printf("%s\"%s\"", i ? ", " : "", bpf_program__name(program_of(order[i])));
+		printf("%s\"%s\"", i ? ", " : "", label_of(order[i]));
 	json_arr_close();
 	wire_print(&wire);
 	if (uses_ref)
@@ -156,48 +165,66 @@ static void scenario(const char *name, int cg, const int *order)
 	}
 	json_obj_open("runs");
 	for (int i = 0; i < nr_user; i++)
-		json_int(bpf_program__name(user[i]), run_count(user[i]) - before[i]);
+		json_int(labels[i], run_count(user[i]) - before[i]);
 	json_obj_close();
 	json_obj_close();
 }
 
+/* OBJECT's stem: /tmp/kregress/progs/router.bpf.o -> router */
+static void stem_of(const char *path, char *out, size_t len)
+{
+	const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+
+	snprintf(out, len, "%.*s", (int)strcspn(base, "."), base);
+}
+
 int main(int argc, char **argv)
 {
+	struct bpf_object *objs[MAX_OBJECTS];
 	struct bpf_program *prog;
-	struct bpf_object *obj;
 	struct utsname uts;
-	char cg_path[256], name[128];
-	int cg, order[MAX_PROGS + 3];
+	char cg_path[256], name[400], stem[64];
+	int cg, order[MAX_PROGS + 3], nr_objs = argc - 2;
 
 	buffer_output();
-	if (argc < 2)
-		fail("usage: check_sockops OBJECT.bpf.o [MAPS_FILE|-]");
+	if (argc < 3 || nr_objs > MAX_OBJECTS)
+		fail("usage: check_sockops MAPS_FILE|- OBJECT.bpf.o [OBJECT.bpf.o ...] (at most %d)", MAX_OBJECTS);
 	uname(&uts);
 	libbpf_set_print(keep_libbpf_log);
 	json_open();
 	json_str("release", uts.release);
-	obj = bpf_object__open_file(argv[1], NULL);
-	if (!obj)
-		program_refused("open", NULL, errno);
 	json_arr_open("programs");
-	bpf_object__for_each_program(prog, obj) {
-		int checked = bpf_program__type(prog) == BPF_PROG_TYPE_SOCK_OPS && nr_user < MAX_PROGS;
+	for (int o = 0; o < nr_objs; o++) {
+		objs[o] = bpf_object__open_file(argv[o + 2], NULL);
+		if (!objs[o])
+			program_refused("open", NULL, errno);
+		stem_of(argv[o + 2], stem, sizeof(stem));
+		bpf_object__for_each_program(prog, objs[o]) {
+			int checked = bpf_program__type(prog) == BPF_PROG_TYPE_SOCK_OPS && nr_user < MAX_PROGS;
 
-		list_program(prog, checked);
-		json_obj_close();
-		if (checked)
-			user[nr_user++] = prog;
-		else
-			bpf_program__set_autoload(prog, false);
+			list_program(prog, checked);
+			if (checked) {
+				if (nr_objs > 1)
+					snprintf(labels[nr_user], sizeof(labels[0]), "%s/%s", stem, bpf_program__name(prog));
+				else
+					snprintf(labels[nr_user], sizeof(labels[0]), "%s", bpf_program__name(prog));
+				json_str("label", labels[nr_user]);
+				user[nr_user++] = prog;
+			} else {
+				bpf_program__set_autoload(prog, false);
+			}
+			json_obj_close();
+		}
 	}
 	json_arr_close();
 	if (!nr_user) {
 		json_close();
 		return 0;
 	}
-	if (bpf_object__load(obj))
-		program_refused("load", NULL, errno);
-	fill_maps(obj, argc > 2 ? argv[2] : "-");
+	for (int o = 0; o < nr_objs; o++)
+		if (bpf_object__load(objs[o]))
+			program_refused("load", NULL, errno);
+	fill_maps(objs, nr_objs, argv[1]);
 	ours = check_sockops__open();
 	if (!ours)
 		fail("opening our own sockops programs");
@@ -214,7 +241,7 @@ int main(int argc, char **argv)
 	scenario("reference", cg, (int[]){ REF, END });
 	scenario("reference+probe", cg, (int[]){ REF, PROBE, END });
 	for (int i = 0; i < nr_user; i++) {
-		const char *p = bpf_program__name(user[i]);
+		const char *p = labels[i];
 
 		scenario(p, cg, (int[]){ i, PROBE, END });
 		snprintf(name, sizeof(name), "%s+reference", p);
@@ -241,6 +268,7 @@ int main(int argc, char **argv)
 	json_arr_close();
 	json_close();
 	check_sockops__destroy(ours);
-	bpf_object__close(obj);
+	for (int o = 0; o < nr_objs; o++)
+		bpf_object__close(objs[o]);
 	return 0;
 }

@@ -61,3 +61,19 @@ def test_sockops_fixture(fixture, kernel_session, kernel_facts, expect):
                 "restore": {p: ["OK", True] if has(RESTORE) else ["EINVAL", False] for p in wanted},
                 "cb_word": ["OK", 0] if has(CB_WORD) else ["EINVAL", None]}
     expect(observed, expected, facts=[FACT, RESTORE, CB_WORD], note="\n".join(checkprogs.render(record)), check_progs=record)
+
+
+def test_sockops_objects_together(kernel_session, kernel_facts, expect):
+    """Two teams' objects on one cgroup (check-progs with several objects): the router of one
+    silences the other's header-option program, across objects."""
+    has = {name: kernel_facts.has(name) for name in (FACT, RESTORE, CB_WORD)}.__getitem__
+    record = progs_guest.check_together(kernel_session, [FIXTURES / "prog_a_alone.bpf.c", FIXTURES / "router.bpf.c"],
+                                        has, maps=FIXTURES / "router.maps.json")
+    found = (record.get("sockops") or {}).get("findings", [])
+    observed = {"status": record["status"], "programs": (record.get("sockops") or {}).get("programs"),
+                "silenced": sorted((f["program"], f["victim"]) for f in found)}
+    wanted = [("router/route", "prog_a_alone/prog_a (its option 254:0xa1a1)"),
+              ("router/route", "the reference (another team's header-option program)")] if has(FACT) else []
+    expect(observed, {"status": "findings" if wanted else "clean", "programs": ["prog_a_alone/prog_a", "router/route"],
+                      "silenced": wanted},
+           facts=[FACT, RESTORE, CB_WORD], note="\n".join(checkprogs.render(record)), check_progs=record)

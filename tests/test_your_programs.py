@@ -1,5 +1,6 @@
 """Your programs on your kernels: `pytest tests/test_your_programs.py --progs OBJECT.bpf.o`
-(or `kregress check-progs OBJECT.bpf.o`). Each object's cgroup getsockopt/setsockopt
+(or `kregress check-progs OBJECT.bpf.o`); with several objects, one more test runs all their
+sockops programs together on one cgroup. Each object's cgroup getsockopt/setsockopt
 programs run against guest/check_progs's battery, with and without them; a test fails
 when a program changes an answer on a call it does not own (kregress.check_progs.findings), and
 when a program of the object was not checked (another kind of program): never "clean" for what
@@ -30,8 +31,15 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
                         "or kregress check-progs OBJECT.bpf.o")
     option = request.config.option
     facts = {name: kernel_facts.has(name) for name in FACTS}
-    record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
-                                      option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts))
+    if isinstance(user_program, tuple):     # all the objects' sockops programs on one cgroup
+        record = progs_guest.check_together(kernel_session, list(user_program), facts.__getitem__, option.maps,
+                                            option.kernels_file)
+        precondition("sockops programs in two objects or more", record["status"] != "nothing together",
+                     optional=True, reason="nothing to run together: each object was checked on its own")
+    else:
+        record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
+                                          option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts),
+                                          maps_shared=len(option.progs) > 1)
     record.pop("raw", None)
     observed = {check["program"]: len(check["findings"]) for check in record["programs"]}
     unchecked = [item["program"] for item in checkprogs.unchecked(record)]

@@ -25,25 +25,30 @@ static int parse_bytes(const char *token, unsigned char *out, int size)
 	return 0;
 }
 
-void fill_maps(struct bpf_object *obj, const char *path)
+void fill_maps(struct bpf_object **objs, int nr_objs, const char *path)
 {
 	char name[128], key_text[1024], value_text[1024];
 	unsigned char key[512], value[512];
-	int line = 0;
+	int line = 0, shared = !strncmp(path, "shared:", 7);
 	FILE *f;
 
 	if (!strcmp(path, "-"))
 		return;
+	path += shared ? 7 : 0;     /* one file for several objects: each takes the maps it has */
 	f = fopen(path, "r");
 	if (!f)
 		fail("open maps file %s", path);
 	while (fscanf(f, "%127s %1023s %1023s", name, key_text, value_text) == 3) {
-		struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+		struct bpf_map *map = NULL;
 		int key_size, value_size;
 
+		for (int i = 0; i < nr_objs && !map; i++)       /* several objects: the first that has it */
+			map = bpf_object__find_map_by_name(objs[i], name);
 		line++;
+		if (!map && shared)
+			continue;
 		if (!map)
-			fail("--maps entry %d: the object has no map named %s", line, name);
+			fail("--maps entry %d: no object has a map named %s", line, name);
 		key_size = bpf_map__key_size(map);
 		value_size = bpf_map__value_size(map);
 		if (key_size > (int)sizeof(key) || value_size > (int)sizeof(value) ||

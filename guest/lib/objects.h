@@ -17,8 +17,9 @@ void list_program(struct bpf_program *prog, int checked);
 int enable_run_counts(void);
 /* A loaded program's run count (bpf_prog_info.run_cnt), -1 if the kernel does not say */
 long long run_count(struct bpf_program *prog);
-/* maps.c: MAPS_FILE ("-": none) lines "MAP KEY VALUE" into the loaded object's maps; a bad
- * line fails naming it */
-void fill_maps(struct bpf_object *obj, const char *path);
+/* maps.c: MAPS_FILE ("-": none) lines "MAP KEY VALUE" into the loaded objects' maps (the first
+ * object that has the map); a bad line fails naming it. "shared:FILE": one file given for several
+ * objects checked one by one, so a map this object lacks is another's, not an error. */
+void fill_maps(struct bpf_object **objs, int nr_objs, const char *path);
 
 #endif

@@ -177,7 +177,7 @@ def check_program(doc: dict, run: dict, kernel_id: str, has, owns: list[tuple[st
     return result
 
 
-def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None = None,
+def reproducer(kernel_id: str, obj: str | list[str], owns: list[str] = (), maps: str | None = None,
                kernels_file: str | None = None) -> str:
     argv = [".venv/bin/kregress", "check-progs"]
     if kernels_file:
@@ -187,7 +187,7 @@ def reproducer(kernel_id: str, obj: str, owns: list[str] = (), maps: str | None 
         argv += ["--owns", item]
     if maps:
         argv += ["--maps", maps]
-    return shlex.join(argv + [obj])
+    return shlex.join(argv + ([obj] if isinstance(obj, str) else list(obj)))
 
 
 def status(checks: list[ProgramCheck], not_checked: list = (), policy=None, sockops_findings=()) -> str:

@@ -101,15 +101,21 @@ def load_netfilter_modules(session) -> dict:
     return loaded
 
 
-def run_check(session, program: Path, maps_text: str = "", timeout: float = 120) -> dict:
+def push_maps(session, name: str, maps_text: str, shared: bool = False) -> str:
+    """The --maps lines into the guest, and the drivers' MAPS_FILE argument for them ("-": none;
+    "shared:": one file for several objects, each taking the maps it has)."""
+    if not maps_text:
+        return "-"
+    remote = f"{GUEST_DIR}/{name}.maps"
+    session.vm.session.put_bytes(maps_text.encode(), remote)
+    return ("shared:" if shared else "") + remote
+
+
+def run_check(session, program: Path, maps_remote: str = "-", timeout: float = 120) -> dict:
     """check_progs on one object in the session's guest: its JSON, plus the modules' state."""
     modules = load_netfilter_modules(session)
     remote = f"{GUEST_DIR}/{program.name}"
     session.vm.session.put(program, remote, mode=0o644)
-    maps_remote = "-"
-    if maps_text:
-        maps_remote = f"{GUEST_DIR}/{program.name}.maps"
-        session.vm.session.put_bytes(maps_text.encode(), maps_remote)
     doc = driver_json(session, DRIVER, program, remote, maps_remote, timeout=timeout)
     doc["netfilter_modules"] = modules
     return doc
@@ -137,18 +143,20 @@ def lsm_cgroup_here(kernel_facts) -> tuple[bool, str]:
 
 
 def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | None = None,
-                 kernels_file: Path | None = None, lsm_cgroup: tuple[bool, str] = (True, "")) -> dict:
+                 kernels_file: Path | None = None, lsm_cgroup: tuple[bool, str] = (True, ""),
+                 maps_shared: bool = False) -> dict:
     """One object on one kernel: the record a test keeps (extras["check_progs"]) and
     `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts; lsm_cgroup:
-    whether to load lsm_cgroup programs here, and why not (lsm_cgroup_here)."""
+    whether to load lsm_cgroup programs here, and why not (lsm_cgroup_here); maps_shared: the
+    --maps file was given for several objects, so this one takes only the maps it has."""
     from kregress.check_progs import findings as checkprogs, policy, sockops
     owned = checkprogs.parse_owns(list(owns))
     obj = compile_object(source, session.kernel.spec.arch)
-    maps_text = encode_maps(maps)
-    doc = run_check(session, obj, maps_text)
+    maps_remote = push_maps(session, obj.name, encode_maps(maps), maps_shared)
+    doc = run_check(session, obj, maps_remote)
     remote = f"{GUEST_DIR}/{obj.name}"
-    kind_args = {"policy": [remote] + ([] if lsm_cgroup[0] else ["lsm_cgroup=no"]),
-                 "sockops": [remote, f"{remote}.maps" if maps_text else "-"]}
+    kind_args = {"policy": [remote, maps_remote] + ([] if lsm_cgroup[0] else ["lsm_cgroup=no"]),
+                 "sockops": [maps_remote, remote]}
     for kind, driver in KIND_DRIVERS.items():
         if doc.get("refused"):
             break
@@ -200,3 +208,30 @@ def _checked_by(doc: dict, theirs: dict, kind: str, skipped_why: str) -> None:
             program["why_not"] = skipped_why
     if any(p["checked"] for p in theirs.get("programs", [])):
         doc[kind] = theirs
+
+
+def check_together(session, sources: list[Path], has, maps: Path | None = None,
+                   kernels_file: Path | None = None) -> dict:
+    """Several objects' sockops programs on one cgroup, as several teams' programs run on one host:
+    which silences which across objects. Each object's own check is check_object's; this record
+    holds only the "sockops" part (None: fewer than two objects have sockops programs)."""
+    from kregress.check_progs import findings as checkprogs, sockops
+    objs = [compile_object(source, session.kernel.spec.arch) for source in sources]
+    remotes = [f"{GUEST_DIR}/{obj.name}" for obj in objs]
+    for obj, remote in zip(objs, remotes):
+        session.vm.session.put(obj, remote, mode=0o644)
+    maps_remote = push_maps(session, "together", encode_maps(maps))
+    doc = driver_json(session, KIND_DRIVERS["sockops"], objs[0], maps_remote, *remotes)
+    kernel_id = session.kernel.id
+    record = {"object": " + ".join(str(source) for source in sources), "kernel": kernel_id,
+              "release": doc.get("release"), "not_checked": [], "programs": [],
+              "reproduce": checkprogs.reproducer(kernel_id, [str(s) for s in sources], (),
+                                                 maps and str(maps), kernels_file and str(kernels_file))}
+    if doc.get("refused"):
+        return {**record, "status": "could not check", "refused": doc["refused"]}
+    owners = {p["label"].split("/")[0] for p in doc.get("programs", []) if p["checked"]}
+    if len(owners) < 2:
+        return {**record, "status": "nothing together", "sockops": None}
+    record["sockops"] = sockops.check_sockops(doc, has)
+    record["status"] = checkprogs.status([], [], None, record["sockops"]["findings"])
+    return record

@@ -15,6 +15,10 @@ def pytest_addoption(parser):
 
 
 def pytest_generate_tests(metafunc):
+    """One test per object; with several, one more for all of them together (their sockops
+    programs on one cgroup, as several teams' programs run on one host)."""
     if "user_program" in metafunc.fixturenames:
         progs = metafunc.config.option.progs or [None]
-        metafunc.parametrize("user_program", progs, ids=[p.name if p else "no-progs" for p in progs])
+        params = progs + ([tuple(progs)] if len(progs) > 1 else [])
+        metafunc.parametrize("user_program", params,
+                             ids=[p.name if isinstance(p, Path) else "together" if p else "no-progs" for p in params])

@@ -86,7 +86,7 @@ def check_sockops(doc: dict, has) -> dict:
     silencings found (a finding each)."""
     scenarios = {s["name"]: s for s in doc["scenarios"]}
     reference, with_probe = scenarios["reference"], scenarios["reference+probe"]
-    programs = [p["name"] for p in doc["programs"] if p["checked"]]
+    programs = [p.get("label", p["name"]) for p in doc["programs"] if p["checked"]]
     neutral = all(options(reference, d).get(REFERENCE_OPTION, 0) == options(with_probe, d).get(REFERENCE_OPTION, 0)
                   for d in DIRECTIONS)
     found: list[Silencing] = []

@@ -225,3 +225,17 @@ def test_a_refused_object_names_the_helper_the_program_and_what_went_unchecked()
     hints = checkprogs.refusal_hints(merged, "debian-6.12")
     assert len(hints) == 1 and "ctx->optlen and ctx->retval" in hints[0] and "barrier" in hints[0]
     assert checkprogs.refused_program(merged) == "get_x"
+
+
+def test_several_objects_get_a_together_test():
+    from types import SimpleNamespace
+    from kregress.check_progs.options import pytest_generate_tests
+    seen = {}
+    metafunc = SimpleNamespace(fixturenames=["user_program"],
+                               config=SimpleNamespace(option=SimpleNamespace(progs=[Path("a.bpf.o"), Path("b.bpf.o")])),
+                               parametrize=lambda name, params, ids: seen.update(params=params, ids=ids))
+    pytest_generate_tests(metafunc)
+    assert seen["ids"] == ["a.bpf.o", "b.bpf.o", "together"] and seen["params"][2] == (Path("a.bpf.o"), Path("b.bpf.o"))
+    metafunc.config.option.progs = [Path("a.bpf.o")]
+    pytest_generate_tests(metafunc)
+    assert seen["ids"] == ["a.bpf.o"]
