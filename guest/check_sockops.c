@@ -95,6 +95,20 @@ static void print_probe(void)
 		json_obj_close();
 	}
 	json_obj_close();
+	json_obj_open("callbacks");     /* how often each op reached the cgroup's programs, per side */
+	for (int side = 0; side < NR_SIDES; side++) {
+		json_obj_open(side == SIDE_PASSIVE ? "passive" : "active");
+		for (int op = 0; op < NR_OPS; op++) {
+			char key[8];
+
+			if (!ours->bss->probe_seen[side].seen[op])
+				continue;
+			snprintf(key, sizeof(key), "%d", op);
+			json_int(key, ours->bss->probe_seen[side].seen[op]);
+		}
+		json_obj_close();
+	}
+	json_obj_close();
 }
 
 static void print_reference(void)

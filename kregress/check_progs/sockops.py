@@ -21,7 +21,7 @@ REFERENCE_OPTION = "254:0xc3c3"         # progs/check_sockops.h REFERENCE_MAGIC
 DIRECTIONS = ("to_server", "to_client")
 
 # include/uapi/linux/bpf.h: BPF_SOCK_OPS_*_CB op numbers and callback flag bits
-OPS = {3: "TCP_CONNECT_CB", 4: "ACTIVE_ESTABLISHED_CB", 5: "PASSIVE_ESTABLISHED_CB", 10: "STATE_CB",
+OPS = {1: "TIMEOUT_INIT", 2: "RWND_INIT", 6: "NEEDS_ECN", 3: "TCP_CONNECT_CB", 4: "ACTIVE_ESTABLISHED_CB", 5: "PASSIVE_ESTABLISHED_CB", 10: "STATE_CB",
        11: "TCP_LISTEN_CB", 13: "PARSE_HDR_OPT_CB", 14: "HDR_OPT_LEN_CB", 15: "WRITE_HDR_OPT_CB"}
 # the ops that run once per connection, in their order, per side: the probe keeps the flags of an
 # op's last run, which for the per-segment ops (HDR_OPT_LEN, WRITE, PARSE) is whichever segment came last
@@ -46,6 +46,7 @@ class Silencing:
     order: str                   # the scenario it showed in
     lost: dict                   # direction -> [before, now] data segments with the victim's option
     cleared: list                # [{"side", "op", "before", "after", "bits"}] from the probe
+    callbacks_lost: dict         # side -> header-option op -> [before, now]: the callbacks the cgroup got
     explained_by: list
     why: str
 
@@ -76,6 +77,17 @@ def cleared_flags(quiet: dict, loud: dict) -> list[dict]:
     return out
 
 
+def _callbacks_lost(loud: dict, quiet: dict) -> dict:
+    out = {}
+    for side in ("passive", "active"):
+        for op in (14, 15, 13):
+            before = loud.get("callbacks", {}).get(side, {}).get(str(op), 0)
+            now = quiet.get("callbacks", {}).get(side, {}).get(str(op), 0)
+            if now < before:
+                out.setdefault(side, {})[OPS[op]] = [before, now]
+    return out
+
+
 def _lost(alone: dict, together: dict, option: str) -> dict:
     return {d: [options(alone, d).get(option, 0), options(together, d).get(option, 0)] for d in DIRECTIONS
             if options(together, d).get(option, 0) < options(alone, d).get(option, 0)}
@@ -103,7 +115,8 @@ def check_sockops(doc: dict, has) -> dict:
                     lost[f"parsed_on_{side}_side"] = [before, now]
             if lost:
                 found.append(Silencing(program, "the reference (another team's header-option program)", name,
-                                       lost, cleared_flags(scenarios[name], with_probe), facts, why))
+                                       lost, cleared_flags(scenarios[name], with_probe),
+                                       _callbacks_lost(with_probe, scenarios[name]), facts, why))
                 break
     if "all" in scenarios:       # the object's own programs beside each other
         silencers = sorted({s.program for s in found})
@@ -114,13 +127,19 @@ def check_sockops(doc: dict, has) -> dict:
                 culprits = [p for p in silencers if p != program]
                 if lost and culprits:
                     found.append(Silencing(", ".join(culprits), f"{program} (its option {option})", "all", lost,
-                                           cleared_flags(scenarios["all"], alone), facts, why))
+                                           cleared_flags(scenarios["all"], alone),
+                                           _callbacks_lost(alone, scenarios["all"]), facts, why))
     return {"programs": programs, "probe_neutral": neutral,
             "later_writers": later_writers(scenarios, with_probe, found, has),
             "reference_alone": {d: options(reference, d).get(REFERENCE_OPTION, 0) for d in DIRECTIONS},
             "data_segments": {d: data_segments(reference, d) for d in DIRECTIONS},
             "findings": [asdict(s) for s in found],
-            "runs": {name: s.get("runs", {}) for name, s in scenarios.items()}}
+            "runs": {name: s.get("runs", {}) for name, s in scenarios.items()},
+            # the callbacks the cgroup's programs got per op and side (every program of the cgroup
+            # runs for each), where the probe ran
+            "callbacks": {name: {side: {OPS.get(int(op), op): n for op, n in counts.items()}
+                                 for side, counts in s["callbacks"].items()}
+                          for name, s in scenarios.items() if "callbacks" in s}}
 
 
 def _answer(ret: int) -> str:
@@ -172,8 +191,11 @@ def render(record: dict, kernel: str) -> list[str]:
         where = "; ".join(f"{c['side']} side after {c['op']}: flags {c['before']} -> {c['after']} ({c['bits']} "
                           f"cleared)" for c in f["cleared"]) or \
             "the flags after LISTEN, CONNECT and ESTABLISHED were as without it: cleared later"
-        lines.append(f"  - {f['program']} silences {f['victim']} ({f['order']}): {lost}; {where} "
-                     f"[explained by {', '.join(f['explained_by']) or 'UNEXPLAINED'}]")
+        calls = "; ".join(f"{side} side {op} {a} -> {b}" for side, ops in f.get("callbacks_lost", {}).items()
+                          for op, (a, b) in ops.items())
+        lines.append(f"  - {f['program']} silences {f['victim']} ({f['order']}): {lost}; {where}"
+                     + (f"; header-option callbacks: {calls}" if calls else "")
+                     + f" [explained by {', '.join(f['explained_by']) or 'UNEXPLAINED'}]")
     if check["findings"]:
         lines.append(f"    why: {check['findings'][0]['why']}")
         lines.append(f"    what to change: {ADVICE}")
