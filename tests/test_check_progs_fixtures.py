@@ -54,12 +54,13 @@ def test_fixture(fixture, kernel_session, kernel_facts, expect):
     has = facts.__getitem__
     record = progs_guest.check_object(kernel_session, FIXTURES / f"{fixture}.bpf.c", has,
                                       maps=maps if maps.exists() else None)
-    raw = record.pop("raw", None) or {"runs": [], "calls": [], "page_size": None}     # None: refused
-    page = raw["page_size"]
+    raw = record.pop("raw")["sockopt"]      # refused: no calls, no runs
+    page = raw.get("page_size")
     off_model, compared, verdicts, expected_verdicts = [], 0, {}, {}
-    for run, check in zip(raw["runs"], record["programs"]):
+    for run, check in zip(raw.get("runs", []), record["programs"]):
         program, predicted_change = run["program"], False
-        for call, before, caller, after in zip(raw["calls"], run["without_before"], run["with"], run["without_after"]):
+        for call, before, caller, after in zip(raw.get("calls", []), run["without_before"], run["with"],
+                                               run["without_after"]):
             if before[:2] != after[:2]:
                 continue        # the kernel's own answer moved: recorded as unstable, judged by nobody
             volatile = before[2] != after[2]
@@ -79,9 +80,7 @@ def test_fixture(fixture, kernel_session, kernel_facts, expect):
     # compact for the matrix: the verdicts, and only the answers the facts did not predict
     loads = facts[NEEDS[fixture]] if fixture in NEEDS else True
     programs = sorted(name for name, (model, _) in sockopt_model.PROGRAM_FIXTURE.items() if model == fixture)
-    as_run = {"tests": [{"nodeid": f"tests/test_your_programs.py::test_programs[{kernel_session.kernel.id}]",
-                         "kernel": kernel_session.kernel.id, "extras": {"check_progs": record}}]}
-    exit_code = checkprogs.summarise(as_run)[1]
+    exit_code = checkprogs.exit_code(record)
     predicted_exit = 2 if not loads else 1 if any(v["status"] == "findings" for v in expected_verdicts.values()) else 0
     expect({"checked": record["status"] != "could not check", "verdicts": verdicts, "answers_off_model": off_model,
             "exit": exit_code, "not_checked": sorted(item["program"] for item in checkprogs.unchecked(record))},

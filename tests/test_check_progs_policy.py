@@ -31,9 +31,7 @@ def test_policy_fixture(fixture, kernel_session, kernel_facts, expect):
     lsm_here = progs_guest.lsm_cgroup_here(kernel_facts)
     record = progs_guest.check_object(kernel_session, FIXTURES / f"{fixture}.bpf.c", has, lsm_cgroup=lsm_here)
     record.pop("raw", None)
-    as_run = {"tests": [{"nodeid": f"tests/test_your_programs.py::test_programs[{kernel_session.kernel.id}]",
-                         "kernel": kernel_session.kernel.id, "extras": {"check_progs": record}}]}
-    exit_code = checkprogs.summarise(as_run)[1]
+    exit_code = checkprogs.exit_code(record)
     lsm = SECTIONS[fixture][0].startswith("lsm_cgroup/")
     runs_here = (lsm_here[0] or not lsm) and (has(NEEDS[fixture]) if fixture in NEEDS else True)
     check = record.get("policy") or {}

@@ -25,10 +25,7 @@ def test_unchecked_object_is_never_clean(kind, kernel_session, expect):
     source = OBJECTS[kind]
     record = progs_guest.check_object(kernel_session, source, lambda fact: False)   # no run: no fact consulted
     record.pop("raw", None)
-    as_run = {"tests": [{"nodeid": f"tests/test_your_programs.py::test_programs[{kernel_session.kernel.id}]",
-                         "kernel": kernel_session.kernel.id, "outcome": "failed",
-                         "extras": {"check_progs": record}}]}
-    lines, code = checkprogs.summarise(as_run)
+    lines, code = checkprogs.render(record), checkprogs.exit_code(record)
     unchecked = {item["program"]: item["section"] for item in checkprogs.unchecked(record)}
     expect({"status": record["status"], "exit": code, "not_checked": unchecked, "checked": len(record["programs"])},
            {"status": "not checked", "exit": 2, "not_checked": programs_in(source), "checked": 0},

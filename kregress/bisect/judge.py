@@ -53,8 +53,9 @@ def judge(results_path: Path, kernel_id: str, pytest_rc: int | None) -> Judgemen
     try:
         doc = results.load(results_path)
     except (OSError, ValueError) as err:
+        # pytest stopped (interrupted by a collection error, or crashed) before any kernel: no commit changes that
         return Judgement("skip", f"no results (pytest exit {pytest_rc}): cannot read {results_path}: "
-                                 f"{err.__class__.__name__}")
+                                 f"{err.__class__.__name__}", every_commit=pytest_rc in (2, 3))
     info = (doc.get("kernels") or {}).get(kernel_id, {})
     found = Judgement("skip", "", booted=bool(info.get("boot_seconds")),
                       boot_seconds=info.get("boot_seconds"), boot_attempts=info.get("boot_attempts"),
@@ -75,6 +76,8 @@ def judge(results_path: Path, kernel_id: str, pytest_rc: int | None) -> Judgemen
         return found
     if pytest_rc in PYTEST_EXIT and pytest_rc != 5:
         found.reason = f"{PYTEST_EXIT[pytest_rc]} (exit {pytest_rc})"
+        # before any kernel record or test: a collection error or a plugin crash, the same at every commit
+        found.every_commit = not info and not found.tests
         return found
     if not found.tests:
         found.reason = (f"the selection ran no test on {kernel_id} (pytest exit {pytest_rc}); "

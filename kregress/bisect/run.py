@@ -1,4 +1,5 @@
-"""bisect-run: one step of `git bisect run` in a kernel tree: build, boot, run, answer 0/1/125."""
+"""bisect-run: one step of `git bisect run` in a kernel tree: build, boot, run, answer 0/1/125, or
+128 to abort the bisection for what every commit would repeat."""
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,9 @@ class UsageError(CannotBisect):
     """A bad command line: aborts too, the same mistake would repeat at every step."""
 
 
-# pytest options whose value follows them: their value is never a test path
-VALUE_OPTIONS = {"-k", "-m", "-p", "-o", "-c", "--rootdir", "--kernel", "--accel", "--maxfail"}
+# pytest options whose value follows them: their value is never made absolute (--deselect's node
+# id is matched as pytest writes it, relative to the project root)
+VALUE_OPTIONS = {"-k", "-m", "-p", "-o", "-c", "--rootdir", "--kernel", "--accel", "--maxfail", "--deselect"}
 
 
 def resolve_selection(selection: list[str], root: Path) -> list[str]:
@@ -193,7 +195,7 @@ def main_run(argv: list[str]) -> int:
     """The exit-code contract lives here: whatever happens, 0, 1, 125 or 128 (abort). With
     --verdict-file F the code is also written to F, last thing: scripts/bisect-run only
     believes an exit code that was written there (a crash before this point, even an
-    import error, then reads as 125, not as "bad")."""
+    import error, then aborts the bisection with 128, never reads as "bad")."""
     verdict_file = None
     if "--verdict-file" in argv[:-1]:
         index = argv.index("--verdict-file")

@@ -258,10 +258,7 @@ def render(record: dict) -> list[str]:
                      f"{r['errno']} ({r['strerror']})")
         lines += [f"    why: {hint}" for hint in refusal_hints(r, kernel)]
         lines += [f"    {line}" for line in r.get("libbpf_log", "").strip().splitlines()[-15:]]
-        lines += [f"{item['program']} ({item['section']}) on {kernel}: NOT CHECKED: {item['why']}"
-                  for item in unchecked(record)]
-        return lines
-    for check in record["programs"]:
+    for check in record.get("programs", []):     # what ran before a refusal keeps its results
         findings, owned = by_harm(check["findings"]), check["owned"]
         head = f"{check['program']} ({check['section']}) on {kernel}"
         if not findings:
@@ -346,22 +343,25 @@ def checked_programs(record: dict | None) -> set[str]:
         set((record.get("sockops") or {}).get("programs", []))
 
 
+def exit_code(record: dict | None) -> int:
+    """One object's check on one kernel as check-progs' exit status: 0 no finding, 1 findings,
+    2 could not check or a program not checked (a gate must not pass what nothing looked at)."""
+    if record is None or record["status"] == "could not check" or unchecked(record):
+        return 2
+    return 1 if record["status"] == "findings" else 0
+
+
 def summarise(doc: dict) -> tuple[list[str], int]:
-    """Text for people and the exit status: 0 no finding, 1 findings, 2 could not check or a
-    program not checked (a gate must not pass what nothing looked at)."""
-    lines, statuses = [], set()
+    """Text for people and the exit status: the worst of every check's exit_code()."""
+    lines, codes = [], []
     for test, record in records_of(doc):
         if record is None:      # it ended before the check: boot, build, or the driver itself
             reason = (test.get("longrepr") or test.get("harness_error") or "no record").strip().splitlines()
             errors = [line[1:].strip() for line in reason if line.startswith("E ")]   # pytest's error lines
             lines.append(f"{test['nodeid']}: COULD NOT CHECK: {' / '.join((errors or reason)[-6:])}")
-            statuses.add("could not check")
-            continue
-        lines += render(record)
-        statuses.add(record["status"])
-        if unchecked(record):
-            statuses.add("not checked")
+        else:
+            lines += render(record)
+        codes.append(exit_code(record))
     if not lines:
         return ["check-progs: no program was checked (no kernel selected?)"], 2
-    code = 2 if statuses & {"could not check", "not checked"} else 1 if "findings" in statuses else 0
-    return lines, code
+    return lines, max(codes)

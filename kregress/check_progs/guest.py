@@ -148,66 +148,87 @@ def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | 
     """One object on one kernel: the record a test keeps (extras["check_progs"]) and
     `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts; lsm_cgroup:
     whether to load lsm_cgroup programs here, and why not (lsm_cgroup_here); maps_shared: the
-    --maps file was given for several objects, so this one takes only the maps it has."""
+    --maps file was given for several objects, so this one takes only the maps it has.
+
+    Each kind's driver checks its own programs (check_progs: sockopt; KIND_DRIVERS: the others);
+    a program no driver checked is "not checked", with why; a refusal stops the drivers after it,
+    and the programs it stopped say so, while what ran before it keeps its results."""
     from kregress.check_progs import findings as checkprogs, policy, sockops
     owned = checkprogs.parse_owns(list(owns))
     obj = compile_object(source, session.kernel.spec.arch)
     maps_remote = push_maps(session, obj.name, encode_maps(maps), maps_shared)
-    doc = run_check(session, obj, maps_remote)
+    docs = {"sockopt": run_check(session, obj, maps_remote)}
     remote = f"{GUEST_DIR}/{obj.name}"
+    hdr_opt = has(sockops.FACT)
     kind_args = {"policy": [remote, maps_remote] + ([] if lsm_cgroup[0] else ["lsm_cgroup=no"]),
-                 "sockops": [maps_remote, remote]}
+                 "sockops": ([] if hdr_opt else ["reference=no"]) + [maps_remote, remote]}
+    skipped_why = {"lsm_cgroup": lsm_cgroup[1],
+                   "sockops_hdr_opt": f"this kernel lacks header-option callbacks ({sockops.FACT}), which "
+                                      f"check-progs' reference sockops program needs"}
     for kind, driver in KIND_DRIVERS.items():
-        if doc.get("refused"):
+        if any(d.get("refused") for d in docs.values()):
             break
-        theirs = driver_json(session, driver, obj, *kind_args[kind])
-        _checked_by(doc, theirs, kind, lsm_cgroup[1])
-        if theirs.get("refused"):
-            doc = {**doc, "refused": theirs["refused"]}
+        docs[kind] = driver_json(session, driver, obj, *kind_args[kind])
     kernel_id = session.kernel.id
-    record = {"object": str(source), "kernel": kernel_id, "page_size": doc.get("page_size"),
-              "release": doc.get("release"), "libbpf": doc.get("libbpf"), "setup": doc.get("setup"),
-              "netfilter_modules": doc.get("netfilter_modules"),
-              "not_checked": [{"program": p["name"], "section": p["section"],
-                               "why": p.get("why_not") or checkprogs.NOT_CHECKED_WHY}
-                              for p in doc.get("programs", []) if not p["checked"]],
+    refused_kind = next((kind for kind, d in docs.items() if d.get("refused")), None)
+    record = {"object": str(source), "kernel": kernel_id, "page_size": docs["sockopt"].get("page_size"),
+              "release": docs["sockopt"].get("release"), "libbpf": docs["sockopt"].get("libbpf"),
+              "setup": docs["sockopt"].get("setup"), "netfilter_modules": docs["sockopt"].get("netfilter_modules"),
+              "not_checked": _not_checked(docs, refused_kind, skipped_why),
               "reproduce": checkprogs.reproducer(kernel_id, str(source), list(owns), maps and str(maps),
-                                                 kernels_file and str(kernels_file))}
-    if doc.get("refused"):      # nothing in the object ran: every program is unchecked, each says why
-        refused = checkprogs.refused_program(doc["refused"])
-        record["not_checked"] = [
-            {"program": p["name"], "section": p["section"],
-             "why": "the kernel refused it (above)" if p["name"] == refused else
-             f"not run: the kernel refused {refused or 'the object'}, so the object's checks did not run"
-             if p["checked"] else checkprogs.NOT_CHECKED_WHY}
-            for p in doc.get("programs", [])]
-        return {**record, "status": "could not check", "refused": doc["refused"], "programs": []}
-    checks = [checkprogs.check_program(doc, run, kernel_id, has, owned) for run in doc["runs"]]
-    record["programs"] = [c.as_record() for c in checks]
-    record["calls"] = len(doc["calls"])
-    policy_check = policy.check_policy(doc["policy"], kernel_id, has) if doc.get("policy") else None
-    if policy_check:
+                                                 kernels_file and str(kernels_file)),
+              "programs": []}
+    checks, policy_check = [], None
+    if refused_kind != "sockopt":
+        checks = [checkprogs.check_program(docs["sockopt"], run, kernel_id, has, owned)
+                  for run in docs["sockopt"]["runs"]]
+        record["programs"] = [c.as_record() for c in checks]
+        record["calls"] = len(docs["sockopt"]["calls"])
+    if _ran(docs.get("policy")):
+        policy_check = policy.check_policy(docs["policy"], kernel_id, has)
         record["policy"] = policy_check.as_record()
-    if doc.get("sockops"):
-        record["sockops"] = sockops.check_sockops(doc["sockops"], has)
-    record["status"] = checkprogs.status(checks, record["not_checked"], policy_check,
-                                         (record.get("sockops") or {}).get("findings"))
-    record["raw"] = doc     # every call's answers, for the fixture tests and for a reader who doubts a finding
+    if _ran(docs.get("sockops")):
+        record["sockops"] = sockops.check_sockops(docs["sockops"], has)
+    if refused_kind:
+        record.update(status="could not check", refused=docs[refused_kind]["refused"], refused_by=refused_kind)
+    else:
+        record["status"] = checkprogs.status(checks, record["not_checked"], policy_check,
+                                             (record.get("sockops") or {}).get("findings"))
+    record["raw"] = docs    # every call's answers, for the fixture tests and for a reader who doubts a finding
     return record
 
 
-def _checked_by(doc: dict, theirs: dict, kind: str, skipped_why: str) -> None:
-    """Fold another kind's driver output into check_progs' document: a program is checked when
-    any driver checked it; one skipped for lsm_cgroup says why; the driver's own observations go
-    under doc[kind] when it checked anything."""
-    by_name = {p["name"]: p for p in theirs.get("programs", [])}
-    for program in doc.get("programs", []):
-        seen = by_name.get(program["name"], {})
-        program["checked"] = program["checked"] or seen.get("checked", False)
-        if seen.get("skipped") == "lsm_cgroup":
-            program["why_not"] = skipped_why
-    if any(p["checked"] for p in theirs.get("programs", [])):
-        doc[kind] = theirs
+def _ran(doc: dict | None) -> bool:
+    """A kind's driver checked programs and was not refused."""
+    return bool(doc) and not doc.get("refused") and any(p["checked"] for p in doc.get("programs", []))
+
+
+def _not_checked(docs: dict, refused_kind: str | None, skipped_why: dict) -> list[dict]:
+    """The object's programs (check_progs lists them all) that no driver checked, each with why:
+    not this kind of program yet, not loaded here (the facts), or stopped by the kernel's refusal."""
+    from kregress.check_progs import findings as checkprogs
+    claimed, skipped = {}, {}
+    for kind, doc in docs.items():
+        for program in doc.get("programs", []):
+            if program["checked"]:
+                claimed.setdefault(program["name"], kind)
+            elif program.get("skipped"):
+                skipped[program["name"]] = skipped_why.get(program["skipped"], program["skipped"])
+    refused = checkprogs.refused_program(docs[refused_kind]["refused"]) if refused_kind else ""
+    out = []
+    for program in docs["sockopt"].get("programs", []):
+        kind = claimed.get(program["name"])
+        if kind and kind != refused_kind:
+            continue
+        if kind:
+            why = "the kernel refused it (above)" if program["name"] == refused else \
+                f"not run: the kernel refused {refused or 'the object'}, so the {kind} check did not run"
+        elif refused_kind == "sockopt" and program["checked"] is False and not skipped:
+            why = f"not run: the kernel refused {refused or 'the object'} before any check ran"
+        else:
+            why = skipped.get(program["name"]) or checkprogs.NOT_CHECKED_WHY
+        out.append({"program": program["name"], "section": program["section"], "why": why})
+    return out
 
 
 def check_together(session, sources: list[Path], has, maps: Path | None = None,
@@ -216,6 +237,11 @@ def check_together(session, sources: list[Path], has, maps: Path | None = None,
     which silences which across objects. Each object's own check is check_object's; this record
     holds only the "sockops" part (None: fewer than two objects have sockops programs)."""
     from kregress.check_progs import findings as checkprogs, sockops
+    stems = [Path(source).name.split(".")[0] for source in sources]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:       # programs are named OBJECT/PROGRAM, and objects are pushed by name
+        raise ProgramInputError(f"two objects named {', '.join(twice)}: rename one so that each object's programs "
+                                f"can be told apart")
     objs = [compile_object(source, session.kernel.spec.arch) for source in sources]
     remotes = [f"{GUEST_DIR}/{obj.name}" for obj in objs]
     for obj, remote in zip(objs, remotes):

@@ -71,7 +71,9 @@ HOOKS = {
                               "hooks run the current task's cgroup's programs, not the listener's "
                               "(docs/findings/lsm-cgroup-current-task)"),
     "lsm_cgroup/socket_bind": _lsm((*INET, "foreign_used_here")),
-    "lsm_cgroup/socket_connect": _lsm(("tcp4", "tcp6", "udp4", "foreign_used_here", "accepted_peer_inside")),
+    # (accepted_peer_inside's window holds its peer's connect, a socket of the cgroup too, but the
+    # settings read there are the accepted socket's: not reached by this hook)
+    "lsm_cgroup/socket_connect": _lsm(("tcp4", "tcp6", "udp4", "foreign_used_here")),
 }
 # facts behind a reason, for the findings' "explained by"
 REASON_FACTS = {HOOKS["lsm_cgroup/inet_csk_clone"].misses["accepted_peer_outside"]: [CURRENT_TASK]}
@@ -144,10 +146,14 @@ def changed_keys(without: dict, with_: dict) -> list[str]:
 
 
 def check_policy(doc: dict, kernel_id: str, has) -> PolicyCheck:
+    """A policy that sets something reaches a kind where it set it (or refused the socket): a
+    program that ran for a kind and set nothing there (a counter beside the stamp, or a program
+    that chose not to) does not make the stamp reach it. A policy that only refuses reaches a
+    kind where anything changed or a program ran."""
     programs = [{"name": p["name"], "section": p["section"]} for p in doc["programs"] if p["checked"]]
     sections = [p["section"] for p in programs]
     expected = expected_reach(sections, has)
-    reached, missed, explained, sets, refuses, shown = {}, {}, {}, [], [], {}
+    reached, missed, explained, sets, refuses, shown, seen = {}, {}, {}, [], [], {}, {}
     for kind in KIND_WORDS:
         without, with_ = doc["without"][kind], doc["with"][kind]
         changed = changed_keys(without, with_)
@@ -155,11 +161,18 @@ def check_policy(doc: dict, kernel_id: str, has) -> PolicyCheck:
         shown[kind] = {"without": {k: v for k, v in without.items() if k != "runs"}, "with": with_}
         sets += [key for key in changed if key in SETTINGS and key not in sets]
         refuses += [with_[key] for key in changed if key in ERRNOS and with_[key] not in (*refuses, "OK")]
-        if changed or ran:
+        seen[kind] = changed, ran
+    for kind, (changed, ran) in seen.items():
+        acted = [key for key in changed if key in SETTINGS or key == "socket"] if sets else changed
+        if acted or (ran and not sets):
             reached[kind] = changed + [f"ran: {', '.join(ran)}"] * bool(ran)
             continue
         why = expected[kind]
-        if why is None and kind == "accepted_peer_inside" and not has(SOFTIRQ):
+        clone_hook = "lsm_cgroup/inet_csk_clone" in sections
+        if ran:
+            missed[kind] = f"its programs ran for it ({', '.join(ran)}) and set nothing there"
+            explained[kind] = []
+        elif why is None and kind == "accepted_peer_inside" and clone_hook and not has(SOFTIRQ):
             missed[kind] = ("the handshake completed in ksoftirqd (root cgroup), as it can before d15121be7485, and "
                             "lsm_cgroup hooks run the current task's cgroup's programs")
             explained[kind] = [CURRENT_TASK, SOFTIRQ]

@@ -13,10 +13,8 @@ def programs_section(doc: dict) -> str:
         if record is None or record.get("refused"):
             key = ((record or {}).get("object") or test["nodeid"], "(object)")
             by_program.setdefault(key, []).append((test.get("kernel", "?"), None, record or test))
-        else:
-            for check in record["programs"]:
-                by_program.setdefault((record["object"], check["program"]), []).append(
-                    (record["kernel"], check, record))
+        for check in (record or {}).get("programs", []):     # what ran before a refusal too
+            by_program.setdefault((record["object"], check["program"]), []).append((record["kernel"], check, record))
         for kind in ("policy", "sockops"):      # the other kinds: one row per object, its words
             if (record or {}).get(kind):
                 by_program.setdefault((record["object"], f"({kind} programs)"), []).append(

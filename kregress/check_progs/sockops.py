@@ -106,7 +106,7 @@ def check_sockops(doc: dict, has) -> dict:
            f"shared by every sockops program of the cgroup; a passive child takes its listener's (82f45c6c4a70)")
     facts = [FACT] if has(FACT) else []
     for program in programs:
-        for name in (f"{program}+reference", f"reference+{program}"):
+        for name in (f"user:{program}+reference", f"user:reference+{program}"):
             lost = _lost(with_probe, scenarios[name], REFERENCE_OPTION)
             for side in ("passive", "active"):      # the reference's PARSE callbacks that found its option
                 before = with_probe["reference"][side]["seen_data"]
@@ -118,17 +118,23 @@ def check_sockops(doc: dict, has) -> dict:
                                        lost, cleared_flags(scenarios[name], with_probe),
                                        _callbacks_lost(with_probe, scenarios[name]), facts, why))
                 break
-    if "all" in scenarios:       # the object's own programs beside each other
+    together = scenarios.get("user:all")
+    if together:                 # the programs beside each other
         silencers = sorted({s.program for s in found})
         for program in programs:
-            alone = scenarios[program]
+            alone = scenarios[f"user:{program}"]
             for option in sorted({o for d in DIRECTIONS for o in options(alone, d)} - {REFERENCE_OPTION}):
-                lost = _lost(alone, scenarios["all"], option)
+                lost = _lost(alone, together, option)
+                if not lost:
+                    continue
                 culprits = [p for p in silencers if p != program]
-                if lost and culprits:
-                    found.append(Silencing(", ".join(culprits), f"{program} (its option {option})", "all", lost,
-                                           cleared_flags(scenarios["all"], alone),
-                                           _callbacks_lost(alone, scenarios["all"]), facts, why))
+                # a loss no program's silencing of the reference accounts for is shown, unexplained
+                found.append(Silencing(", ".join(culprits) or "(none of the programs alone)",
+                                       f"{program} (its option {option})", "user:all", lost,
+                                       cleared_flags(together, alone), _callbacks_lost(alone, together),
+                                       facts if culprits else [],
+                                       why if culprits else "its option went missing beside the others, though no "
+                                       "program alone silenced the reference: look at how they interact"))
     return {"programs": programs, "probe_neutral": neutral,
             "later_writers": later_writers(scenarios, with_probe, found, has),
             "reference_alone": {d: options(reference, d).get(REFERENCE_OPTION, 0) for d in DIRECTIONS},
@@ -152,7 +158,7 @@ def later_writers(scenarios: dict, loud: dict, found: list[Silencing], has) -> d
     again), and whether a second program's SK_BPF_CB_FLAGS replaced the first's."""
     restores = {}
     for f in found:
-        name = f"reference+{f.program}+restorer"
+        name = f"user:reference+{f.program}+restorer"
         if f.victim.startswith("the reference") and name in scenarios:
             w = scenarios[name]["writers"]
             restores[f.program] = {"setsockopt": {side: _answer(w[f"restore_{side}"]) for side in ("passive", "active")},

@@ -47,7 +47,8 @@ class Difference:
 
     @property
     def unaccepted_defects(self) -> tuple[str, ...]:
-        return tuple(name for name in self.defects if name not in self.accepted)
+        """Only an explained change brings a known defect: an unexplained one gates as that."""
+        return tuple(name for name in self.defects if name not in self.accepted) if self.explained else ()
 
     @property
     def worse(self) -> bool:

@@ -209,9 +209,10 @@ def test_run_outcomes(fake, mode, code):
     assert fake.steps()[-1]["verdict"] == {GOOD: "good", BAD: "bad", SKIP: "skip", ABORT: "abort"}[code]
 
 
-def test_pytest_crash_exit_codes_are_skip(fake):
+def test_pytest_crash_before_any_result_aborts(fake):
+    """pytest's internal error (exit 3) before it wrote anything is the harness's: every commit would repeat it."""
     fake.vng("ok")
-    assert fake.run(mode="nothing", FAKE_RC="3") == SKIP
+    assert fake.run(mode="nothing", FAKE_RC="3") == ABORT
     assert "no results" in fake.steps()[-2]["reason"]
 
 
@@ -530,3 +531,17 @@ def test_judge_a_refused_attach_like_any_observation(tmp_path):
     judged = judge(path, "k", 1)
     assert (judged.verdict, EXIT_CODES[judged.verdict]) == ("bad", BAD)
     assert judged.behaviour["t"] == refused and not judged.tests[0]["harness_problem"]
+
+
+def test_a_collection_error_before_any_kernel_aborts(fake):
+    """pytest exit 2 (a collection error) or 3 (a plugin crash) with no kernel record: the same at every commit."""
+    fake.vng("ok")
+    assert fake.run(mode="nothing", FAKE_RC="2") == ABORT
+
+
+def test_deselect_stays_as_pytest_writes_it():
+    from kregress.bisect.run import resolve_selection
+    out = resolve_selection(["tests/test_getsockopt_efault.py", "--deselect",
+                             "tests/test_getsockopt_efault.py::test_x"], PROJECT_ROOT)
+    assert out == [str(PROJECT_ROOT / "tests/test_getsockopt_efault.py"), "--deselect",
+                   "tests/test_getsockopt_efault.py::test_x"]

@@ -82,3 +82,20 @@ def test_report_html_has_a_row_for_the_policy():
     html = programs_section({"tests": [{"nodeid": "tests/test_your_programs.py::test_programs[k]", "kernel": "k",
                                         "outcome": "failed", "extras": {"check_progs": record}}]})
     assert "(policy programs)" in html and 'class="fail">findings (4)' in html and "MISSES AF_PACKET" in html
+
+
+def test_a_counter_beside_the_stamp_does_not_make_it_reach_accepted_sockets():
+    inet = ["tcp4", "tcp6", "udp4", "raw4"]
+    ran = {k: ["stamp", "release"] for k in inet}
+    ran.update(accepted_peer_inside=["release"], accepted_peer_outside=["release"])
+    doc = driver_doc({"stamp": "cgroup/sock_create", "release": "cgroup/sock_release"},
+                     {k: {"priority": 6} for k in inet}, ran)
+    check = policy.check_policy(doc, "k", has_all)
+    assert sorted(check.findings) == ["accepted_peer_inside", "accepted_peer_outside", "packet", "unix"]
+    assert "ran for it (release) and set nothing" in check.findings["accepted_peer_outside"]
+
+
+def test_ksoftirqd_explains_only_an_lsm_clone_hook():
+    doc = driver_doc({"release": "cgroup/sock_release"}, {"tcp4": {"priority": 6}}, {"tcp4": ["release"]})
+    check = policy.check_policy(doc, "k", lambda fact: fact != "softirq_inline_under_ksoftirqd")
+    assert check.findings["accepted_peer_inside"].startswith("UNEXPLAINED")

@@ -33,15 +33,15 @@ def has(fact):
 
 def test_a_program_that_clears_write_hdr_opt_silences_the_reference():
     quiet = {"passive": {"11": "0x60", "5": "0x20"}, "active": {"3": "0x60", "4": "0x60"}}
-    d = doc(["prog_b"], [scenario("reference"), scenario("reference+probe"), scenario("prog_b"),
-                         scenario("prog_b+reference", to_client=0, flags=quiet, seen=(3, 0)),
-                         scenario("reference+prog_b", to_client=0, flags=quiet),
-                         scenario("reference+prog_b+restorer", writers={"restore_passive": 0, "restore_active": 0}),
+    d = doc(["prog_b"], [scenario("reference"), scenario("reference+probe"), scenario("user:prog_b"),
+                         scenario("user:prog_b+reference", to_client=0, flags=quiet, seen=(3, 0)),
+                         scenario("user:reference+prog_b", to_client=0, flags=quiet),
+                         scenario("user:reference+prog_b+restorer", writers={"restore_passive": 0, "restore_active": 0}),
                          scenario("sk_bpf_cb_flags", writers={"word_a": -22, "word_b": -22, "word_get": -22,
                                                               "word_after": 0})])
     check = sockops.check_sockops(d, has)
     (f,) = check["findings"]
-    assert f["program"] == "prog_b" and f["order"] == "prog_b+reference"
+    assert f["program"] == "prog_b" and f["order"] == "user:prog_b+reference"
     assert f["lost"] == {"to_client": [3, 0], "parsed_on_active_side": [3, 0]}
     assert f["cleared"] == [{"side": "passive", "op": "PASSIVE_ESTABLISHED_CB", "before": "0x60", "after": "0x20",
                              "bits": "WRITE_HDR_OPT"}]
@@ -58,18 +58,29 @@ def test_the_objects_own_header_option_program_going_quiet_is_named():
     a_opt = "254:0xa1a1"
     d = doc(["prog_a", "prog_b"], [
         scenario("reference"), scenario("reference+probe"),
-        scenario("prog_a", own={a_opt: (3, 3)}), scenario("prog_a+reference", own={a_opt: (3, 3)}),
-        scenario("reference+prog_a", own={a_opt: (3, 3)}),
-        scenario("prog_b"), scenario("prog_b+reference", to_client=0), scenario("reference+prog_b", to_client=0),
-        scenario("all", own={a_opt: (3, 0)}), scenario("all+reference", to_client=0, own={a_opt: (3, 0)})])
+        scenario("user:prog_a", own={a_opt: (3, 3)}), scenario("user:prog_a+reference", own={a_opt: (3, 3)}),
+        scenario("user:reference+prog_a", own={a_opt: (3, 3)}),
+        scenario("user:prog_b"), scenario("user:prog_b+reference", to_client=0), scenario("user:reference+prog_b", to_client=0),
+        scenario("user:all", own={a_opt: (3, 0)})])
     check = sockops.check_sockops(d, has)
     victims = sorted(f["victim"] for f in check["findings"])
     assert victims == ["prog_a (its option 254:0xa1a1)", "the reference (another team's header-option program)"]
 
 
 def test_nobody_silenced_and_a_probe_that_changes_things_is_said():
-    d = doc(["prog_a"], [scenario("reference"), scenario("reference+probe", to_server=2), scenario("prog_a"),
-                         scenario("prog_a+reference"), scenario("reference+prog_a")])
+    d = doc(["prog_a"], [scenario("reference"), scenario("reference+probe", to_server=2), scenario("user:prog_a"),
+                         scenario("user:prog_a+reference"), scenario("user:reference+prog_a")])
     check = sockops.check_sockops(d, has)
     assert check["findings"] == [] and not check["probe_neutral"]
     assert "CHANGED" in sockops.render({"sockops": check, "reproduce": "r"}, "k")[0]
+
+
+def test_a_loss_no_silencer_accounts_for_is_shown_unexplained():
+    a_opt = "254:0xa1a1"
+    d = doc(["prog_a", "prog_c"], [
+        scenario("reference"), scenario("reference+probe"),
+        scenario("user:prog_a", own={a_opt: (3, 3)}), scenario("user:prog_a+reference"),
+        scenario("user:reference+prog_a"), scenario("user:prog_c"), scenario("user:prog_c+reference"),
+        scenario("user:reference+prog_c"), scenario("user:all", own={a_opt: (3, 1)})])
+    (f,) = sockops.check_sockops(d, has)["findings"]
+    assert f["victim"].startswith("prog_a") and f["explained_by"] == [] and f["lost"] == {"to_client": [3, 1]}
