@@ -34,7 +34,7 @@ def test_sockops_fixture(fixture, kernel_session, kernel_facts, expect):
     maps = FIXTURES / f"{fixture}.maps.json"
     has = {name: kernel_facts.has(name) for name in (FACT, RESTORE, CB_WORD)}.__getitem__
     record = progs_guest.check_object(kernel_session, FIXTURES / f"{fixture}.bpf.c", has,
-                                      maps=maps if maps.exists() else None)
+                                      maps=maps if maps.exists() else None, hdr_opt=has(FACT))
     record.pop("raw", None)
     check = record.get("sockops") or {}
     found = check.get("findings", [])

@@ -39,7 +39,7 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
     else:
         record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
                                           option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts),
-                                          maps_shared=len(option.progs) > 1)
+                                          maps_shared=len(option.progs) > 1, hdr_opt=facts[HDR_OPT])
     record.pop("raw", None)
     observed = {check["program"]: len(check["findings"]) for check in record["programs"]}
     unchecked = [item["program"] for item in checkprogs.unchecked(record)]

@@ -144,11 +144,12 @@ def lsm_cgroup_here(kernel_facts) -> tuple[bool, str]:
 
 def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | None = None,
                  kernels_file: Path | None = None, lsm_cgroup: tuple[bool, str] = (True, ""),
-                 maps_shared: bool = False) -> dict:
+                 maps_shared: bool = False, hdr_opt: bool = True) -> dict:
     """One object on one kernel: the record a test keeps (extras["check_progs"]) and
     `kregress check-progs` prints. has(fact name) -> bool: the kernel's facts; lsm_cgroup:
     whether to load lsm_cgroup programs here, and why not (lsm_cgroup_here); maps_shared: the
-    --maps file was given for several objects, so this one takes only the maps it has.
+    --maps file was given for several objects, so this one takes only the maps it has; hdr_opt:
+    whether the kernel has header-option callbacks (sockops_hdr_opt), which our reference needs.
 
     Each kind's driver checks its own programs (check_progs: sockopt; KIND_DRIVERS: the others);
     a program no driver checked is "not checked", with why; a refusal stops the drivers after it,
@@ -159,7 +160,6 @@ def check_object(session, source: Path, has, owns: list[str] = (), maps: Path | 
     maps_remote = push_maps(session, obj.name, encode_maps(maps), maps_shared)
     docs = {"sockopt": run_check(session, obj, maps_remote)}
     remote = f"{GUEST_DIR}/{obj.name}"
-    hdr_opt = has(sockops.FACT)
     kind_args = {"policy": [remote, maps_remote] + ([] if lsm_cgroup[0] else ["lsm_cgroup=no"]),
                  "sockops": ([] if hdr_opt else ["reference=no"]) + [maps_remote, remote]}
     skipped_why = {"lsm_cgroup": lsm_cgroup[1],
