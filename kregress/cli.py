@@ -306,9 +306,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="prune down to this size, least recently used first")
     snaps.add_argument("--all", action="store_true", help="prune every snapshot")
     snaps.set_defaults(func=cmd_snapshots)
-    progs = sub.add_parser("check-progs", help="your cgroup sockopt programs on your kernels: what they change in "
-                           "the kernel's answers; exit 0 no finding, 1 findings, 2 could not check or a program not "
-                           "checked (only cgroup getsockopt/setsockopt programs are, so far)")
+    progs = sub.add_parser("check-progs", help="your cgroup sockopt, socket-policy and sockops programs on your "
+                           "kernels: what they change, which sockets they miss, which program silences which; "
+                           "exit 0 no finding, 1 findings, 2 something not checked (refused, or a kind of "
+                           "program not checked yet)")
     _kernel_args(progs)
     progs.add_argument("--owns", action="append", default=[], metavar="LEVEL:OPTNAME",
                        help="an option your programs answer themselves (repeatable), e.g. SOL_IP:SO_ORIGINAL_DST")

@@ -7,7 +7,8 @@ from pathlib import Path
 def pytest_addoption(parser):
     group = parser.getgroup("kregress-progs", "your programs (kregress check-progs)")
     group.addoption("--progs", nargs="+", type=Path, default=[], metavar="OBJECT",
-                    help="cgroup sockopt programs to check: OBJECT.bpf.o (libbpf-style sections) or OBJECT.bpf.c")
+                    help="programs to check (cgroup sockopt, socket policies, sockops): OBJECT.bpf.o "
+                         "(libbpf-style sections) or OBJECT.bpf.c; several: each, and their sockops programs together")
     group.addoption("--owns", action="append", default=[], metavar="LEVEL:OPTNAME",
                     help="an option the programs answer themselves (repeatable), e.g. SOL_IP:SO_ORIGINAL_DST")
     group.addoption("--maps", type=Path, default=None, metavar="FILE",
