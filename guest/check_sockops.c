@@ -75,44 +75,37 @@ static void exchange(void)
 	close(listener);
 }
 
-static const char *flag_names(unsigned int flags, char *out, size_t len)
+/* Per side and op the probe saw: the flags after the programs ran ("probe"), or how often the
+ * op reached the cgroup's programs ("callbacks"). */
+static void print_per_op(const char *key, int flags)
 {
-	snprintf(out, len, "0x%02x", flags);
-	return out;
+	char op_name[8], text[16];
+
+	json_obj_open(key);
+	for (int side = 0; side < NR_SIDES; side++) {
+		const struct probe_record *seen = &ours->bss->probe_seen[side];
+
+		json_obj_open(side == SIDE_PASSIVE ? "passive" : "active");
+		for (int op = 0; op < NR_OPS; op++) {
+			if (!seen->seen[op])
+				continue;
+			snprintf(op_name, sizeof(op_name), "%d", op);
+			if (flags) {
+				snprintf(text, sizeof(text), "0x%02x", seen->flags[op]);
+				json_str(op_name, text);
+			} else {
+				json_int(op_name, seen->seen[op]);
+			}
+		}
+		json_obj_close();
+	}
+	json_obj_close();
 }
 
 static void print_probe(void)
 {
-	char text[16];
-
-	json_obj_open("probe");
-	for (int side = 0; side < NR_SIDES; side++) {
-		json_obj_open(side == SIDE_PASSIVE ? "passive" : "active");
-		for (int op = 0; op < NR_OPS; op++) {
-			char key[8];
-
-			if (!ours->bss->probe_seen[side].seen[op])
-				continue;
-			snprintf(key, sizeof(key), "%d", op);
-			json_str(key, flag_names(ours->bss->probe_seen[side].flags[op], text, sizeof(text)));
-		}
-		json_obj_close();
-	}
-	json_obj_close();
-	json_obj_open("callbacks");     /* how often each op reached the cgroup's programs, per side */
-	for (int side = 0; side < NR_SIDES; side++) {
-		json_obj_open(side == SIDE_PASSIVE ? "passive" : "active");
-		for (int op = 0; op < NR_OPS; op++) {
-			char key[8];
-
-			if (!ours->bss->probe_seen[side].seen[op])
-				continue;
-			snprintf(key, sizeof(key), "%d", op);
-			json_int(key, ours->bss->probe_seen[side].seen[op]);
-		}
-		json_obj_close();
-	}
-	json_obj_close();
+	print_per_op("probe", 1);
+	print_per_op("callbacks", 0);
 }
 
 static void print_reference(void)
