@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from kregress.kernels.entries import KernelsFileError, load_kernels, select_kern
 from kregress.provision.image import ImageError, ensure_image, load_spec
 from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.resolve import resolve
-from kregress.paths import PROJECT_ROOT, new_run_dir
+from kregress.paths import data, new_run_dir
 from kregress.run.pool import KernelPool
 from kregress.run.session import SessionOptions
 from kregress.run.snapshot import DEFAULT_MAX_BYTES, SnapshotCache
@@ -21,7 +22,8 @@ from kregress.run.vm import BootError
 
 
 def _kernel_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kernels-file", type=Path, default=PROJECT_ROOT / "kernels.toml")
+    parser.add_argument("--kernels-file", type=Path, default=data("kernels.toml"),
+                        help="kernel matrix (default: the kernels.toml kregress ships)")
     parser.add_argument("--kernel", action="append", default=[], help="kernel id (repeatable)")
     parser.add_argument("--refresh-kernels", action="store_true", help="re-read the Debian indexes now")
 
@@ -126,8 +128,10 @@ def print_snapshot_keys(args, cache: SnapshotCache) -> int:
 
 
 def cmd_check_progs(args) -> int:
-    """The user's objects on the selected kernels, through tests/test_your_programs.py (so
-    results.json, report.html, JUnit and KCIDB come with it); exit 0/1/2 from the findings."""
+    """The user's objects on the selected kernels, through the pytest module
+    kregress/check_progs/your_programs.py (so results.json, report.html, JUnit and KCIDB come
+    with it); exit 0/1/2 from the findings. Runs from any directory: the run directory is
+    ./runs/..., nothing is read from the working directory but the user's files."""
     import subprocess
     from kregress.check_progs import findings as checkprogs, guest as progs_guest
     from kregress.report.results import load as load_results
@@ -142,13 +146,19 @@ def cmd_check_progs(args) -> int:
         print(f"check-progs: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     run_dir = (args.run_dir or new_run_dir()).resolve()
-    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--run-dir", str(run_dir),
-            "--kernels-file", str(args.kernels_file.resolve()), "tests/test_your_programs.py",
+    module = Path(checkprogs.__file__).with_name("your_programs.py")
+    # -c /dev/null and the module's own directory as rootdir: no pytest.ini, pyproject or
+    # conftest.py of the user's project takes part; the plugins are named, not discovered
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", os.devnull,
+            "--rootdir", str(module.parent), "-p", "kregress.plugin", "-p", "kregress.check_progs.options",
+            "--run-dir", str(run_dir), "--kernels-file", str(args.kernels_file.resolve()), str(module),
             "--progs", *[str(p.resolve()) for p in args.objects]]
     argv += [f"--kernel={k}" for k in args.kernel] + [f"--owns={o}" for o in args.owns]
     if args.maps:
         argv += ["--maps", str(args.maps.resolve())]
-    proc = subprocess.run(argv, cwd=PROJECT_ROOT, capture_output=not args.verbose, text=True)
+    # nothing written beside the installed package: no bytecode, no assertion-rewrite cache
+    proc = subprocess.run(argv, capture_output=not args.verbose, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
     results = run_dir / "results.json"
     if not results.exists():
         print(f"check-progs: the run wrote no results ({results}):\n{(proc.stdout or '')[-3000:]}"
@@ -262,6 +272,9 @@ def cmd_merge(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "doctor":
+        from kregress.run import host_check
+        return host_check.main(argv[1:])
     if argv and argv[0] in ("bisect-run", "bisect-kernels"):
         try:
             from kregress.bisect import main as bisect_main     # own parsers: bisect-run answers 0/1/125/128
@@ -271,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         return bisect_main(argv)
     parser = argparse.ArgumentParser(prog="kregress", description=__doc__)
     sub = parser.add_subparsers(dest="command_name", required=True)
+    sub.add_parser("doctor", help="what this host lacks for the selected kernels, and the one command that "
+                   "installs it (--fix as root)")
     sub.add_parser("bisect-run", help="one `git bisect run` step in a kernel tree: build, boot, test; "
                    "exit 0/1/125, or 128 to abort (see docs/bisect.md)")
     sub.add_parser("bisect-kernels", help="coarse bisection over prebuilt kernels from a kernels file")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 # every scenario module (pytest.mark.scenario), whichever exist
 SCENARIOS = ["tests", "--ignore=tests/unit", "-m", "scenario"]
@@ -17,5 +17,5 @@ def run_pytest(tests: list[str], run_dir: Path, kernels_file: Path, *options: st
     # no PYTEST_* variable of the outer run (its xdist worker id, its current test) leaks in
     return subprocess.run([sys.executable, "-m", "pytest", *tests, "-p", "no:cacheprovider", *options,
                            "--run-dir", str(run_dir), "--kernels-file", str(kernels_file)],
-                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout,
+                          cwd=SUITE_ROOT, capture_output=True, text=True, timeout=timeout,
                           env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})

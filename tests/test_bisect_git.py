@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 TREE = Path(os.environ.get("KREGRESS_BISECT_TREE", "/work/ksrc/linux-source-6.12"))
 GOOD = os.environ.get("KREGRESS_BISECT_GOOD", "import-6.12")
@@ -42,7 +42,7 @@ def test_git_bisect_run_names_the_culprit():
         pytest.skip(f"no kernel git tree at {TREE}: run scripts/bisect-demo-tree.sh first")
     assert not git("status", "--porcelain", "--untracked-files=no"), f"{TREE} has local changes"
     culprit = git("rev-parse", f"{CULPRIT}^{{commit}}")
-    wrapper = str(PROJECT_ROOT / "scripts" / "bisect-run")
+    wrapper = str(SUITE_ROOT / "scripts" / "bisect-run")
     git("bisect", "reset", check=False)
     git("bisect", "start", BAD, GOOD)
     try:
@@ -54,8 +54,8 @@ def test_git_bisect_run_names_the_culprit():
     finally:
         git("bisect", "reset", check=False)
     output = proc.stdout + proc.stderr
-    (PROJECT_ROOT / "runs").mkdir(exist_ok=True)
-    (PROJECT_ROOT / "runs" / "slow-git-bisect.txt").write_text(output + "\n" + bisect_log)
+    (SUITE_ROOT / "runs").mkdir(exist_ok=True)
+    (SUITE_ROOT / "runs" / "slow-git-bisect.txt").write_text(output + "\n" + bisect_log)
     assert proc.returncode == 0, output[-4000:]
     found = re.search(r"^([0-9a-f]{40}) is the first bad commit", output, re.MULTILINE)
     assert found, output[-4000:]

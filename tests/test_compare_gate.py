@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from nested import run_pytest
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
@@ -22,7 +22,7 @@ FACTS = ("getsockopt_relief", "getsockopt_retval_in_run_ctx")
 
 
 def kregress(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(PROJECT_ROOT / ".venv/bin/kregress"), *args], capture_output=True, text=True,
+    return subprocess.run([str(SUITE_ROOT / ".venv/bin/kregress"), *args], capture_output=True, text=True,
                           timeout=120)
 
 

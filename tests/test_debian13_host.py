@@ -21,7 +21,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from kregress.provision import programs as build
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 SUITE = "trixie"
 # What the issue's new user had: mmdebstrap --variant=apt plus these
@@ -60,7 +60,7 @@ def host(tmp_path_factory):
         assert proc.returncode == 0, proc.stdout + proc.stderr
     if Path("/etc/pip.conf").exists():
         shutil.copy("/etc/pip.conf", root / "etc/pip.conf")
-    proc = sh(["git", "clone", "-q", str(PROJECT_ROOT), str(root / CLONE.lstrip("/"))], 300)
+    proc = sh(["git", "clone", "-q", str(SUITE_ROOT), str(root / CLONE.lstrip("/"))], 300)
     assert proc.returncode == 0, proc.stderr
     yield root
     if not os.environ.get("KREGRESS_HOST_CHROOT"):      # a named chroot is kept, to look into
@@ -108,7 +108,7 @@ def test_readme_make_test_on_debian13_and_the_same_drivers(host):
 
 def test_the_workflows_unit_job_on_debian13(host):
     """The unit job's own commands (read from the workflow), as its debian:13 container runs them."""
-    job = YAML(typ="safe").load((PROJECT_ROOT / ".github/workflows/matrix.yml").read_text())["jobs"]["unit"]
+    job = YAML(typ="safe").load((SUITE_ROOT / ".github/workflows/matrix.yml").read_text())["jobs"]["unit"]
     assert "debian:13" in job["strategy"]["matrix"]["image"]
     for step in job["steps"]:
         if "run" in step and "apt-get" not in step["run"]:     # the container's own tools: the chroot has them

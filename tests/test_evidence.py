@@ -9,12 +9,12 @@ from nested import SCENARIOS, run_pytest
 
 from kregress.kernels.entries import load_kernels
 from kregress.kernels.resolve import resolve
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 def debian(kernel_id: str):
-    return resolve(next(s for s in load_kernels(PROJECT_ROOT / "kernels.toml") if s.id == kernel_id))
+    return resolve(next(s for s in load_kernels(SUITE_ROOT / "kernels.toml") if s.id == kernel_id))
 
 
 def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
@@ -31,7 +31,7 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:]
 
     table = tmp_path / "verdicts.json"
-    out = subprocess.run([str(PROJECT_ROOT / ".venv/bin/kregress"), "verdicts", str(run_dir / "results.json"),
+    out = subprocess.run([str(SUITE_ROOT / ".venv/bin/kregress"), "verdicts", str(run_dir / "results.json"),
                           "--json", str(table)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     rows = {(r["kernel"], r["fact"]): r for r in json.loads(table.read_text())}

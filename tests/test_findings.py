@@ -5,11 +5,11 @@ import json
 
 import pytest
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 pytestmark = pytest.mark.scenario(facts=["lsm_cgroup", "lsm_cgroup_current_task_shim"])
 
-LSM_CGROUP_FINDING = PROJECT_ROOT / "docs/findings/lsm-cgroup-current-task"
+LSM_CGROUP_FINDING = SUITE_ROOT / "docs/findings/lsm-cgroup-current-task"
 
 
 def test_lsm_cgroup_reproducer_gives_the_findings_verdict(kernel_session, kernel_facts, precondition, expect):

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from nested import run_pytest
 
-from kregress.paths import PROJECT_ROOT, kregress_command
+from kregress.paths import SUITE_ROOT, kregress_command
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
@@ -34,7 +34,7 @@ def test_a_failed_case_carries_commands_that_reproduce_it(tmp_path):
     # the last command is the one the verdict is about (the program attached)
     replay = shlex.split(case["reproduce"][-1])
     assert replay[:2] == [kregress_command(), "exec"] and "--kernels-file" in replay
-    out = subprocess.run([str(PROJECT_ROOT / ".venv/bin/kregress"), *replay[1:]], cwd=tmp_path,
+    out = subprocess.run([str(SUITE_ROOT / ".venv/bin/kregress"), *replay[1:]], cwd=tmp_path,
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["errno"] == case["observed"]["errno"], (out.stdout, case["observed"])

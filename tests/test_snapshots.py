@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 from kregress.run.pool import KernelPool
 from kregress.run.session import SessionOptions
 from kregress.run.snapshot import SnapshotCache
@@ -18,7 +18,7 @@ KERNEL = "debian-6.12"
 
 def start(tmp_path, memory: str):
     """Start the kernel once and stop it; returns (how it came up, its record, the VM)."""
-    pool = KernelPool(PROJECT_ROOT / "kernels.toml", [KERNEL], tmp_path / "run", SessionOptions(memory=memory))
+    pool = KernelPool(SUITE_ROOT / "kernels.toml", [KERNEL], tmp_path / "run", SessionOptions(memory=memory))
     try:
         session = pool.session(KERNEL)
         assert session.run(["true"]).rc == 0
@@ -55,7 +55,7 @@ def test_damaged_state_is_detected_and_rebuilt_never_loaded(tmp_path):
 
 def key_of(tmp_path, memory: str) -> str:
     """The snapshot key a VM with this memory size would use, without starting it."""
-    return KernelPool(PROJECT_ROOT / "kernels.toml", [KERNEL], tmp_path / "keys",
+    return KernelPool(SUITE_ROOT / "kernels.toml", [KERNEL], tmp_path / "keys",
                       SessionOptions(memory=memory)).snapshot_key(KERNEL)
 
 

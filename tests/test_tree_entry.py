@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from nested import SCENARIOS, run_pytest
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 TREE = Path(os.environ.get("KREGRESS_TREE", "/work/ksrc/linux-source-6.12"))
 
@@ -36,8 +36,8 @@ def test_a_tree_entry_runs_the_scenario_matrix(tmp_path):
     kernels.write_text(f'[[kernel]]\nid = "my-tree"\ntree = "{TREE}"\n')
     run_dir = tmp_path / "run"
     proc = run_pytest(SCENARIOS, run_dir, kernels, timeout=4 * 3600)
-    (PROJECT_ROOT / "runs").mkdir(exist_ok=True)
-    (PROJECT_ROOT / "runs" / "slow-tree-entry.txt").write_text(proc.stdout + proc.stderr)
+    (SUITE_ROOT / "runs").mkdir(exist_ok=True)
+    (SUITE_ROOT / "runs" / "slow-tree-entry.txt").write_text(proc.stdout + proc.stderr)
     assert proc.returncode == 0, proc.stdout[-4000:]
     doc = json.loads((run_dir / "results.json").read_text())
     info = doc["kernels"]["my-tree"]

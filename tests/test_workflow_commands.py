@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
-WORKFLOW = PROJECT_ROOT / ".github/workflows/matrix.yml"
+WORKFLOW = SUITE_ROOT / ".github/workflows/matrix.yml"
 SHARDS = 2
 
 
@@ -26,7 +26,7 @@ def workspace(tmp_path: Path, name: str) -> Path:
     """A checkout of its own for one job: the repository's entries linked, runs/ its own."""
     work = tmp_path / name
     work.mkdir()
-    for entry in PROJECT_ROOT.iterdir():
+    for entry in SUITE_ROOT.iterdir():
         if entry.name not in ("runs", ".git"):
             (work / entry.name).symlink_to(entry)
     return work
@@ -43,7 +43,7 @@ def run_step(step: dict, work: Path, env: dict, outputs: Path) -> str:
     outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}   # not this pytest's worker
     full_env = {**outer, **env, **{k: str(v) for k, v in (step.get("env") or {}).items()},
                 "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(work / ".summary"),
-                "PATH": f"{PROJECT_ROOT / '.venv/bin'}:{os.environ['PATH']}"}
+                "PATH": f"{SUITE_ROOT / '.venv/bin'}:{os.environ['PATH']}"}
     proc = subprocess.run(cmd, cwd=work, env=full_env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, (f"workflow step {step.get('name') or step['run'][:60]!r} failed "
                                   f"({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from kregress.kernels.facts import FACTS
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import NoSuite, suite_root
 from kregress.bisect.run import pytest_command, run_selection, split_dashes
 from kregress.bisect.steps import StepLog
 
@@ -90,7 +90,7 @@ def kernels_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="kregress bisect-kernels",
                                 description="Coarse bisection over prebuilt kernels: boot ~log2(N) of them "
                                             "to find the first whose observed behaviour differs from the first.")
-    p.add_argument("--kernels-file", type=Path, default=PROJECT_ROOT / "kernels-bisect.toml")
+    p.add_argument("--kernels-file", type=Path, default=None, help="default: the checkout's kernels-bisect.toml")
     p.add_argument("--kernel", action="append", default=[], metavar="ID",
                    help="kernel ids in order, oldest first (default: every entry of the file, in file order)")
     p.add_argument("--accel", default="auto", choices=["auto", "kvm", "tcg"])
@@ -113,7 +113,12 @@ def main_kernels(argv: list[str]) -> int:
     if not selection:
         print("bisect-kernels: give a test selection after --", file=sys.stderr)
         return 2
-    kernels_file = args.kernels_file.resolve()
+    try:
+        suite = suite_root()
+    except NoSuite as err:
+        print(f"bisect-kernels: {err}", file=sys.stderr)
+        return 2
+    kernels_file = (args.kernels_file or suite / "kernels-bisect.toml").resolve()
     try:
         specs = load_kernels(kernels_file, known_facts=set(FACTS))
     except KernelsFileError as err:
@@ -127,7 +132,7 @@ def main_kernels(argv: list[str]) -> int:
               f"known: {', '.join(by_id)})", file=sys.stderr)
         return 2
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    run_dir = (args.run_dir or PROJECT_ROOT / "runs" / f"bisect-kernels-{stamp}-{os.getpid()}").resolve()
+    run_dir = (args.run_dir or suite / "runs" / f"bisect-kernels-{stamp}-{os.getpid()}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = args.resume or args.log or run_dir / "bisect.jsonl"
     steps = StepLog(log_path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kregress.verdict.declared import scenario_facts
 from kregress.kernels.facts import FACTS
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import NoSuite, suite_root
 from kregress.bisect.judge import ABORT, EXIT_CODES, SKIP, Judgement, combine, judge, settled
 from kregress.procs import run_logged, tail
 from kregress.kernels.tree import DEFAULT_FRAGMENT, IMAGE, BuildResult, build_tree, git_info, kernel_version
@@ -69,7 +69,7 @@ def run_selection(pytest_cmd: list[str], kernels_file: Path, kernel_id: str, sel
     cmd = [*pytest_cmd, "-p", "no:cacheprovider", "-q", "-rfEs", "--kernels-file", str(kernels_file),
            "--kernel", kernel_id, "--results", str(results), "--run-dir", str(run_dir),
            "--accel", accel, *selection]
-    rc, seconds = run_logged(cmd, run_dir / "pytest.log", timeout, cwd=PROJECT_ROOT, env=os.environ.copy())
+    rc, seconds = run_logged(cmd, run_dir / "pytest.log", timeout, cwd=suite_root(), env=os.environ.copy())
     judgement = judge(results, kernel_id, rc)
     if judgement.verdict == "skip" and rc not in (None, 0, 1):
         judgement.reason += f"\n  pytest log tail ({run_dir / 'pytest.log'}):\n" + \
@@ -164,9 +164,13 @@ def parse_run_args(argv: list[str]) -> argparse.Namespace:
         raise UsageError("no test selection: add -- TESTS, e.g. -- tests/test_getsockopt_efault.py -k tos")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
-    args.selection = resolve_selection(args.selection, PROJECT_ROOT)
+    try:
+        suite = suite_root()
+    except NoSuite as err:
+        raise UsageError(str(err)) from None
+    args.selection = resolve_selection(args.selection, suite)
     if args.fact is None:
-        declared = scenario_facts(args.selection, PROJECT_ROOT)
+        declared = scenario_facts(args.selection, suite)
         if len(declared) != 1:
             raise UsageError(f"name the fact this bisection is about with --fact: the selected scenario modules "
                              f"declare {', '.join(declared) or 'none'}")
@@ -243,7 +247,7 @@ def _main_run(argv: list[str]) -> int:
     info = git_info(tree)
     short = (info.get("commit") or "nogit")[:12]
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    run_dir = (args.run_dir or PROJECT_ROOT / "runs" / f"bisect-{stamp}-{short}").resolve()
+    run_dir = (args.run_dir or suite_root() / "runs" / f"bisect-{stamp}-{short}").resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = args.log or (Path(info["git_dir"]) / LOG_NAME if info.get("git_dir") else run_dir / "bisect.jsonl")
     steps = StepLog(log_path)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from kregress.check_progs.helpers import helper_name, helper_origin
+from kregress.paths import data, kregress_command
 from kregress.verdict.record import extra
 
 # kregress.kernels.facts names the findings are explained by
@@ -179,9 +181,9 @@ def check_program(doc: dict, run: dict, kernel_id: str, has, owns: list[tuple[st
 
 def reproducer(kernel_id: str, obj: str | list[str], owns: list[str] = (), maps: str | None = None,
                kernels_file: str | None = None) -> str:
-    argv = [".venv/bin/kregress", "check-progs"]
-    if kernels_file:
-        argv += ["--kernels-file", kernels_file]
+    argv = [kregress_command(), "check-progs"]
+    if kernels_file and Path(kernels_file).resolve() != data("kernels.toml").resolve():
+        argv += ["--kernels-file", str(kernels_file)]
     argv += ["--kernel", kernel_id]
     for item in owns:
         argv += ["--owns", item]
@@ -325,8 +327,9 @@ def records_of(doc: dict) -> list[tuple[dict, dict | None]]:
 
 def users_check(test: dict) -> bool:
     """A results entry of check-progs on a user's object (not one of our fixture tests, which
-    judge check-progs itself and pass when it says what the facts predict)."""
-    return "test_your_programs.py" in test.get("nodeid", "")
+    judge check-progs itself and pass when it says what the facts predict). Older results name
+    the module tests/test_your_programs.py."""
+    return "your_programs.py::" in test.get("nodeid", "")
 
 
 def unchecked_in(doc: dict) -> list[str]:

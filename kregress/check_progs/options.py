@@ -1,4 +1,4 @@
-"""pytest options for tests/test_your_programs.py: the user's programs and what they own."""
+"""pytest options for kregress/check_progs/your_programs.py: the user's programs and what they own."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -17,9 +17,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import data
 
-DEFAULT_ALLOWLIST = PROJECT_ROOT / "kernel-log-allowlist.toml"
+DEFAULT_ALLOWLIST = data("kernel-log-allowlist.toml")
 
 # (rule, first line of its report); the first rule that matches names the problem, so the
 # specific ones (KASAN is printed as "BUG: KASAN: ...", lockdep as "WARNING: possible ...")

@@ -12,10 +12,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import data
 from kregress.procs import run_logged, tail, tool_env
 
-DEFAULT_FRAGMENT = PROJECT_ROOT / "configs" / "bisect.config"
+DEFAULT_FRAGMENT = data("configs/bisect.config")
 IMAGE = Path("arch/x86/boot/bzImage")
 
 

@@ -11,7 +11,7 @@ import pytest
 from kregress import procs
 from kregress.kernel_log import splats
 from kregress.kernels.entries import KernelsFileError
-from kregress.paths import PROJECT_ROOT, new_run_dir
+from kregress.paths import data, new_run_dir
 from kregress.plugin.fixtures import known_durations
 from kregress.plugin.state import HARNESS, RESULTS, unit_only
 from kregress.report.results import ResultsFile
@@ -21,7 +21,7 @@ from kregress.run.session import SessionOptions
 
 def pytest_addoption(parser):
     group = parser.getgroup("kregress", "kernel matrix")
-    group.addoption("--kernels-file", type=Path, default=PROJECT_ROOT / "kernels.toml",
+    group.addoption("--kernels-file", type=Path, default=data("kernels.toml"),
                     help="kernel matrix (default: kernels.toml)")
     group.addoption("--kernel", action="append", default=[], metavar="ID",
                     help="run only this kernel id (repeatable); default: entries with default = true")

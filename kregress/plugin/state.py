@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from kregress.paths import PROJECT_ROOT
 from kregress.report.results import ResultsFile
 from kregress.run.pool import KernelPool
 from kregress.verdict.record import new_record
@@ -33,4 +32,4 @@ def kernel_of(item) -> str | None:
 def unit_only(config) -> bool:
     """A run of tests/unit alone boots nothing: no probe, no run directory."""
     return bool(config.args) and all(
-        Path(a.split("::")[0]).resolve().is_relative_to(PROJECT_ROOT / "tests/unit") for a in config.args)
+        Path(a.split("::")[0]).resolve().is_relative_to(config.rootpath / "tests/unit") for a in config.args)

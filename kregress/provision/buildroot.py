@@ -23,9 +23,9 @@ from pathlib import Path
 from kregress.provision import rootfs
 from kregress.provision.image import EXCLUDED_PATHS, explain_failure
 from kregress.kernels.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
-from kregress.paths import PROJECT_ROOT, cache_dir
+from kregress.paths import cache_dir, data
 
-BUILDROOT_LIST = PROJECT_ROOT / "guest" / "buildroot.toml"
+BUILDROOT_LIST = data("guest/buildroot.toml")
 NATIVE_ARCH = "amd64"           # the root's own architecture on every host (qemu-user elsewhere)
 MOUNT_POINTS = ("src", "out")   # inside the root: sources (read) and the build's output
 RECIPE_VERSION = 1

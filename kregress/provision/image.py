@@ -23,9 +23,9 @@ from kregress.provision import rootfs
 from kregress.kernels.entries import DEBIAN_ARCH
 from kregress.files import sha256_file
 from kregress.kernels.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
-from kregress.paths import PROJECT_ROOT, cache_dir
+from kregress.paths import cache_dir, data
 
-IMAGE_LIST = PROJECT_ROOT / "guest" / "image.toml"
+IMAGE_LIST = data("guest/image.toml")
 # Nothing the suite reads: documentation, manuals, translations.
 EXCLUDED_PATHS = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*"]
 # Bump when the recipe changes in a way the command line below does not show.

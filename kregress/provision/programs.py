@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kregress.provision import buildroot
-from kregress.paths import PROJECT_ROOT, cache_dir
+from kregress.paths import DATA_ROOT, cache_dir
 
 # Paths inside the build root are the same everywhere (/src, /out); the prefix maps keep
 # even those out of the debug info and __FILE__.
@@ -121,7 +121,7 @@ def _cache_name(base: str, arch: str) -> str:
 
 def build(name: str, root: Path | None = None, out_root: Path | None = None, arch: str = "x86_64") -> Program:
     """root: where progs/ and guest/ are (default: the project's own)."""
-    root = root or PROJECT_ROOT
+    root = root or DATA_ROOT
     out_root = out_root or cache_dir() / "build"
     tools = toolchain(arch)
     bpf_source = root / "progs" / f"{name}.bpf.c"
@@ -195,5 +195,5 @@ def build_agent(out_root: Path | None = None, arch: str = "x86_64") -> Path:
     return out / "agent"
 
 
-def scenario_names(root: Path = PROJECT_ROOT) -> list[str]:
+def scenario_names(root: Path = DATA_ROOT) -> list[str]:
     return sorted(p.stem for p in (root / "guest").glob("*.c"))

@@ -6,10 +6,10 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import data
 from kregress.report.results import case_of
 
-KNOWN_FILE = PROJECT_ROOT / "known-differences.toml"
+KNOWN_FILE = data("known-differences.toml")
 FIELDS = ("case", "kernels", "observed", "rate", "tried")
 LABEL = "known, unexplained"
 

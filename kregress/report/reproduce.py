@@ -7,14 +7,14 @@ import shlex
 from pathlib import Path
 
 from kregress.provision.programs import scenario_names
-from kregress.paths import PROJECT_ROOT, kregress_command
+from kregress.paths import data, kregress_command
 
 
 def commands(record: dict, kernel_id: str, kernels_file: Path | str) -> list[str]:
     drivers = set(scenario_names())
     programs_from = record.get("programs_from") or {}
     base = [kregress_command(), "exec"]
-    if Path(kernels_file).resolve() != (PROJECT_ROOT / "kernels.toml").resolve():
+    if Path(kernels_file).resolve() != data("kernels.toml").resolve():
         base += ["--kernels-file", str(Path(kernels_file).resolve())]
     base += ["--kernel", kernel_id]
     out = []

@@ -17,7 +17,7 @@ from kregress.bisect.judge import ABORT, BAD, EXIT_CODES, GOOD, SKIP, combine, j
 from kregress.bisect.run import main_run
 from kregress.bisect.steps import StepLog
 from kregress.kernels.tree import DEFAULT_FRAGMENT, git_info, required_configs
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 from kregress.report.results import case_of as case_name
 
 FRAGMENT = DEFAULT_FRAGMENT
@@ -229,7 +229,7 @@ def test_expect_writes_the_fact_and_the_version(fake):
     toml = call["kernels_toml"]
     assert 'version = "6.12.117"' in toml and "bzImage" in toml
     assert "getsockopt_relief = false" in toml and "getsockopt_retval_in_run_ctx = true" in toml
-    assert call["argv"][-1] == str(fake.root / "tests" / "test_x.py") and Path(call["cwd"]) == PROJECT_ROOT
+    assert call["argv"][-1] == str(fake.root / "tests" / "test_x.py") and Path(call["cwd"]) == SUITE_ROOT
     fake.run("--expect", "fixed", mode="pass")
     assert "getsockopt_relief = true" in fake.calls()[1]["kernels_toml"]
 
@@ -435,7 +435,7 @@ def test_bisect_kernels_end_to_end_and_resume(tmp_path, monkeypatch, capsys):
 
 # ---------------------------------------------------------------- scripts/bisect-run, the guard
 
-WRAPPER = PROJECT_ROOT / "scripts" / "bisect-run"
+WRAPPER = SUITE_ROOT / "scripts" / "bisect-run"
 
 
 def run_wrapper(tmp_path, body: str | None, *args: str) -> int:
@@ -493,10 +493,10 @@ def test_git_terms_only_while_bisecting(tmp_path):
 def test_fact_comes_from_the_selected_scenario(fake, capsys):
     """Without --fact: the one fact the selected scenario module declares; several: abort, naming them."""
     fake.vng("ok")
-    sockops = str(PROJECT_ROOT / "tests" / "test_sockops_flags.py")
+    sockops = str(SUITE_ROOT / "tests" / "test_sockops_flags.py")
     assert fake.run(selection=(sockops, "-k", "alone"), mode="pass") == GOOD
     assert "sockops_hdr_opt = true" in json.loads((fake.root / "state" / "call0").read_text())["kernels_toml"]
-    efault = str(PROJECT_ROOT / "tests" / "test_getsockopt_efault.py")
+    efault = str(SUITE_ROOT / "tests" / "test_getsockopt_efault.py")
     capsys.readouterr()
     assert fake.run(selection=(efault,), mode="pass") == ABORT
     said = capsys.readouterr().err
@@ -507,12 +507,12 @@ def test_relative_selection_from_the_kernel_tree(fake, capsys):
     """git bisect run runs us in the kernel tree (the fixture's cwd): a relative selection is read
     from the project root, for the fact lookup and for the run alike."""
     fake.vng("ok")
-    assert Path.cwd() != PROJECT_ROOT and not Path("tests/test_sockops_flags.py").exists()
+    assert Path.cwd() != SUITE_ROOT and not Path("tests/test_sockops_flags.py").exists()
     assert fake.run(selection=("tests/test_sockops_flags.py", "-k", "alone"), mode="pass") == GOOD
     call = fake.calls()[0]
     assert "sockops_hdr_opt = true" in call["kernels_toml"]
-    assert str(PROJECT_ROOT / "tests" / "test_sockops_flags.py") in call["argv"] and "alone" in call["argv"]
-    assert Path(call["cwd"]) == PROJECT_ROOT
+    assert str(SUITE_ROOT / "tests" / "test_sockops_flags.py") in call["argv"] and "alone" in call["argv"]
+    assert Path(call["cwd"]) == SUITE_ROOT
     capsys.readouterr()
     assert fake.run(selection=("tests/test_no_such_scenario.py",), mode="pass") == ABORT
     assert "no such test path" in capsys.readouterr().err and len(fake.calls()) == 1
@@ -542,6 +542,6 @@ def test_a_collection_error_before_any_kernel_aborts(fake):
 def test_deselect_stays_as_pytest_writes_it():
     from kregress.bisect.run import resolve_selection
     out = resolve_selection(["tests/test_getsockopt_efault.py", "--deselect",
-                             "tests/test_getsockopt_efault.py::test_x"], PROJECT_ROOT)
-    assert out == [str(PROJECT_ROOT / "tests/test_getsockopt_efault.py"), "--deselect",
+                             "tests/test_getsockopt_efault.py::test_x"], SUITE_ROOT)
+    assert out == [str(SUITE_ROOT / "tests/test_getsockopt_efault.py"), "--deselect",
                    "tests/test_getsockopt_efault.py::test_x"]

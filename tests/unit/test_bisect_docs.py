@@ -8,9 +8,9 @@ import shlex
 import pytest
 
 from kregress.bisect.run import parse_run_args
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
-DOCUMENTS = [PROJECT_ROOT / "README.md", PROJECT_ROOT / "docs" / "bisect.md"]
+DOCUMENTS = [SUITE_ROOT / "README.md", SUITE_ROOT / "docs" / "bisect.md"]
 
 
 def bisect_run_commands(text: str) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 
 from kregress.provision import programs as build, buildroot
 from kregress.provision.buildroot import BuildRootError, BuildRootSpec, cache_key, enter_command, load_spec
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 
 def test_the_projects_list_parses_and_names_a_suite_whose_static_libraries_link():
@@ -51,7 +51,7 @@ def test_commands_enter_with_fixed_paths_and_nothing_of_the_hosts_environment(tm
 
 def test_a_failing_command_reports_its_own_output():
     with pytest.raises(BuildRootError, match="No such file|not found"):
-        buildroot.run(buildroot.ensure().path, ["cat", "/src/nothing-here"], {"src": PROJECT_ROOT}, "reading")
+        buildroot.run(buildroot.ensure().path, ["cat", "/src/nothing-here"], {"src": SUITE_ROOT}, "reading")
 
 
 @pytest.mark.parametrize("arch", sorted(build.TOOLCHAINS))
@@ -60,13 +60,13 @@ def test_the_same_sources_elsewhere_give_the_same_bytes(tmp_path, arch):
     driver and the BPF object are the same bytes, and neither path is in them."""
     copy = tmp_path / "elsewhere" / "checkout"
     for part in ("progs", "guest"):
-        shutil.copytree(PROJECT_ROOT / part, copy / part)
+        shutil.copytree(SUITE_ROOT / part, copy / part)
     ours = build.build("getsockopt_efault", arch=arch)
     theirs = build.build("getsockopt_efault", root=copy, out_root=tmp_path / "out", arch=arch)
     for mine, other in ((ours.driver, theirs.driver), (ours.bpf_object, theirs.bpf_object)):
         data = other.read_bytes()
         assert data == mine.read_bytes(), f"{other.name} differs when built from {copy}"
-        assert str(tmp_path).encode() not in data and str(PROJECT_ROOT).encode() not in data
+        assert str(tmp_path).encode() not in data and str(SUITE_ROOT).encode() not in data
         assert b"/src/" not in data and b"/out/" not in data
 
 

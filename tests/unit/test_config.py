@@ -66,8 +66,8 @@ def test_selection_defaults_and_unknown_ids():
 
 
 def test_project_kernels_toml_is_valid():
-    from kregress.paths import PROJECT_ROOT
-    specs = load_kernels(PROJECT_ROOT / "kernels.toml", known_facts=set(FACTS))
+    from kregress.paths import SUITE_ROOT
+    specs = load_kernels(SUITE_ROOT / "kernels.toml", known_facts=set(FACTS))
     assert {"debian-5.10", "debian-6.1", "debian-6.12", "debian-backports"} <= {s.id for s in specs if s.default}
 
 

@@ -11,9 +11,9 @@ from kregress.verdict.declared import UnreadableDeclaration, fact_names, scenari
 from kregress.verdict.expect import DocumentRule, declared_facts, facts_mismatch, failure_message
 from kregress.kernels.decision import KernelFacts, UndeclaredFact
 from kregress.kernels.facts import FACTS
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
-SCENARIO_MODULES = sorted(p for p in (PROJECT_ROOT / "tests").glob("test_*.py")
+SCENARIO_MODULES = sorted(p for p in (SUITE_ROOT / "tests").glob("test_*.py")
                           if "pytest.mark.scenario(" in p.read_text())
 
 
@@ -65,7 +65,7 @@ def test_document_rule_record():
 def test_scenario_modules_use_only_declared_facts(path: Path):
     """Every fact a scenario module asks about (.has(X)) or names in expect(facts=[...]) is
     one its scenario marker declares, and every declared fact is used somewhere."""
-    declared = set(scenario_facts([str(path)], PROJECT_ROOT))
+    declared = set(scenario_facts([str(path)], SUITE_ROOT))
     tree = ast.parse(path.read_text())
     constants = string_constants(tree)
     consulted, named = set(), set()
@@ -87,15 +87,15 @@ def test_declared_facts_are_read_without_running_the_module(tmp_path):
     module.write_text('raise SystemExit("the module was executed")\n'
                       'import pytest\nRELIEF = "getsockopt_relief"\n'
                       'pytestmark = [pytest.mark.vm, pytest.mark.scenario(facts=[RELIEF, "lsm_cgroup"])]\n')
-    assert scenario_facts([f"{module}::test_x", "-k", "tos"], PROJECT_ROOT) == ["getsockopt_relief", "lsm_cgroup"]
+    assert scenario_facts([f"{module}::test_x", "-k", "tos"], SUITE_ROOT) == ["getsockopt_relief", "lsm_cgroup"]
     computed = tmp_path / "test_computed.py"
     computed.write_text('import pytest\npytestmark = pytest.mark.scenario(facts=sorted(["lsm_cgroup"]))\n')
     with pytest.raises(UnreadableDeclaration, match="string literals"):
-        scenario_facts([str(computed)], PROJECT_ROOT)
+        scenario_facts([str(computed)], SUITE_ROOT)
     unknown = tmp_path / "test_unknown.py"
     unknown.write_text('import pytest\npytestmark = pytest.mark.scenario(facts=["no_such_fact"])\n')
     with pytest.raises(UndeclaredFact, match="no_such_fact"):
-        scenario_facts([str(unknown)], PROJECT_ROOT)
+        scenario_facts([str(unknown)], SUITE_ROOT)
 
 
 def test_relative_selections_are_read_from_the_given_root(tmp_path, monkeypatch):
@@ -103,8 +103,8 @@ def test_relative_selections_are_read_from_the_given_root(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_getsockopt_efault.py").write_text("import pytest\n")   # a decoy in the cwd
-    assert scenario_facts(["tests/test_sockops_flags.py", "-k", "alone"], PROJECT_ROOT) == ["sockops_hdr_opt"]
-    assert scenario_facts(["tests/test_getsockopt_efault.py"], PROJECT_ROOT) == \
+    assert scenario_facts(["tests/test_sockops_flags.py", "-k", "alone"], SUITE_ROOT) == ["sockops_hdr_opt"]
+    assert scenario_facts(["tests/test_getsockopt_efault.py"], SUITE_ROOT) == \
         ["getsockopt_relief", "getsockopt_retval_in_run_ctx"]
 
 
@@ -116,7 +116,7 @@ def test_source_reading_matches_the_markers_at_run_time(path: Path):
     spec.loader.exec_module(module)
     marks = module.pytestmark if isinstance(module.pytestmark, list) else [module.pytestmark]
     at_run_time = declared_facts(m.mark for m in marks if m.name == "scenario")
-    assert scenario_facts([str(path)], PROJECT_ROOT) == [name for name in FACTS if name in at_run_time]
+    assert scenario_facts([str(path)], SUITE_ROOT) == [name for name in FACTS if name in at_run_time]
 
 
 # What a scenario module may not contain: every test ends in expect() or a named skip from the

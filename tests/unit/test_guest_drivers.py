@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from kregress.provision import programs as build
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 CASE_DRIVERS = {
     "sockopt_contract": ["reject", "optlen_minus_one", "optlen_raise", "retval", "large", "inheritance",
@@ -55,15 +55,15 @@ def test_a_free_argument_is_the_case_to_check():
 
 def copy_sources(tmp_path):
     for part in ("progs", "guest"):
-        shutil.copytree(PROJECT_ROOT / part, tmp_path / part)
+        shutil.copytree(SUITE_ROOT / part, tmp_path / part)
     return tmp_path
 
 
 def test_every_driver_is_compiled_with_the_shared_helpers():
-    helpers = sorted(f"guest/lib/{path.name}" for path in (PROJECT_ROOT / "guest" / "lib").glob("*.c"))
+    helpers = sorted(f"guest/lib/{path.name}" for path in (SUITE_ROOT / "guest" / "lib").glob("*.c"))
     assert helpers
     for name in build.scenario_names():
-        sources = build.driver_sources(name, PROJECT_ROOT)
+        sources = build.driver_sources(name, SUITE_ROOT)
         assert sources[0] == f"guest/{name}.c" and sources[-len(helpers):] == helpers
     assert "lib" not in build.scenario_names()
 

@@ -384,8 +384,8 @@ def test_the_record_carries_the_real_cpu_machine_and_host_cpu(tmp_path, monkeypa
 
 
 def test_the_workflow_does_not_carry_the_probe_answer_between_runs():
-    from kregress.paths import PROJECT_ROOT
-    workflow = (PROJECT_ROOT / ".github/workflows/matrix.yml").read_text()
+    from kregress.paths import SUITE_ROOT
+    workflow = (SUITE_ROOT / ".github/workflows/matrix.yml").read_text()
     assert "~/.cache/kregress\n" in workflow and "!~/.cache/kregress/accel-probe.json" in workflow
 
 

@@ -4,7 +4,7 @@ import ast
 
 import pytest
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
 MAX_LINES = 400
 # Lowest first; a wing imports only from its own package and from lower layers.
@@ -19,11 +19,11 @@ LAYERS = [
     {"plugin", "cli"},
 ]
 LAYER_OF = {wing: depth for depth, wings in enumerate(LAYERS) for wing in wings}
-PACKAGE = PROJECT_ROOT / "kregress"
+PACKAGE = SUITE_ROOT / "kregress"
 
 
 def source_files():
-    for top in (PACKAGE, PROJECT_ROOT / "guest"):
+    for top in (PACKAGE, SUITE_ROOT / "guest"):
         for path in sorted(top.rglob("*")):
             if path.is_file() and path.suffix in {".py", ".c", ".h", ".sh"} and "__pycache__" not in path.parts:
                 yield path
@@ -43,10 +43,10 @@ def imports_of(path):
                 yield node.lineno, alias.name
 
 
-@pytest.mark.parametrize("path", list(source_files()), ids=lambda p: str(p.relative_to(PROJECT_ROOT)))
+@pytest.mark.parametrize("path", list(source_files()), ids=lambda p: str(p.relative_to(SUITE_ROOT)))
 def test_no_file_over_the_limit(path):
     lines = len(path.read_text(errors="replace").splitlines())
-    assert lines <= MAX_LINES, f"{path.relative_to(PROJECT_ROOT)}: {lines} lines; split it by job"
+    assert lines <= MAX_LINES, f"{path.relative_to(SUITE_ROOT)}: {lines} lines; split it by job"
 
 
 def test_every_wing_has_a_layer():
@@ -58,18 +58,18 @@ def test_every_wing_has_a_layer():
 def test_imports_run_down_the_layers():
     upward = []
     for path in PACKAGE.rglob("*.py"):
-        module = ".".join(path.relative_to(PROJECT_ROOT).with_suffix("").parts)
+        module = ".".join(path.relative_to(SUITE_ROOT).with_suffix("").parts)
         mine = wing_of(module)
         for line, imported in imports_of(path):
             if not imported.startswith("kregress.") or wing_of(imported) == mine:
                 continue
             if LAYER_OF[wing_of(imported)] >= LAYER_OF[mine]:
-                upward.append(f"{path.relative_to(PROJECT_ROOT)}:{line} imports {imported}")
+                upward.append(f"{path.relative_to(SUITE_ROOT)}:{line} imports {imported}")
     assert not upward, "imports that run up or across a layer:\n" + "\n".join(upward)
 
 
 def test_relative_imports_are_not_used():
     # Absolute imports keep every module's place readable where it is used.
-    relative = [f"{p.relative_to(PROJECT_ROOT)}:{n.lineno}" for p in PACKAGE.rglob("*.py")
+    relative = [f"{p.relative_to(SUITE_ROOT)}:{n.lineno}" for p in PACKAGE.rglob("*.py")
                 for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ImportFrom) and n.level]
     assert not relative

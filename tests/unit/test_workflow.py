@@ -5,14 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kregress.paths import PROJECT_ROOT
+from kregress.paths import SUITE_ROOT
 
-WORKFLOWS = sorted((PROJECT_ROOT / ".github/workflows").glob("*.yml"))
+WORKFLOWS = sorted((SUITE_ROOT / ".github/workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
 
 
 def run(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=SUITE_ROOT, timeout=120)
 
 
 def test_there_is_a_workflow():
@@ -42,7 +42,7 @@ def test_every_action_is_pinned_to_a_commit():
 
 def jobs() -> dict:
     from ruamel.yaml import YAML
-    return YAML(typ="safe").load((PROJECT_ROOT / ".github/workflows/matrix.yml").read_text())["jobs"]
+    return YAML(typ="safe").load((SUITE_ROOT / ".github/workflows/matrix.yml").read_text())["jobs"]
 
 
 def test_a_job_runs_the_unit_tests():

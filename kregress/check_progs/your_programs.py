@@ -1,5 +1,5 @@
-"""Your programs on your kernels: `pytest tests/test_your_programs.py --progs OBJECT.bpf.o`
-(or `kregress check-progs OBJECT.bpf.o`); with several objects, one more test runs all their
+"""Your programs on your kernels: the pytest module `kregress check-progs OBJECT.bpf.o` runs
+(in a checkout also `pytest kregress/check_progs/your_programs.py --progs OBJECT.bpf.o`); with several objects, one more test runs all their
 sockops programs together on one cgroup. Each object's cgroup getsockopt/setsockopt
 programs run against guest/check_progs's battery, with and without them; a test fails
 when a program changes an answer on a call it does not own (kregress.check_progs.findings), and
@@ -27,8 +27,7 @@ pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGR
 
 def test_programs(user_program, request, kernel_session, kernel_facts, expect, precondition):
     precondition("programs given with --progs", user_program is not None, optional=True,
-                 reason="nothing of yours to check: pytest tests/test_your_programs.py --progs OBJECT.bpf.o, "
-                        "or kregress check-progs OBJECT.bpf.o")
+                 reason="nothing of yours to check: kregress check-progs OBJECT.bpf.o")
     option = request.config.option
     facts = {name: kernel_facts.has(name) for name in FACTS}
     if isinstance(user_program, tuple):     # all the objects' sockops programs on one cgroup
