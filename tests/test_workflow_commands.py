@@ -5,53 +5,18 @@ report job merges the two shards' results, reports them, judges the verdicts (fa
 contradiction) and checks them. The commands are read from
 .github/workflows/matrix.yml, not copied: the workflow cannot drift from the CLI."""
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from ruamel.yaml import YAML
 
 from kregress.paths import SUITE_ROOT
+from workflow_steps import output_of, run_step, workspace
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 WORKFLOW = SUITE_ROOT / ".github/workflows/matrix.yml"
 SHARDS = 2
-
-
-def workspace(tmp_path: Path, name: str) -> Path:
-    """A checkout of its own for one job: the repository's entries linked, runs/ its own."""
-    work = tmp_path / name
-    work.mkdir()
-    for entry in SUITE_ROOT.iterdir():
-        if entry.name not in ("runs", ".git"):
-            (work / entry.name).symlink_to(entry)
-    return work
-
-
-def run_step(step: dict, work: Path, env: dict, outputs: Path) -> str:
-    """One `run:` step under the shell GitHub Actions would use, with its env: and a
-    GITHUB_OUTPUT / GITHUB_STEP_SUMMARY of its own; returns what it wrote to GITHUB_OUTPUT."""
-    outputs.write_text("")
-    shell = step.get("shell", "bash")
-    script = work / ".step"
-    script.write_text(step["run"])
-    cmd = [sys.executable, str(script)] if shell.startswith("python") else ["bash", "-eo", "pipefail", str(script)]
-    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}   # not this pytest's worker
-    full_env = {**outer, **env, **{k: str(v) for k, v in (step.get("env") or {}).items()},
-                "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(work / ".summary"),
-                "PATH": f"{SUITE_ROOT / '.venv/bin'}:{os.environ['PATH']}"}
-    proc = subprocess.run(cmd, cwd=work, env=full_env, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, (f"workflow step {step.get('name') or step['run'][:60]!r} failed "
-                                  f"({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return outputs.read_text()
-
-
-def output_of(text: str, key: str) -> str:
-    return next(line.split("=", 1)[1] for line in text.splitlines() if line.startswith(f"{key}="))
 
 
 def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):

@@ -13,12 +13,15 @@ without"; met where the facts say the kernel lacks it contradicts them; an optio
 configuration no rule was calibrated for) judges nothing.
 
 Anything else (harness errors, skips, xfails, tests that ended before their expectation) is
-listed as not counted, with why, and never counts for or against a fact.
+listed as not counted, with why, and never counts for or against a fact. So is a check of a
+user's own program (check-progs): the facts explain what the program changes, and its findings
+judge the program, not the kernel.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from kregress.check_progs.findings import users_check
 from kregress.kernels.facts import FACTS
 from kregress.report import results
 
@@ -38,6 +41,8 @@ def judge(test: dict, name: str, state: str, decisions: dict | None = None) -> t
     (detail: the facts named), precondition (detail: the precondition), or not counted (why).
     decisions: the kernel's fact decision (its results record); the test's facts_used without."""
     outcome = test.get("outcome") or "?"
+    if users_check(test):
+        return "not counted", f"{outcome}: a check of your program judges the program, not the kernel's facts"
     if test.get("harness_error"):
         return "not counted", f"harness error ({test['harness_error']})"
     precondition = test.get("precondition") or {}

@@ -51,6 +51,9 @@ FEDORA = {
 }
 QEMU_USER = {"arm64": "qemu-aarch64", "x86_64": "qemu-x86_64"}      # binfmt_misc entry names
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
+# Ubuntu 24.04 (GitHub's hosted runners) lets AppArmor refuse unprivileged user namespaces
+APPARMOR_USERNS = Path("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
+APPARMOR_FIX = "kernel.apparmor_restrict_unprivileged_userns=0"
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,10 @@ def check(needs: Needs, family: str | None = None, user: str | None = None,
         if os.path.exists("/dev/kvm") and not in_group(user, "kvm") and _owner_group("/dev/kvm") == "kvm":
             report.missing(f"{user} is not in the kvm group")
             report.root_fixes.append(f"{user} in the kvm group")
-        if shutil.which("unshare") and not userns_works():
+        if shutil.which("unshare") and not userns_works() and _read(APPARMOR_USERNS) == "1":
+            report.missing(f"user namespaces: AppArmor refuses them to {user} ({APPARMOR_USERNS.name} = 1)")
+            report.root_fixes.append(APPARMOR_FIX)
+        elif shutil.which("unshare") and not userns_works():
             report.missing(f"user namespaces: the kernel refuses them to {user} (unshare -r failed)")
             report.blockers.append(f"this kernel refuses user namespaces to {user}, which the build root needs: as "
                                    f"root, set kernel.unprivileged_userns_clone=1 (or user.max_user_namespaces > 0), "
@@ -238,6 +244,8 @@ def fix(report: Report, needs: Needs, family: str, user: str) -> list[str]:
             run = [["usermod", flag, f"{start}-{start + 65535}", user]]
         elif item.endswith("the kvm group"):
             run = [["usermod", "-aG", "kvm", user]]
+        elif item == APPARMOR_FIX:
+            run = [["sysctl", "-w", APPARMOR_FIX]]
         elif item == "binfmt_misc mounted":
             run = [["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)]]
         else:       # "<entry> registered with binfmt_misc"
@@ -248,6 +256,13 @@ def fix(report: Report, needs: Needs, family: str, user: str) -> list[str]:
             else:
                 print(f"doctor: {item}: done ({shlex.join(step)})", flush=True)
     return failed
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def _lines(path: Path) -> list[str]:

@@ -247,3 +247,17 @@ def test_kernels_that_carry_a_known_defect_are_marked():
     assert known_defects(rows) == [("debian-6.12", "bpf_link_put_deferred")]
     assert defect_lines(rows)[0].startswith("known defect: debian-6.12 carries bpf_link_put_deferred's: with "
                                             "lsm_cgroup_shim_not_revived")
+
+
+def test_a_users_program_with_findings_puts_no_fact_in_question():
+    """check-progs on a user's object fails for the program's findings; the facts it names
+    explain them and are not judged by it (a fixture of ours, judged by the facts, still counts)."""
+    used = {"getsockopt_relief": {"expected": True, "decided_by": "binary", "sources": {"binary": "present"}},
+            "sockopt_page_cap": {"expected": True, "decided_by": "binary", "sources": {"binary": "present"}}}
+    users = {"nodeid": "your_programs.py::test_programs[prog.bpf.o-k]", "kernel": "k", "outcome": "failed",
+             "expectation_facts": list(used), "facts_used": used}
+    ours = {**users, "nodeid": "tests/test_check_progs_fixtures.py::test_fixture[k]"}
+    [first, second] = table([{"kernels": {"k": {}}, "tests": [users]}])
+    assert (first["verdict"], second["verdict"]) == ("not judged", "not judged")
+    assert "judges the program" in first["not_counted"][0]["why"]
+    assert {row["verdict"] for row in table([{"kernels": {"k": {}}, "tests": [users, ours]}])} == {"IN QUESTION"}

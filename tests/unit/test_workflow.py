@@ -1,6 +1,6 @@
-"""The shipped CI workflow, checked as CI would see it: zizmor's audits (pinned actions,
-no persisted credentials, no template expansion in scripts, least permissions) and the
-workflow schema. Both run offline."""
+"""The shipped CI workflow and GitHub Action, checked as CI would see them: zizmor's audits
+(pinned actions, no persisted credentials, no template expansion in scripts, least
+permissions) and the workflow's and action's schemas. Both run offline."""
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +8,7 @@ from pathlib import Path
 from kregress.paths import SUITE_ROOT
 
 WORKFLOWS = sorted((SUITE_ROOT / ".github/workflows").glob("*.yml"))
+ACTION = SUITE_ROOT / "action.yml"
 BIN = Path(sys.executable).parent
 
 
@@ -20,7 +21,7 @@ def test_there_is_a_workflow():
 
 
 def test_zizmor_finds_nothing():
-    proc = run(str(BIN / "zizmor"), "--offline", "--format", "plain", *map(str, WORKFLOWS))
+    proc = run(str(BIN / "zizmor"), "--offline", "--format", "plain", *map(str, WORKFLOWS), str(ACTION))
     assert proc.returncode == 0 and "No findings" in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -29,11 +30,23 @@ def test_workflows_match_the_schema():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_the_action_matches_the_schema():
+    proc = run(str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_action_puts_no_expression_in_a_script():
+    """Inputs reach the scripts through env: only (a program path is the user's text)."""
+    from ruamel.yaml import YAML
+    for step in YAML(typ="safe").load(ACTION.read_text())["runs"]["steps"]:
+        assert "${{" not in step.get("run", ""), step["name"]
+
+
 def test_every_action_is_pinned_to_a_commit():
     """Pinned to the commit of a release (named in the comment), each one that runs on
     node24: node20 actions stopped running on GitHub's runners on 2026-09-23. The commits
     were read from the actions' own repositories."""
-    for workflow in WORKFLOWS:
+    for workflow in [*WORKFLOWS, ACTION]:
         for line in workflow.read_text().splitlines():
             if "uses:" in line:
                 ref = line.split("uses:", 1)[1].split("#")[0].strip()
