@@ -189,7 +189,15 @@ def reproducer(kernel_id: str, obj: str | list[str], owns: list[str] = (), maps:
         argv += ["--owns", item]
     if maps:
         argv += ["--maps", maps]
-    return shlex.join(argv + ([obj] if isinstance(obj, str) else list(obj)))
+    return shlex.join(argv + [_from_here(o) for o in ([obj] if isinstance(obj, str) else obj)])
+
+
+def _from_here(path: str) -> str:
+    """An object under the working directory, as the user would type it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def status(checks: list[ProgramCheck], not_checked: list = (), policy=None, sockops_findings=()) -> str:
