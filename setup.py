@@ -20,6 +20,8 @@ class BuildWithData(build_py):
         shutil.rmtree(target, ignore_errors=True)
         for name in SHIPPED:
             source = Path(name)
+            if not source.exists():     # a wheel without it would fail only where it is used
+                raise SystemExit(f"setup.py: {name} is missing from the source tree (MANIFEST.in ships it)")
             if source.is_dir():
                 shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.o"))
             else:
