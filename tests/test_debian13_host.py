@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+from kregress.arch import ARCHES
 from kregress.provision import programs as build
 from kregress.paths import SUITE_ROOT
 
@@ -91,7 +92,7 @@ def test_readme_make_test_on_debian13_and_the_same_drivers(host):
     # The same bytes: every scenario's driver and BPF object, and the agent, for both architectures
     theirs = host / "root/.cache/kregress/build"
     compared = []
-    for arch in build.TOOLCHAINS:
+    for arch in ARCHES:
         ours = [build.build(name, arch=arch) for name in build.scenario_names()]
         files = [p.driver for p in ours] + [p.bpf_object for p in ours if p.bpf_object] + [build.build_agent(arch=arch)]
         for path in files:

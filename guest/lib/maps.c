@@ -18,10 +18,13 @@ static int parse_bytes(const char *token, unsigned char *out, int size)
 	char *end;
 	unsigned long long v = strtoull(token, &end, 10);
 
-	if (*end || size > 8)
+	if (*end || size > 8 || (size < 8 && v >> (8 * size)))
 		return -1;
-	memset(out, 0, size);
-	memcpy(out, &v, size);      /* little-endian guests (x86_64, arm64) */
+	for (int i = 0; i < size; i++) {        /* the guest's own byte order, as the program reads it */
+		int shift = 8 * (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? i : size - 1 - i);
+
+		out[i] = (v >> shift) & 0xff;
+	}
 	return 0;
 }
 

@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from kregress.files import locked, sha256_file, write_whole
-from kregress.kernels.entries import DEBIAN_ARCH, KernelSpec
+from kregress.arch import arch as arch_of
+from kregress.kernels.entries import KernelSpec
 from kregress.kernels.kconfig import config_of
 from kregress.kernels.kernel import Kernel, KernelFetchError, upstream_version_of
 from kregress.paths import cache_dir
@@ -162,7 +163,7 @@ def _with_progress(cmd: list[str], directory: Path, what: str, size: int) -> tup
 
 def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
     root = cache_dir()
-    arch = DEBIAN_ARCH[spec.arch]
+    arch = arch_of(spec.arch).debian
     with locked(root / "locks" / (f"apt-{spec.suite}.lock" if arch == "amd64" else f"apt-{spec.suite}-{arch}.lock")):
         archive = DebianArchive(spec.suite, refresh=refresh, arch=arch)
         archive.update()

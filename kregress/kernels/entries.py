@@ -6,8 +6,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ARCHES = ("x86_64", "arm64")
-DEBIAN_ARCH = {"x86_64": "amd64", "arm64": "arm64"}       # Debian's names for them
+from kregress.arch import ARCHES
+
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 VERSION_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?$")
 

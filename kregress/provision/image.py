@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kregress.provision import rootfs
-from kregress.kernels.entries import DEBIAN_ARCH
+from kregress.arch import ARCHES, arch as arch_of
 from kregress.files import sha256_file
 from kregress.kernels.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
 from kregress.paths import cache_dir, data
@@ -60,14 +60,14 @@ class GuestImage:
 
 def load_spec(path: Path = IMAGE_LIST, arch: str = "x86_64") -> ImageSpec:
     suite, packages = rootfs.read_list(path, "guest image", ImageError, 'a Debian suite such as "trixie"')
-    if arch not in DEBIAN_ARCH:
-        raise ImageError(f"guest image: architecture {arch!r} is not supported; use one of {', '.join(DEBIAN_ARCH)}")
+    if arch not in ARCHES:
+        raise ImageError(f"guest image: architecture {arch!r} is not supported; use one of {', '.join(ARCHES)}")
     return ImageSpec(suite=suite, packages=packages, arch=arch, source=str(path))
 
 
 def mmdebstrap_command(spec: ImageSpec, target: Path) -> list[str]:
     source = f"deb [signed-by={DEBIAN_KEYRING}] {DEBIAN_MIRROR} {spec.suite} main"
-    return ["mmdebstrap", "--variant=essential", f"--architectures={DEBIAN_ARCH[spec.arch]}",
+    return ["mmdebstrap", "--variant=essential", f"--architectures={arch_of(spec.arch).debian}",
             f"--include={','.join(spec.packages)}", f"--keyring={DEBIAN_KEYRING}",
             *[f"--dpkgopt=path-exclude={p}" for p in EXCLUDED_PATHS],
             spec.suite, str(target), source]
@@ -213,7 +213,7 @@ def explain_failure(spec, lines: list[str], what: str = "guest image", arch: str
         match = pattern.search(text)
         if match:
             name = next((g for g in match.groups() if g), "") if match.groups() else ""
-            why = message.format(name, suite=spec.suite, arch=arch or DEBIAN_ARCH[spec.arch], source=spec.source,
+            why = message.format(name, suite=spec.suite, arch=arch or arch_of(spec.arch).debian, source=spec.source,
                                  keyring=DEBIAN_KEYRING, cache=cache_dir(), mirror=DEBIAN_MIRROR)
             return f"{what} build failed: {why}; {untouched}.\nmmdebstrap said:\n{tail}"
     return f"{what} build failed (mmdebstrap); {untouched}.\nmmdebstrap said:\n{tail}"

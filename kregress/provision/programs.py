@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kregress.provision import buildroot
+from kregress.arch import UnknownArch, arch as arch_of
 from kregress.paths import DATA_ROOT, cache_dir
 
 # Paths inside the build root are the same everywhere (/src, /out); the prefix maps keep
@@ -35,12 +36,6 @@ class Toolchain:
         return [*BPF_CFLAGS, f"-D__TARGET_ARCH_{self.bpf_arch}", f"-I/usr/include/{self.multiarch}"]
 
 
-# Per guest architecture, in the build root (amd64 on every host, so the same compilers
-# everywhere): arm64 is cross-built against the root's multiarch arm64 -dev packages.
-TOOLCHAINS = {
-    "x86_64": Toolchain("x86_64-linux-gnu-gcc", "x86", "x86_64-linux-gnu"),
-    "arm64": Toolchain("aarch64-linux-gnu-gcc", "arm64", "aarch64-linux-gnu"),
-}
 # Fully static: a driver runs on the guest image's userspace whatever the host's is.
 LDLIBS = ["-static", "-l:libbpf.a", "-lelf", "-lz"]
 
@@ -58,9 +53,13 @@ class Program:
 
 
 def toolchain(arch: str) -> Toolchain:
-    if arch not in TOOLCHAINS:
-        raise BuildError(f"no toolchain for architecture {arch!r}; known: {', '.join(TOOLCHAINS)}")
-    return TOOLCHAINS[arch]
+    """In the build root (amd64 on every host, so the same compilers everywhere); other
+    architectures are cross-built against its multiarch -dev packages (the arch record's)."""
+    try:
+        machine = arch_of(arch)
+    except UnknownArch as err:
+        raise BuildError(f"no toolchain: {err}") from None
+    return Toolchain(machine.cc, machine.bpf_target, machine.multiarch)
 
 
 def _run(root: buildroot.BuildRoot, argv: list[str], binds: dict[str, Path], what: str) -> str:

@@ -16,6 +16,7 @@ from kregress.verdict.deviations import label
 from kregress.report.results import case_of, source_of, source_text, verdict
 from kregress.check_progs.findings import users_check
 from kregress.verdict.record import extra
+from kregress.arch import ARCHES
 
 ORIGIN = "kregress"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
@@ -110,7 +111,8 @@ def from_results(doc: dict) -> dict:
                             "misc": {k: info[k] for k in ("package", "uname_r", "image", "source", "page_size")
                                      if info.get(k)}}
         if info.get("arch"):        # the kernel record's; an old record without it says nothing
-            builds[build_id]["architecture"] = info["arch"]
+            known = ARCHES.get(info["arch"])
+            builds[build_id]["architecture"] = known.kcidb if known else info["arch"]
         if info.get("boot_seconds") or info.get("error"):
             boot = {"id": _id(run, kernel_id, "boot"), "build_id": build_id, "origin": ORIGIN,
                     "path": f"{ORIGIN}.boot", "status": "FAIL" if info.get("error") else "PASS",

@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 
-from kregress.run.hostcpu import HOST_ARCH, QEMU_SYSTEM, host_cpu
+from kregress.arch import ARCHES, HOST_ARCH
+from kregress.run.hostcpu import host_cpu
 from kregress.paths import cache_dir
 from kregress.files import write_whole
 
@@ -112,7 +113,7 @@ def _version(package: str) -> str:
 def host_key(qemu: str | None = None, cpuinfo: str | None = None) -> str:
     """What decides whether KVM works here: the CPU, the host kernel, the host
     architecture's QEMU, and the versions of the programs building the command."""
-    qemu = qemu or QEMU_SYSTEM.get(HOST_ARCH, f"qemu-system-{platform.machine()}")
+    qemu = qemu or (ARCHES[HOST_ARCH].qemu_system if HOST_ARCH in ARCHES else f"qemu-system-{platform.machine()}")
     try:
         qemu_version = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     except OSError:

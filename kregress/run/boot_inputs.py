@@ -14,21 +14,12 @@ from kregress.provision.image import GuestImage
 from kregress.provision.initramfs import Initramfs, InitramfsError, ensure_initramfs, missing_config
 from kregress.provision.programs import BuildError, build_agent
 from kregress.run.errors import BootError
+from kregress.arch import arch as arch_of
 from kregress.run.hostcpu import host_cpu
 from kregress.run.qemu_command import GuestMachine
 from kregress.run.snapshot import guest_snapshot_key, qemu_version
 from kregress.run.vng import vng_arguments, vng_qemu_command
 
-# Under TCG the CPU model is pinned (a saved guest only fits the CPU model it was saved
-# on, and -cpu max, vng's choice, moves with QEMU versions) to QEMU's own default, plus
-# rdrand: with random.trust_cpu=on it seeds the kernel's random pool at once (dropbear
-# waited 0.6-2.3 s of every boot for it). A kernel entry may add flags (tcg_cpu_flags in
-# kernels.toml). Under KVM, vng's choice stands (-cpu host: the snapshot key then covers
-# the host CPU) and tcg_cpu_flags do not apply.
-TCG_CPU = {"x86_64": "qemu64,+rdrand",
-           # max: every page size (cortex-a57, vng's choice, has no 16K granule) and RNDR for
-           # random.trust_cpu; pauth-impdef: QEMU's cheap pointer authentication, much faster under TCG
-           "arm64": "max,pauth-impdef=on"}
 
 
 @dataclass(frozen=True)
@@ -57,30 +48,26 @@ def kernel_arguments(kernel: Kernel) -> tuple[str, ...]:
 
 
 def tcg_cpu(kernel: Kernel) -> str:
-    return ",".join(part for part in [TCG_CPU[kernel.spec.arch], kernel.spec.tcg_cpu_flags] if part)
+    """Under TCG the CPU model is pinned (a saved guest only fits the model it was saved on, and
+    -cpu max, vng's choice, moves with QEMU versions): the architecture's, plus the entry's
+    tcg_cpu_flags. Under KVM vng's choice stands (-cpu host: the snapshot key covers the host CPU)."""
+    return ",".join(part for part in [arch_of(kernel.spec.arch).tcg_cpu, kernel.spec.tcg_cpu_flags] if part)
 
 
 def preflight(kernel: Kernel) -> None:
-    """Refuse, before booting, what cannot work: not a kernel image, or a config without what we need.
-
-    A garbage image makes qemu's firmware spin silently until the boot timeout; the boot
-    header's magic tells in microseconds: x86's "HdrS" at 0x202, arm64's "ARM\\x64" at 0x38
-    (or a gzip stream, which QEMU unpacks).
-    """
+    """Refuse, before booting, what cannot work: not a kernel image of its architecture (the
+    record's magic), or a config without what we need."""
     try:
         with open(kernel.image, "rb") as image:
             head = image.read(0x210)
     except OSError as err:
         raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err}", retryable=False) from None
-    if kernel.spec.arch == "arm64":
-        if head[0x38:0x3c] != b"ARM\x64" and head[:2] != b"\x1f\x8b":
-            raise BootError(f"{kernel.id}: {kernel.image} is not an arm64 Image (no 'ARM\\x64' magic at 0x38, not "
-                            f"gzip): corrupt, truncated, or not arm64? Check 'arch' and 'image' in kernels.toml",
-                            retryable=False)
-    elif head[0x202:0x206] != b"HdrS":
-        raise BootError(f"{kernel.id}: {kernel.image} is not an x86 bzImage (no 'HdrS' boot header at 0x202): "
-                        f"corrupt, truncated, or not x86_64? Point 'image' in kernels.toml at arch/x86/boot/bzImage "
-                        f"or a vmlinuz, or set 'arch'", retryable=False)
+    machine = arch_of(kernel.spec.arch)
+    magic = machine.image
+    if head[magic.offset:magic.offset + len(magic.magic)] != magic.magic and not (magic.gzip_ok and
+                                                                                 head[:2] == b"\x1f\x8b"):
+        raise BootError(f"{kernel.id}: {kernel.image} is not an {magic.what}: corrupt, truncated, or not "
+                        f"{machine.name}? {magic.hint}", retryable=False)
     no_config = config_problem(kernel)     # without one, built-in and missing options look alike
     if no_config:
         raise BootError(no_config, retryable=False)
@@ -100,7 +87,7 @@ def prepare(kernel: Kernel, accel: str, image: GuestImage, kernel_digest: str) -
                                      build_agent(arch=kernel.spec.arch))
     except (InitramfsError, ModuleError, BuildError) as err:
         raise BootError(f"{kernel.id}: {err}", retryable=False) from None
-    pvh = accel == "tcg" and kernel.spec.arch == "x86_64"
+    pvh = accel == "tcg" and arch_of(kernel.spec.arch).pvh
     return BootFiles(initramfs, pvh_vmlinux(kernel.image, kernel.config, kernel_digest) if pvh else None)
 
 

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kregress.run.hostcpu import HOST_ARCH
+from kregress.arch import ARCHES, HOST_ARCH, arch as arch_of
 
 # Debian's package names (Ubuntu's are the same), by what needs them. The guest programs'
 # compilers and libraries are not here: they live in the build root (guest/buildroot.toml).
@@ -32,8 +32,7 @@ DEBIAN = {
              "openssh-client",                                # ssh-keygen: each run's keys
              "debian-archive-keyring", "apt", "ca-certificates", "dpkg",   # kernels, image, build root, verified
              "python3", "python3-venv"],
-    "x86_64": ["qemu-system-x86"],
-    "arm64": ["qemu-system-arm"],
+    # per architecture: its record's qemu_package
     "foreign": ["qemu-user-static", "binfmt-support", "arch-test"],   # another arch's image: its maintainer scripts
     "tree": ["gcc", "make", "libelf-dev", "libc6-dev", "flex", "bison", "bc", "dwarves", "libssl-dev", "ccache"],
     "suite": ["chromium"],                                    # the suite's own tests: report.html in a headless browser
@@ -49,7 +48,6 @@ FEDORA = {
              "ccache"],
     "suite": ["chromium"],
 }
-QEMU_USER = {"arm64": "qemu-aarch64", "x86_64": "qemu-x86_64"}      # binfmt_misc entry names
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 # Ubuntu 24.04 (GitHub's hosted runners) lets AppArmor refuse unprivileged user namespaces
 APPARMOR_USERNS = Path("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
@@ -104,7 +102,9 @@ def distro(os_release: str | None = None) -> str:
 
 
 def package_table(name: str) -> dict[str, list[str]] | None:
-    return {"debian": DEBIAN, "ubuntu": DEBIAN, "fedora": FEDORA}.get(name)
+    if name in ("debian", "ubuntu"):
+        return {**DEBIAN, **{a.name: [a.qemu_package] for a in ARCHES.values()}}
+    return FEDORA if name == "fedora" else None
 
 
 def installed(packages: list[str], family: str) -> set[str]:
@@ -179,7 +179,7 @@ def check(needs: Needs, family: str | None = None, user: str | None = None,
     if table is None:
         report.blockers.append(f"this host ({family}, from /etc/os-release) is not one kregress knows (Debian 12/13; "
                                f"Ubuntu and Fedora untried): install these (Debian's names) yourself: "
-                               f"{' '.join(p for g in needs.groups() for p in DEBIAN[g])}")
+                               f"{' '.join(p for g in needs.groups() for p in package_table('debian')[g])}")
     else:
         wanted = list(dict.fromkeys(p for group in needs.groups() for p in table[group]))
         have = installed(wanted, family)
@@ -209,7 +209,7 @@ def check(needs: Needs, family: str | None = None, user: str | None = None,
         elif shutil.which("unshare"):
             report.ok(f"user namespaces: {user} may make them (the build root)")
     for arch in sorted(a for a in needs.arches if a != HOST_ARCH):
-        entry = QEMU_USER.get(arch, f"qemu-{arch}")
+        entry = arch_of(arch).qemu_user
         if not (BINFMT / "register").exists():
             report.missing(f"binfmt_misc is not mounted ({arch} images run their maintainer scripts through it)")
             report.root_fixes.append("binfmt_misc mounted")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 from dataclasses import dataclass
 from pathlib import Path
 
-# Our names for architectures (kernels.toml's `arch`), from the kernel's uname -m names.
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine(), platform.machine())
-QEMU_SYSTEM = {"x86_64": "qemu-system-x86_64", "arm64": "qemu-system-aarch64"}
+from kregress.arch import HOST_ARCH
+
 # /proc/cpuinfo fields naming the CPU: x86's model, arm64's MIDR parts (arm64 has no model name)
 MODEL_FIELDS = ("vendor_id", "cpu family", "model", "stepping", "model name",
                 "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision")

@@ -10,7 +10,8 @@ from kregress.run.accel import AccelChoice, ProbeResult, choose_for_host
 from kregress.kernels.entries import load_kernels, select_kernels
 from kregress.kernels.facts import FACTS
 from kregress.run.guest import RunKeys
-from kregress.run.hostcpu import HOST_ARCH, config_page_size, kvm_granule
+from kregress.arch import HOST_ARCH
+from kregress.run.hostcpu import config_page_size, kvm_granule
 from kregress.files import locked, sha256_file
 from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.resolve import resolve

@@ -18,13 +18,11 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from kregress.arch import arch as arch_of
 from kregress.run.errors import BootError
 
 # vng's arm64 command puts the image on virtio-mmio; PCI is the transport the initramfs loads
 RENAMED_DEVICES = {"virtio-blk-device": "virtio-blk-pci"}
-# One machine type under both accelerators: vng asks for q35 under TCG but leaves it out
-# under KVM (QEMU's default, i440fx); x86 guests always get q35.
-MACHINE_TYPE = {"x86_64": "q35"}
 # Anything by which QEMU would share a host directory with the guest.
 HOST_SHARE = re.compile(r"^-(fsdev|virtfs)$|(^|,)(virtio-9p|vhost-user-fs)[-\w]*(,|$)|fsdev=|mount_tag=|"
                         r"(^|,)(local|proxy),.*path=")
@@ -92,10 +90,11 @@ def guest_runs_host_cpu(argv: list[str]) -> bool:
 
 
 def one_machine(vng_argv: list[str], arch: str) -> str:
-    """vng's -machine/-M options as one: the machine type first (MACHINE_TYPE's when vng
-    names none), and accel=kvm without vng's ":tcg", which would quietly run a guest KVM
+    """vng's -machine/-M options as one: the machine type first (the architecture's when vng
+    names none: vng asks for q35 under TCG but leaves it out under KVM, so x86 always gets
+    it named), and accel=kvm without vng's ":tcg", which would quietly run a guest KVM
     refused under TCG while everything says kvm."""
-    kind, properties = MACHINE_TYPE.get(arch), []
+    kind, properties = arch_of(arch).machine, []
     for option, value in qemu_options(vng_argv):
         if option not in ("-machine", "-M") or not value:
             continue
@@ -169,8 +168,8 @@ def qemu_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
         value = kept_option(option, value, machine)
         if value is not False:
             out += [option] if value is None else [option, value]
-    if not machine_done and MACHINE_TYPE.get(machine.arch):
-        out += ["-machine", MACHINE_TYPE[machine.arch]]
+    if not machine_done and arch_of(machine.arch).machine:
+        out += ["-machine", arch_of(machine.arch).machine]
     out += ["-initrd", str(machine.initramfs), "-append", " ".join(kernel_args + list(machine.kernel_args)),
             *our_options(machine)]
     if machine.incoming is not None:

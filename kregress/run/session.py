@@ -14,6 +14,7 @@ from kregress.run.guest import CommandResult, GuestLost, RunKeys
 from kregress.provision.image import GuestImage
 from kregress.run.snapshot import SnapshotCache
 from kregress.kernels.kernel import Kernel
+from kregress.arch import arch as arch_of
 from kregress.run.hostcpu import host_cpu
 from kregress.run.qemu_command import guest_runs_host_cpu, qemu_option
 from kregress.run.vm import VM
@@ -203,7 +204,7 @@ class KernelSession:
 
     def _why_bzimage(self, boot) -> str | None:
         """Why an x86 kernel under TCG was entered through its bzImage (emulated decompression), not PVH."""
-        if not boot or boot.entry != "bzImage" or self.accel.accel != "tcg" or self.kernel.spec.arch != "x86_64":
+        if not boot or boot.entry != "bzImage" or self.accel.accel != "tcg" or not arch_of(self.kernel.spec.arch).pvh:
             return None
         return vmlinux.why_not_pvh(self.kernel.image, self.kernel.config)
 

@@ -17,7 +17,7 @@ from importlib.metadata import version as package_version
 from pathlib import Path
 
 from kregress.files import write_whole
-from kregress.kernels.entries import DEBIAN_ARCH
+from kregress.arch import arch
 from kregress.paths import cache_dir
 from kregress.run.accel import kvm_openable
 from kregress.run.errors import BootError
@@ -48,7 +48,7 @@ def vng_arguments(machine: GuestMachine) -> list[str]:
     return vng_base(machine.accel, machine.cpus, machine.memory) + [
         # always: without it vng boots the host's architecture (an x86 kernel on an arm64
         # host went to qemu-system-aarch64 with -cpu host)
-        "--arch", DEBIAN_ARCH[machine.arch],     # vng's --arch takes Debian's names
+        "--arch", arch(machine.arch).debian,     # vng's --arch takes Debian's names
         "--run", str(machine.kernel_image),
         "--root-disk", str(machine.root_disk), "--busybox", str(machine.busybox),
         # vng's non-interactive mode: serial console into a file, no monitor on stdio.

@@ -110,7 +110,7 @@ def test_host_key_on_arm64_names_the_cpu_and_the_arm64_qemu(monkeypatch):
     probe's QEMU is the host architecture's."""
     key = host_key(qemu="qemu-system-aarch64", cpuinfo=ARM64_CPUINFO)
     assert key.startswith("0x41 8 0x3 0xd0c 1 | flags ") and "unknown-cpu" not in key
-    assert accel.QEMU_SYSTEM["arm64"] == "qemu-system-aarch64"
+    assert accel.ARCHES["arm64"].qemu_system == "qemu-system-aarch64"
     seen = []
     monkeypatch.setattr(accel.subprocess, "run", lambda cmd, **kw: seen.append(cmd[0]) or
                         accel.subprocess.CompletedProcess(cmd, 0, "QEMU emulator version 7.2\n", ""))

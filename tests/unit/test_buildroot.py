@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from kregress.arch import ARCHES
 from kregress.provision import programs as build, buildroot
 from kregress.provision.buildroot import BuildRootError, BuildRootSpec, cache_key, enter_command, load_spec
 from kregress.paths import SUITE_ROOT
@@ -54,7 +55,7 @@ def test_a_failing_command_reports_its_own_output():
         buildroot.run(buildroot.ensure().path, ["cat", "/src/nothing-here"], {"src": SUITE_ROOT}, "reading")
 
 
-@pytest.mark.parametrize("arch", sorted(build.TOOLCHAINS))
+@pytest.mark.parametrize("arch", sorted(ARCHES))
 def test_the_same_sources_elsewhere_give_the_same_bytes(tmp_path, arch):
     """A copy of progs/ and guest/ at another path, built into another directory: the
     driver and the BPF object are the same bytes, and neither path is in them."""

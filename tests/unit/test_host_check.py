@@ -36,13 +36,13 @@ def test_packages_follow_the_selected_kernels(host):
 
 
 def test_a_ready_host_says_so(host):
-    host["installed"] = {p for group in host_check.DEBIAN.values() for p in group}
+    host["installed"] = {p for group in host_check.package_table("debian").values() for p in group}
     report = check(Needs(frozenset({"x86_64"})), "debian", "root")
     assert report.ready and all(not line.startswith("MISSING") for line in report.lines)
 
 
 def test_a_user_needs_subordinate_ids_and_a_kernel_that_allows_namespaces(host):
-    host["installed"] = {p for group in host_check.DEBIAN.values() for p in group}
+    host["installed"] = {p for group in host_check.package_table("debian").values() for p in group}
     host["userns"] = False
     report = check(Needs(frozenset({"x86_64"})), "debian", "alice")
     assert report.root_fixes == ["a /etc/subuid range for alice", "a /etc/subgid range for alice"]
@@ -50,7 +50,7 @@ def test_a_user_needs_subordinate_ids_and_a_kernel_that_allows_namespaces(host):
 
 
 def test_ubuntus_apparmor_namespace_switch_is_a_root_fix(host, tmp_path):
-    host["installed"] = {p for group in host_check.DEBIAN.values() for p in group}
+    host["installed"] = {p for group in host_check.package_table("debian").values() for p in group}
     host["userns"] = False
     (tmp_path / "apparmor_restrict_unprivileged_userns").write_text("1\n")
     report = check(Needs(frozenset({"x86_64"})), "ubuntu", "runner")

@@ -9,7 +9,7 @@ from kregress.paths import SUITE_ROOT
 MAX_LINES = 400
 # Lowest first; a wing imports only from its own package and from lower layers.
 LAYERS = [
-    {"paths", "procs", "files"},
+    {"paths", "procs", "files", "arch"},
     {"kernels", "kernel_log"},
     {"provision", "verdict"},
     {"check_progs"},
