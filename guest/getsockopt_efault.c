@@ -19,12 +19,9 @@
 #include <netinet/ip.h>
 #include <sys/socket.h>
 #include <bpf/libbpf.h>
+#include "../progs/getsockopt_efault.h"
 #include "getsockopt_efault.skel.h"
 
-#define SO_PRIVATE_OPT 9876
-#define SO_NOBODY_HANDLES 9877
-#define PRIVATE_VALUE 0x5a
-#define TOS_VALUE 0x10
 #define EXTRA_GROUPS 76           /* past a page: 1100 groups, 4400 bytes, with 4K pages */
 
 static struct getsockopt_efault *skel;
@@ -158,8 +155,11 @@ static void observe(char **argv, void (*observe_case)(int optlen_in))
 	int cg_fd, optlen_in;
 
 	optlen_in = parse_optlen(argv[1], sysconf(_SC_PAGESIZE));
-	skel = getsockopt_efault__open_and_load();
+	skel = getsockopt_efault__open();
 	if (!skel)
+		fail("opening the getsockopt_efault skeleton");
+	skel->rodata->page_size = sysconf(_SC_PAGESIZE);
+	if (getsockopt_efault__load(skel))
 		refused("load", "getsockopt_efault.bpf.o", errno, "see stderr for the verifier log");
 	cg_fd = cgroup_create(NULL, "sockopt", cg_path, sizeof(cg_path));
 	attach_kind(cg_fd, argv[2]);
@@ -168,6 +168,9 @@ static void observe(char **argv, void (*observe_case)(int optlen_in))
 	json_open();
 	json_str("case", argv[0]);
 	json_int("page_size", sysconf(_SC_PAGESIZE));
+	json_int("prog_page_size", skel->rodata->page_size);      /* the threshold the fixed program uses */
+	json_int("private_value", PRIVATE_VALUE);
+	json_int("tos_value", TOS_VALUE);
 	json_int("optlen_in", optlen_in);
 	json_str("prog", argv[2]);
 	observe_case(optlen_in);

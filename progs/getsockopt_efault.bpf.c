@@ -6,10 +6,13 @@
  * fix. get_resets_optlen is the talk's workaround. */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "getsockopt_efault.h"
 
 #define SOL_SOCKET 1
-#define SO_PRIVATE_OPT 9876       /* the one option these programs own */
-#define PAGE_SIZE 4096
+
+/* The guest's page size, set by the driver before the load (4096, 16384, 65536...): the
+ * threshold the relief fix and the workaround are about is the kernel's PAGE_SIZE. */
+const volatile __u32 page_size = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -53,7 +56,7 @@ int get_resets_optlen(struct bpf_sockopt *ctx)
 	if (is_private(ctx))
 		return answer_private(ctx);
 	/* Only past PAGE_SIZE, so that later programs still see small buffers. */
-	if (ctx->optlen > PAGE_SIZE)
+	if (ctx->optlen > page_size)
 		ctx->optlen = 0;
 	return 1;
 }

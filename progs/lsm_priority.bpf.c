@@ -45,8 +45,10 @@ struct request_sock;
 
 char LICENSE[] SEC("license") = "GPL";	/* lsm_cgroup and bpf_probe_read_kernel need it */
 
-/* The priority this instance enforces: set by the driver between open and load. */
+/* The priority this instance enforces, and the guest's page size (guard_priority's
+ * threshold): set by the driver between open and load. */
 const volatile __u32 prio = 0;
+const volatile __u32 page_size = 0;
 
 /* What the priority programs saw, read back by the driver through the skeleton. */
 __u32 post_create_runs;
@@ -174,7 +176,7 @@ int guard_priority(struct bpf_sockopt *ctx)
 	/* Any other option goes to the kernel untouched. optlen = 0 says "use the
 	 * user's buffer": without it an optlen over PAGE_SIZE is EFAULT on kernels
 	 * before 29ebbba7d461 (see kernel-facts.md section 1). */
-	if (ctx->optlen > 4096)
+	if (ctx->optlen > page_size)
 		ctx->optlen = 0;
 	return 1;
 }

@@ -39,6 +39,7 @@ struct lsm_priority *open_instance(__u32 prio)
 	if (!skel)
 		fail("opening the lsm_priority skeleton");
 	skel->rodata->prio = prio;
+	skel->rodata->page_size = sysconf(_SC_PAGESIZE);
 	bpf_object__for_each_program(prog, skel->obj)
 		bpf_program__set_autoload(prog, false);
 	return skel;
