@@ -13,7 +13,7 @@ from kregress.provision.programs import BuildError
 from kregress.kernels.entries import KernelsFileError, load_kernels, select_kernels
 from kregress.provision.image import ImageError, ensure_image, load_spec
 from kregress.kernels.kernel import KernelFetchError
-from kregress.kernels.resolve import resolve
+from kregress.kernels.sources import resolve
 from kregress.paths import data, new_run_dir
 from kregress.run.pool import KernelPool
 from kregress.run.session import SessionOptions

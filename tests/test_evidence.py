@@ -8,7 +8,7 @@ import pytest
 from nested import SCENARIOS, run_pytest
 
 from kregress.kernels.entries import load_kernels
-from kregress.kernels.resolve import resolve
+from kregress.kernels.sources import resolve
 from kregress.paths import SUITE_ROOT
 
 pytestmark = [pytest.mark.vm, pytest.mark.harness]

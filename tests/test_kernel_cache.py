@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from kregress.kernels.debian import DebianArchive
+from kregress.kernels.sources.debian import DebianArchive
 
 pytestmark = pytest.mark.harness
 

@@ -110,7 +110,7 @@ suite = "trixie"
 
 def debian_612():
     from kregress.kernels.entries import load_kernels
-    from kregress.kernels.resolve import resolve
+    from kregress.kernels.sources import resolve
     return resolve(next(s for s in load_kernels(ROOT / "kernels.toml") if s.id == KERNEL))
 
 

@@ -5,24 +5,18 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kregress.arch import ARCHES
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 VERSION_PATTERN = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
-# key -> (accepted types, what to write)
+# Keys every entry may have, whatever its source: key -> (accepted types, what to write).
+# Each source's own keys are its module's (kregress.kernels.sources).
 KEYS = {
     "id": (str, 'a string such as "debian-6.1"'),
     "description": (str, "a string"),
-    "suite": (str, 'a Debian suite such as "bookworm"'),
-    "package": (str, 'a Debian package such as "linux-image-amd64"'),
-    "image": (str, "a path to a kernel image (bzImage/vmlinuz)"),
-    "deb": ((str, list), 'a kernel package file, or a list of them (image and modules where split): '
-                         'deb = ["linux-image-....deb", "linux-modules-....deb"]'),
-    "tree": (str, 'a kernel source tree (a git checkout) to build with virtme-ng, e.g. "~/src/linux"'),
-    "config": (str, "a tree entry's config fragment (default: configs/bisect.config), or a local image's .config"),
-    "modules": (str, "a path to the matching lib/modules/<release> directory"),
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
     "tcg_cpu_flags": (str, 'CPU flags added to the TCG CPU model, e.g. "-cx16"'),
@@ -39,14 +33,7 @@ class KernelsFileError(ValueError):
 @dataclass(frozen=True)
 class KernelSpec:
     id: str
-    suite: str | None = None
-    package: str | None = None
-    image: Path | None = None
-    debs: tuple[Path, ...] = ()             # the user's own .deb files (a vendor's, Ubuntu's ...)
-    tree: Path | None = None                # a kernel source tree, built with vng --build
-    config_fragment: Path | None = None     # a tree entry's
-    config_file: Path | None = None         # a local image's own .config
-    modules: Path | None = None
+    origin: Any                             # where it comes from: one of kregress.kernels.sources' records
     version: str | None = None
     cmdline: str = ""
     tcg_cpu_flags: str = ""
@@ -57,13 +44,9 @@ class KernelSpec:
 
     @property
     def source(self) -> str:
-        if self.suite:
-            return f"debian:{self.suite}/{self.package}"
-        if self.debs:
-            return "deb:" + ",".join(path.name for path in self.debs)
-        if self.tree:
-            return f"tree:{self.tree}"
-        return f"local:{self.image}"
+        """The source in one string, as records show it: debian:trixie/linux-image-amd64, deb:...,
+        tree:PATH, local:PATH."""
+        return self.origin.text
 
 
 def load_kernels(path: Path, known_facts: set[str] | None = None) -> list[KernelSpec]:
@@ -100,45 +83,30 @@ def parse_kernels(data: dict, where: str, known_facts: set[str] | None = None,
     return specs
 
 
-def _entry_path(value: str, base: Path | None) -> Path:
+def entry_path(value: str, base: Path | None) -> Path:
+    """A path in an entry: relative ones start at the kernels file's directory."""
     path = Path(value).expanduser()
     return base / path if base is not None and not path.is_absolute() else path
 
 
 def _parse_entry(entry: dict, where: str, known_facts: set[str] | None, base: Path | None) -> KernelSpec:
+    from kregress.kernels import sources     # the sources' modules build on KernelSpec
     if not isinstance(entry, dict):
         raise KernelsFileError(f"{where}: must be a [[kernel]] table")
     if "id" in entry and isinstance(entry["id"], str):
         where = f"{where} ({entry['id']})"
+    allowed = {**KEYS, **sources.keys()}
     for key, value in entry.items():
-        if key not in KEYS:
-            raise KernelsFileError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(KEYS)}")
-        wanted, hint = KEYS[key]
+        if key not in allowed:
+            raise KernelsFileError(f"{where}: unknown key {key!r}; allowed keys: {', '.join(allowed)}")
+        wanted, hint = allowed[key]
         if not isinstance(value, wanted):
             raise KernelsFileError(f"{where}: {key} = {value!r} has the wrong type; write {hint}")
     if "id" not in entry:
         raise KernelsFileError(f"{where}: missing 'id'")
     if not ID_PATTERN.match(entry["id"]):
         raise KernelsFileError(f"{where}: id {entry['id']!r} may only use letters, digits, '.', '_', '+', '-'")
-    has_debian, has_image, has_deb, has_tree = "suite" in entry, "image" in entry, "deb" in entry, "tree" in entry
-    if has_debian + has_image + has_deb + has_tree != 1:
-        raise KernelsFileError(f"{where}: give exactly one source: suite = \"...\" (a Debian package), "
-                               "image = \"...\" (a local kernel image), deb = [\"...\"] (package files) or "
-                               "tree = \"...\" (a kernel source tree to build)")
-    if has_tree and ({"modules", "package"} & set(entry)):
-        raise KernelsFileError(f"{where}: 'modules' and 'package' do not go with tree: the build has no modules")
-    if "config" in entry and not (has_tree or has_image):
-        raise KernelsFileError(f"{where}: 'config' belongs to a tree entry (a config fragment) or a local image "
-                               f"(its .config); a Debian package carries its own")
-    debs = [entry["deb"]] if isinstance(entry.get("deb"), str) else entry.get("deb", [])
-    if has_deb and (not debs or not all(isinstance(d, str) and d.endswith(".deb") for d in debs)):
-        raise KernelsFileError(f"{where}: deb = {entry['deb']!r}; write the path of a .deb file or a list of them")
-    if has_deb and ("modules" in entry or "package" in entry):
-        raise KernelsFileError(f"{where}: 'modules' and 'package' do not go with deb: the packages hold both")
-    if has_debian and ("modules" in entry):
-        raise KernelsFileError(f"{where}: 'modules' belongs to a local image entry, not a Debian one")
-    if has_image and "package" in entry:
-        raise KernelsFileError(f"{where}: 'package' belongs to a Debian entry (with 'suite'), not a local image")
+    origin = sources.parse_origin(entry, where, base, KernelsFileError)
     if entry.get("arch", "x86_64") not in ARCHES:
         raise KernelsFileError(f"{where}: arch = {entry['arch']!r}; write one of {', '.join(ARCHES)}")
     if "version" in entry and not VERSION_PATTERN.match(entry["version"]):
@@ -149,24 +117,10 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None, base: Pa
             raise KernelsFileError(f"{where}: facts.{name} is not a known fact; known: {', '.join(sorted(known_facts))}")
         if not isinstance(value, bool):
             raise KernelsFileError(f"{where}: facts.{name} = {value!r}; write true or false")
-    return KernelSpec(
-        id=entry["id"],
-        suite=entry.get("suite"),
-        package=entry.get("package", "linux-image-amd64") if has_debian else None,
-        image=_entry_path(entry["image"], base) if has_image else None,
-        debs=tuple(_entry_path(d, base) for d in debs),
-        tree=_entry_path(entry["tree"], base) if has_tree else None,
-        config_fragment=_entry_path(entry["config"], base) if "config" in entry and has_tree else None,
-        config_file=_entry_path(entry["config"], base) if "config" in entry and has_image else None,
-        modules=_entry_path(entry["modules"], base) if "modules" in entry else None,
-        version=entry.get("version"),
-        cmdline=entry.get("cmdline", ""),
-        tcg_cpu_flags=entry.get("tcg_cpu_flags", ""),
-        arch=entry.get("arch", "x86_64"),
-        default=entry.get("default", True),
-        description=entry.get("description", ""),
-        facts=dict(facts),
-    )
+    return KernelSpec(id=entry["id"], origin=origin, version=entry.get("version"), cmdline=entry.get("cmdline", ""),
+                      tcg_cpu_flags=entry.get("tcg_cpu_flags", ""), arch=entry.get("arch", "x86_64"),
+                      default=entry.get("default", True), description=entry.get("description", ""),
+                      facts=dict(facts))
 
 
 def select_kernels(specs: list[KernelSpec], wanted_ids: list[str], arches: list[str] = ()) -> list[KernelSpec]:

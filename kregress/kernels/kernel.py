@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from kregress.kernels.entries import KernelSpec
@@ -12,9 +12,19 @@ class KernelFetchError(RuntimeError):
     """A kernel could not be fetched or unpacked; the message names the kernel."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class Provenance:
+    """Where the kernel came from, as reports name it: its source's kind, and the checkout and
+    build (KCIDB's) it is one of: the same ids across runs and users where the source allows."""
+    kind: str           # debian, deb, local, tree (kregress.kernels.sources)
+    checkout: str
+    build: str
+
+
+@dataclass(frozen=True)
 class Kernel:
-    """A kernel ready to boot, with what is known about its version."""
+    """A kernel ready to boot, with what is known about its version: made whole by its source
+    (kregress.kernels.sources), never patched afterwards."""
     spec: KernelSpec
     image: Path
     release: str                      # uname -r as the kernel will report it
@@ -26,6 +36,7 @@ class Kernel:
     modules_dir: Path | None = None   # lib/modules/<release>: the initramfs takes its boot modules from here
     config_source: str | None = None  # where `config` came from: a file, or "IKCONFIG" (None: no config found)
     tree_build: dict | None = None    # a tree entry: commit, local changes, fragment, build seconds
+    provenance: Provenance | None = None
 
     @property
     def id(self) -> str:
@@ -35,7 +46,8 @@ class Kernel:
         return {"id": self.id, "source": self.spec.source, "arch": self.spec.arch, "package": self.package,
                 "package_version": self.package_version, "upstream_version": self.upstream_version,
                 "expected_release": self.release, "image": str(self.image), "config_source": self.config_source,
-                **({"tree_build": self.tree_build} if self.tree_build else {})}
+                **({"tree_build": self.tree_build} if self.tree_build else {}),
+                **({"provenance": asdict(self.provenance)} if self.provenance else {})}
 
 
 def upstream_version_of(debian_version: str) -> str | None:

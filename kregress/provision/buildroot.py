@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kregress.provision import rootfs
 from kregress.provision.image import EXCLUDED_PATHS, explain_failure
-from kregress.kernels.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
+from kregress.kernels.sources.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
 from kregress.paths import cache_dir, data
 
 BUILDROOT_LIST = data("guest/buildroot.toml")

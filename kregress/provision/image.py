@@ -22,7 +22,7 @@ from pathlib import Path
 from kregress.provision import rootfs
 from kregress.arch import ARCHES, arch as arch_of
 from kregress.files import sha256_file
-from kregress.kernels.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
+from kregress.kernels.sources.debian import DEBIAN_KEYRING, DEBIAN_MIRROR
 from kregress.paths import cache_dir, data
 
 IMAGE_LIST = data("guest/image.toml")

@@ -52,22 +52,28 @@ def test_path(case: str) -> str:
 
 
 def _source_ids(kernel_id: str, info: dict) -> tuple[str, str]:
-    """Checkout and build ids by the source the kernel's record names: a Debian archive
-    package joins across runs and users by its version, a user's .deb by its package and
-    version, a tree by its commit; a local image (or a record without a source) is the run's."""
+    """Checkout and build ids from the provenance the kernel's source recorded
+    (kregress.kernels.sources: a Debian package joins across runs and users by its version, a
+    user's .deb by its package and version, a tree by its commit); a record without one (older
+    kregress) is the run's own."""
+    provenance = info.get("provenance") or {}
+    if provenance.get("checkout") and provenance.get("build"):
+        return _id(provenance["checkout"]), _id(provenance["build"])
+    return _recorded_before_provenance(kernel_id, info)
+
+
+def _recorded_before_provenance(kernel_id: str, info: dict) -> tuple[str, str]:
+    """The same ids for a results file of a kregress before provenance, from its source line."""
     kind, _ = source_of(info)
     package, version = info.get("package"), info.get("package_version")
     commit = (info.get("tree_build") or {}).get("commit")
     if kind in ("debian", "deb") and package and version:
-        build = f"{kind}:{package}={version}"
-        checkout = f"{kind}:linux={version}" if kind == "debian" else f"deb:{package}={version}"
-    elif kind == "tree" and commit:
-        build = f"tree:{commit}:{info.get('uname_r') or 'unknown'}"
-        checkout = f"tree:{commit}"
-    else:
-        build = f"local:{kernel_id}:{info.get('uname_r') or info.get('image') or 'unknown'}"
-        checkout = f"local:{kernel_id}:{info.get('upstream_version') or 'unknown'}"
-    return _id(checkout), _id(build)
+        checkout = f"debian:linux={version}" if kind == "debian" else f"deb:{package}={version}"
+        return _id(checkout), _id(f"{kind}:{package}={version}")
+    if kind == "tree" and commit:
+        return _id(f"tree:{commit}"), _id(f"tree:{commit}:{info.get('uname_r') or 'unknown'}")
+    return (_id(f"local:{kernel_id}:{info.get('upstream_version') or 'unknown'}"),
+            _id(f"local:{kernel_id}:{info.get('uname_r') or info.get('image') or 'unknown'}"))
 
 
 def _status(test: dict) -> str:

@@ -279,7 +279,7 @@ def needs_of(kernels_file: Path, ids: list[str], arches: list[str], suite: bool)
     from kregress.kernels.entries import load_kernels, select_kernels
     specs = select_kernels(load_kernels(kernels_file), ids, arches)
     return Needs(arches=frozenset(s.arch for s in specs) or frozenset({HOST_ARCH}),
-                 trees=any(s.tree is not None for s in specs))
+                 trees=any(s.origin.kind == "tree" for s in specs))
 
 
 def main(argv: list[str] | None = None, sudo_line: str | None = None) -> int:

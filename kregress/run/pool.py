@@ -14,7 +14,7 @@ from kregress.arch import HOST_ARCH
 from kregress.run.hostcpu import config_page_size, kvm_granule
 from kregress.files import locked, sha256_file
 from kregress.kernels.kernel import KernelFetchError
-from kregress.kernels.resolve import resolve
+from kregress.kernels.sources import resolve
 from kregress.paths import cache_dir
 from kregress.run.boot_inputs import describe, prepare, snapshot_key_of
 from kregress.run.session import KernelSession, SessionOptions

@@ -15,9 +15,9 @@ def test_debian_and_local_entries():
                   {"id": "mine", "image": "/k/bzImage", "modules": "/k/lib/modules/6.6.0", "version": "6.6.0",
                    "facts": {"getsockopt_relief": False}, "default": False, "cmdline": "quiet",
                    "tcg_cpu_flags": "-cx16"})
-    assert specs[0].package == "linux-image-amd64" and specs[0].source == "debian:bookworm/linux-image-amd64"
+    assert specs[0].origin.package == "linux-image-amd64" and specs[0].source == "debian:bookworm/linux-image-amd64"
     assert specs[1].facts == {"getsockopt_relief": False} and not specs[1].default
-    assert str(specs[1].modules) == "/k/lib/modules/6.6.0"
+    assert str(specs[1].origin.modules) == "/k/lib/modules/6.6.0"
     assert (specs[0].tcg_cpu_flags, specs[1].tcg_cpu_flags) == ("", "-cx16")
 
 
@@ -74,8 +74,8 @@ def test_project_kernels_toml_is_valid():
 def test_deb_entries(tmp_path):
     specs = parse({"id": "vendor", "deb": "/dl/linux-image-6.1.0-9-amd64_6.1.1_amd64.deb", "version": "6.1.1"},
                   {"id": "split", "deb": ["/dl/linux-binary-7.3.deb", "/dl/linux-modules-7.3.deb"]})
-    assert [str(d) for d in specs[0].debs] == ["/dl/linux-image-6.1.0-9-amd64_6.1.1_amd64.deb"]
-    assert specs[0].source == "deb:linux-image-6.1.0-9-amd64_6.1.1_amd64.deb" and len(specs[1].debs) == 2
+    assert [str(d) for d in specs[0].origin.debs] == ["/dl/linux-image-6.1.0-9-amd64_6.1.1_amd64.deb"]
+    assert specs[0].source == "deb:linux-image-6.1.0-9-amd64_6.1.1_amd64.deb" and len(specs[1].origin.debs) == 2
     for entry, message in [({"id": "x", "deb": []}, "write the path of a .deb file"),
                            ({"id": "x", "deb": ["k.tar"]}, "write the path of a .deb file"),
                            ({"id": "x", "deb": "k.deb", "suite": "trixie"}, "give exactly one source"),
@@ -86,7 +86,7 @@ def test_deb_entries(tmp_path):
 
 def test_a_broken_deb_is_a_clear_error(tmp_path, monkeypatch):
     from kregress.kernels.kernel import KernelFetchError
-    from kregress.kernels.resolve import resolve
+    from kregress.kernels.sources import resolve
     monkeypatch.setenv("KREGRESS_CACHE", str(tmp_path / "cache"))
     broken = tmp_path / "linux-image-x.deb"
     broken.write_bytes(b"!<arch>\ntruncated")
@@ -119,9 +119,9 @@ def test_relative_paths_resolve_from_the_kernels_file(tmp_path, monkeypatch):
                                 '[[kernel]]\nid = "vendor"\ndeb = ["debs/linux-image.deb"]\n')
     monkeypatch.chdir(tmp_path)                 # started elsewhere: the file's directory still counts
     mine, vendor = load_kernels(Path("lab/k.toml"))
-    assert mine.image == lab.resolve() / "build/bzImage"
-    assert mine.modules == Path("/abs/mods")
-    assert vendor.debs == (lab.resolve() / "debs/linux-image.deb",)
+    assert mine.origin.image == lab.resolve() / "build/bzImage"
+    assert mine.origin.modules == Path("/abs/mods")
+    assert vendor.origin.debs == (lab.resolve() / "debs/linux-image.deb",)
 
 
 def test_fetch_reads_the_selection_in_pytest_args():

@@ -2,7 +2,7 @@
 package lists are read again, and a damaged memory is resolved again, not trusted."""
 import time
 
-from kregress.kernels.debian import DebianArchive
+from kregress.kernels.sources.debian import DebianArchive
 
 CONTROL = {
     "linux-image-amd64": {"Package": "linux-image-amd64", "Version": "6.1.1",
@@ -49,9 +49,9 @@ def test_each_architecture_has_its_own_apt_state(tmp_path):
 
 
 def test_an_arm64_entry_is_fetched_from_the_arm64_index(tmp_path, monkeypatch):
-    from kregress.kernels import debian
+    from kregress.kernels.sources import debian
     from kregress.kernels.kernel import KernelFetchError
-    from kregress.kernels.resolve import resolve
+    from kregress.kernels.sources import resolve
     from kregress.kernels.entries import parse_kernels
     spec = parse_kernels({"kernel": [{"id": "a", "suite": "trixie", "package": "linux-image-arm64-16k",
                                       "arch": "arm64"}]}, "k.toml")[0]

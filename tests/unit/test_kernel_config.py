@@ -7,7 +7,7 @@ from kernelimages import COMPRESS, bzimage
 
 from kregress.kernels.entries import KernelsFileError, parse_kernels
 from kregress.kernels.kconfig import config_of, ikconfig, parse_config
-from kregress.kernels.resolve import resolve_local
+from kregress.kernels.sources import resolve
 from kregress.run.boot_inputs import preflight
 from kregress.run.errors import BootError
 
@@ -58,7 +58,7 @@ def local_kernel(tmp_path, inner: bytes, **entry):
     image.parent.mkdir(parents=True)
     image.write_bytes(bzimage(COMPRESS["xz"](inner)))
     spec, = parse_kernels({"kernel": [{"id": "own", "image": str(image), "version": "6.12.1", **entry}]}, "kernels.toml")
-    return resolve_local(spec)
+    return resolve(spec)
 
 
 def test_a_config_less_image_is_refused_naming_both_fixes(tmp_path):

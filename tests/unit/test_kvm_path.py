@@ -15,6 +15,7 @@ from kregress.run import pool as pool_module
 from kregress.kernel_log.boot import BootLog
 from kregress.run.accel import AccelChoice, ProbeResult, choose
 from kregress.kernels.entries import KernelSpec
+from kregress.kernels.sources.image import LocalImage
 from kregress.run.guest import RunKeys
 from kregress.run.hostcpu import HostCPU, config_page_size, host_cpu, kvm_granule
 from kregress.provision.image import GuestImage, ImageError
@@ -56,7 +57,7 @@ def arm64_kernel(tmp_path, page_shift="14") -> Kernel:
     data = bytearray(0x300)
     data[0x38:0x3c] = b"ARM\x64"
     image_file.write_bytes(bytes(data))
-    return Kernel(spec=KernelSpec(id="a16k", image=image_file, arch="arm64"), image=image_file, release="6.12.117",
+    return Kernel(spec=KernelSpec(id="a16k", origin=LocalImage(image_file), arch="arm64"), image=image_file, release="6.12.117",
                   upstream_version="6.12.117", config=dict(GOOD_CONFIG, CONFIG_PAGE_SHIFT=page_shift))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kregress.kernels.entries import KernelSpec
+from kregress.kernels.sources.image import LocalImage
 from kregress.kernels.kernel import Kernel
 from kregress.provision.image import GuestImage
 from kregress.provision.initramfs import Initramfs
@@ -51,7 +52,7 @@ def case_inputs(case: dict, monkeypatch) -> tuple[Kernel, GuestImage]:
     monkeypatch.setattr(boot_inputs, "build_agent", lambda arch="x86_64": Path("/cache/agent"))
     monkeypatch.setattr(boot_inputs, "pvh_vmlinux", lambda *a: Path(INPUTS["pvh"]))
     image_file = Path(INPUTS["kernel_image"])
-    kernel = Kernel(spec=KernelSpec(id="k1", image=image_file, arch=case["arch"], cmdline=case["cmdline"],
+    kernel = Kernel(spec=KernelSpec(id="k1", origin=LocalImage(image_file), arch=case["arch"], cmdline=case["cmdline"],
                                     tcg_cpu_flags=case["tcg_cpu_flags"]),
                     image=image_file, release="6.12.107", upstream_version="6.12.107", config=dict(INPUTS["config"]))
     image = GuestImage(root=Path(INPUTS["image_root"]), busybox=Path("/cache/images/busybox"),

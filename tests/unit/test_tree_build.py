@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from faketree import make_kernel_tree
 
-from kregress.kernels import resolve as kernels
+from kregress.kernels import kernel as kernels_errors
+from kregress.kernels.sources import resolve, tree as tree_source
 from kregress.kernels.entries import KernelsFileError, parse_kernels
 from kregress.kernels.tree import DEFAULT_FRAGMENT, build_cached, tree_state
 
@@ -27,8 +28,8 @@ def entry(**fields):
 
 def test_tree_entry_is_parsed():
     spec = entry(tree="~/src/linux", config="frag.config")
-    assert spec.tree == Path("~/src/linux").expanduser() and spec.config_fragment == Path("frag.config")
-    assert spec.source == f"tree:{spec.tree}"
+    assert spec.origin.tree == Path("~/src/linux").expanduser() and spec.origin.config_fragment == Path("frag.config")
+    assert spec.source == f"tree:{spec.origin.tree}"
 
 
 @pytest.mark.parametrize("fields, message", [
@@ -98,10 +99,10 @@ def test_a_tree_that_cannot_be_built_or_cached_is_named(tree, tmp_path, monkeypa
 
 
 def test_resolve_names_the_entry(tree, tmp_path, monkeypatch):
-    monkeypatch.setattr(kernels, "cache_dir", lambda: tmp_path / "kcache")
-    kernel = kernels.resolve(entry(tree=str(tree)))
+    monkeypatch.setattr(tree_source, "cache_dir", lambda: tmp_path / "kcache")
+    kernel = resolve(entry(tree=str(tree)))
     assert kernel.upstream_version == "6.12.117" and kernel.tree_build["commit"] == tree_state(tree)["commit"]
     assert kernel.package_version == kernel.tree_build["commit"][:12]
     assert kernel.describe()["tree_build"]["fragment"] == str(DEFAULT_FRAGMENT)
-    with pytest.raises(kernels.KernelFetchError, match="mine: tree .* does not exist; fix 'tree'"):
-        kernels.resolve(entry(tree=str(tmp_path / "nowhere")))
+    with pytest.raises(kernels_errors.KernelFetchError, match="mine: tree .* does not exist; fix 'tree'"):
+        resolve(entry(tree=str(tmp_path / "nowhere")))

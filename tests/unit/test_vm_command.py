@@ -10,6 +10,7 @@ import pytest
 
 from kregress.run import boot_inputs, vm, vng
 from kregress.kernels.entries import KernelSpec
+from kregress.kernels.sources.image import LocalImage
 from kregress.run.guest import RunKeys
 from kregress.provision.image import GuestImage
 from kregress.provision.initramfs import Initramfs
@@ -32,7 +33,7 @@ def kernel(tmp_path, config=GOOD_CONFIG, cmdline="", image_bytes=None, tcg_cpu_f
     if image_bytes is None:
         data[0x202:0x206] = b"HdrS"
     image.write_bytes(bytes(data))
-    return Kernel(spec=KernelSpec(id="k1", image=image, cmdline=cmdline, tcg_cpu_flags=tcg_cpu_flags), image=image,
+    return Kernel(spec=KernelSpec(id="k1", origin=LocalImage(image), cmdline=cmdline, tcg_cpu_flags=tcg_cpu_flags), image=image,
                   release="6.1.0",
                   upstream_version="6.1.0", config=dict(config))
 
@@ -181,7 +182,7 @@ def test_arm64_kernel_boots_on_max_cpu_with_pci_disk(tmp_path, monkeypatch):
     data = bytearray(0x300)
     data[0x38:0x3c] = b"ARM\x64"
     image_file.write_bytes(bytes(data))
-    arm = Kernel(spec=KernelSpec(id="a1", image=image_file, arch="arm64"), image=image_file, release="6.12.107",
+    arm = Kernel(spec=KernelSpec(id="a1", origin=LocalImage(image_file), arch="arm64"), image=image_file, release="6.12.107",
                  upstream_version="6.12.107", config=dict(GOOD_CONFIG, CONFIG_PAGE_SHIFT="14"))
     preflight(arm)
     keys = RunKeys.create(tmp_path / "ssh")
@@ -204,5 +205,5 @@ def test_arm64_kernel_boots_on_max_cpu_with_pci_disk(tmp_path, monkeypatch):
     x86[0x202:0x206] = b"HdrS"
     x86_image.write_bytes(bytes(x86))
     with pytest.raises(BootError, match="not an arm64 Image"):
-        preflight(Kernel(spec=KernelSpec(id="a2", image=x86_image, arch="arm64"), image=x86_image,
+        preflight(Kernel(spec=KernelSpec(id="a2", origin=LocalImage(x86_image), arch="arm64"), image=x86_image,
                             release="x", upstream_version="6.12.0", config=dict(GOOD_CONFIG)))

@@ -1,4 +1,5 @@
-"""Debian's kernel packages: apt with a private state per suite, verified downloads, unpacking."""
+"""A kernel of Debian's archive (`suite = ...`): apt with a private state per suite, verified
+downloads, unpacked into the cache."""
 from __future__ import annotations
 
 import json
@@ -7,13 +8,15 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from kregress.files import locked, sha256_file, write_whole
 from kregress.arch import arch as arch_of
 from kregress.kernels.entries import KernelSpec
-from kregress.kernels.kconfig import config_of
-from kregress.kernels.kernel import Kernel, KernelFetchError, upstream_version_of
+from kregress.kernels.kernel import Kernel, KernelFetchError, Provenance, upstream_version_of
+from kregress.kernels.sources.packages import find_kernel, unpack
 from kregress.paths import cache_dir
 
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
@@ -161,17 +164,45 @@ def _with_progress(cmd: list[str], directory: Path, what: str, size: int) -> tup
     return proc.returncode, stderr
 
 
-def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
+KIND = "debian"
+KEY = "suite"
+WHAT = 'suite = "..." (a Debian package)'
+ENTRY = "a Debian entry (with 'suite')"
+KEYS = {
+    "suite": (str, 'a Debian suite such as "bookworm"'),
+    "package": (str, 'a Debian package such as "linux-image-amd64"'),
+}
+
+
+@dataclass(frozen=True)
+class DebianPackage:
+    """A kernel of Debian's archive: a suite's meta package, resolved to its current version."""
+    suite: str
+    package: str = "linux-image-amd64"
+    kind: ClassVar[str] = KIND
+
+    @property
+    def text(self) -> str:
+        return f"debian:{self.suite}/{self.package}"
+
+
+def parse(entry: dict, where: str, base: Path | None, error: type[Exception]) -> DebianPackage:
+    return DebianPackage(entry["suite"], entry.get("package", "linux-image-amd64"))
+
+
+def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
+    origin: DebianPackage = spec.origin
     root = cache_dir()
     arch = arch_of(spec.arch).debian
-    with locked(root / "locks" / (f"apt-{spec.suite}.lock" if arch == "amd64" else f"apt-{spec.suite}-{arch}.lock")):
-        archive = DebianArchive(spec.suite, refresh=refresh, arch=arch)
+    # x86_64's apt state, locks and trees keep the names they had before arm64 came
+    suffix = "" if arch == "amd64" else f"_{arch}"
+    with locked(root / "locks" / (f"apt-{origin.suite}.lock" if arch == "amd64" else f"apt-{origin.suite}-{arch}.lock")):
+        archive = DebianArchive(origin.suite, refresh=refresh, arch=arch)
         archive.update()
-        parts = archive.kernel_parts(spec.package)
+        parts = archive.kernel_parts(origin.package)
         image_fields = next(p for p in parts if p["Package"].startswith(("linux-image-", "linux-binary-")))
         version = image_fields["Version"]
-        tree = root / "kernels" / (f"{spec.package}_{spec.suite}_{version}" if arch == "amd64"
-                                   else f"{spec.package}_{spec.suite}_{arch}_{version}")
+        tree = root / "kernels" / f"{origin.package}_{origin.suite}{suffix}_{version}"
         downloaded = 0
         if not (tree / ".complete").exists():
             debs = []
@@ -180,40 +211,11 @@ def fetch_debian(spec: KernelSpec, refresh: bool = False) -> Kernel:
                 debs.append(deb)
                 downloaded += size
             unpack(debs, tree)
-    kernel = kernel_from_tree(spec, tree)
-    kernel.package = image_fields["Package"]
-    kernel.package_version = version
-    kernel.upstream_version = spec.version or upstream_version_of(version)
-    kernel.downloaded_bytes = downloaded
-    return kernel
-
-
-def unpack(debs: list[Path], tree: Path) -> None:
-    staging = tree.with_name(tree.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for deb in debs:
-        proc = subprocess.run(["dpkg-deb", "-x", str(deb), str(staging)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise KernelFetchError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
-    (staging / ".complete").write_text(json.dumps([d.name for d in debs]))
-    shutil.rmtree(tree, ignore_errors=True)
-    staging.rename(tree)
-
-
-def kernel_from_tree(spec: KernelSpec, tree: Path) -> Kernel:
-    """Find image, release and config in an unpacked package tree (old and split layouts)."""
-    candidates = sorted(tree.glob("boot/vmlinuz-*")) + sorted(tree.glob("usr/lib/modules/*/vmlinuz")) \
-        + sorted(tree.glob("lib/modules/*/vmlinuz"))
-    if not candidates:
-        raise KernelFetchError(f"{spec.id}: no vmlinuz in {tree}")
-    image = candidates[0]
-    release = image.name[len("vmlinuz-"):] if image.name.startswith("vmlinuz-") else image.parent.name
-    config_paths = [tree / "boot" / f"config-{release}", tree / "usr/lib/modules" / release / "config",
-                    tree / "lib/modules" / release / "config"]
-    modules_dir = next((d for d in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)
-                        if d.is_dir()), None)
-    config, source = config_of(image, config_paths, modules_dir)
-    return Kernel(spec=spec, image=image, release=release, upstream_version=spec.version, config=config,
-                  modules_dir=modules_dir, config_source=source)
-
+    found = find_kernel(spec.id, tree)
+    package = image_fields["Package"]
+    return Kernel(spec=spec, image=found.image, release=found.release,
+                  upstream_version=spec.version or upstream_version_of(version), package=package,
+                  package_version=version, config=found.config, downloaded_bytes=downloaded,
+                  modules_dir=found.modules_dir, config_source=found.config_source,
+                  # a Debian archive package joins across runs and users by its version
+                  provenance=Provenance(KIND, checkout=f"debian:linux={version}", build=f"debian:{package}={version}"))
