@@ -2,6 +2,8 @@
  * cgroup hooks, the policy read from cgroup local storage (see docs/net_policy.md):
  *   tos      IP_TOS / IPV6_TCLASS allow-list in cgroup/setsockopt; the TOS on the wire,
  *            set with setsockopt and with a cmsg on sendmsg (which bypasses the hook)
+ *   tos_bind the same list held at bind (bpf_getsockopt in cgroup/bind4, bind6) against
+ *            sockets whose TOS was set before the programs came
  *   ports    bind-port limits in cgroup/bind4 and bind6; autobind (port 0, connect()
  *            without bind) in a netns whose local port range is under the limit
  *   rewrite  cap_check|no_cap_check: a bind rewritten to a port under
@@ -19,6 +21,7 @@
 
 static const struct driver_case cases[] = {
 	{ "tos", {}, case_tos },
+	{ "tos_bind", {}, case_tos_bind },
 	{ "ports", {}, case_ports },
 	{ "rewrite", { "cap_check|no_cap_check" }, case_rewrite },
 	{ "hide", { "eperm|errno" }, case_hide },

@@ -101,6 +101,30 @@ int tos_allow_list(struct bpf_sockopt *ctx)
 	return value < 256 && p->tos_allowed[value & 0xff];
 }
 
+/* The same list at bind (the talk: "when task bind()'s or calls setsockopt"): a TOS set
+ * before the policy arrived is refused there. bpf_getsockopt in bind hooks: 427167c0b064. */
+static int bind_tos(struct bpf_sock_addr *ctx, int level, int optname)
+{
+	struct container_policy *p = bpf_get_local_storage(&policy, 0);
+	int tos = -1;
+
+	if (bpf_getsockopt(ctx, level, optname, &tos, sizeof(tos)) || tos < 0 || tos > 255)
+		return 0;
+	return p->tos_allowed[tos & 0xff] != 0;
+}
+
+SEC("cgroup/bind4")
+int bind4_tos(struct bpf_sock_addr *ctx)
+{
+	return bind_tos(ctx, SOL_IP, IP_TOS);
+}
+
+SEC("cgroup/bind6")
+int bind6_tos(struct bpf_sock_addr *ctx)
+{
+	return bind_tos(ctx, SOL_IPV6, IPV6_TCLASS);
+}
+
 /* Bind-port limits: ports under PORT_LIMIT only in the container's range. Port 0 (the
  * kernel picks one later) cannot be judged here; connect() without bind() never comes. */
 static int bind_limit(struct bpf_sock_addr *ctx)

@@ -12,11 +12,12 @@ on which kernels it is expected.
 """
 import pytest
 
-pytestmark = pytest.mark.scenario(facts=["bind_rewrite_privileged_port", "cgroup_set_retval",
-                                         "cgroup_storage_shared"])
+pytestmark = pytest.mark.scenario(facts=["bind_rewrite_privileged_port", "bind_sockopt_helpers",
+                                         "cgroup_set_retval", "cgroup_storage_shared"])
 
 DRIVER = "net_policy"
 REWRITE = "bind_rewrite_privileged_port"
+BIND_SOCKOPT = "bind_sockopt_helpers"
 SET_RETVAL = "cgroup_set_retval"
 SHARED = "cgroup_storage_shared"
 FAMILIES = ("v4", "v6")
@@ -64,6 +65,22 @@ def test_tos_cmsg_bypasses_allow_list(run_driver, expect):
                          f"in_cgroup_{family}_send_cmsg_forbidden": "OK",
                          f"in_cgroup_{family}_wire_tos_cmsg": forbidden})
     expect(observed, expected, tos_forbidden=forbidden)
+
+
+def test_tos_allow_list_at_bind(run_driver, kernel_facts, expect):
+    """The talk holds the list at bind too: sockets whose TOS was set before the bind programs
+    came (default, listed, unlisted) are bound afterwards; a bind program reads each socket's TOS
+    with bpf_getsockopt and refuses the unlisted one (EPERM). bpf_getsockopt from bind hooks came
+    with 427167c0b064 (v5.11): before it the verifier refuses the program (EINVAL)."""
+    r = run_driver(DRIVER, "tos_bind")
+    observed = refusal(r)
+    if r["loaded"]:
+        observed.update(per_family(r, ("default_tos", "allowed_tos", "forbidden_tos")))
+    expected = {"loaded": False, "load_errno": "EINVAL"}
+    if kernel_facts.has(BIND_SOCKOPT):
+        expected = {"loaded": True, **{f"{family}_{key}": errno for family in FAMILIES for key, errno in
+                                       (("default_tos", "OK"), ("allowed_tos", "OK"), ("forbidden_tos", "EPERM"))}}
+    expect(observed, expected, facts=[BIND_SOCKOPT], verifier=r.get("verifier"))
 
 
 def test_bind_port_limits(run_driver, expect):

@@ -54,6 +54,7 @@ void begin_output(void);
 
 /* The cases: tos.c, bind.c, hide.c */
 void case_tos(char **argv);
+void case_tos_bind(char **argv);
 void case_ports(char **argv);
 void case_rewrite(char **argv);
 void case_hide(char **argv);

@@ -97,6 +97,7 @@ struct container_policy default_policy(void)
 {
 	struct container_policy pol = { .port_lo = PORT_LO, .port_hi = PORT_HI };
 
+	pol.tos_allowed[0] = 1;		/* the default TOS */
 	pol.tos_allowed[TOS_ALLOWED] = 1;
 	return pol;
 }

@@ -125,3 +125,49 @@ void case_tos(char **argv)
 	json_close();
 	net_policy__destroy(skel);
 }
+
+/* tos_bind: sockets whose TOS was set before the bind programs came, bound after: the
+ * list is held against each socket's TOS (bpf_getsockopt) at bind. */
+void case_tos_bind(char **argv)
+{
+	struct load_result loaded = try_load(1, "bind4_tos", "bind6_tos", NULL);
+	struct container_policy pol = default_policy();
+	int families[] = { AF_INET, AF_INET6 }, tos[] = { 0, TOS_ALLOWED, TOS_FORBIDDEN };
+	const char *names[] = { "default_tos", "allowed_tos", "forbidden_tos" };
+	int fds[2][3];
+	char path[256];
+	int cg;
+
+	if (!loaded.skel) {
+		print_refusal(&loaded);
+		return;
+	}
+	cg = cgroup_create(NULL, "tos_bind", path, sizeof(path));
+	enter_private_netns();
+	cgroup_join(path);
+	for (int i = 0; i < 2; i++)
+		for (int k = 0; k < 3; k++) {
+			fds[i][k] = must_socket(families[i], SOCK_DGRAM, 0);
+			if (strcmp(set_int_opt(fds[i][k], tos_level(families[i]), tos_name(families[i]), tos[k]), "OK"))
+				fail("setting TOS %d before the policy", tos[k]);
+		}
+	attach_to(loaded.skel->progs.bind4_tos, cg);
+	attach_to(loaded.skel->progs.bind6_tos, cg);
+	write_policy(loaded.skel, path, &pol);
+
+	begin_output();
+	json_bool("loaded", 1);
+	for (int i = 0; i < 2; i++) {
+		json_obj_open(family_name(families[i]));
+		for (int k = 0; k < 3; k++) {
+			struct sockaddr_storage addr;
+			socklen_t len = loopback(families[i], 0, &addr);
+
+			json_str(names[k], bind(fds[i][k], (struct sockaddr *)&addr, len) ? errno_name(errno) : "OK");
+			close(fds[i][k]);
+		}
+		json_obj_close();
+	}
+	json_close();
+	net_policy__destroy(loaded.skel);
+}

@@ -199,6 +199,13 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "v5.12 inferred: in bpf-next on 2021-01-28 (push notice), during 5.11-rc; no stable backport found. "
               "No binary signature (a #define and a verifier range)",
          needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("bind_sockopt_helpers", "427167c0b064", "bpf: Allow bpf_{s,g}etsockopt from cgroup bind{4,6} hooks",
+         mainline=(5, 11), kind="feature",
+         note="cgroup/bind4 and bind6 programs may call bpf_getsockopt and bpf_setsockopt (e.g. to hold the "
+              "socket's IP_TOS against a list at bind); before it the verifier refuses the call (\"unknown func "
+              "bpf_getsockopt#57\"). v5.11 inferred: in the bpf-next pull request of 2020-12-03 to net-next, "
+              "during 5.10-rc; no stable backport found. No binary signature",
+         needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("cgroup_storage_shared", "7d9c3427894f", "bpf: Make cgroup storages shared between programs on the same cgroup",
          mainline=(5, 9), kind="feature",
          note="a BPF_MAP_TYPE_CGROUP_STORAGE map may be used by several programs, and one storage per cgroup and "

@@ -17,7 +17,7 @@ CASE_DRIVERS = {
     "lsm_priority": ["probe", "post_create", "accept", "whose_cgroup", "compare", "override", "net_raw_xmit",
                      "hierarchy", "detach", "shim_lifetime"],
     "getsockopt_efault": ["unknown", "private", "tos", "peergroups", "sizes"],
-    "net_policy": ["tos", "ports", "rewrite", "hide", "storage"],
+    "net_policy": ["tos", "tos_bind", "ports", "rewrite", "hide", "storage"],
 }
 
 
