@@ -115,19 +115,17 @@ static void rewrite_binds(int family, const char *direct_key, const char *rewrit
 void case_rewrite(char **argv)
 {
 	__u32 ret = strcmp(argv[1], "no_cap_check") ? 1 : 3;
-	struct load_result loaded = try_load(ret, "bind4_rewrite", "bind6_rewrite", NULL);
+	struct net_policy *skel = load_or_report(ret, "bind4_rewrite", "bind6_rewrite", NULL);
 	int families[] = { AF_INET, AF_INET6 };
 	char path[256];
 	int cg;
 
-	if (!loaded.skel) {
-		print_refusal(&loaded);
+	if (!skel)
 		return;
-	}
 	cg = cgroup_create(NULL, "rewrite", path, sizeof(path));
 	enter_private_netns();
-	attach_to(loaded.skel->progs.bind4_rewrite, cg);
-	attach_to(loaded.skel->progs.bind6_rewrite, cg);
+	attach_to(skel->progs.bind4_rewrite, cg);
+	attach_to(skel->progs.bind6_rewrite, cg);
 	cgroup_join(path);
 
 	begin_output();
@@ -144,5 +142,5 @@ void case_rewrite(char **argv)
 		json_obj_close();
 	}
 	json_close();
-	net_policy__destroy(loaded.skel);
+	net_policy__destroy(skel);
 }

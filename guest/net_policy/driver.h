@@ -21,18 +21,12 @@
 
 extern const char *case_name;
 
-struct load_result {
-	struct net_policy *skel;	/* NULL: the kernel refused the load */
-	int err;			/* the kernel's errno then */
-	char verifier[200];		/* the verifier's reason (the log's last words) */
-};
 
-/* Open, set rewrite_ret, load only the named programs (NULL-terminated). */
-struct load_result try_load(__u32 rewrite_ret, ...);
+/* Open, set rewrite_ret, load only the named programs (NULL-terminated). A refusal the case
+ * expects on some kernels is printed as {"loaded": false, "load_errno", "verifier"} (NULL). */
+struct net_policy *load_or_report(__u32 rewrite_ret, const char *first, ...);
 /* The same, a refusal printed with refused() (a kernel refusing it is judged as such). */
 struct net_policy *must_load(const char *first, ...);
-/* {"loaded": false, "load_errno", "verifier"}: a refusal the case expects on some kernels. */
-void print_refusal(const struct load_result *loaded);
 /* Attached with BPF_F_ALLOW_MULTI, or the refusal printed and exit 0. */
 void attach_to(struct bpf_program *prog, int cgroup_fd);
 

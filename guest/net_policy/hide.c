@@ -18,20 +18,18 @@ void case_hide(char **argv)
 {
 	int chosen = !strcmp(argv[1], "errno");
 	const char *name = chosen ? "sock_policy_errno" : "sock_policy";
-	struct load_result loaded = try_load(1, name, NULL);
+	struct net_policy *skel = load_or_report(1, name, NULL);
 	struct container_policy pol = default_policy();
 	struct bpf_program *prog;
 	char path[256];
 	int cg;
 
-	if (!loaded.skel) {
-		print_refusal(&loaded);
+	if (!skel)
 		return;
-	}
-	prog = bpf_object__find_program_by_name(loaded.skel->obj, name);
+	prog = bpf_object__find_program_by_name(skel->obj, name);
 	cg = cgroup_create(NULL, "hide", path, sizeof(path));
 	attach_to(prog, cg);
-	write_policy(loaded.skel, path, &pol);
+	write_policy(skel, path, &pol);
 	cgroup_join(path);
 
 	begin_output();
@@ -40,12 +38,12 @@ void case_hide(char **argv)
 	sockets_from_here();
 	json_obj_close();
 	pol.permitted = PERMIT_INET;		/* the manager permits IPv4 again */
-	write_policy(loaded.skel, path, &pol);
+	write_policy(skel, path, &pol);
 	json_obj_open("permitted");
 	sockets_from_here();
 	json_obj_close();
 	json_close();
-	net_policy__destroy(loaded.skel);
+	net_policy__destroy(skel);
 }
 
 /* The per-attach-type storage of one hook on the cgroup: 0 when there is none. */
@@ -66,18 +64,15 @@ static __u32 typed_value(struct net_policy *skel, const char *cgroup, enum bpf_a
  * read it, and what sock_create writes, the other two read. The per-type map beside it. */
 void case_storage(char **argv)
 {
-	struct load_result loaded = try_load(1, "sock_policy", "tos_allow_list", "bind4_limit", "typed_stamp",
-					     "typed_read", NULL);
+	struct net_policy *skel = load_or_report(1, "sock_policy", "tos_allow_list", "bind4_limit",
+							   "typed_stamp", "typed_read", NULL);
 	struct container_policy pol = default_policy(), seen;
-	struct net_policy *skel = loaded.skel;
 	const char *allowed, *forbidden, *bind_in, *bind_out;
 	char path[256];
 	int cg, fd, bound;
 
-	if (!skel) {
-		print_refusal(&loaded);
+	if (!skel)
 		return;
-	}
 	cg = cgroup_create(NULL, "storage", path, sizeof(path));
 	enter_private_netns();
 	attach_to(skel->progs.sock_policy, cg);

@@ -8,6 +8,12 @@
 
 const char *case_name;
 
+struct load_result {
+	struct net_policy *skel;	/* NULL: the kernel refused the load */
+	int err;			/* the kernel's errno then */
+	char verifier[200];		/* the verifier's reason (the log's last words) */
+};
+
 static struct load_result load_list(__u32 rewrite_ret, const char *first, va_list ap)
 {
 	struct load_result loaded = { .skel = net_policy__open() };
@@ -35,15 +41,22 @@ static struct load_result load_list(__u32 rewrite_ret, const char *first, va_lis
 	return loaded;
 }
 
-struct load_result try_load(__u32 rewrite_ret, ...)
+struct net_policy *load_or_report(__u32 rewrite_ret, const char *first, ...)
 {
 	struct load_result loaded;
 	va_list ap;
 
-	va_start(ap, rewrite_ret);
-	loaded = load_list(rewrite_ret, va_arg(ap, const char *), ap);
+	va_start(ap, first);
+	loaded = load_list(rewrite_ret, first, ap);
 	va_end(ap);
-	return loaded;
+	if (!loaded.skel) {
+		begin_output();
+		json_bool("loaded", 0);
+		json_str("load_errno", errno_name(loaded.err));
+		json_str("verifier", loaded.verifier);
+		json_close();
+	}
+	return loaded.skel;
 }
 
 struct net_policy *must_load(const char *first, ...)
@@ -57,15 +70,6 @@ struct net_policy *must_load(const char *first, ...)
 	if (!loaded.skel)
 		refused("load", case_name, loaded.err, loaded.verifier);
 	return loaded.skel;
-}
-
-void print_refusal(const struct load_result *loaded)
-{
-	begin_output();
-	json_bool("loaded", 0);
-	json_str("load_errno", errno_name(loaded->err));
-	json_str("verifier", loaded->verifier);
-	json_close();
 }
 
 void attach_to(struct bpf_program *prog, int cgroup_fd)

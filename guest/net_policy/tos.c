@@ -130,7 +130,7 @@ void case_tos(char **argv)
  * list is held against each socket's TOS (bpf_getsockopt) at bind. */
 void case_tos_bind(char **argv)
 {
-	struct load_result loaded = try_load(1, "bind4_tos", "bind6_tos", NULL);
+	struct net_policy *skel = load_or_report(1, "bind4_tos", "bind6_tos", NULL);
 	struct container_policy pol = default_policy();
 	int families[] = { AF_INET, AF_INET6 }, tos[] = { 0, TOS_ALLOWED, TOS_FORBIDDEN };
 	const char *names[] = { "default_tos", "allowed_tos", "forbidden_tos" };
@@ -138,10 +138,8 @@ void case_tos_bind(char **argv)
 	char path[256];
 	int cg;
 
-	if (!loaded.skel) {
-		print_refusal(&loaded);
+	if (!skel)
 		return;
-	}
 	cg = cgroup_create(NULL, "tos_bind", path, sizeof(path));
 	enter_private_netns();
 	cgroup_join(path);
@@ -151,9 +149,9 @@ void case_tos_bind(char **argv)
 			if (strcmp(set_int_opt(fds[i][k], tos_level(families[i]), tos_name(families[i]), tos[k]), "OK"))
 				fail("setting TOS %d before the policy", tos[k]);
 		}
-	attach_to(loaded.skel->progs.bind4_tos, cg);
-	attach_to(loaded.skel->progs.bind6_tos, cg);
-	write_policy(loaded.skel, path, &pol);
+	attach_to(skel->progs.bind4_tos, cg);
+	attach_to(skel->progs.bind6_tos, cg);
+	write_policy(skel, path, &pol);
 
 	begin_output();
 	json_bool("loaded", 1);
@@ -169,5 +167,5 @@ void case_tos_bind(char **argv)
 		json_obj_close();
 	}
 	json_close();
-	net_policy__destroy(loaded.skel);
+	net_policy__destroy(skel);
 }
