@@ -3,8 +3,6 @@
  * several attach types on the cgroup (7d9c3427894f), against the per-attach-type key. */
 #include "driver.h"
 
-#include <sys/un.h>
-
 static void sockets_from_here(void)
 {
 	json_str("inet_stream", socket_result(AF_INET, SOCK_STREAM, 0));
