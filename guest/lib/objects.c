@@ -48,6 +48,37 @@ int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 	return 0;
 }
 
+void libbpf_log_reset(void)
+{
+	libbpf_log_len = 0;
+	libbpf_log[0] = 0;
+}
+
+/* The verifier's last words: the load log's last line before its statistics. */
+void verifier_verdict(char *out, size_t len)
+{
+	static const char *const skip[] = { "processed ", "verification time", "stack depth", "-- ", "libbpf: " };
+	char copy[sizeof(libbpf_log)], *end, *line;
+
+	snprintf(copy, sizeof(copy), "%s", libbpf_log);
+	snprintf(out, len, "%s", "");
+	end = strstr(copy, "-- END PROG LOAD LOG --");
+	if (!end)
+		return;
+	*end = 0;
+	while ((line = strrchr(copy, '\n'))) {
+		int skipped = line[1] == 0;
+
+		for (size_t k = 0; k < sizeof(skip) / sizeof(skip[0]) && !skipped; k++)
+			skipped = !strncmp(line + 1, skip[k], strlen(skip[k]));
+		if (!skipped) {
+			snprintf(out, len, "%s", line + 1);
+			return;
+		}
+		*line = 0;
+	}
+}
+
 void list_program(struct bpf_program *prog, int checked)
 {
 	json_elem_obj_open();

@@ -9,6 +9,9 @@
 
 void buffer_output(void);
 int keep_libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap);
+void libbpf_log_reset(void);
+/* The verifier's reason for a refused load: the log's last line before its statistics. */
+void verifier_verdict(char *out, size_t len);
 /* {"refused": {stage, program, errno, strerror, libbpf_log}}, the JSON closed, exit 0 */
 void program_refused(const char *stage, const char *prog, int err);
 /* One entry of the "programs" array: name, section, whether this driver checks it. */

@@ -181,6 +181,41 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "run the cgroup's programs for that hook (the same atype slot, by attach_btf_id), so each program "
               "runs twice per call. Stable: 6.19.7 review (2026-03), Debian changelogs list it under 6.12.77 and "
               "6.1.167 (CVE-2026-23319); v7.0 inferred from that timing; 6.6.y not pinned. No binary signature"),
+    Fact("cgroup_set_retval", "b44123b4a3dc",
+         "bpf: Add cgroup helpers bpf_{get,set}_retval to get/set syscall return value",
+         mainline=(5, 18), kind="feature",
+         note="bpf_set_retval (helper 187) lets a cgroup program that refuses a call choose the errno (e.g. "
+              "EAFNOSUPPORT from cgroup/sock_create); without it a refusal is always EPERM and a program calling "
+              "the helper is refused at load (5.10's verifier: \"invalid func unknown#187\"). v5.18: in net-next "
+              "on 2022-01-25 (push notice), after the 5.17 merge window",
+         signature=b"BPF_FUNC_set_retval\0", signature_in_btf=True, needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("bind_rewrite_privileged_port", "772412176fb9",
+         "bpf: Allow rewriting to ports under ip_unprivileged_port_start",
+         mainline=(5, 12), kind="feature",
+         note="cgroup/bind4 and bind6 programs may return 3 (bit 1: skip the CAP_NET_BIND_SERVICE check, "
+              "BPF_RET_BIND_NO_CAP_NET_BIND_SERVICE), so a bind they rewrite to a port under "
+              "ip_unprivileged_port_start succeeds for a task without the capability; before it the verifier "
+              "allows only 0 and 1 there, and a rewrite returning 1 is EACCES for such a task on every kernel. "
+              "v5.12 inferred: in bpf-next on 2021-01-28 (push notice), during 5.11-rc; no stable backport found. "
+              "No binary signature (a #define and a verifier range)",
+         needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("bind_sockopt_helpers", "427167c0b064", "bpf: Allow bpf_{s,g}etsockopt from cgroup bind{4,6} hooks",
+         mainline=(5, 11), kind="feature",
+         note="cgroup/bind4 and bind6 programs may call bpf_getsockopt and bpf_setsockopt (e.g. to hold the "
+              "socket's IP_TOS against a list at bind); before it the verifier refuses the call (\"unknown func "
+              "bpf_getsockopt#57\"). v5.11 inferred: in the bpf-next pull request of 2020-12-03 to net-next, "
+              "during 5.10-rc; no stable backport found. No binary signature",
+         needs_config=("CONFIG_CGROUP_BPF",)),
+    Fact("cgroup_storage_shared", "7d9c3427894f", "bpf: Make cgroup storages shared between programs on the same cgroup",
+         mainline=(5, 9), kind="feature",
+         note="a BPF_MAP_TYPE_CGROUP_STORAGE map may be used by several programs, and one storage per cgroup and "
+              "key is shared by every program attached there: with a __u64 key (the cgroup id) across attach "
+              "types, with struct bpf_cgroup_storage_key one per attach type. Before it a map served one program "
+              "only (a second program using it is refused at load, EBUSY), the key had to be the struct, and "
+              "every attach made a fresh zeroed storage. v5.9: in the bpf-next pull request of 2020-08-04 to "
+              "net-next for the 5.9 merge window; Documentation/bpf/map_cgroup_storage.rst says \"Since Linux "
+              "5.9\" (read in Debian's linux-source-6.12). No binary signature",
+         needs_config=("CONFIG_CGROUP_BPF",)),
     Fact("softirq_inline_under_ksoftirqd", "d15121be7485", "Revert \"softirq: Let ksoftirqd do its job\"",
          mainline=(6, 5), kind="behaviour change",
          note="before it, while ksoftirqd is runnable every softirq raised in a task (loopback TCP's "

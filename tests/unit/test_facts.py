@@ -115,3 +115,16 @@ def test_options_every_arch_needs_and_what_no_config_means():
     unknown = KernelFacts("own", "6.12.1", arch="arm64")
     assert unknown.state("lsm_cgroup") == "has"
     assert unknown.summary("lsm_cgroup")["config_needs"] == "unknown: no config found"
+
+
+@pytest.mark.parametrize("version, set_retval, bind_rewrite, storage_shared, bind_sockopt", [
+    ("5.8.18", False, False, False, False), ("5.9.0", False, False, True, False),
+    ("5.10.223", False, False, True, False), ("5.11.0", False, False, True, True),
+    ("5.12.0", False, True, True, True), ("5.17.15", False, True, True, True), ("5.18.0", True, True, True, True),
+    ("6.1.176", True, True, True, True)])
+def test_net_policy_facts_by_version(version, set_retval, bind_rewrite, storage_shared, bind_sockopt):
+    facts = KernelFacts("k", version)
+    assert facts.has("bind_sockopt_helpers") is bind_sockopt
+    assert facts.has("cgroup_set_retval") is set_retval
+    assert facts.has("bind_rewrite_privileged_port") is bind_rewrite
+    assert facts.has("cgroup_storage_shared") is storage_shared

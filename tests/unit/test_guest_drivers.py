@@ -17,6 +17,7 @@ CASE_DRIVERS = {
     "lsm_priority": ["probe", "post_create", "accept", "whose_cgroup", "compare", "override", "net_raw_xmit",
                      "hierarchy", "detach", "shim_lifetime"],
     "getsockopt_efault": ["unknown", "private", "tos", "peergroups", "sizes"],
+    "net_policy": ["tos", "tos_bind", "ports", "rewrite", "hide", "storage"],
 }
 
 
@@ -42,6 +43,7 @@ def test_usage_line_lists_every_case(driver):
     ("sockopt_contract", ["reject", "extra"]),
     ("sockops_flags", ["prog_a_and_b", "a_on_parent"]),
     ("lsm_priority", ["probe", "extra"]),
+    ("net_policy", ["hide", "both"]),                   # eperm|errno
     ("getsockopt_efault", ["tos", "4", "clever"]),       # PROG is none|buggy|fixed
 ])
 def test_a_case_gets_exactly_its_arguments(driver, args):
