@@ -48,6 +48,8 @@ __u32 bind_last_port;
  * CAP_NET_BIND_SERVICE check, 772412176fb9) or 1 (the kernel still checks it). Read-only,
  * so the verifier knows it: a kernel without the commit refuses 3 at load. */
 const volatile __u32 rewrite_ret = 1;
+/* The guest's page size, set by the driver before the load: past it, the user's buffer. */
+const volatile __u32 page_size = 0;
 
 /* IPv4 hiding, and the stamp the other hooks read back: AF_INET only where the policy
  * permits it; a refusal is the kernel's default errno, EPERM. */
@@ -88,7 +90,7 @@ int tos_allow_list(struct bpf_sockopt *ctx)
 	p->stamp_seen_at_setsockopt = p->stamp;
 	if (!(ctx->level == SOL_IP && ctx->optname == IP_TOS) &&
 	    !(ctx->level == SOL_IPV6 && ctx->optname == IPV6_TCLASS)) {
-		if (ctx->optlen > 4096)		/* the user's buffer, untouched (29ebbba7d461) */
+		if (ctx->optlen > page_size)	/* the user's buffer, untouched (29ebbba7d461) */
 			ctx->optlen = 0;
 		return 1;
 	}
@@ -190,7 +192,7 @@ int typed_read(struct bpf_sockopt *ctx)
 	__u32 *seen = bpf_get_local_storage(&per_type, 0);
 
 	*seen = *seen == STAMP ? STAMP : 1;	/* 1: ran, saw no stamp */
-	if (ctx->optlen > 4096)
+	if (ctx->optlen > page_size)
 		ctx->optlen = 0;
 	return 1;
 }

@@ -23,6 +23,7 @@ static struct load_result load_list(__u32 rewrite_ret, const char *first, va_lis
 	if (!loaded.skel)
 		fail("opening the net_policy skeleton");
 	loaded.skel->rodata->rewrite_ret = rewrite_ret;
+	loaded.skel->rodata->page_size = sysconf(_SC_PAGESIZE);
 	bpf_object__for_each_program(prog, loaded.skel->obj)
 		bpf_program__set_autoload(prog, false);
 	for (name = first; name; name = va_arg(ap, const char *)) {

@@ -28,3 +28,13 @@ def test_optlens_and_groups_follow_the_page_size(driver, page):
 def test_bad_optlen_is_named(driver):
     proc = subprocess.run([str(driver), "tos", "lots", "none"], capture_output=True, text=True)
     assert proc.returncode == 2 and "OPTLEN lots" in json.loads(proc.stdout)["error"]
+
+
+def test_no_program_hard_codes_a_4k_page():
+    """The page size reaches BPF programs as data (a .rodata page_size the driver sets before
+    the load), so the programs follow the guest's page: no 4096 in their code."""
+    import re
+    from kregress.paths import SUITE_ROOT
+    for source in sorted((SUITE_ROOT / "progs").glob("*.[ch]")):
+        code = re.sub(r"/\*.*?\*/|//[^\n]*", "", source.read_text(), flags=re.S)
+        assert not re.search(r"\b(4096|0x1000)\b", code), f"{source.name}: a 4 KiB constant where the page size is meant"
