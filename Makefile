@@ -1,5 +1,5 @@
 # The two commands a user needs (both install what they need first, idempotently):
-#   make matrix   the default kernel matrix, scenario tests only (pytest -m scenario), with its report
+#   make matrix   the default kernel matrix, the scenario tests (tests/scenarios), with its report
 #   make test     unit tests + scenario tests on the default matrix (what CI runs)
 #   make bench    the matrix twice, then the harness overhead of the second run (wall vs floor)
 # Narrow either with PYTEST_ARGS, e.g. make test PYTEST_ARGS="--kernel debian-6.12".
@@ -23,7 +23,7 @@ test: kernels
 	.venv/bin/kregress check-results $(RUN_DIR)/results.json
 
 matrix: kernels
-	$(PYTEST) tests --ignore=tests/unit -m scenario $(PYTEST_ARGS)
+	$(PYTEST) tests/scenarios $(PYTEST_ARGS)
 	.venv/bin/kregress check-results $(RUN_DIR)/results.json
 
 # Issue 24's harness overhead: the matrix twice, then the second run's (every kernel restored)
@@ -37,4 +37,4 @@ bench: kernels
 # The README's commands on a fresh Debian 13 host (an mmdebstrap chroot; as root, slow:
 # see docs/setup.md), drivers compared byte for byte with this host's.
 host-test: setup
-	KREGRESS_SLOW=1 .venv/bin/pytest -p no:cacheprovider -s --run-dir $(RUN_DIR) tests/test_debian13_host.py
+	KREGRESS_SLOW=1 .venv/bin/pytest -p no:cacheprovider -s --run-dir $(RUN_DIR) tests/harness/test_debian13_host.py

@@ -58,10 +58,10 @@ OLD_MATRIX = ["debian-5.10", "debian-6.1", "debian-6.12", "debian-backports"]
 OLD_MATRIX_WALL_S = 52.0
 # ... and the selection it ran then, for a like-for-like ratio (the sockopt contract came
 # later); every other run here takes every scenario module there is.
-OLD_MATRIX_SELECTION = ["tests/test_getsockopt_efault.py", "tests/test_sockops_flags.py", "tests/test_lsm_priority.py"]
+OLD_MATRIX_SELECTION = ["tests/scenarios/test_getsockopt_efault.py", "tests/scenarios/test_sockops_flags.py", "tests/scenarios/test_lsm_priority.py"]
 # Every scenario module (pytest.mark.scenario), whatever scenarios exist when it runs. The
 # yardstick above had three; the sockopt contract scenario came after it.
-SCENARIOS = ["tests", "--ignore=tests/unit", "-m", "scenario"]
+SCENARIOS = ["tests/scenarios"]
 # The naive way replays each test's recorded commands (results.json "commands") in a
 # vng --exec boot of its own, as a plain virtme-ng user would write one test per boot.
 

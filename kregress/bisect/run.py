@@ -114,7 +114,7 @@ def run_parser() -> argparse.ArgumentParser:
                             "(abort: a usage error or harness fault that every commit would repeat).",
                 epilog="example: git bisect run /path/to/kregress/scripts/bisect-run --expect fixed "
                        "--fact getsockopt_relief -- "
-                       "tests/test_getsockopt_efault.py -k 'tos or longer_than_page'")
+                       "tests/scenarios/test_getsockopt_efault.py -k 'tos or longer_than_page'")
     p.add_argument("--expect", choices=sorted(EXPECT_TERMS), default="fixed",
                    help="how the OLD (good) side behaves: the kernel is judged with facts = { FACT = true "
                         "(fixed) | false (buggy) }, so the tests pass (exit 0) iff it behaves so. Use fixed "
@@ -161,7 +161,7 @@ def parse_run_args(argv: list[str]) -> argparse.Namespace:
     args = run_parser().parse_args(before)
     args.selection = [*args.selection, *after]
     if not args.selection:
-        raise UsageError("no test selection: add -- TESTS, e.g. -- tests/test_getsockopt_efault.py -k tos")
+        raise UsageError("no test selection: add -- TESTS, e.g. -- tests/scenarios/test_getsockopt_efault.py -k tos")
     if args.repeat < 1:
         raise UsageError("--repeat must be at least 1")
     try:

@@ -33,8 +33,12 @@ def pytest_collection_modifyitems(config, items):
     reordering (by parametrized fixture scope, which interleaves kernels), each kernel's
     tests together, the kernels whose tests took longest last time first: xdist hands a
     worker its next group only when it is nearly done, so no worker is left with a long
-    kernel at the end."""
+    kernel at the end. The folders say what a test needs, and its markers follow them:
+    tests/harness is the harness on real kernels (make test only); tests/scenarios hold the
+    scenarios (each module marked with its facts)."""
     for item in items:
+        if "harness" in item.path.parent.parts[-2:]:
+            item.add_marker(pytest.mark.harness)
         kernel_id = kernel_of(item)
         if kernel_id:
             item.add_marker(pytest.mark.vm)

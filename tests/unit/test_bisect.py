@@ -493,10 +493,10 @@ def test_git_terms_only_while_bisecting(tmp_path):
 def test_fact_comes_from_the_selected_scenario(fake, capsys):
     """Without --fact: the one fact the selected scenario module declares; several: abort, naming them."""
     fake.vng("ok")
-    sockops = str(SUITE_ROOT / "tests" / "test_sockops_flags.py")
+    sockops = str(SUITE_ROOT / "tests" / "scenarios" / "test_sockops_flags.py")
     assert fake.run(selection=(sockops, "-k", "alone"), mode="pass") == GOOD
     assert "sockops_hdr_opt = true" in json.loads((fake.root / "state" / "call0").read_text())["kernels_toml"]
-    efault = str(SUITE_ROOT / "tests" / "test_getsockopt_efault.py")
+    efault = str(SUITE_ROOT / "tests" / "scenarios" / "test_getsockopt_efault.py")
     capsys.readouterr()
     assert fake.run(selection=(efault,), mode="pass") == ABORT
     said = capsys.readouterr().err
@@ -507,11 +507,11 @@ def test_relative_selection_from_the_kernel_tree(fake, capsys):
     """git bisect run runs us in the kernel tree (the fixture's cwd): a relative selection is read
     from the project root, for the fact lookup and for the run alike."""
     fake.vng("ok")
-    assert Path.cwd() != SUITE_ROOT and not Path("tests/test_sockops_flags.py").exists()
-    assert fake.run(selection=("tests/test_sockops_flags.py", "-k", "alone"), mode="pass") == GOOD
+    assert Path.cwd() != SUITE_ROOT and not Path("tests/scenarios/test_sockops_flags.py").exists()
+    assert fake.run(selection=("tests/scenarios/test_sockops_flags.py", "-k", "alone"), mode="pass") == GOOD
     call = fake.calls()[0]
     assert "sockops_hdr_opt = true" in call["kernels_toml"]
-    assert str(SUITE_ROOT / "tests" / "test_sockops_flags.py") in call["argv"] and "alone" in call["argv"]
+    assert str(SUITE_ROOT / "tests" / "scenarios" / "test_sockops_flags.py") in call["argv"] and "alone" in call["argv"]
     assert Path(call["cwd"]) == SUITE_ROOT
     capsys.readouterr()
     assert fake.run(selection=("tests/test_no_such_scenario.py",), mode="pass") == ABORT
@@ -541,7 +541,7 @@ def test_a_collection_error_before_any_kernel_aborts(fake):
 
 def test_deselect_stays_as_pytest_writes_it():
     from kregress.bisect.run import resolve_selection
-    out = resolve_selection(["tests/test_getsockopt_efault.py", "--deselect",
-                             "tests/test_getsockopt_efault.py::test_x"], SUITE_ROOT)
-    assert out == [str(SUITE_ROOT / "tests/test_getsockopt_efault.py"), "--deselect",
-                   "tests/test_getsockopt_efault.py::test_x"]
+    out = resolve_selection(["tests/scenarios/test_getsockopt_efault.py", "--deselect",
+                             "tests/scenarios/test_getsockopt_efault.py::test_x"], SUITE_ROOT)
+    assert out == [str(SUITE_ROOT / "tests/scenarios/test_getsockopt_efault.py"), "--deselect",
+                   "tests/scenarios/test_getsockopt_efault.py::test_x"]

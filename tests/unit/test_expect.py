@@ -13,8 +13,7 @@ from kregress.kernels.decision import KernelFacts, UndeclaredFact
 from kregress.kernels.facts import FACTS
 from kregress.paths import SUITE_ROOT
 
-SCENARIO_MODULES = sorted(p for p in (SUITE_ROOT / "tests").glob("test_*.py")
-                          if "pytest.mark.scenario(" in p.read_text())
+SCENARIO_MODULES = sorted((SUITE_ROOT / "tests/scenarios").glob("test_*.py"))
 
 
 def test_recorded_facts_and_expectation_must_agree():
@@ -103,8 +102,8 @@ def test_relative_selections_are_read_from_the_given_root(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tests").mkdir()
     (tmp_path / "tests" / "test_getsockopt_efault.py").write_text("import pytest\n")   # a decoy in the cwd
-    assert scenario_facts(["tests/test_sockops_flags.py", "-k", "alone"], SUITE_ROOT) == ["sockops_hdr_opt"]
-    assert scenario_facts(["tests/test_getsockopt_efault.py"], SUITE_ROOT) == \
+    assert scenario_facts(["tests/scenarios/test_sockops_flags.py", "-k", "alone"], SUITE_ROOT) == ["sockops_hdr_opt"]
+    assert scenario_facts(["tests/scenarios/test_getsockopt_efault.py"], SUITE_ROOT) == \
         ["getsockopt_relief", "getsockopt_retval_in_run_ctx"]
 
 
@@ -169,4 +168,24 @@ def test_the_source_check_sees_every_other_ending():
 def test_every_scenario_is_found():
     names = {p.stem for p in SCENARIO_MODULES}
     assert {"test_getsockopt_efault", "test_sockops_flags", "test_lsm_priority", "test_sockopt_contract",
-            "test_findings"} <= names
+            "test_findings", "test_net_policy"} <= names
+
+
+def marked_scenario(path) -> bool:
+    """The module's own pytestmark names pytest.mark.scenario (not a string that mentions it)."""
+    import ast
+    source = path.read_text()
+    return any(isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "pytestmark" for t in node.targets)
+               and "mark.scenario(" in ast.get_source_segment(source, node.value)
+               for node in ast.parse(source).body)
+
+
+def test_the_folders_say_what_a_test_needs():
+    """tests/scenarios: every module a scenario (pytest.mark.scenario with its facts);
+    tests/harness and tests/unit: none; nothing else holds test modules."""
+    for path in SCENARIO_MODULES:
+        assert marked_scenario(path), f"{path}: a scenario module declares its facts"
+    for folder in ("harness", "unit"):
+        for path in (SUITE_ROOT / "tests" / folder).rglob("test_*.py"):
+            assert not marked_scenario(path), f"{path}: a scenario belongs in tests/scenarios"
+    assert not list((SUITE_ROOT / "tests").glob("test_*.py")), "test modules live in scenarios/, harness/ or unit/"

@@ -15,7 +15,7 @@ mount -t proc proc /proc
 say "PHASE kernel_done $(uptime_s)"
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-# Test-only (tests/test_resilience.py): a boot-time warning in the kernel log, a stand-in
+# Test-only (tests/harness/test_resilience.py): a boot-time warning in the kernel log, a stand-in
 # for a real WARN (Debian's kernels lack LKDTM, which would make one on purpose).
 case " $(cat /proc/cmdline) " in *" kregress.test_boot_warning "*)
     echo "<4>WARNING: CPU: 0 PID: 1 at kregress-initramfs-init:0 stand-in boot warning" \

@@ -9,7 +9,6 @@ from nested import SCENARIOS, run_pytest
 
 from kregress.paths import cache_dir
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 def test_a_deb_entry_runs_the_scenario_matrix(tmp_path):
     cached = sorted((cache_dir() / "debs").glob("linux-image-6.12.*+deb13-amd64_*_amd64.deb"))

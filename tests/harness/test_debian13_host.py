@@ -6,7 +6,7 @@ builds: the build root, not the host, decides them.
 
 Opt-in (slow: a fresh cache, so kernels are downloaded and the guest images and the build
 root built inside the chroot; measured in the README):
-    KREGRESS_SLOW=1 .venv/bin/pytest -p no:cacheprovider tests/test_debian13_host.py
+    KREGRESS_SLOW=1 .venv/bin/pytest -p no:cacheprovider tests/harness/test_debian13_host.py
 As root (the chroot and its mounts). KREGRESS_HOST_KERNELS narrows or widens the kernels
 (default "debian-6.12 debian-5.10"); KREGRESS_HOST_CHROOT=DIR builds the chroot there and keeps it.
 """
@@ -32,7 +32,6 @@ CLONE = "/home/kregress"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.harness,
     pytest.mark.skipif(os.environ.get("KREGRESS_SLOW") != "1",
                        reason="slow (a fresh Debian 13 chroot runs make test): set KREGRESS_SLOW=1 to run"),
     pytest.mark.skipif(os.geteuid() != 0, reason="a chroot and its bind mounts need root"),

@@ -3,7 +3,7 @@ configs/bisect.config, booted, and run through the scenario matrix (slow: a firs
 takes tens of minutes on 2 cores; then the image comes from the cache, keyed by commit,
 local changes and fragment).
 
-Opt-in: KREGRESS_SLOW=1 .venv/bin/pytest tests/test_tree_entry.py
+Opt-in: KREGRESS_SLOW=1 .venv/bin/pytest tests/harness/test_tree_entry.py
 The tree is scripts/bisect-demo-tree.sh's (Debian linux-source-6.12 with the relief fix
 taken out again on its main branch, tag demo-regression), or KREGRESS_TREE. On that tree
 the version says the kernel has 29ebbba7d461 and the binary says it does not: the binary
@@ -23,7 +23,6 @@ TREE = Path(os.environ.get("KREGRESS_TREE", "/work/ksrc/linux-source-6.12"))
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.harness,
     pytest.mark.skipif(os.environ.get("KREGRESS_SLOW") != "1",
                        reason="slow (builds a kernel): set KREGRESS_SLOW=1 to run"),
 ]

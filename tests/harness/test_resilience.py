@@ -13,7 +13,6 @@ import pytest
 
 from kregress.report.results import FORMAT
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = Path(__file__).resolve().parent / "resilience"
@@ -151,7 +150,7 @@ def our_processes(tag: str) -> list[str]:
 
 def test_sigterm_mid_run_leaves_nothing_behind(tmp_path):
     run_dir = tmp_path / f"sigterm-{os.getpid()}-{int(time.time())}"   # unique: it names the VMs
-    proc = inner_pytest(run_dir, ROOT / "tests/test_getsockopt_efault.py", "--kernel", KERNEL,
+    proc = inner_pytest(run_dir, ROOT / "tests/scenarios/test_getsockopt_efault.py", "--kernel", KERNEL,
                         "--kernel", "debian-6.1", "-n", "2", "--dist", "loadgroup")
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:     # wait until the first VM is up and a test is running
@@ -198,7 +197,7 @@ def run_inner(run_dir: Path, *args, env=None, timeout=1200) -> tuple[subprocess.
 def test_a_boot_time_warning_fails_the_kernel_on_its_boot_and_on_every_restore(tmp_path):
     """Our init writes a WARN line to /dev/kmsg at boot when the kernel command line has the
     test-only flag kregress.test_boot_warning: a stand-in for a real boot-time WARN, since
-    Debian's kernels lack LKDTM. The kernel's own result (tests/test_kernel_log.py) fails
+    Debian's kernels lack LKDTM. The kernel's own result (tests/harness/test_kernel_log.py) fails
     on the boot, again on a restore of the snapshot that boot made, and passes only when
     an allowlist entry names the line, the kernel and why."""
     kernel = "debian-6.12-boot-warning"
@@ -207,7 +206,7 @@ def test_a_boot_time_warning_fails_the_kernel_on_its_boot_and_on_every_restore(t
     env = private_snapshots(tmp_path)
     stand_in = "stand-in boot warning (test-only flag kregress.test_boot_warning)"
     for run, how in (("first", "booted+saved"), ("again", "restored")):
-        proc, output = run_inner(tmp_path / run, ROOT / "tests/test_kernel_log.py", CASES / "case_boot.py",
+        proc, output = run_inner(tmp_path / run, ROOT / "tests/harness/test_kernel_log.py", CASES / "case_boot.py",
                                  "--kernels-file", kernels, env=env)
         assert proc.returncode == 1, output[-3000:]
         doc = results_of(tmp_path / run)
@@ -224,7 +223,7 @@ def test_a_boot_time_warning_fails_the_kernel_on_its_boot_and_on_every_restore(t
     allow = tmp_path / "allow.toml"
     allow.write_text(f'[[allow]]\nkernels = ["{kernel}"]\nline = "stand-in boot warning"\n'
                      f'why = "written on purpose by our init under the test-only flag"\n')
-    proc, output = run_inner(tmp_path / "allowed", ROOT / "tests/test_kernel_log.py", "--kernels-file", kernels,
+    proc, output = run_inner(tmp_path / "allowed", ROOT / "tests/harness/test_kernel_log.py", "--kernels-file", kernels,
                              "--kernel-log-allowlist", allow, env=env)
     assert proc.returncode == 0, output[-3000:]
     info = results_of(tmp_path / "allowed")["kernels"][kernel]

@@ -1,4 +1,4 @@
-"""Run by tests/test_resilience.py in a pytest of its own: kernel log lines logged after
+"""Run by tests/harness/test_resilience.py in a pytest of its own: kernel log lines logged after
 one test ended and before the next began belong to the next one."""
 import time
 

@@ -5,14 +5,12 @@ another worker never reads a file this test damages."""
 import json
 import shutil
 
-import pytest
 
 from kregress.paths import SUITE_ROOT
 from kregress.run.pool import KernelPool
 from kregress.run.session import SessionOptions
 from kregress.run.snapshot import SnapshotCache
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 KERNEL = "debian-6.12"
 
 

@@ -3,11 +3,8 @@ against the SHA256 of the signed index every time, and fetched again when it is
 truncated or corrupted. Uses the small 'hello' package, not a kernel."""
 import hashlib
 
-import pytest
 
 from kregress.kernels.sources.debian import DebianArchive
-
-pytestmark = pytest.mark.harness
 
 
 def sha256(path):

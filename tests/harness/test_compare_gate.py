@@ -1,21 +1,19 @@
 """The upgrade gate on real kernels: two real runs of the getsockopt case that depends on two
 facts, on debian-6.12. The first with the kernels file's facts as they are; the second with a
 kernels file stating false facts (that the kernel lacks the relief fix and the v5.18 retval
-rework, as tests/test_reproduce.py does), so the case expects EFAULT, sees ENOPROTOOPT and
+rework, as tests/harness/test_reproduce.py does), so the case expects EFAULT, sees ENOPROTOOPT and
 fails. The facts it names flip between the two runs, which once made `kregress compare` call
 the change explained: a worse outcome must gate whatever facts flip. And the verdict table
 puts both facts in question instead of contradicting each."""
 import json
 import subprocess
 
-import pytest
 from nested import run_pytest
 
 from kregress.paths import SUITE_ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
-CASE = "tests/test_getsockopt_efault.py::test_unknown_option_big_optlen"
+CASE = "tests/scenarios/test_getsockopt_efault.py::test_unknown_option_big_optlen"
 KERNEL = 'id = "debian-6.12"\nsuite = "trixie"\n'
 FALSE_FACTS = "facts = { getsockopt_relief = false, getsockopt_retval_in_run_ctx = false }\n"
 FACTS = ("getsockopt_relief", "getsockopt_retval_in_run_ctx")

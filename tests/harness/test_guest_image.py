@@ -9,8 +9,6 @@ import pytest
 from kregress.provision import image
 from kregress.provision.image import ImageError, ImageSpec, cached, ensure_image, image_dir, load_spec
 
-pytestmark = pytest.mark.harness
-
 
 def stand_in_image(good: ImageSpec):
     """A (small, stand-in) cached image for the project's own list."""

@@ -1,4 +1,4 @@
-"""Run by tests/test_resilience.py in a pytest of its own: each failure must stay
+"""Run by tests/harness/test_resilience.py in a pytest of its own: each failure must stay
 confined to its test, and the VM must come back for the next one."""
 
 

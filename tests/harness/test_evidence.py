@@ -4,14 +4,12 @@ word decides, the scenarios pass, and the verdict table says which source said w
 import json
 import subprocess
 
-import pytest
 from nested import SCENARIOS, run_pytest
 
 from kregress.kernels.entries import load_kernels
 from kregress.kernels.sources import resolve
 from kregress.paths import SUITE_ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 def debian(kernel_id: str):
     return resolve(next(s for s in load_kernels(SUITE_ROOT / "kernels.toml") if s.id == kernel_id))

@@ -10,11 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from kregress.paths import SUITE_ROOT
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 KERNEL = "debian-6.12"
 FIXTURES = SUITE_ROOT / "tests/fixture_progs"

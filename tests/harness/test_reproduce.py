@@ -7,14 +7,12 @@ import json
 import shlex
 import subprocess
 
-import pytest
 from nested import run_pytest
 
 from kregress.paths import SUITE_ROOT, kregress_command
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
-CASE = "tests/test_getsockopt_efault.py::test_unknown_option_big_optlen"
+CASE = "tests/scenarios/test_getsockopt_efault.py::test_unknown_option_big_optlen"
 DEBIAN_6_12 = 'id = "debian-6.12"\nsuite = "trixie"\n'
 
 

@@ -7,13 +7,11 @@ contradiction) and checks them. The commands are read from
 import json
 import shutil
 
-import pytest
 from ruamel.yaml import YAML
 
 from kregress.paths import SUITE_ROOT
 from workflow_steps import output_of, run_step, workspace
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 WORKFLOW = SUITE_ROOT / ".github/workflows/matrix.yml"
 SHARDS = 2

@@ -1,6 +1,6 @@
 """A real `git bisect run` with kregress bisect-run on a kernel tree (slow: kernel builds).
 
-Opt-in: KREGRESS_SLOW=1 .venv/bin/pytest tests/test_bisect_git.py
+Opt-in: KREGRESS_SLOW=1 .venv/bin/pytest tests/harness/test_bisect_git.py
 The tree comes from scripts/bisect-demo-tree.sh (Debian linux-source-6.12 + a history with
 one commit, tagged demo-regression, that brings back the pre-relief EFAULT). Override with
 KREGRESS_BISECT_TREE, KREGRESS_BISECT_GOOD, KREGRESS_BISECT_BAD, KREGRESS_BISECT_CULPRIT.
@@ -20,11 +20,10 @@ TREE = Path(os.environ.get("KREGRESS_BISECT_TREE", "/work/ksrc/linux-source-6.12
 GOOD = os.environ.get("KREGRESS_BISECT_GOOD", "import-6.12")
 BAD = os.environ.get("KREGRESS_BISECT_BAD", "main")
 CULPRIT = os.environ.get("KREGRESS_BISECT_CULPRIT", "demo-regression")
-SELECTION = ["tests/test_getsockopt_efault.py", "-k", "tos or longer_than_page"]
+SELECTION = ["tests/scenarios/test_getsockopt_efault.py", "-k", "tos or longer_than_page"]
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.harness,
     pytest.mark.skipif(os.environ.get("KREGRESS_SLOW") != "1",
                        reason="slow (builds a kernel): set KREGRESS_SLOW=1 to run"),
 ]

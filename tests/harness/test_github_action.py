@@ -9,13 +9,11 @@ import shutil
 import sys
 from pathlib import Path
 
-import pytest
 from ruamel.yaml import YAML
 
 from kregress.paths import SUITE_ROOT
 from workflow_steps import expand, run_step
 
-pytestmark = [pytest.mark.vm, pytest.mark.harness]
 
 ACTION = SUITE_ROOT / "action.yml"
 FIXTURES = SUITE_ROOT / "tests/fixture_progs"

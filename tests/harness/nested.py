@@ -8,7 +8,7 @@ from pathlib import Path
 from kregress.paths import SUITE_ROOT
 
 # every scenario module (pytest.mark.scenario), whichever exist
-SCENARIOS = ["tests", "--ignore=tests/unit", "-m", "scenario"]
+SCENARIOS = ["tests/scenarios"]
 
 
 def run_pytest(tests: list[str], run_dir: Path, kernels_file: Path, *options: str,
