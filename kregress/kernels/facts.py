@@ -172,6 +172,35 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="getsockopt(optval NULL) after a program no longer EFAULTs when the kernel reports a length "
               "(NETLINK_LIST_MEMBERSHIPS after a join); 6.4 inferred from merge timing, 5.15 and 5.4 backports "
               "(May 2023) not pinned to a patch level"),
+    Fact("sctp_bypass_getsockopt", "2598619e012c", "sctp: add bpf_bypass_getsockopt proto callback",
+         mainline=(6, 5), kind="behaviour change", stable={(6, 1): 39, (5, 10): 188},
+         note="getsockopt(SOL_SCTP, SCTP_SOCKOPT_PEELOFF, PEELOFF_FLAGS or CONNECTX3) skips the cgroup getsockopt "
+              "hook (sctp_bpf_bypass_getsockopt): those options make a new socket or association, and the hook's "
+              "buffer copy broke them. Read in Debian 6.1.176's source; Debian's changelogs list it under "
+              "ChangeLog-6.1.39 (6.1.176) and ChangeLog-5.10.188 (5.10.223); also in 6.3.y stable (patch level "
+              "not pinned), 5.15.y not checked. No binary signature (sctp is a module, the callback static)",
+         needs_config=("CONFIG_CGROUP_BPF", "CONFIG_IP_SCTP")),
+    Fact("io_uring_getsockopt", "a5d2f99aff6b", "io_uring/cmd: Introduce SOCKET_URING_OP_GETSOCKOPT",
+         mainline=(6, 7), kind="feature",
+         note="IORING_OP_URING_CMD with cmd_op SOCKET_URING_OP_GETSOCKOPT on a socket calls do_sock_getsockopt "
+              "(the sockptr rework of the same series), so the cgroup getsockopt hook runs as for the syscall, "
+              "with optlen a kernel pointer; level SOL_SOCKET only, any other level EOPNOTSUPP before the hook "
+              "(io_uring/uring_cmd.c, read in Debian 6.12.118 and 7.3.4); the CQE's res is the optlen on success. "
+              "v6.7 inferred from merge timing; the enumerator is in the BTF of Debian 6.12.117 and 7.3.4, not "
+              "of 6.1.176 or 5.10.223",
+         signature=b"SOCKET_URING_OP_GETSOCKOPT\0", signature_in_btf=True,
+         needs_config=("CONFIG_CGROUP_BPF", "CONFIG_IO_URING")),
+    Fact("getsockopt_iter_packet", "67fab22a7adc", "net: move .getsockopt away from __user buffers",
+         mainline=(7, 1), kind="behaviour change",
+         note="AF_PACKET (and CAN raw) answer getsockopt through proto_ops.getsockopt_iter: do_sock_getsockopt "
+              "reads optlen first and answers a negative one with EINVAL before the handler and the hook (so a "
+              "level the family does not know, with optlen < 0, is EINVAL, not ENOPROTOOPT), and writes optlen "
+              "back even when the handler fails (a read-only optlen is EFAULT, returned before the hook, so no "
+              "getsockopt program runs). Read in Debian 7.3.4's source (net/socket.c, net/packet/af_packet.c); "
+              "net-next 2026-04, v7.1 inferred; commit ids from the series' mail (67fab22a7adc, AF_PACKET "
+              "5bd0dec150f5), not read in a tree. Debian 6.12.118 has getsockopt_iter for l2cap only (AF_PACKET "
+              "not converted), so the member name in the BTF is no witness of this fact: no binary signature",
+         needs_config=("CONFIG_CGROUP_BPF", "CONFIG_PACKET")),
     Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
          mainline=(6, 11), kind="fix", stable={(6, 6): 57},
          note="max_optlen is read whether or not a getsockopt prog is attached: a prog attached while a "
