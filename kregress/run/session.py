@@ -116,6 +116,14 @@ class KernelSession:
     def run_driver(self, name: str, *args, timeout: float = 60, root: Path | None = None) -> CommandResult:
         return self.run([self.driver_path(name, root), *map(str, args)], timeout=timeout)
 
+    def forward_port(self, guest_port: int) -> int:
+        """A host port whose connections reach guest_port from outside the guest (per run: in
+        no snapshot key); unforward_port() takes it away again."""
+        return self.vm.forward_port(guest_port)
+
+    def unforward_port(self, host_port: int) -> None:
+        self.vm.unforward_port(host_port)
+
     def load_modules(self, names: list[str]) -> dict:
         """Push the kernel's own modules (decompressed, with what they depend on, in order) and
         insmod them with the image's busybox: the guest has no modprobe tree of its kernel.
