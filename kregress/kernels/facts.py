@@ -197,8 +197,8 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "level the family does not know, with optlen < 0, is EINVAL, not ENOPROTOOPT), and writes optlen "
               "back even when the handler fails (a read-only optlen is EFAULT, returned before the hook, so no "
               "getsockopt program runs). Read in Debian 7.3.4's source (net/socket.c, net/packet/af_packet.c); "
-              "net-next 2026-04, v7.1 inferred; commit ids from the series' mail (67fab22a7adc, AF_PACKET "
-              "5bd0dec150f5), not read in a tree. Debian 6.12.118 has getsockopt_iter for l2cap only (AF_PACKET "
+              "net-next 2026-04, v7.1 inferred; the ids and title are the series' as the project's notes give "
+              "them (67fab22a7adc, 5bd0dec150f5; which one converts AF_PACKET was not read). Debian 6.12.118 has getsockopt_iter for l2cap only (AF_PACKET "
               "not converted), so the member name in the BTF is no witness of this fact: no binary signature",
          needs_config=("CONFIG_CGROUP_BPF", "CONFIG_PACKET")),
     Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
