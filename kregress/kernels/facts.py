@@ -177,8 +177,8 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="getsockopt(SOL_SCTP, SCTP_SOCKOPT_PEELOFF, PEELOFF_FLAGS or CONNECTX3) skips the cgroup getsockopt "
               "hook (sctp_bpf_bypass_getsockopt): those options make a new socket or association, and the hook's "
               "buffer copy broke them. Read in Debian 6.1.176's source; Debian's changelogs list it under "
-              "ChangeLog-6.1.39 (6.1.176) and ChangeLog-5.10.188 (5.10.223); also in 6.3.y stable (patch level "
-              "not pinned), 5.15.y not checked. No binary signature (sctp is a module, the callback static)",
+              "ChangeLog-6.1.39 (6.1.176) and ChangeLog-5.10.188 (5.10.223); 6.3.y stable per the project's notes "
+              "(not re-read, patch level not pinned); 5.15.y not checked. No binary signature (sctp is a module, the callback static)",
          needs_config=("CONFIG_CGROUP_BPF", "CONFIG_IP_SCTP")),
     Fact("io_uring_getsockopt", "a5d2f99aff6b", "io_uring/cmd: Introduce SOCKET_URING_OP_GETSOCKOPT",
          mainline=(6, 7), kind="feature",
