@@ -6,6 +6,7 @@
  *   post_create  socket_post_create sets the priority in its cgroup, not in a sibling
  *   accept       accepted sockets need inet_csk_clone, whichever cgroup calls accept()
  *   whose_cgroup whether a hook runs the programs of the socket's or the task's cgroup
+ *   from_outside PORT DIR  the same for a handshake from outside the guest (a forwarded port)
  *   compare      cgroup/sock vs lsm_cgroup on active, accepted and AF_PACKET sockets
  *   override     a cgroup/setsockopt guard stops the task, not bpf_setsockopt
  *   net_raw_xmit AF_PACKET send-only policy and an errno chosen with bpf_set_retval
@@ -25,6 +26,7 @@ static const struct driver_case cases[] = {
 	{ "post_create", {}, case_post_create },
 	{ "accept", {}, case_accept },
 	{ "whose_cgroup", {}, case_whose_cgroup },
+	{ "from_outside", { "PORT", "DIR" }, case_from_outside },
 	{ "compare", {}, case_compare },
 	{ "override", {}, case_override },
 	{ "net_raw_xmit", {}, case_net_raw_xmit },

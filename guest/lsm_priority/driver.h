@@ -47,6 +47,7 @@ void case_probe(char **argv);
 void case_post_create(char **argv);
 void case_accept(char **argv);
 void case_whose_cgroup(char **argv);
+void case_from_outside(char **argv);
 void case_compare(char **argv);
 void case_override(char **argv);
 void case_net_raw_xmit(char **argv);

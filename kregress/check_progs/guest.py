@@ -5,12 +5,9 @@ need loaded, and guest/check_progs run on them. Judging what it saw is kregress.
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 
 from kregress.provision import programs as build
-from kregress.provision.initramfs import InitramfsError, builtin_names, load_order
-from kregress.kernels.modules import ModuleError, module_files
 
 DRIVER = "check_progs"            # cgroup sockopt programs against the battery
 # the other kinds: the part of the record each fills, its driver
@@ -75,30 +72,9 @@ def _token(value) -> str:
 
 
 def load_netfilter_modules(session) -> dict:
-    """Push the kernel's own x_tables/ip_tables/ip6_tables/iptable_filter/ip6table_filter
-    (decompressed, in dependency order) and insmod them with the image's busybox.
-    Returns what happened, per module; a kernel without them is an observation."""
-    kernel = session.kernel
-    if kernel.modules_dir is None or not kernel.modules_dir.is_dir():
-        return {"error": f"no modules directory for {kernel.id}"}
-    files = module_files(kernel.modules_dir)
-    builtin = builtin_names(kernel.modules_dir)
-    loaded = {}
-    try:
-        order = load_order(NETFILTER_MODULES, files, builtin)
-    except (InitramfsError, ModuleError) as err:      # a module the kernel lacks: the table dumps answer without it
-        return {"error": str(err)}
-    for name, ko in order:
-        remote = f"{GUEST_DIR}/{name}.ko"
-        # compressed: the guest inflates it; SSH into an emulated guest is what a push costs
-        session.vm.session.put_bytes(zlib.compress(ko, 6), remote, compressed=True)
-        result = session.run(["busybox", "insmod", remote])
-        loaded[name] = "loaded" if result.rc == 0 else \
-            "already loaded" if "exists" in result.stderr else f"insmod failed: {result.stderr.strip()[-300:]}"
-    for name in NETFILTER_MODULES:
-        if name in builtin:
-            loaded[name] = "built in"
-    return loaded
+    """The kernel's own x_tables/ip_tables/ip6_tables/iptable_filter/ip6table_filter, loaded
+    (KernelSession.load_modules); a kernel without them is an observation."""
+    return session.load_modules(NETFILTER_MODULES)
 
 
 def push_maps(session, name: str, maps_text: str, shared: bool = False) -> str:

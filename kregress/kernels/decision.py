@@ -3,7 +3,9 @@
 decide() says, for every fact in kregress.kernels.facts, what each source says, which one
 decided, and the kernel's state (has, lacks, unusable here). Sources in order of trust:
 kernels.toml's stated facts, then the evidence (kregress.kernels.evidence: the kernel binary,
-the package changelog), then the upstream version. The plugin decides once per kernel and
+the config where the build brings the fact (Fact.brought_by), the package changelog), then the
+upstream version. The config answers only "present": a patch set the build applied outranks the
+changelog's and the version's silence about it. The plugin decides once per kernel and
 stores the decision in the kernel's results record ("fact_decisions"); tests, reports,
 compare and verdicts read it through KernelFacts and never decide again.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from kregress.kernels.facts import FACTS, parse_version
 
-TRUST = ("binary", "changelog", "version")      # after kernels.toml's stated facts
+TRUST = ("binary", "config", "changelog", "version")      # after kernels.toml's stated facts
 STATED = "kernels.toml"
 
 
@@ -33,6 +35,9 @@ def _decide_one(name, kernel_id, version, overrides, evidence, arch, config) -> 
     parsed = parse_version(version)
     said = dict(evidence.get(name, {}))
     said["version"] = "unknown" if parsed is None else "present" if fact.in_version(parsed) else "absent"
+    brought = fact.brought(config, parsed)
+    if fact.brought_by and config:
+        said["config"] = "present" if brought else "unknown"
     if name in overrides:
         said = {STATED: "present" if overrides[name] else "absent", **said}
     decided_by = next((source for source in (STATED, *TRUST) if said.get(source) in ("present", "absent")), None)
@@ -43,6 +48,8 @@ def _decide_one(name, kernel_id, version, overrides, evidence, arch, config) -> 
             f"kernels.toml")}
     expected = said[decided_by] == "present"
     out = {"expected": expected, "decided_by": decided_by, "sources": said}
+    if brought:
+        out["brought_by"] = brought.text()
     needs = fact.needs(arch)
     missing = [option for option in needs if config.get(option) not in ("y", "m")] if config and expected else []
     out["state"] = "lacks" if not expected else "unusable" if missing else "has"
@@ -130,6 +137,10 @@ class KernelFacts:
         self.has(name)
         return self.decisions[name]["state"]
 
+    def brought_by(self, name: str) -> str | None:
+        """The patch set the build applied that brought the fact ("CONFIG_PREEMPT_RT=y brings it (...)")."""
+        return self.decisions[name].get("brought_by")
+
     def unusable_skip(self, name: str) -> str:
         """The named skip of a test whose fact is unusable here."""
         source = self.config_source and self.config_source.rsplit("/", 1)[-1]
@@ -154,6 +165,8 @@ class KernelFacts:
             text = f"kernels.toml states {name} = {str(self.overrides[name]).lower()} for {self.kernel_id}"
         elif source == "version":
             text = version_text(name, self.version)
+        elif source == "config" and self.brought_by(name):
+            text = f"its build brings {fact.label}: {self.brought_by(name)}"
         else:
             text = f"its {source} says it {'has' if self.expects(name) else 'lacks'} {fact.label}"
         others = self.disagreements(name)

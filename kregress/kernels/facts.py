@@ -10,6 +10,11 @@ Having the commit is not always enough: a fact can declare what else the feature
 not those is "unusable here", with the reason, as its config (a witness too) says.
 What one kernel has of them is decided once, in kregress.kernels.decision.
 
+A build can bring a fact its version lacks: a patch set applied when an option is set (the
+PREEMPT_RT patch set, CONFIG_PREEMPT_RT=y, carries commits of later releases). Fact.brought_by
+lists them, and the config witness answers "present" for a kernel built with one (never
+"absent": a build without the option says nothing). Verified in the distribution's source.
+
 Each fact says what it is (KINDS), and a fact whose presence brings a known defect says which
 (defect, with the other facts it needs): the upgrade gate tells "explained" from "harmless" by it.
 """
@@ -22,6 +27,21 @@ from dataclasses import dataclass, field
 # fix: repairs a defect; feature: adds an interface; behaviour change: changes what an existing
 # interface does; known defect: the commit's presence is itself the defect
 KINDS = ("fix", "feature", "behaviour change", "known defect")
+
+
+@dataclass(frozen=True)
+class BuildPatch:
+    """A patch set a kernel's build applies when a config option is set, carrying a fact."""
+    option: str                                     # e.g. CONFIG_PREEMPT_RT: set (y) when applied
+    branches: tuple[tuple[int, int], ...]           # the upstream branches whose patch set carries it
+    where: str                                      # where that was read (package, file)
+
+    def applies(self, config: dict[str, str] | None, version: tuple[int, int, int] | None) -> bool:
+        return bool(config) and config.get(self.option) == "y" and version is not None \
+            and version[:2] in self.branches
+
+    def text(self) -> str:
+        return f"{self.option}=y brings it ({self.where})"
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,8 @@ class Fact:
     # kernel must have for it to show
     defect: str = ""
     defect_with: tuple[str, ...] = ()
+    # patch sets a build applies that carry the fact although its version lacks it
+    brought_by: tuple[BuildPatch, ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -58,6 +80,10 @@ class Fact:
             return bool(self.defect) and has(self.name) and all(has(other) for other in self.defect_with)
         except LookupError:         # a kernel whose facts cannot be decided carries nothing known
             return False
+
+    def brought(self, config: dict[str, str] | None, version: tuple[int, int, int] | None) -> BuildPatch | None:
+        """The patch set this build applies that carries the fact, if any."""
+        return next((patch for patch in self.brought_by if patch.applies(config, version)), None)
 
     def needs(self, arch: str) -> tuple[str, ...]:
         return self.needs_config + self.needs_config_on.get(arch, ())
@@ -80,6 +106,10 @@ class Fact:
 
 # lsm_cgroup programs: the bpf LSM, cgroup BPF, BTF, and trampolines (the JIT; on arm64 through
 # ftrace direct calls)
+# the 6.1-rt patch set as Debian applies it to its rt featureset (linux-image-rt-amd64), read in
+# linux 6.1.176-1's debian/patches-rt (series and patches; config: featureset-rt CONFIG_PREEMPT_RT=y)
+RT_6_1 = "Debian linux 6.1.176-1, debian/patches-rt"
+
 LSM_CGROUP_NEEDS = dict(needs_config=("CONFIG_BPF_LSM", "CONFIG_CGROUP_BPF", "CONFIG_DEBUG_INFO_BTF", "CONFIG_BPF_JIT"),
                         needs_config_on={"arm64": ("CONFIG_DYNAMIC_FTRACE_WITH_DIRECT_CALLS",)})
 
@@ -142,6 +172,35 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="getsockopt(optval NULL) after a program no longer EFAULTs when the kernel reports a length "
               "(NETLINK_LIST_MEMBERSHIPS after a join); 6.4 inferred from merge timing, 5.15 and 5.4 backports "
               "(May 2023) not pinned to a patch level"),
+    Fact("sctp_bypass_getsockopt", "2598619e012c", "sctp: add bpf_bypass_getsockopt proto callback",
+         mainline=(6, 5), kind="behaviour change", stable={(6, 1): 39, (5, 10): 188},
+         note="getsockopt(SOL_SCTP, SCTP_SOCKOPT_PEELOFF, PEELOFF_FLAGS or CONNECTX3) skips the cgroup getsockopt "
+              "hook (sctp_bpf_bypass_getsockopt): those options make a new socket or association, and the hook's "
+              "buffer copy broke them. Read in Debian 6.1.176's source; Debian's changelogs list it under "
+              "ChangeLog-6.1.39 (6.1.176) and ChangeLog-5.10.188 (5.10.223); 6.3.y stable per the project's notes "
+              "(not re-read, patch level not pinned); 5.15.y not checked. No binary signature (sctp is a module, the callback static)",
+         needs_config=("CONFIG_CGROUP_BPF", "CONFIG_IP_SCTP")),
+    Fact("io_uring_getsockopt", "a5d2f99aff6b", "io_uring/cmd: Introduce SOCKET_URING_OP_GETSOCKOPT",
+         mainline=(6, 7), kind="feature",
+         note="IORING_OP_URING_CMD with cmd_op SOCKET_URING_OP_GETSOCKOPT on a socket calls do_sock_getsockopt "
+              "(the sockptr rework of the same series), so the cgroup getsockopt hook runs as for the syscall, "
+              "with optlen a kernel pointer; level SOL_SOCKET only, any other level EOPNOTSUPP before the hook "
+              "(io_uring/uring_cmd.c, read in Debian 6.12.118 and 7.3.4); the CQE's res is the optlen on success. "
+              "v6.7 inferred from merge timing; the enumerator is in the BTF of Debian 6.12.117 and 7.3.4, not "
+              "of 6.1.176 or 5.10.223",
+         signature=b"SOCKET_URING_OP_GETSOCKOPT\0", signature_in_btf=True,
+         needs_config=("CONFIG_CGROUP_BPF", "CONFIG_IO_URING")),
+    Fact("getsockopt_iter_packet", "67fab22a7adc", "net: move .getsockopt away from __user buffers",
+         mainline=(7, 1), kind="behaviour change",
+         note="AF_PACKET (and CAN raw) answer getsockopt through proto_ops.getsockopt_iter: do_sock_getsockopt "
+              "reads optlen first and answers a negative one with EINVAL before the handler and the hook (so a "
+              "level the family does not know, with optlen < 0, is EINVAL, not ENOPROTOOPT), and writes optlen "
+              "back even when the handler fails (a read-only optlen is EFAULT, returned before the hook, so no "
+              "getsockopt program runs). Read in Debian 7.3.4's source (net/socket.c, net/packet/af_packet.c); "
+              "net-next 2026-04, v7.1 inferred; the ids and title are the series' as the project's notes give "
+              "them (67fab22a7adc, 5bd0dec150f5; which one converts AF_PACKET was not read). Debian 6.12.118 has getsockopt_iter for l2cap only (AF_PACKET "
+              "not converted), so the member name in the BTF is no witness of this fact: no binary signature",
+         needs_config=("CONFIG_CGROUP_BPF", "CONFIG_PACKET")),
     Fact("getsockopt_race_fix", "33f339a1ba54", "bpf, net: Fix a potential race in do_sock_getsockopt()",
          mainline=(6, 11), kind="fix", stable={(6, 6): 57},
          note="max_optlen is read whether or not a getsockopt prog is attached: a prog attached while a "
@@ -171,8 +230,11 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
               "bpf_link_put(), so after a hook's last lsm_cgroup link is destroyed its shim stays in the "
               "trampoline until the work runs (it runs an emptied program array meanwhile). Read in 6.12.107 and "
               "7.3.4 (Debian linux-source); 6.1.176 still frees at once outside atomic context (in_atomic()). "
-              "v6.5 inferred (patch of 2023-06-14, absent in 6.2, present in 6.5); no 6.1.y backport (it is in "
-              "the 6.1-rt patch set only); no binary signature (no string, the new function is static)"),
+              "v6.5 inferred (patch of 2023-06-14, absent in 6.2, present in 6.5); no 6.1.y backport, but the 6.1-rt "
+              "patch set carries it (Debian's patches-rt 0059, cherry-picked from ab5d47bd41b1), so bookworm's "
+              "PREEMPT_RT kernel has it; no binary signature (no string, the new function is static)",
+         brought_by=(BuildPatch("CONFIG_PREEMPT_RT", ((6, 1),),
+                                f"{RT_6_1}/0059-bpf-Remove-in_atomic-from-bpf_link_put.patch"),)),
     Fact("lsm_cgroup_shim_not_revived", "56145d237385", "bpf: Fix a UAF issue in bpf_trampoline_link_cgroup_shim",
          mainline=(7, 0), kind="fix", stable={(6, 19): 7, (6, 12): 77, (6, 1): 167},
          note="an lsm_cgroup attach that finds the hook's shim with no references left (released, its unlink "
@@ -221,8 +283,10 @@ FACTS: dict[str, Fact] = {fact.name: fact for fact in [
          note="before it, while ksoftirqd is runnable every softirq raised in a task (loopback TCP's "
               "handshake) waits for ksoftirqd; after it, the raising task runs it on its way out. With "
               "lsm_cgroup's current-task shim, a handshake completed in ksoftirqd runs the root cgroup's "
-              "inet_csk_clone programs, not the connecting task's. No 6.1.y backport (it is in the 6.1-rt "
-              "patch set only); no binary signature"),
+              "inet_csk_clone programs, not the connecting task's. No 6.1.y backport, but the 6.1-rt patch set "
+              "carries it (Debian's patches-rt 0055, from the rt tree); no binary signature",
+         brought_by=(BuildPatch("CONFIG_PREEMPT_RT", ((6, 1),),
+                                f"{RT_6_1}/0055-revert-softirq-Let-ksoftirqd-do-its-job.patch"),)),
 ]}
 
 

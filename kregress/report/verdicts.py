@@ -95,6 +95,7 @@ def table(docs: list[dict]) -> list[dict]:
                 used = decisions.get(name) or used      # the kernel's one decision, where recorded
                 row = rows.setdefault((kernel, name), {
                     "kernel": kernel, "fact": name, "state": expected_state(used), "reason": used.get("reason"),
+                    "brought_by": used.get("brought_by"),
                     "expected": used.get("expected"), "decided_by": used.get("decided_by"),
                     "sources": used.get("sources") or {},
                     "package_version": info.get("package_version"),
@@ -159,6 +160,7 @@ def behaviour(row: dict) -> str:
 def sentence(row: dict) -> str:
     """e.g. 'version says lacks it; binary says has it; behaves with it'."""
     said = [f"{source} says {'has' if answer == 'present' else 'lacks'} it"
+            + (f" ({row['brought_by']})" if source == "config" and row.get("brought_by") else "")
             for source, answer in row["sources"].items() if answer in ("present", "absent")]
     silent = [why for why in row.get("coverage", {}).values() if why != "answered"]     # evidence.coverage()
     unusable = ([f"unusable here ({row.get('reason') or 'no reason recorded'})"]
@@ -190,6 +192,7 @@ def render(rows: list[dict]) -> str:
         lines += [f"{'':22s}   precondition failed ({p['name']}): {p['nodeid']}" for p in row["precondition"]]
         if row["not_counted"]:
             lines.append(f"{'':22s}   not counted: {not_counted_text(row)}")
+    lines += brought_lines(rows)
     lines += defect_lines(rows)
     lines.append(summary(rows))
     return "\n".join(lines)
@@ -248,9 +251,15 @@ def render_grid(rows: list[dict]) -> str:
     unusable = [row for row in rows if row["state"] == "unusable"]
     lines += [f"unusable: {row['kernel']} {row['fact']}: {row.get('reason') or 'no reason recorded'}"
               for row in unusable]
+    lines += brought_lines(rows)
     lines += defect_lines(rows)
     lines.append(summary(rows))
     return "\n".join(lines)
+
+
+def brought_lines(rows: list[dict]) -> list[str]:
+    return [f"brought by the build: {row['kernel']} {row['fact']}: {row['brought_by']}"
+            for row in rows if row.get("brought_by")]
 
 
 def load(paths: list[Path]) -> list[dict]:

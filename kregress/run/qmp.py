@@ -84,7 +84,10 @@ class QMP:
             time.sleep(0.02)
 
     def close(self) -> None:
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        """Both ends: the reader holds the socket's fd too, and QEMU's monitor serves one
+        client at a time, so a half-closed client keeps the next one waiting for its greeting."""
+        for closable in (self.reader, self.sock):
+            try:
+                closable.close()
+            except (OSError, AttributeError):      # AttributeError: a test's stand-in reader
+                pass

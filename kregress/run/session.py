@@ -6,7 +6,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import zlib
+
 from kregress.provision import programs as build
+from kregress.provision.initramfs import InitramfsError, builtin_names, load_order
+from kregress.kernels.modules import ModuleError, module_files
 from kregress.kernels import evidence, vmlinux
 from kregress.kernel_log import splats
 from kregress.run.accel import AccelChoice
@@ -20,6 +24,7 @@ from kregress.run.qemu_command import guest_runs_host_cpu, qemu_option
 from kregress.run.vm import VM
 
 GUEST_BIN = "/tmp/kregress/bin"
+GUEST_MODULES = "/tmp/kregress/modules"
 
 
 class GuestFailure(Exception):
@@ -111,6 +116,38 @@ class KernelSession:
 
     def run_driver(self, name: str, *args, timeout: float = 60, root: Path | None = None) -> CommandResult:
         return self.run([self.driver_path(name, root), *map(str, args)], timeout=timeout)
+
+    def forward_port(self, guest_port: int) -> int:
+        """A host port whose connections reach guest_port from outside the guest (per run: in
+        no snapshot key); unforward_port() takes it away again."""
+        return self.vm.forward_port(guest_port)
+
+    def unforward_port(self, host_port: int) -> None:
+        self.vm.unforward_port(host_port)
+
+    def load_modules(self, names: list[str]) -> dict:
+        """Push the kernel's own modules (decompressed, with what they depend on, in order) and
+        insmod them with the image's busybox: the guest has no modprobe tree of its kernel.
+        Returns what happened per module ({"error": ...} when the kernel lacks one): an
+        observation, as a kernel refusing a program is."""
+        kernel = self.kernel
+        if kernel.modules_dir is None or not kernel.modules_dir.is_dir():
+            return {"error": f"no modules directory for {kernel.id}"}
+        builtin = builtin_names(kernel.modules_dir)
+        try:
+            order = load_order(names, module_files(kernel.modules_dir), builtin)
+        except (InitramfsError, ModuleError) as err:
+            return {"error": str(err)}
+        loaded = {}
+        for name, ko in order:
+            remote = f"{GUEST_MODULES}/{name}.ko"
+            # compressed: the guest inflates it; SSH into an emulated guest is what a push costs
+            self.vm.session.put_bytes(zlib.compress(ko, 6), remote, compressed=True)
+            result = self.run(["busybox", "insmod", remote])
+            loaded[name] = "loaded" if result.rc == 0 else \
+                "already loaded" if "exists" in result.stderr else f"insmod failed: {result.stderr.strip()[-300:]}"
+        loaded.update({name: "built in" for name in names if name in builtin})
+        return loaded
 
     def run(self, argv: list[str], timeout: float = 60) -> CommandResult:
         """Run in the guest; a panic, a hang or a lost guest stops this VM and raises GuestFailure."""

@@ -28,6 +28,7 @@ from kregress.run.boot_record import BootInfo
 from kregress.run.errors import BootError
 from kregress.run.guest import AGENT_PORT, GuestLost, GuestSession, RunKeys, free_port
 from kregress.run.qemu_command import GuestMachine, qemu_command
+from kregress.run.qmp import QMP, QMPError
 from kregress.run.snapshot import SnapshotCache
 
 BOOT_TIMEOUT_S = {"kvm": 90, "tcg": 300}
@@ -80,6 +81,27 @@ class VM:
     def command(self, port: int, incoming: Path | None = None) -> list[str]:
         machine = self.machine(port, incoming)
         return qemu_command(dry_run(machine), machine)
+
+    def forward_port(self, guest_port: int) -> int:
+        """A second host port (127.0.0.1) forwarded to guest_port, added to the running guest's
+        user netdev (QMP hostfwd_add), so it lives on no command line and in no snapshot key:
+        connections to it arrive in the guest from outside, through its network interface."""
+        host_port = free_port()
+        self._monitor(f"hostfwd_add kr0 tcp:127.0.0.1:{host_port}-:{guest_port}", done="")
+        return host_port
+
+    def unforward_port(self, host_port: int) -> None:
+        self._monitor(f"hostfwd_remove kr0 tcp:127.0.0.1:{host_port}", done="removed")
+
+    def _monitor(self, command: str, done: str) -> None:
+        """One human monitor command; QEMU's answer must be `done` (or contain it; "" = silence)."""
+        qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
+        try:
+            said = str(qmp.execute("human-monitor-command", **{"command-line": command}) or "").strip()
+        finally:
+            qmp.close()
+        if (done and done not in said) or (not done and said):
+            raise QMPError(f"{command}: {said or 'no answer'}")
 
     def snapshot_key(self) -> str:
         return snapshot_key_of(self.machine(0), self.kernel_digest, self.image.digest)

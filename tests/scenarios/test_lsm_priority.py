@@ -19,6 +19,9 @@ driver's clone witness reports it for each handshake. Before d15121be7485 (6.1) 
 now and then completes in ksoftirqd (root cgroup), and then, by the same rule, the server
 cgroup's program does not run: that was 6.1's "missed" clone program.
 """
+import json
+import socket
+
 import pytest
 
 from kregress.verdict.expect import StatedRule, differences
@@ -33,6 +36,8 @@ SHIM = "lsm_cgroup_current_task_shim"
 SOFTIRQ = "softirq_inline_under_ksoftirqd"
 DEFERRED = "bpf_link_put_deferred"
 NOT_REVIVED = "lsm_cgroup_shim_not_revived"
+OUTSIDE_PORT = 8765         # the guest's listener for handshakes from outside (forwarded per run)
+OUTSIDE_DIR = "/tmp/kregress/outside"
 CLONE_ATTEMPTS = 6          # fixed: every attempt runs and is judged, none is retried
 HIERARCHY_ATTEMPTS = 3
 SOCKET_CGROUP = StatedRule("69fd337a975c's stated intent",
@@ -168,6 +173,63 @@ def test_hooks_run_programs_of_task_cgroup(run_driver, kernel_session, kernel_fa
                  "clone_handshake_from_server": prio, "clone_handshake_from_other": prio}
     observed, expected, extras = summary(runs, by_task_base if by_task else by_socket, kernel_facts)
     expect(observed, expected, facts=[FACT, SHIM, SOFTIRQ], deviation=SOCKET_CGROUP, stated=by_socket, **extras)
+
+
+def outside_handshake(kernel_session) -> dict:
+    """Case from_outside: the driver listens in the background; the host connects to a port
+    forwarded to it for this test only (kernel_session.forward_port), then reads its JSON."""
+    driver = kernel_session.driver_path(DRIVER)
+    host_port = kernel_session.forward_port(OUTSIDE_PORT)
+    try:
+        kernel_session.run(["sh", "-c", f"rm -rf {OUTSIDE_DIR} && mkdir -p {OUTSIDE_DIR} && busybox setsid "
+                                        f"{driver} from_outside {OUTSIDE_PORT} {OUTSIDE_DIR} "
+                                        f"> {OUTSIDE_DIR}/out 2>&1 < /dev/null &"])
+        wait_for_file(kernel_session, "ready")
+        with socket.create_connection(("127.0.0.1", host_port), timeout=30):
+            wait_for_file(kernel_session, "done")
+    finally:
+        kernel_session.unforward_port(host_port)
+    return json.loads(kernel_session.run(["cat", f"{OUTSIDE_DIR}/out"]).stdout)
+
+
+def wait_for_file(kernel_session, name, seconds: int = 90):
+    """The background driver's progress marks, waited for in the guest (a wait, not a retry)."""
+    path = f"{OUTSIDE_DIR}/{name}"
+    waited = kernel_session.run(["sh", "-c", f"for i in $(seq {seconds * 5}); do test -e {path} && exit 0; "
+                                             f"sleep 0.2; done; exit 1"], timeout=seconds + 30)
+    if waited.rc != 0:
+        log = kernel_session.run(["cat", f"{OUTSIDE_DIR}/out"]).stdout
+        raise TimeoutError(f"from_outside: no {name} mark after {seconds}s; driver said: {log[-1000:]}")
+
+
+def test_clone_from_outside_runs_whose_programs(run_driver, kernel_session, kernel_facts, precondition, expect):
+    """2c. inet_csk_clone for a SYN from outside the guest (a host port forwarded at runtime to
+    a listener in the server cgroup): the handshake completes in softirq work of whatever task
+    the interrupt finds (idle, ksoftirqd: the root cgroup), never in a task of the server
+    cgroup, since the driver sleeps in poll(). By the current-task rule (fact
+    lsm_cgroup_current_task_shim) the server's program runs only where the witness saw the
+    server cgroup; by the stated intent (the socket's cgroup) it always would. Then the same
+    listener over loopback from the server cgroup, where the connecting task runs it."""
+    observe("probe", run_driver, kernel_session, precondition)
+    r = outside_handshake(kernel_session)
+    by_task = kernel_facts.has(SHIM)
+    prio, clone, contexts = r["prio_set"], r["inet_csk_clone_on_server_listener"], r["clone_contexts"]
+    none = {"cgroup": "none (no handshake)", "driver_task": False}
+    outside, loopback = ((contexts if r["outside_connected"] else [none] + contexts) + [none, none])[:2]
+    observed = {"outside_connected": r["outside_connected"],
+                "clone_handshake_from_outside": clone["handshake_from_outside"],
+                "clone_handshake_over_loopback": clone["handshake_over_loopback_from_server"],
+                "outside_handshake_cgroup": outside["cgroup"], "outside_in_driver_task": outside["driver_task"]}
+    # the driver sleeps in poll() while the outside handshake completes: never its task, any kernel
+    expected = {"outside_connected": True, "outside_in_driver_task": False,
+                "clone_handshake_from_outside": clone_prio(outside, "server", prio, by_task),
+                "clone_handshake_over_loopback": clone_prio(loopback, "server", prio, by_task)}
+    observed["loopback_in_driver_task"] = loopback["driver_task"]
+    if kernel_facts.has(SOFTIRQ):       # the raising task runs loopback's softirq (else: shown only)
+        expected["loopback_in_driver_task"] = True
+    stated = {**expected, "clone_handshake_from_outside": prio, "clone_handshake_over_loopback": prio}
+    expect(observed, expected, facts=[FACT, SHIM, SOFTIRQ], deviation=SOCKET_CGROUP, stated=stated,
+           clone_contexts=contexts, runs={k: clone[k] for k in ("runs_from_outside", "runs_over_loopback")})
 
 
 def test_cgroup_sock_misses_what_lsm_cgroup_covers(run_driver, kernel_session, kernel_facts, precondition, expect):

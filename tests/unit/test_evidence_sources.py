@@ -61,7 +61,8 @@ def test_btf_names_say_nothing_without_btf(tmp_path, monkeypatch):
     said = gather(monkeypatch, image, binary, "6.1.176")
     assert said["lsm_cgroup"]["binary"] == "unknown" and said["getsockopt_relief"]["binary"] == "present"
     assert evidence.binary_witness(image)[1] == ("binary: no BTF in the image, so it cannot say about "
-                                                 "cgroup_set_retval, getsockopt_retval_in_run_ctx, lsm_cgroup, "
+                                                 "cgroup_set_retval, getsockopt_retval_in_run_ctx, io_uring_getsockopt, "
+                                                 "lsm_cgroup, "
                                                  "lsm_cgroup_current_task_shim, sk_bpf_cb_flags, "
                                                  "sockops_cb_flags_setsockopt, sockops_hdr_opt")
 

@@ -59,3 +59,37 @@ def test_a_kernels_file_restating_facts_is_decided_anew(loaded, tmp_path):
     column = next(c for c in matrix.build(loaded, restated).columns if c.id == "debian-5.10")
     assert column.facts.has("getsockopt_relief") is True
     assert column.facts.decided_by("getsockopt_relief") == "kernels.toml"
+
+
+RT_CONFIG = {"CONFIG_PREEMPT_RT": "y", "CONFIG_BPF_LSM": "y", "CONFIG_CGROUP_BPF": "y",
+             "CONFIG_DEBUG_INFO_BTF": "y", "CONFIG_BPF_JIT": "y"}
+
+
+def test_a_build_brings_a_fact_its_version_and_changelog_lack():
+    """bookworm's PREEMPT_RT kernel: the 6.1-rt patch set carries ab5d47bd41b1, the config says so."""
+    silent_changelog = {"bpf_link_put_deferred": {"changelog": "absent"}}
+    rt = decision.KernelFacts("debian-6.1-rt", "6.1.176", evidence=silent_changelog, config=RT_CONFIG)
+    assert rt.has("bpf_link_put_deferred") and rt.decided_by("bpf_link_put_deferred") == "config"
+    assert rt.has("softirq_inline_under_ksoftirqd")
+    assert "CONFIG_PREEMPT_RT=y brings it" in rt.why("bpf_link_put_deferred")
+    assert "changelog says lacks it" in rt.why("bpf_link_put_deferred")
+    assert rt.unusable_reason("bpf_link_put_deferred") is None
+    plain = decision.KernelFacts("debian-6.1", "6.1.176", evidence=silent_changelog,
+                                 config={**RT_CONFIG, "CONFIG_PREEMPT_RT": "unset"})
+    assert not plain.has("bpf_link_put_deferred") and plain.decided_by("bpf_link_put_deferred") == "changelog"
+    assert plain.answers("bpf_link_put_deferred")["config"] == "unknown"
+    # only the branches whose patch set was read: an RT 5.10 says nothing from its config
+    old_rt = decision.KernelFacts("rt-5.10", "5.10.223", config=RT_CONFIG)
+    assert not old_rt.has("bpf_link_put_deferred") and old_rt.decided_by("bpf_link_put_deferred") == "version"
+
+
+def test_verdicts_say_what_the_build_brought():
+    decisions = decision.decide("debian-6.1-rt", "6.1.176", config=RT_CONFIG)
+    test = {"kernel": "debian-6.1-rt", "nodeid": "t::x[debian-6.1-rt]", "outcome": "passed",
+            "facts_used": {"bpf_link_put_deferred": decisions["bpf_link_put_deferred"]}}
+    doc = {"tests": [test], "kernels": {"debian-6.1-rt": {"fact_decisions": decisions}}}
+    rows = verdicts.table([doc])
+    text = verdicts.render(rows)
+    assert "config says has it (CONFIG_PREEMPT_RT=y brings it" in text
+    assert "brought by the build: debian-6.1-rt bpf_link_put_deferred: CONFIG_PREEMPT_RT=y" in \
+        verdicts.render_grid(rows)

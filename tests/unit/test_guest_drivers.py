@@ -14,10 +14,11 @@ CASE_DRIVERS = {
     "sockopt_contract": ["reject", "optlen_minus_one", "optlen_raise", "retval", "large", "inheritance",
                          "preorder", "mprog", "race"],
     "sockops_flags": ["prog_a_alone", "prog_a_and_b", "storage_workaround", "nested_cgroups"],
-    "lsm_priority": ["probe", "post_create", "accept", "whose_cgroup", "compare", "override", "net_raw_xmit",
-                     "hierarchy", "detach", "shim_lifetime"],
+    "lsm_priority": ["probe", "post_create", "accept", "whose_cgroup", "from_outside", "compare", "override",
+                     "net_raw_xmit", "hierarchy", "detach", "shim_lifetime"],
     "getsockopt_efault": ["unknown", "private", "tos", "peergroups", "sizes"],
     "net_policy": ["tos", "tos_bind", "ports", "rewrite", "hide", "storage"],
+    "getsockopt_paths": ["sctp", "packet", "uring"],
 }
 
 
@@ -45,6 +46,7 @@ def test_usage_line_lists_every_case(driver):
     ("lsm_priority", ["probe", "extra"]),
     ("net_policy", ["hide", "both"]),                   # eperm|errno
     ("getsockopt_efault", ["tos", "4", "clever"]),       # PROG is none|buggy|fixed
+    ("getsockopt_paths", ["uring", "count"]),            # OPTLEN missing
 ])
 def test_a_case_gets_exactly_its_arguments(driver, args):
     assert usage_error(driver, *args).startswith(f"usage: {driver} ")
