@@ -57,12 +57,13 @@ def new_run_dir(base: Path | None = None) -> Path:
 def kregress_command() -> str:
     """How to call kregress, as printed in reproduce lines: the entry point beside the running
     interpreter (the project's .venv/bin/kregress after `make setup`, or a pipx/venv install),
-    relative to the working directory when it lives inside it."""
+    relative to the checkout or the working directory when it lives inside one, as the README
+    writes it."""
     import sys
     entry = Path(sys.executable).parent / "kregress"
     if not entry.exists():
         return "kregress"
-    try:
-        return str(entry.relative_to(Path.cwd()))
-    except ValueError:
-        return str(entry)
+    for base in (SUITE_ROOT, Path.cwd()):
+        if base is not None and entry.is_relative_to(base):
+            return str(entry.relative_to(base))
+    return str(entry)
