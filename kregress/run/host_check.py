@@ -135,8 +135,13 @@ def in_group(user: str, group: str) -> bool:
     return user in entry.gr_mem or pwd.getpwnam(user).pw_gid == entry.gr_gid
 
 
-def userns_works() -> bool:
-    return subprocess.run(["unshare", "--map-root-user", "--mount", "true"], capture_output=True).returncode == 0
+def userns_works(user: str) -> bool:
+    """Whether `user` may make a user namespace (the build root's way in). Under sudo the check
+    runs as that user: root may always, which would hide AppArmor's refusal of the user."""
+    probe = ["unshare", "--map-root-user", "--mount", "true"]
+    if os.getuid() == 0 and user != "root":
+        probe = ["runuser", "-u", user, "--", *probe]
+    return subprocess.run(probe, capture_output=True).returncode == 0
 
 
 def kvm_state(dev: str = "/dev/kvm", probe_cache: Path | None = None) -> str:
@@ -198,10 +203,11 @@ def check(needs: Needs, family: str | None = None, user: str | None = None,
         if os.path.exists("/dev/kvm") and not in_group(user, "kvm") and _owner_group("/dev/kvm") == "kvm":
             report.missing(f"{user} is not in the kvm group")
             report.root_fixes.append(f"{user} in the kvm group")
-        if shutil.which("unshare") and not userns_works() and _read(APPARMOR_USERNS) == "1":
+        namespaces = shutil.which("unshare") is None or userns_works(user)
+        if not namespaces and _read(APPARMOR_USERNS) == "1":
             report.missing(f"user namespaces: AppArmor refuses them to {user} ({APPARMOR_USERNS.name} = 1)")
             report.root_fixes.append(APPARMOR_FIX)
-        elif shutil.which("unshare") and not userns_works():
+        elif not namespaces:
             report.missing(f"user namespaces: the kernel refuses them to {user} (unshare -r failed)")
             report.blockers.append(f"this kernel refuses user namespaces to {user}, which the build root needs: as "
                                    f"root, set kernel.unprivileged_userns_clone=1 (or user.max_user_namespaces > 0), "

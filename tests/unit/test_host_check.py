@@ -14,7 +14,7 @@ def host(monkeypatch, tmp_path):
     knows nothing, user namespaces work and there is no /dev/kvm."""
     state = {"installed": set(), "userns": True}
     monkeypatch.setattr(host_check, "installed", lambda packages, family: state["installed"] & set(packages))
-    monkeypatch.setattr(host_check, "userns_works", lambda: state["userns"])
+    monkeypatch.setattr(host_check, "userns_works", lambda user: state["userns"])
     monkeypatch.setattr(host_check, "has_subids", lambda user, path: False)
     monkeypatch.setattr(host_check, "BINFMT", tmp_path / "binfmt_misc")
     monkeypatch.setattr(host_check, "APPARMOR_USERNS", tmp_path / "apparmor_restrict_unprivileged_userns")
