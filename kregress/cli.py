@@ -78,7 +78,7 @@ def cmd_exec(args) -> int:
     for kernel_id in pool.specs:
         try:
             session = pool.session(kernel_id)
-            boot = session.vm.boot
+            boot = session.boot
             print(f"# {kernel_id}: {session.release} under {session.accel.accel}, "
                   f"{boot.how} in {boot.seconds}s {boot.phases}", file=sys.stderr)
             if args.shell:
@@ -122,7 +122,7 @@ def print_snapshot_keys(args, cache: SnapshotCache) -> int:
     pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(memory=args.vm_memory),
                       accel_request=args.accel)
     for kernel_id in pool.specs:
-        key = pool.snapshot_key(kernel_id, cache)
+        key = pool.snapshot_key(kernel_id)
         print(f"{kernel_id} {key} {cache.directory(kernel_id, key)}")
     return 0
 

@@ -120,7 +120,7 @@ def starts(kernel_id: str, snapshots: bool, times: int) -> list[dict]:
     pool = pool_for(kernel_id, snapshots)
     phases = []
     for _ in range(times):
-        phases.append(pool.session(kernel_id).vm.boot.phases)
+        phases.append(pool.session(kernel_id).boot.phases)
         pool.stop_live()
     return phases
 
@@ -165,7 +165,7 @@ def round_trips(kernel_id: str) -> dict:
             ssh.append(time.monotonic() - started)
     finally:
         pool.stop_live()
-    return {"kernel": kernel_id, "boot_s": session.vm.boot.seconds,
+    return {"kernel": kernel_id, "boot_s": session.boot.seconds,
             "agent_median_ms": round(statistics.median(agent) * 1000, 1),
             "agent_p95_ms": round(pct(agent, 0.95) * 1000, 1),
             "ssh_exec_median_ms": round(statistics.median(ssh) * 1000, 1),

@@ -16,9 +16,8 @@ from kregress.files import locked, sha256_file
 from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.sources import resolve
 from kregress.paths import cache_dir
-from kregress.run.boot_inputs import describe, prepare, snapshot_key_of
+from kregress.run.boot_inputs import snapshot_key_for
 from kregress.run.session import KernelSession, SessionOptions
-from kregress.run.snapshot import SnapshotCache
 from kregress.provision.image import GuestImage, ImageError, ensure_image, load_spec
 from kregress.run.vm import VM, BootError
 
@@ -91,16 +90,11 @@ class KernelPool:
         self.keys = self.keys or RunKeys.create(self.run_dir / "ssh")
         return self.keys
 
-    def snapshot_key(self, kernel_id: str, cache: SnapshotCache | None = None) -> str:
-        """The key a start of this kernel would look its snapshot up by, without a VM: from its
-        guest's description (the per-run values in it, port, QMP socket, keys, do not count)."""
+    def snapshot_key(self, kernel_id: str) -> str:
+        """The key a start of this kernel would look its snapshot up by, without a VM."""
         kernel = self.kernel(kernel_id)
-        accel, image = self.accel_for(kernel).accel, self.guest_image(kernel.spec.arch)
-        digest = sha256_file(kernel.image)
-        machine = describe(kernel, accel, image, prepare(kernel, accel, image, digest), run_dir=self.run_dir,
-                           keys_dir=self.run_dir / "ssh", qmp_socket=self.run_dir / "qmp.sock", port=0,
-                           cpus=self.options.cpus, memory=self.options.memory)
-        return snapshot_key_of(machine, digest, image.digest)
+        return snapshot_key_for(kernel, self.accel_for(kernel).accel, self.guest_image(kernel.spec.arch),
+                                cpus=self.options.cpus, memory=self.options.memory)
 
     def _probe_kvm(self) -> ProbeResult:
         """Boot the first host-architecture kernel that can be probed with under KVM; what
@@ -153,7 +147,7 @@ class KernelPool:
         self._note_recoveries(kernel_id, session)
         self.live, self.live_for = session, fresh_for
         self.latest[kernel_id] = session
-        boot = session.vm.boot
+        boot = session.boot
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
         # the previous VM's stop and this one's start: what a change of VM costs a test
         session.start_seconds = round(time.monotonic() - started, 3)
@@ -161,8 +155,9 @@ class KernelPool:
 
     def _note_recoveries(self, kernel_id: str, session: KernelSession) -> None:
         noted = self.recoveries.setdefault(kernel_id, {"snapshot_events": [], "boot_retries": []})
-        noted["snapshot_events"] += session.vm.snapshot_events
-        noted["boot_retries"] += list(session.vm.boot.retries) if session.vm.boot else []
+        if session.started:
+            noted["snapshot_events"] += session.started.events
+            noted["boot_retries"] += session.started.retries
 
     def fact_decisions(self, kernel_id: str) -> dict[str, dict]:
         """Which facts the kernel has and why (kregress.kernels.decision): decided once per process."""

@@ -21,6 +21,8 @@ from kregress.kernels.kernel import Kernel
 from kregress.arch import arch as arch_of
 from kregress.run.hostcpu import host_cpu
 from kregress.run.qemu_command import guest_runs_host_cpu, qemu_option
+from kregress.run import snapshot_start
+from kregress.run.boot_record import BootInfo, StartFailed, StartReport
 from kregress.run.vm import VM
 
 GUEST_BIN = "/tmp/kregress/bin"
@@ -51,7 +53,9 @@ class KernelSession:
         self.kernel, self.accel, self.run_dir, self.image = kernel, accel, run_dir, image
         options = options or SessionOptions()
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
-                     boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
+                     boot_timeout=options.boot_timeout)
+        self.snapshots = SnapshotCache() if options.snapshots else None
+        self.started: StartReport | None = None     # what start() came to, failed or not
         self.allowlist = options.allowlist
         self._pushed: dict[str, str] = {}
         # the current test's record: its kernel log lines and the seconds spent in the guest
@@ -73,29 +77,39 @@ class KernelSession:
             raise self._lost(f"asking for the kernel log: {err}") from None
 
     def start(self) -> "KernelSession":
-        self.vm.start()
-        self.vm.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
+        """Restore or boot the kernel's guest (the snapshot policy's choice); a failure raises
+        StartFailed, its report kept as `started` too."""
+        try:
+            self.started = snapshot_start.start(self.vm, self.snapshots)
+        except StartFailed as err:
+            self.started = err.report
+            raise
+        self.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
         return self
+
+    @property
+    def boot(self) -> BootInfo | None:
+        return self.started.boot if self.started else None
 
     @property
     def kernel_log(self):
         """The boot's kernel log (bootlog.BootLog), judged."""
-        return self.vm.boot.kernel_log
+        return self.boot.kernel_log
 
     def splats(self, lines: list[str]) -> list[splats.Splat]:
         return splats.find(lines, self.kernel.id, self.allowlist)
 
     @property
     def release(self) -> str:
-        return self.vm.boot.release if self.vm.boot else ""
+        return self.boot.release if self.boot else ""
 
     @property
     def page_size(self) -> int | None:
-        return self.vm.boot.page_size if self.vm.boot else None
+        return self.boot.page_size if self.boot else None
 
     @property
     def active_lsms(self) -> list[str]:
-        return self.vm.boot.lsm.split(",") if self.vm.boot else []
+        return self.boot.lsm.split(",") if self.boot else []
 
     def driver_path(self, name: str, root: Path | None = None) -> str:
         """Build (cached by content) and push a scenario driver once per VM; root: where
@@ -198,7 +212,7 @@ class KernelSession:
         return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}.\n{console}\n{self.replacement()}.")
 
     def replacement(self) -> str:
-        if self.vm.snapshots is not None:
+        if self.snapshots is not None:
             return "VM stopped; the next test gets one restored from the kernel's snapshot"
         return "VM stopped; the next test gets a freshly booted one"
 
@@ -211,7 +225,7 @@ class KernelSession:
         return evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
 
     def info(self) -> dict:
-        boot = self.vm.boot
+        boot = self.boot
         return {**self.kernel.describe(), "uname_r": self.release, "arch": self.kernel.spec.arch,
                 "page_size": boot.page_size if boot else None, "accel": self.accel.accel,
                 "accel_reason": self.accel.reason,
@@ -224,8 +238,10 @@ class KernelSession:
                 "initramfs_modules": list(boot.initramfs_modules) if boot else None,
                 "boot_entry": boot.entry if boot else None,
                 "boot_how": boot.how if boot else None, "snapshot": boot.snapshot if boot else None,
-                "save_seconds": boot.save_seconds if boot else None, "snapshot_note": self.vm.snapshot_note,
-                "snapshot_events": list(self.vm.snapshot_events), "boot_retries": list(boot.retries) if boot else [],
+                "save_seconds": boot.save_seconds if boot else None,
+                "snapshot_note": self.started.note if self.started else None,
+                "snapshot_events": list(self.started.events) if self.started else [],
+                "boot_retries": list(boot.retries) if boot else [],
                 "boot_log": boot.kernel_log.summary() if boot and boot.kernel_log else None,
                 "boot_problems": boot.kernel_log.problems if boot and boot.kernel_log else None,
                 "boot_splats_allowed": [s for s in boot.kernel_log.splats if "allowed" in s]
@@ -247,7 +263,7 @@ class KernelSession:
 
     def cpu_record(self) -> dict:
         """The -cpu and -machine the guest really ran with, and the host CPU under it."""
-        command = shlex.split(self.vm.boot.cmdline)
+        command = shlex.split(self.boot.cmdline)
         return {"qemu_cpu": qemu_option(command, "-cpu"), "machine": qemu_option(command, "-machine"),
                 "guest_sees_host_cpu": guest_runs_host_cpu(command), "host": host_cpu().describe()}
 

@@ -20,7 +20,7 @@ def start(tmp_path, memory: str):
     try:
         session = pool.session(KERNEL)
         assert session.run(["true"]).rc == 0
-        return session.vm.boot.how, session.info(), session.vm
+        return session.boot.how, session.info(), session.vm
     finally:
         pool.stop_live()
 
