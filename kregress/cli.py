@@ -15,6 +15,10 @@ from kregress.provision.image import ImageError, ensure_image, load_spec
 from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.sources import resolve
 from kregress.paths import data, new_run_dir
+from kregress.run.boot_inputs import snapshot_key_for
+from kregress.run.catalog import KernelCatalog
+from kregress.run.guest import RunKeys
+from kregress.run.kvm_probe import AccelPicker
 from kregress.run.pool import KernelPool
 from kregress.run.session import SessionOptions
 from kregress.run.snapshot import DEFAULT_MAX_BYTES, SnapshotCache
@@ -118,11 +122,15 @@ def cmd_snapshots(args) -> int:
 
 
 def print_snapshot_keys(args, cache: SnapshotCache) -> int:
-    """kernel id, snapshot key and directory per kernel, for a CI cache to save and restore."""
-    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(memory=args.vm_memory),
-                      accel_request=args.accel)
-    for kernel_id in pool.specs:
-        key = pool.snapshot_key(kernel_id)
+    """kernel id, snapshot key and directory per kernel, for a CI cache to save and restore:
+    computed as a VM computes its own (boot_inputs.snapshot_key_for), with no VM."""
+    run_dir = new_run_dir()
+    catalog = KernelCatalog(args.kernels_file, args.kernel)
+    accels = AccelPicker(args.accel, catalog, run_dir, keys=lambda: RunKeys.create(run_dir / "ssh"))
+    for kernel_id in catalog.specs:
+        kernel = catalog.kernel(kernel_id)
+        key = snapshot_key_for(kernel, accels.for_kernel(kernel).accel, catalog.guest_image(kernel.spec.arch),
+                               memory=args.vm_memory)
         print(f"{kernel_id} {key} {cache.directory(kernel_id, key)}")
     return 0
 

@@ -133,7 +133,7 @@ def single_boots(kernel_id: str, times: int = 3, plain_vng: bool = True) -> dict
     restores = starts(kernel_id, snapshots=True, times=times)
     pool = pool_for(kernel_id)
     kernel = pool.kernel(kernel_id)
-    accel = pool.accel_for(kernel).accel
+    accel = pool.accels.for_kernel(kernel).accel
     plain = []
     for _ in range(times if plain_vng else 0):
         cmd = vng_base(accel, 1, "1G") + ["--run", str(kernel.image), "--exec", "true"]
@@ -176,7 +176,7 @@ def naive(kernel_id: str, results: str) -> dict:
     """A plain virtme-ng user: each test's commands in a `vng --exec` boot of its own, on
     the host's root (the drivers are static, so they run there too)."""
     pool = pool_for(kernel_id)
-    kernel, accel = pool.kernel(kernel_id), pool.choose_accel()
+    kernel, accel = pool.kernel(kernel_id), pool.accels.choose()
     drivers = {name: str(build.build(name).driver) for name in build.scenario_names()}
     tests = [t for t in json.loads(Path(results).read_text())["tests"]
              if t.get("kernel") == kernel_id and t.get("commands")]

@@ -10,7 +10,9 @@ import pytest
 
 from kregress.provision import programs as build
 from kregress.run import boot_inputs, hostcpu, qemu_command as command, vng
-from kregress.run import pool as pool_module
+from kregress.run import kvm_probe
+from kregress.run.catalog import KernelCatalog
+from kregress.run.kvm_probe import AccelPicker
 from kregress.run.accel import AccelChoice, ProbeResult, choose
 from kregress.kernels.entries import KernelSpec
 from kregress.kernels.sources.image import LocalImage
@@ -126,24 +128,22 @@ def test_a_probe_that_could_not_run_decides_nothing(tmp_path):
     assert choice.accel == "tcg" and choice.probe_error and not (tmp_path / "c.json").exists()
 
 
-def bare_pool(tmp_path, kernels: dict, request="auto") -> pool_module.KernelPool:
-    pool = pool_module.KernelPool.__new__(pool_module.KernelPool)
-    pool.specs = {k: kern.spec for k, kern in kernels.items()}
-    pool.kernels, pool.fetch_errors = dict(kernels), {}
-    pool.refresh, pool.run_dir, pool.keys, pool.images = False, tmp_path, None, {}
-    pool.accel_request, pool.accel = request, None
-    return pool
+def picker(tmp_path, kernels: dict, request="auto") -> AccelPicker:
+    catalog = KernelCatalog.__new__(KernelCatalog)
+    catalog.specs = {k: kern.spec for k, kern in kernels.items()}
+    catalog.kernels, catalog.fetch_errors, catalog.refresh, catalog.images = dict(kernels), {}, False, {}
+    return AccelPicker(request, catalog, tmp_path, keys=lambda: RunKeys.create(tmp_path / "ssh"))
 
 
 def test_an_image_error_in_the_probe_is_reported_not_raised(tmp_path, monkeypatch):
     """It used to abort the whole run, on KVM hosts only."""
-    pool = bare_pool(tmp_path, {"k1": kernel(tmp_path)})
-    monkeypatch.setattr(pool_module, "HOST_ARCH", "x86_64")
+    accels = picker(tmp_path, {"k1": kernel(tmp_path)})
+    monkeypatch.setattr(kvm_probe, "HOST_ARCH", "x86_64")
 
     def no_image(arch="x86_64"):
         raise ImageError("guest image: package 'dropbear' is not in Debian trixie")
-    monkeypatch.setattr(pool, "guest_image", no_image)
-    result = pool._probe_kvm()
+    monkeypatch.setattr(accels.catalog, "guest_image", no_image)
+    result = accels.probe_kvm()
     assert (result.works, result.refused_by) == (False, None) and "dropbear" in result.detail
 
 
@@ -228,23 +228,23 @@ def test_16k_kernel_stays_on_tcg_unless_the_host_runs_16k_pages(tmp_path, monkey
     fits, why = kvm_granule(16384, "arm64", 4096)
     assert not fits and "16K granule cannot be read from userspace" in why
     k16, k4 = arm64_kernel(tmp_path), arm64_kernel(tmp_path, "12")
-    pool = bare_pool(tmp_path, {"a16k": k16})
-    monkeypatch.setattr(pool_module, "HOST_ARCH", "arm64")
+    accels = picker(tmp_path, {"a16k": k16})
+    monkeypatch.setattr(kvm_probe, "HOST_ARCH", "arm64")
     monkeypatch.setattr(hostcpu, "host_page_size", lambda: 4096)
-    pool.accel = AccelChoice("kvm", "KVM probe boot reached userspace in 3.1s")
-    choice = pool.accel_for(k16)
+    accels.choice = AccelChoice("kvm", "KVM probe boot reached userspace in 3.1s")
+    choice = accels.for_kernel(k16)
     assert choice.accel == "tcg" and choice.reason.startswith("KVM not used for this kernel: 16K-page kernel")
-    assert pool.accel_for(k4).accel == "kvm"
+    assert accels.for_kernel(k4).accel == "kvm"
     monkeypatch.setattr(hostcpu, "host_page_size", lambda: 16384)
-    assert pool.accel_for(k16).accel == "kvm"
+    assert accels.for_kernel(k16).accel == "kvm"
 
 
 def test_the_probe_skips_kernels_whose_granule_would_hang(tmp_path, monkeypatch):
-    pool = bare_pool(tmp_path, {"a16k": arm64_kernel(tmp_path)})
-    monkeypatch.setattr(pool_module, "HOST_ARCH", "arm64")
+    accels = picker(tmp_path, {"a16k": arm64_kernel(tmp_path)})
+    monkeypatch.setattr(kvm_probe, "HOST_ARCH", "arm64")
     monkeypatch.setattr(hostcpu, "host_page_size", lambda: 4096)
-    monkeypatch.setattr(pool_module.VM, "probe", lambda self: pytest.fail("must not boot a 16K kernel here"))
-    result = pool._probe_kvm()
+    monkeypatch.setattr(kvm_probe.VM, "probe", lambda self: pytest.fail("must not boot a 16K kernel here"))
+    result = accels.probe_kvm()
     assert (result.works, result.refused_by) == (False, None) and "no arm64 kernel" in result.detail
 
 

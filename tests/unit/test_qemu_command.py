@@ -18,7 +18,6 @@ from kregress.kernels.kernel import Kernel
 from kregress.provision.image import GuestImage
 from kregress.provision.initramfs import Initramfs
 from kregress.run import boot_inputs, vm
-from kregress.run import pool as pool_module
 from kregress.run.boot_inputs import describe, prepare, run_slots
 from kregress.run.errors import BootError
 from kregress.run.guest import RunKeys
@@ -301,11 +300,7 @@ def test_the_cli_and_the_vm_compute_one_key_with_no_vm_and_no_process(tmp_path, 
     monkeypatch.setattr(subprocess, "Popen", refuse)
     monkeypatch.setattr(subprocess, "run", refuse)
     monkeypatch.setattr(tempfile, "mkdtemp", refuse)
-    pool = pool_module.KernelPool.__new__(pool_module.KernelPool)
-    pool.kernels, pool.fetch_errors, pool.images = {"k1": kernel}, {}, {"x86_64": image}
-    pool.run_dir, pool.options = Path(INPUTS["run_dir"]), pool_module.SessionOptions()
-    monkeypatch.setattr(pool, "accel_for", lambda k: pool_module.AccelChoice("tcg", "test"))
-    assert pool.snapshot_key("k1") == case["snapshot_key"] == keys[0] == keys[1]     # any run's VM: one key
+    # kregress snapshots key's computation: the same key as any run's VM
+    assert boot_inputs.snapshot_key_for(kernel, "tcg", image) == case["snapshot_key"] == keys[0] == keys[1]
     assert asked[-1][0][1:] == case["vng_args"][1:] and asked[-1][1] == "tcg"
-    pool.options = pool_module.SessionOptions(memory="736M")
-    assert pool.snapshot_key("k1") != case["snapshot_key"]
+    assert boot_inputs.snapshot_key_for(kernel, "tcg", image, memory="736M") != case["snapshot_key"]
