@@ -20,7 +20,7 @@ from kregress.run.catalog import KernelCatalog
 from kregress.run.guest import RunKeys
 from kregress.run.kvm_probe import AccelPicker
 from kregress.run.pool import KernelPool
-from kregress.run.session import SessionOptions
+from kregress.run.session import VMOptions
 from kregress.run.snapshot import DEFAULT_MAX_BYTES, SnapshotCache
 from kregress.run.vm import BootError
 
@@ -76,7 +76,7 @@ def cmd_fetch(args) -> int:
 
 def cmd_exec(args) -> int:
     """Boot each kernel, run one scenario driver (or a shell command) and print its output."""
-    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(), accel_request=args.accel,
+    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), VMOptions(), accel_request=args.accel,
                       refresh=args.refresh_kernels)
     status = 0
     for kernel_id in pool.specs:

@@ -45,7 +45,7 @@ from kregress.report import overhead as harness_overhead  # noqa: E402
 from kregress.kernels.entries import load_kernels, select_kernels  # noqa: E402
 from kregress.run.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
-from kregress.run.session import SessionOptions  # noqa: E402
+from kregress.run.session import VMOptions  # noqa: E402
 from kregress.run.snapshot import SnapshotCache  # noqa: E402
 from kregress.run.vng import vng_base, vng_env  # noqa: E402
 
@@ -112,7 +112,7 @@ def overhead_lines(doc: dict) -> list[str]:
 
 def pool_for(kernel_id: str, snapshots: bool = True) -> KernelPool:
     run_dir = Path(tempfile.mkdtemp(prefix="kregress-bench-"))
-    return KernelPool(KERNELS_FILE, [kernel_id], run_dir, SessionOptions(snapshots=snapshots))
+    return KernelPool(KERNELS_FILE, [kernel_id], run_dir, VMOptions(snapshots=snapshots))
 
 
 def starts(kernel_id: str, snapshots: bool, times: int) -> list[dict]:
@@ -161,7 +161,7 @@ def round_trips(kernel_id: str) -> dict:
         ssh = []
         for _ in range(5):
             started = time.monotonic()
-            session.vm.session.ssh_exec("true")
+            session.vm.connection.ssh_exec("true")
             ssh.append(time.monotonic() - started)
     finally:
         pool.stop_live()

@@ -16,7 +16,7 @@ from kregress.plugin.fixtures import known_durations
 from kregress.plugin.state import POOL, RESULTS, unit_only
 from kregress.report.results import ResultsFile
 from kregress.run.pool import KernelPool
-from kregress.run.session import SessionOptions
+from kregress.run.session import VMOptions
 
 
 def pytest_addoption(parser):
@@ -59,7 +59,7 @@ def pytest_configure(config):
     run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
     try:
         pool = KernelPool(opt.kernels_file, opt.kernel, run_dir,
-                          SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
+                          VMOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
                                             snapshots=not opt.no_snapshots,
                                             allowlist=splats.load_allowlist(opt.kernel_log_allowlist)),
                              accel_request=opt.accel, refresh=opt.refresh_kernels, arches=opt.arch)

@@ -16,7 +16,7 @@ from kregress.kernels.kernel import Kernel
 from kregress.run.catalog import KernelCatalog
 from kregress.run.guest import RunKeys
 from kregress.run.kvm_probe import AccelPicker
-from kregress.run.session import KernelSession, SessionOptions
+from kregress.run.session import KernelSession, VMOptions
 from kregress.provision.image import ImageError
 from kregress.run.vm import BootError
 
@@ -25,7 +25,7 @@ class KernelPool:
     """At most one live VM (the current kernel's) per process, so memory stays bounded by one
     VM per worker; the run's keys, which every VM of the process is started with."""
 
-    def __init__(self, kernels_file: Path, wanted: list[str], run_dir: Path, options: SessionOptions,
+    def __init__(self, kernels_file: Path, wanted: list[str], run_dir: Path, options: VMOptions,
                  accel_request: str = "auto", refresh: bool = False, arches: list[str] = ()):
         self.catalog = KernelCatalog(kernels_file, wanted, arches, refresh)     # KernelsFileError: bad file
         # absolute: the guest reads its sshd config from here, from its own working directory

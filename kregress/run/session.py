@@ -39,7 +39,7 @@ class GuestFailure(Exception):
 
 
 @dataclass
-class SessionOptions:
+class VMOptions:
     cpus: int = 1
     memory: str = "1G"
     boot_timeout: float | None = None
@@ -49,9 +49,9 @@ class SessionOptions:
 
 class KernelSession:
     def __init__(self, kernel: Kernel, accel: AccelChoice, run_dir: Path, keys: RunKeys, image: GuestImage,
-                 options: SessionOptions | None = None):
+                 options: VMOptions | None = None):
         self.kernel, self.accel, self.run_dir, self.image = kernel, accel, run_dir, image
-        options = options or SessionOptions()
+        options = options or VMOptions()
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
                      boot_timeout=options.boot_timeout)
         self.snapshots = SnapshotCache() if options.snapshots else None
@@ -72,7 +72,7 @@ class KernelSession:
         if self.start_seconds is not None:
             record["vm_start_seconds"], self.start_seconds = self.start_seconds, None
         try:
-            self.vm.session.collect_dmesg_soon(record.setdefault("dmesg_before", []))
+            self.vm.connection.collect_dmesg_soon(record.setdefault("dmesg_before", []))
         except GuestLost as err:
             raise self._lost(f"asking for the kernel log: {err}") from None
 
@@ -120,7 +120,7 @@ class KernelSession:
             self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
             started = time.monotonic()
-            self.vm.session.put(program.driver, remote)
+            self.vm.connection.put(program.driver, remote)
             pushed = self.test_record.get("push_seconds", 0.0) + time.monotonic() - started
             self.test_record["push_seconds"] = round(pushed, 4)     # the benchmark's overhead parts
             self._pushed[key] = remote
@@ -156,7 +156,7 @@ class KernelSession:
         for name, ko in order:
             remote = f"{GUEST_MODULES}/{name}.ko"
             # compressed: the guest inflates it; SSH into an emulated guest is what a push costs
-            self.vm.session.put_bytes(zlib.compress(ko, 6), remote, compressed=True)
+            self.vm.connection.put_bytes(zlib.compress(ko, 6), remote, compressed=True)
             result = self.run(["busybox", "insmod", remote])
             loaded[name] = "loaded" if result.rc == 0 else \
                 "already loaded" if "exists" in result.stderr else f"insmod failed: {result.stderr.strip()[-300:]}"
@@ -167,7 +167,7 @@ class KernelSession:
         """Run in the guest; a panic, a hang or a lost guest stops this VM and raises GuestFailure."""
         what = " ".join(map(str, argv))
         try:
-            result = self.vm.session.run(argv, timeout=timeout)
+            result = self.vm.connection.run(argv, timeout=timeout)
         except GuestLost as err:
             raise self._lost(f"while running {what}: {err}") from None
         self.test_record["dmesg"].extend(result.dmesg)
@@ -186,7 +186,7 @@ class KernelSession:
     def collect_dmesg(self, into: str = "dmesg") -> list[str]:
         """Kernel log lines since the last collection, added to the test record's `into`."""
         try:
-            lines = self.vm.session.collect_dmesg()
+            lines = self.vm.connection.collect_dmesg()
         except GuestLost as err:
             raise self._lost(f"collecting the kernel log: {err}") from None
         self.test_record.setdefault(into, []).extend(lines)
@@ -197,7 +197,7 @@ class KernelSession:
         if not self.alive():
             return []
         try:
-            return self.vm.session.collect_dmesg(timeout=10)
+            return self.vm.connection.collect_dmesg(timeout=10)
         except GuestLost:
             return []
 
@@ -217,7 +217,7 @@ class KernelSession:
         return "VM stopped; the next test gets a freshly booted one"
 
     def alive(self) -> bool:
-        return self.vm.alive() and self.vm.session is not None
+        return self.vm.alive() and self.vm.connection is not None
 
     @property
     def evidence(self) -> dict[str, dict[str, str]]:

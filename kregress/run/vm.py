@@ -33,7 +33,7 @@ from kregress.run.accel import ProbeResult
 from kregress.run.boot_inputs import BootFiles, describe, dry_run, preflight, prepare, run_slots, snapshot_key_of
 from kregress.run.boot_record import BootInfo
 from kregress.run.errors import BootError
-from kregress.run.guest import AGENT_PORT, GuestLost, GuestSession, RunKeys, free_port
+from kregress.run.guest import AGENT_PORT, GuestLost, GuestConnection, RunKeys, free_port
 from kregress.run.qemu_command import GuestMachine, RunSlots, qemu_command
 from kregress.run.qmp import QMP, QMPError
 from kregress.run.snapshot import Snapshot, SnapshotError, SnapshotRefused
@@ -61,7 +61,7 @@ class VM:
         self.proc = None
         self.port: int | None = None
         self.qmp_dir: Path | None = None
-        self.session: GuestSession | None = None
+        self.connection: GuestConnection | None = None
         self.console_log: Path | None = None
 
     @cached_property
@@ -146,9 +146,9 @@ class VM:
         connection in it and no connection of this run lives on in it. QEMU is left paused:
         stop() follows. Raises QMPError or OSError."""
         started = time.monotonic()
-        self.session.say_goodbye()
-        self.session.close()
-        self.session = None
+        self.connection.say_goodbye()
+        self.connection.close()
+        self.connection = None
         qmp = QMP(self.qmp_dir / "qmp.sock", timeout=30)
         try:
             qmp.migrate_to_file(staging / "state", errors=self.qmp_dir / "save-errors")
@@ -183,9 +183,9 @@ class VM:
                                                 f"{refusal}") from None
             raise
         phases = {"restore_running": round(time.monotonic() - started, 2)}
-        self.session = GuestSession(self.port, self.guest_keys, connect_timeout=30)
+        self.connection = GuestConnection(self.port, self.guest_keys, connect_timeout=30)
         phases["ssh_connected"] = round(time.monotonic() - started, 2)
-        self.session.start_agent(AGENT_PORT, timeout=30)
+        self.connection.start_agent(AGENT_PORT, timeout=30)
         phases["agent_ready"] = round(time.monotonic() - started, 2)
         self._adopt_run_keys()
         with open(self.console_log, "a") as log:      # a restored guest prints no ready marker itself
@@ -232,10 +232,10 @@ class VM:
         ready = self._wait_ready(started)
         phases = console.phases(console.read(self.console_log), ready, time.monotonic() - started)
         try:
-            self.session = GuestSession(self.port, self.guest_keys, connect_timeout=60)
+            self.connection = GuestConnection(self.port, self.guest_keys, connect_timeout=60)
             phases["ssh_connected"] = round(time.monotonic() - started, 2)
-            self.session.start_agent(AGENT_PORT)
-            kmsg = self.session.collect_dmesg()       # the agent's first reply: kmsg from its first line
+            self.connection.start_agent(AGENT_PORT)
+            kmsg = self.connection.collect_dmesg()       # the agent's first reply: kmsg from its first line
         except GuestLost as err:
             raise BootError(f"attempt {attempt}: guest booted but SSH/agent failed: {err}\n"
                             + self.console_tail()) from err
@@ -262,14 +262,14 @@ class VM:
         login and is restarted on the run's host key in the background, off the test's path."""
         directory = "/run/kregress/ssh"
         try:
-            self.session.put_bytes((self.keys.directory / "authorized_keys").read_bytes(),
+            self.connection.put_bytes((self.keys.directory / "authorized_keys").read_bytes(),
                                    f"{directory}/authorized_keys", 0o600)
-            self.session.put_bytes((self.keys.directory / "host_ed25519.dropbear").read_bytes(),
+            self.connection.put_bytes((self.keys.directory / "host_ed25519.dropbear").read_bytes(),
                                    f"{directory}/host_key", 0o600)
-            self.session.set_clock(time.time())
+            self.connection.set_clock(time.time())
         except GuestLost as err:
             raise SnapshotError(f"could not give the guest this run's keys: {err}") from None
-        result = self.session.run(["sh", "-c", "/run/kregress/start_sshd.sh > /dev/null 2>&1 &"], timeout=30)
+        result = self.connection.run(["sh", "-c", "/run/kregress/start_sshd.sh > /dev/null 2>&1 &"], timeout=30)
         if result.rc != 0:
             raise SnapshotError(f"could not restart the guest's SSH server on this run's keys: "
                                 f"{result.stderr.strip()}")
@@ -313,9 +313,9 @@ class VM:
         return group_peak_rss_mb(self.proc.pid, "qemu-system") if self.alive() else None
 
     def stop(self) -> None:
-        if self.session:
-            self.session.close()
-            self.session = None
+        if self.connection:
+            self.connection.close()
+            self.connection = None
         if self.proc:
             kill_group(self.proc)
             self.proc = None

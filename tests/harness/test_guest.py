@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kregress.run.guest import GuestLost, GuestSession
+from kregress.run.guest import GuestLost, GuestConnection
 
 HOST_SHARES = ("9p", "virtiofs", "fuse.virtiofs")
 
@@ -61,7 +61,7 @@ def test_guest_takes_this_runs_keys_and_the_hosts_time(kernel_session, record_be
     deadline = time.monotonic() + 20
     while True:
         try:
-            GuestSession(vm.port, vm.keys, connect_timeout=5).close()
+            GuestConnection(vm.port, vm.keys, connect_timeout=5).close()
             break
         except GuestLost:
             if time.monotonic() > deadline:
@@ -69,4 +69,4 @@ def test_guest_takes_this_runs_keys_and_the_hosts_time(kernel_session, record_be
             time.sleep(0.2)
     if vm.guest_keys.directory != vm.keys.directory:       # restored: the snapshot's keys are out
         with pytest.raises(GuestLost):
-            GuestSession(vm.port, vm.guest_keys, connect_timeout=2)
+            GuestConnection(vm.port, vm.guest_keys, connect_timeout=2)

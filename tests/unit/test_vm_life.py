@@ -112,7 +112,7 @@ def world(tmp_path, monkeypatch) -> World:
 
         def close(self):
             pass
-    monkeypatch.setattr(vm, "GuestSession", FakeGuest)
+    monkeypatch.setattr(vm, "GuestConnection", FakeGuest)
     monkeypatch.setattr(vm, "QMP", FakeQMP)
     return world
 
@@ -130,10 +130,10 @@ def test_boot_returns_what_happened_and_stop_ends_it(tmp_path, world):
     boot = machine.boot()
     assert (boot.how, boot.release, boot.page_size, boot.attempts, boot.retries) == ("booted", "6.12.117", 4096, 1, ())
     assert boot.entry == "pvh" and boot.kernel_log.kmsg and boot.console_log.name == "k1.boot1.log"
-    assert machine.alive() and machine.session is world.guests[0] and machine.guest_keys == machine.keys
+    assert machine.alive() and machine.connection is world.guests[0] and machine.guest_keys == machine.keys
     assert f"127.0.0.1:{machine.port}-:22" in " ".join(world.commands[0]) and "-incoming" not in world.commands[0]
     machine.stop()
-    assert not machine.alive() and machine.session is None and world.guests[0].closed and machine.qmp_dir is None
+    assert not machine.alive() and machine.connection is None and world.guests[0].closed and machine.qmp_dir is None
 
 
 def test_boot_tries_once_more_after_a_retryable_failure_and_says_why(tmp_path, world):
@@ -154,10 +154,10 @@ def test_boot_stops_at_a_failure_a_retry_cannot_help(tmp_path, world):
 def test_save_leaves_no_connection_in_the_state_and_says_what_it_wrote(tmp_path, world):
     machine = new_vm(tmp_path)
     machine.boot(keys=RunKeys.create(tmp_path / "staging" / "ssh"))
-    guest = machine.session
+    guest = machine.connection
     saved = machine.save(tmp_path / "staging")
     assert saved.files == (tmp_path / "staging" / "state",) and saved.files[0].read_bytes() == b"the guest's state"
-    assert saved.seconds >= 0 and guest.calls[-1] == "goodbye" and guest.closed and machine.session is None
+    assert saved.seconds >= 0 and guest.calls[-1] == "goodbye" and guest.closed and machine.connection is None
     world.save_fails = "saving the guest failed: failed (No space left on device)"
     machine.stop()
     machine.boot()
@@ -181,7 +181,7 @@ def test_restore_gives_the_guest_this_runs_keys(tmp_path, world):
     assert (boot.how, boot.snapshot, boot.release) == ("restored", snapshot.directory.name, "6.12.117")
     assert world.commands[0][-2:] == ["-incoming", f"exec:cat '{snapshot.state}'"]
     assert machine.guest_keys.directory == snapshot.keys_dir        # what the saved guest's sshd knows
-    assert machine.session.calls == ["start_agent", "/run/kregress/ssh/authorized_keys", "/run/kregress/ssh/host_key",
+    assert machine.connection.calls == ["start_agent", "/run/kregress/ssh/authorized_keys", "/run/kregress/ssh/host_key",
                                      "clock", "restart sshd"]
     assert "RESTORED from" in boot.console_log.read_text() and boot.kernel_log.origin.startswith("snapshot ")
 
@@ -283,9 +283,9 @@ def test_a_start_with_no_cache_boots_and_a_failed_one_carries_its_report(tmp_pat
 
 def test_the_session_reads_the_report_not_the_vm(tmp_path, world):
     from kregress.run.accel import AccelChoice
-    from kregress.run.session import KernelSession, SessionOptions
+    from kregress.run.session import KernelSession, VMOptions
     session = KernelSession(kernel(tmp_path), AccelChoice("tcg", "test"), tmp_path / "run",
-                            RunKeys.create(tmp_path / "ssh"), new_vm(tmp_path).image, SessionOptions(snapshots=False))
+                            RunKeys.create(tmp_path / "ssh"), new_vm(tmp_path).image, VMOptions(snapshots=False))
     world.consoles = ["KREGRESS: FAIL no erofs module\n"]
     with pytest.raises(BootError):
         session.start()
