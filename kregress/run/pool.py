@@ -74,7 +74,7 @@ class KernelPool:
             self.boot_errors[kernel_id] = f"{kernel_id}: {err}"
             raise BootError(self.boot_errors[kernel_id], retryable=False) from None
         try:
-            session.start()
+            session.start(since=started)    # the previous VM's stop and this one's start: what a change costs
         except BootError as err:
             self.boot_errors[kernel_id] = str(err)
             self._note_recoveries(kernel_id, session)
@@ -85,8 +85,6 @@ class KernelPool:
         self.latest[kernel_id] = session
         boot = session.boot
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
-        # the previous VM's stop and this one's start: what a change of VM costs a test
-        session.start_seconds = round(time.monotonic() - started, 3)
         return session
 
     def _note_recoveries(self, kernel_id: str, session: KernelSession) -> None:

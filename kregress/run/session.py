@@ -61,7 +61,7 @@ class KernelSession:
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
         self.programs_rebuilt = 0
-        self.start_seconds: float | None = None    # set by the pool; goes to the first test's record
+        self.start_seconds: float | None = None    # what start() took; goes to the first test's record
 
     def begin_test(self, record: dict) -> None:
         """From now on commands, kernel log lines and pushes go to this test's record, and
@@ -76,15 +76,18 @@ class KernelSession:
         except GuestLost as err:
             raise self._lost(f"asking for the kernel log: {err}") from None
 
-    def start(self) -> "KernelSession":
+    def start(self, since: float | None = None) -> "KernelSession":
         """Restore or boot the kernel's guest (the snapshot policy's choice); a failure raises
-        StartFailed, its report kept as `started` too."""
+        StartFailed, its report kept as `started` too. since: when the change of VM began (the
+        previous VM's stop counts), for start_seconds."""
+        since = time.monotonic() if since is None else since
         try:
             self.started = snapshot_start.start(self.vm, self.snapshots)
         except StartFailed as err:
             self.started = err.report
             raise
         self.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
+        self.start_seconds = round(time.monotonic() - since, 3)
         return self
 
     @property

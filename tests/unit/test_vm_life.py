@@ -284,9 +284,16 @@ def test_a_start_with_no_cache_boots_and_a_failed_one_carries_its_report(tmp_pat
 def test_the_session_reads_the_report_not_the_vm(tmp_path, world):
     from kregress.run.accel import AccelChoice
     from kregress.run.session import KernelSession, VMOptions
-    session = KernelSession(kernel(tmp_path), AccelChoice("tcg", "test"), tmp_path / "run",
-                            RunKeys.create(tmp_path / "ssh"), new_vm(tmp_path).image, VMOptions(snapshots=False))
+
+    def session():
+        return KernelSession(kernel(tmp_path), AccelChoice("tcg", "test"), tmp_path / "run",
+                             RunKeys.create(tmp_path / "ssh"), new_vm(tmp_path).image, VMOptions(snapshots=False))
+    started = session().start(since=0.0)
+    assert started.boot is started.started.boot and started.release == "6.12.117" and started.start_seconds > 0
+    assert started.boot.how == "booted" and started.started.note is None
+    failed = session()
     world.consoles = ["KREGRESS: FAIL no erofs module\n"]
     with pytest.raises(BootError):
-        session.start()
-    assert session.started.boot is None and session.boot is None and session.release == ""
+        failed.start()
+    assert failed.started.boot is None and failed.boot is None and failed.release == ""
+    assert failed.start_seconds is None
