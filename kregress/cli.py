@@ -15,8 +15,12 @@ from kregress.provision.image import ImageError, ensure_image, load_spec
 from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.sources import resolve
 from kregress.paths import data, new_run_dir
+from kregress.run.boot_inputs import snapshot_key_for
+from kregress.run.catalog import KernelCatalog
+from kregress.run.guest import RunKeys
+from kregress.run.kvm_probe import AccelPicker
 from kregress.run.pool import KernelPool
-from kregress.run.session import SessionOptions
+from kregress.run.session import VMOptions
 from kregress.run.snapshot import DEFAULT_MAX_BYTES, SnapshotCache
 from kregress.run.vm import BootError
 
@@ -72,13 +76,13 @@ def cmd_fetch(args) -> int:
 
 def cmd_exec(args) -> int:
     """Boot each kernel, run one scenario driver (or a shell command) and print its output."""
-    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(), accel_request=args.accel,
+    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), VMOptions(), accel_request=args.accel,
                       refresh=args.refresh_kernels)
     status = 0
     for kernel_id in pool.specs:
         try:
             session = pool.session(kernel_id)
-            boot = session.vm.boot
+            boot = session.boot
             print(f"# {kernel_id}: {session.release} under {session.accel.accel}, "
                   f"{boot.how} in {boot.seconds}s {boot.phases}", file=sys.stderr)
             if args.shell:
@@ -118,11 +122,15 @@ def cmd_snapshots(args) -> int:
 
 
 def print_snapshot_keys(args, cache: SnapshotCache) -> int:
-    """kernel id, snapshot key and directory per kernel, for a CI cache to save and restore."""
-    pool = KernelPool(args.kernels_file, args.kernel, new_run_dir(), SessionOptions(memory=args.vm_memory),
-                      accel_request=args.accel)
-    for kernel_id in pool.specs:
-        key = pool.snapshot_key(kernel_id, cache)
+    """kernel id, snapshot key and directory per kernel, for a CI cache to save and restore:
+    computed as a VM computes its own (boot_inputs.snapshot_key_for), with no VM."""
+    run_dir = new_run_dir()
+    catalog = KernelCatalog(args.kernels_file, args.kernel)
+    accels = AccelPicker(args.accel, catalog, run_dir, keys=lambda: RunKeys.create(run_dir / "ssh"))
+    for kernel_id in catalog.specs:
+        kernel = catalog.kernel(kernel_id)
+        key = snapshot_key_for(kernel, accels.for_kernel(kernel).accel, catalog.guest_image(kernel.spec.arch),
+                               memory=args.vm_memory)
         print(f"{kernel_id} {key} {cache.directory(kernel_id, key)}")
     return 0
 

@@ -45,7 +45,7 @@ from kregress.report import overhead as harness_overhead  # noqa: E402
 from kregress.kernels.entries import load_kernels, select_kernels  # noqa: E402
 from kregress.run.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
-from kregress.run.session import SessionOptions  # noqa: E402
+from kregress.run.session import VMOptions  # noqa: E402
 from kregress.run.snapshot import SnapshotCache  # noqa: E402
 from kregress.run.vng import vng_base, vng_env  # noqa: E402
 
@@ -112,7 +112,7 @@ def overhead_lines(doc: dict) -> list[str]:
 
 def pool_for(kernel_id: str, snapshots: bool = True) -> KernelPool:
     run_dir = Path(tempfile.mkdtemp(prefix="kregress-bench-"))
-    return KernelPool(KERNELS_FILE, [kernel_id], run_dir, SessionOptions(snapshots=snapshots))
+    return KernelPool(KERNELS_FILE, [kernel_id], run_dir, VMOptions(snapshots=snapshots))
 
 
 def starts(kernel_id: str, snapshots: bool, times: int) -> list[dict]:
@@ -120,7 +120,7 @@ def starts(kernel_id: str, snapshots: bool, times: int) -> list[dict]:
     pool = pool_for(kernel_id, snapshots)
     phases = []
     for _ in range(times):
-        phases.append(pool.session(kernel_id).vm.boot.phases)
+        phases.append(pool.session(kernel_id).boot.phases)
         pool.stop_live()
     return phases
 
@@ -133,7 +133,7 @@ def single_boots(kernel_id: str, times: int = 3, plain_vng: bool = True) -> dict
     restores = starts(kernel_id, snapshots=True, times=times)
     pool = pool_for(kernel_id)
     kernel = pool.kernel(kernel_id)
-    accel = pool.accel_for(kernel).accel
+    accel = pool.accels.for_kernel(kernel).accel
     plain = []
     for _ in range(times if plain_vng else 0):
         cmd = vng_base(accel, 1, "1G") + ["--run", str(kernel.image), "--exec", "true"]
@@ -161,11 +161,11 @@ def round_trips(kernel_id: str) -> dict:
         ssh = []
         for _ in range(5):
             started = time.monotonic()
-            session.vm.session.ssh_exec("true")
+            session.vm.connection.ssh_exec("true")
             ssh.append(time.monotonic() - started)
     finally:
         pool.stop_live()
-    return {"kernel": kernel_id, "boot_s": session.vm.boot.seconds,
+    return {"kernel": kernel_id, "boot_s": session.boot.seconds,
             "agent_median_ms": round(statistics.median(agent) * 1000, 1),
             "agent_p95_ms": round(pct(agent, 0.95) * 1000, 1),
             "ssh_exec_median_ms": round(statistics.median(ssh) * 1000, 1),
@@ -176,7 +176,7 @@ def naive(kernel_id: str, results: str) -> dict:
     """A plain virtme-ng user: each test's commands in a `vng --exec` boot of its own, on
     the host's root (the drivers are static, so they run there too)."""
     pool = pool_for(kernel_id)
-    kernel, accel = pool.kernel(kernel_id), pool.choose_accel()
+    kernel, accel = pool.kernel(kernel_id), pool.accels.choose()
     drivers = {name: str(build.build(name).driver) for name in build.scenario_names()}
     tests = [t for t in json.loads(Path(results).read_text())["tests"]
              if t.get("kernel") == kernel_id and t.get("commands")]

@@ -83,7 +83,7 @@ def push_maps(session, name: str, maps_text: str, shared: bool = False) -> str:
     if not maps_text:
         return "-"
     remote = f"{GUEST_DIR}/{name}.maps"
-    session.vm.session.put_bytes(maps_text.encode(), remote)
+    session.vm.connection.put_bytes(maps_text.encode(), remote)
     return ("shared:" if shared else "") + remote
 
 
@@ -91,7 +91,7 @@ def run_check(session, program: Path, maps_remote: str = "-", timeout: float = 1
     """check_progs on one object in the session's guest: its JSON, plus the modules' state."""
     modules = load_netfilter_modules(session)
     remote = f"{GUEST_DIR}/{program.name}"
-    session.vm.session.put(program, remote, mode=0o644)
+    session.vm.connection.put(program, remote, mode=0o644)
     doc = driver_json(session, DRIVER, program, remote, maps_remote, timeout=timeout)
     doc["netfilter_modules"] = modules
     return doc
@@ -221,7 +221,7 @@ def check_together(session, sources: list[Path], has, maps: Path | None = None,
     objs = [compile_object(source, session.kernel.spec.arch) for source in sources]
     remotes = [f"{GUEST_DIR}/{obj.name}" for obj in objs]
     for obj, remote in zip(objs, remotes):
-        session.vm.session.put(obj, remote, mode=0o644)
+        session.vm.connection.put(obj, remote, mode=0o644)
     maps_remote = push_maps(session, "together", encode_maps(maps))
     doc = driver_json(session, KIND_DRIVERS["sockops"], objs[0], maps_remote, *remotes)
     kernel_id = session.kernel.id

@@ -13,7 +13,7 @@ import pytest
 from kregress.kernels.decision import KernelFacts
 from kregress.kernels.kernel import KernelFetchError
 from kregress.plugin import durations
-from kregress.plugin.state import HARNESS, kernel_of, record_of
+from kregress.plugin.state import POOL, kernel_of, record_of
 from kregress.run.session import KernelSession
 from kregress.run.vm import BootError
 from kregress.verdict.expect import declared_facts, differences, facts_mismatch, failure_message
@@ -22,7 +22,7 @@ from kregress.verdict.record import add_extras
 
 def pytest_generate_tests(metafunc):
     if "kernel_id" in metafunc.fixturenames:
-        ids = list(metafunc.config.stash[HARNESS].specs)
+        ids = list(metafunc.config.stash[POOL].specs)
         metafunc.parametrize("kernel_id", ids, ids=ids, scope="session")
 
 
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
             group = kernel_id if config.option.spread == "kernel" else f"{kernel_id}@{item.path.stem}"
             item.add_marker(pytest.mark.xdist_group(group))
     yield
-    tests_by_kernel = {kernel_id: [] for kernel_id in config.stash[HARNESS].specs}
+    tests_by_kernel = {kernel_id: [] for kernel_id in config.stash[POOL].specs}
     for item in items:
         if kernel_of(item) in tests_by_kernel:
             tests_by_kernel[kernel_of(item)].append(item.nodeid.split("@")[0])
@@ -74,11 +74,11 @@ def kernel_session(request, kernel_id) -> KernelSession:
     kernel problem among them (kregress/kernel_log/splats.py: WARN, BUG, Oops, KASAN, UBSAN, lockdep,
     hung task, RCU stall), unless allowlisted, fails the test at teardown.
     """
-    harness = request.config.stash[HARNESS]
+    pool = request.config.stash[POOL]
     fresh = {"kernel": None, "module": request.node.path, "test": request.node.nodeid}[request.config.option.fresh_vm]
     record = record_of(request.node)
     try:
-        session, error = harness.session(kernel_id, fresh_for=fresh), None
+        session, error = pool.session(kernel_id, fresh_for=fresh), None
     except (BootError, KernelFetchError) as err:
         error = str(err)
         record["harness_error"] = "boot-failed" if isinstance(err, BootError) else "fetch-failed"
@@ -107,7 +107,7 @@ def kernel_facts(request, kernel_session) -> KernelFacts:
     kernel = kernel_session.kernel
     declared = declared_facts(request.node.iter_markers("scenario"))
     facts = KernelFacts(kernel.id, kernel.upstream_version, declared=declared, config_source=kernel.config_source,
-                        decisions=request.config.stash[HARNESS].fact_decisions(kernel.id))
+                        decisions=request.config.stash[POOL].fact_decisions(kernel.id))
     yield facts
     record = record_of(request.node)
     record["facts_used"] = {name: facts.summary(name) for name in sorted(facts.used)}

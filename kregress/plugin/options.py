@@ -13,10 +13,10 @@ from kregress.kernel_log import splats
 from kregress.kernels.entries import KernelsFileError
 from kregress.paths import data, new_run_dir
 from kregress.plugin.fixtures import known_durations
-from kregress.plugin.state import HARNESS, RESULTS, unit_only
+from kregress.plugin.state import POOL, RESULTS, unit_only
 from kregress.report.results import ResultsFile
 from kregress.run.pool import KernelPool
-from kregress.run.session import SessionOptions
+from kregress.run.session import VMOptions
 
 
 def pytest_addoption(parser):
@@ -58,21 +58,21 @@ def pytest_configure(config):
     worker = getattr(config, "workerinput", None)
     run_dir = Path(worker["kregress_run_dir"]) if worker else (opt.run_dir or new_run_dir())
     try:
-        harness = KernelPool(opt.kernels_file, opt.kernel, run_dir,
-                             SessionOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
+        pool = KernelPool(opt.kernels_file, opt.kernel, run_dir,
+                          VMOptions(cpus=opt.vm_cpus, memory=opt.vm_memory, boot_timeout=opt.boot_timeout,
                                             snapshots=not opt.no_snapshots,
                                             allowlist=splats.load_allowlist(opt.kernel_log_allowlist)),
                              accel_request=opt.accel, refresh=opt.refresh_kernels, arches=opt.arch)
     except (KernelsFileError, splats.AllowlistError) as err:
         raise pytest.UsageError(str(err)) from None
-    harness.is_controller = worker is None
-    config.stash[HARNESS] = harness
-    if harness.is_controller and not config.option.collectonly and not unit_only(config):
-        config.stash[RESULTS] = ResultsFile(config.option.results or harness.run_dir / "results.json",
-                                            harness.run_dir, config.option.kernels_file)
+    pool.is_controller = worker is None
+    config.stash[POOL] = pool
+    if pool.is_controller and not config.option.collectonly and not unit_only(config):
+        config.stash[RESULTS] = ResultsFile(config.option.results or pool.run_dir / "results.json",
+                                            pool.run_dir, config.option.kernels_file)
         config.stash[RESULTS].doc.update({"fresh_vm": opt.fresh_vm, "snapshots": not opt.no_snapshots,
                                           "spread": opt.spread, "workers": _workers(config)})
-        harness.run_keys()      # once, before any xdist worker starts and needs them
+        pool.run_keys()      # once, before any xdist worker starts and needs them
     if worker is None and getattr(opt, "dist", None) == "loadgroup" and getattr(opt, "maxworkerrestart", "") is None:
         # pytest-xdist 3.8's loadgroup waits forever for a worker that replaces a crashed one
         # (pytest-dev/pytest-xdist#1323, #1327): unless told otherwise, a crash ends the run,
@@ -95,5 +95,5 @@ def _interrupt(signum, frame):
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node):
     """xdist: workers share the controller's run directory."""
-    node.workerinput["kregress_run_dir"] = str(node.config.stash[HARNESS].run_dir)
+    node.workerinput["kregress_run_dir"] = str(node.config.stash[POOL].run_dir)
     node.workerinput["kregress_durations"] = known_durations(node.config)

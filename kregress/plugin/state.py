@@ -1,5 +1,5 @@
-"""What the plugin's modules share: where the pool and the results file are kept, a test's
-record, the kernel a test runs on."""
+"""What the plugin's modules share: where the kernel pool and the results file are kept, a
+test's record, the kernel a test runs on."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,8 @@ from kregress.run.pool import KernelPool
 from kregress.verdict.record import new_record
 
 PROPERTY = "kregress"       # the user property that carries a test's record to the controller
-HARNESS = pytest.StashKey[KernelPool]()
+POOL = pytest.StashKey[KernelPool]()
+HARNESS = POOL      # its old name, until plugin/records.py (reworked in issue 37's other part) reads POOL
 RESULTS = pytest.StashKey[ResultsFile]()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from kregress.kernel_log import gaps as kmsg_gaps
 from kregress.kernels import evidence
 from kregress.plugin import durations
-from kregress.plugin.state import HARNESS, RESULTS, unit_only
+from kregress.plugin.state import POOL, RESULTS, unit_only
 from kregress.report import known, recovery, verdicts
 from kregress.report.matrix import build_roots, guest_images
 from kregress.report.results import case_of, source_text
@@ -17,20 +17,20 @@ from kregress.verdict import deviations, documents
 
 def pytest_report_header(config):
     """The accelerator, decided once at the top of the run (a refusal KVM or QEMU reported is cached per host)."""
-    harness = config.stash[HARNESS]
-    if not harness.is_controller or unit_only(config) or config.option.collectonly:
+    pool = config.stash[POOL]
+    if not pool.is_controller or unit_only(config) or config.option.collectonly:
         return None
-    accel = harness.choose_accel()
+    accel = pool.accels.choose()
     cached = ", cached probe" if accel.cached else ""
     return [f"kregress: accelerator {accel.accel} ({accel.reason}{cached})",
-            f"kregress: kernels {', '.join(harness.specs)}; run directory {harness.run_dir}"]
+            f"kregress: kernels {', '.join(pool.specs)}; run directory {pool.run_dir}"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     results = config.stash.get(RESULTS, None)
     if not results:
         return
-    kmsg_gaps.merge(results.doc, config.stash[HARNESS].run_dir)
+    kmsg_gaps.merge(results.doc, config.stash[POOL].run_dir)
     summary = results.finish()
     durations.record(results.doc)
     write = terminalreporter.write_line

@@ -1,11 +1,13 @@
 """What a guest is made from, prepared without starting it: the kernel checked (preflight),
-its initramfs and agent built, its PVH entry found, the `GuestMachine` describing it
-(kregress/run/qemu_command.py writes the command from that) and the snapshot key of it."""
+its initramfs and agent built, its PVH entry found, the `GuestMachine` describing it and the
+`RunSlots` of one start (kregress/run/qemu_command.py writes the command from those), and the
+snapshot key of the description alone."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from kregress.files import sha256_file
 from kregress.kernels.kconfig import config_problem
 from kregress.kernels.kernel import Kernel
 from kregress.kernels.modules import ModuleError
@@ -16,10 +18,9 @@ from kregress.provision.programs import BuildError, build_agent
 from kregress.run.errors import BootError
 from kregress.arch import arch as arch_of
 from kregress.run.hostcpu import host_cpu
-from kregress.run.qemu_command import GuestMachine
+from kregress.run.qemu_command import GuestMachine, RunSlots
 from kregress.run.snapshot import guest_snapshot_key, qemu_version
 from kregress.run.vng import vng_arguments, vng_qemu_command
-
 
 
 @dataclass(frozen=True)
@@ -91,18 +92,22 @@ def prepare(kernel: Kernel, accel: str, image: GuestImage, kernel_digest: str) -
     return BootFiles(initramfs, pvh_vmlinux(kernel.image, kernel.config, kernel_digest) if pvh else None)
 
 
-def describe(kernel: Kernel, accel: str, image: GuestImage, files: BootFiles, *, run_dir: Path, keys_dir: Path,
-             qmp_socket: Path, port: int, cpus: int = 1, memory: str = "1G",
-             incoming: Path | None = None) -> GuestMachine:
-    """The guest of this kernel as we want it (no file is read or made here)."""
+def describe(kernel: Kernel, accel: str, image: GuestImage, files: BootFiles, *, cpus: int = 1,
+             memory: str = "1G") -> GuestMachine:
+    """The guest of this kernel as we want it, whatever run starts it (no file is read or made here)."""
     return GuestMachine(
         arch=kernel.spec.arch, accel=accel, kernel_image=kernel.image,
         root_disk=image.root, busybox=image.busybox, initramfs=files.initramfs.path,
-        kernel_args=kernel_arguments(kernel),
-        # the run directory's name in qemu's -name tells our VMs apart from anyone else's
-        name=f"kr-{run_dir.name}-{kernel.id}"[:63],
-        qmp_socket=qmp_socket, keys_dir=keys_dir, host_port=port, cpus=cpus, memory=memory,
-        entry_kernel=files.entry_kernel, cpu=tcg_cpu(kernel) if accel == "tcg" else None, incoming=incoming)
+        kernel_args=kernel_arguments(kernel), cpus=cpus, memory=memory,
+        entry_kernel=files.entry_kernel, cpu=tcg_cpu(kernel) if accel == "tcg" else None)
+
+
+def run_slots(kernel: Kernel, run_dir: Path, *, qmp_socket: Path, keys_dir: Path, port: int,
+              incoming: Path | None = None) -> RunSlots:
+    """What one start of this kernel's guest is given."""
+    # the run directory's name in qemu's -name tells our VMs apart from anyone else's
+    return RunSlots(name=f"kr-{run_dir.name}-{kernel.id}"[:63], qmp_socket=qmp_socket, keys_dir=keys_dir,
+                    host_port=port, incoming=incoming)
 
 
 def dry_run(machine: GuestMachine) -> list[str]:
@@ -116,3 +121,11 @@ def snapshot_key_of(machine: GuestMachine, kernel_digest: str, image_digest: str
     vng_argv = dry_run(machine)
     return guest_snapshot_key(vng_argv, machine, qemu=qemu_version(vng_argv[0]), kernel_digest=kernel_digest,
                               image_digest=image_digest, host_cpu=host_cpu().identity)
+
+
+def snapshot_key_for(kernel: Kernel, accel: str, image: GuestImage, *, cpus: int = 1, memory: str = "1G") -> str:
+    """The key a start of this kernel would look its snapshot up by, with no VM (kregress
+    snapshots key): the same description and computation as the VM's own."""
+    digest = sha256_file(kernel.image)
+    machine = describe(kernel, accel, image, prepare(kernel, accel, image, digest), cpus=cpus, memory=memory)
+    return snapshot_key_of(machine, digest, image.digest)

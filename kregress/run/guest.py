@@ -166,7 +166,7 @@ def _compressed(path: Path) -> bytes:
     return _compressed_at(path, stat.st_size, stat.st_mtime_ns)
 
 
-class GuestSession:
+class GuestConnection:
     """One SSH connection per VM; commands go to the agent over one long-lived channel."""
 
     def __init__(self, port: int, keys: RunKeys, connect_timeout: float = 60.0):

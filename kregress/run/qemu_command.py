@@ -2,8 +2,11 @@
 
 vng decides how to run QEMU for a kernel (binary, machine, CPU, accelerator, serial
 console, memory, the root disk); `qemu_command` takes that argv (kregress/run/vng.py) and a
-`GuestMachine`, the typed description of everything of ours, and writes the command the
-guest boots (or restores) with. It removes everything through which vng would share host
+`GuestMachine`, the typed description of everything of ours that a guest (and its saved
+state) is made of, and `RunSlots`, what one start of it is given (its name, QMP socket, SSH
+keys, host port, a state to load), and writes the command the guest boots (or restores)
+with: `guest_command` is the stable part, what a snapshot key covers; `qemu_command` adds
+the slots. It removes everything through which vng would share host
 files (9p/virtiofs exports of its guest tools, modules and busybox, its script I/O ports)
 and adds our initramfs, the run's SSH keys through fw_cfg, a port forward on 127.0.0.1 and
 a QMP socket. It reads no file, runs nothing and creates nothing: what it needs (initramfs,
@@ -39,7 +42,8 @@ DROPPED_APPEND = ("virtme", "root=", "rootwait", "rootfstype=", "rootflags=", "i
 
 @dataclass(frozen=True)
 class GuestMachine:
-    """One guest as we want it: what vng is asked for and what we add to its command."""
+    """One guest as we want it, whatever run starts it: what vng is asked for and what we
+    add to its command. A saved state depends on these and on nothing of RunSlots."""
     arch: str                   # kregress's name: x86_64, arm64
     accel: str                  # "kvm" or "tcg"
     kernel_image: Path          # what vng is given (--run)
@@ -47,15 +51,28 @@ class GuestMachine:
     busybox: Path
     initramfs: Path             # ours, in place of vng's
     kernel_args: tuple[str, ...]    # after vng's kept ones
-    name: str                   # QEMU's -name
-    qmp_socket: Path
-    keys_dir: Path              # the guest's SSH keys, passed by fw_cfg
-    host_port: int              # 127.0.0.1:host_port -> the guest's port 22
     cpus: int = 1
     memory: str = "1G"
     entry_kernel: Path | None = None    # another file of the same kernel for -kernel (PVH vmlinux)
     cpu: str | None = None      # in place of vng's -cpu
+
+
+@dataclass(frozen=True)
+class RunSlots:
+    """What one start of a guest is given: it changes every start, and no saved state
+    depends on it."""
+    name: str                   # QEMU's -name
+    qmp_socket: Path
+    keys_dir: Path              # the guest's SSH keys, passed by fw_cfg
+    host_port: int              # 127.0.0.1:host_port -> the guest's port 22
     incoming: Path | None = None    # a saved state to load instead of booting
+
+
+# The guest's side of our per-run options: the network device and the fw_cfg entries the
+# guest reads its keys from. RunSlots fill in their host side; the snapshot key covers these.
+NETDEV = "user,id=kr0,restrict=on"
+NET_DEVICE = "virtio-net-pci,netdev=kr0"
+KEY_FILES = (("opt/kregress/host_key", "host_ed25519.dropbear"), ("opt/kregress/authorized_keys", "authorized_keys"))
 
 
 def qemu_options(argv: list[str]):
@@ -140,19 +157,23 @@ def kept_option(option: str, value: str | None, machine: GuestMachine) -> str | 
     return value
 
 
-def our_options(machine: GuestMachine) -> list[str]:
-    """What every guest of ours gets besides vng's command."""
-    return ["-name", machine.name,
-            "-qmp", f"unix:{machine.qmp_socket},server=on,wait=off",
-            "-netdev", f"user,id=kr0,restrict=on,hostfwd=tcp:127.0.0.1:{machine.host_port}-:22",
-            "-device", "virtio-net-pci,netdev=kr0",
-            "-fw_cfg", f"name=opt/kregress/host_key,file={machine.keys_dir / 'host_ed25519.dropbear'}",
-            "-fw_cfg", f"name=opt/kregress/authorized_keys,file={machine.keys_dir / 'authorized_keys'}"]
+def run_options(slots: RunSlots) -> list[str]:
+    """What every start of a guest of ours gets besides its stable command."""
+    out = ["-name", slots.name,
+           "-qmp", f"unix:{slots.qmp_socket},server=on,wait=off",
+           "-netdev", f"{NETDEV},hostfwd=tcp:127.0.0.1:{slots.host_port}-:22",
+           "-device", NET_DEVICE]
+    for name, file in KEY_FILES:
+        out += ["-fw_cfg", f"name={name},file={slots.keys_dir / file}"]
+    if slots.incoming is not None:
+        out += ["-incoming", f"exec:cat '{slots.incoming}'"]
+    return out
 
 
-def qemu_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
-    """The guest's QEMU argv: vng's, rewritten by the rules above, plus ours.
-    Raises BootError (not retryable) when the result would still share host files."""
+def guest_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
+    """The stable part of the guest's QEMU argv: vng's, rewritten by the rules above, with our
+    initramfs and kernel arguments. Raises BootError (not retryable) when it would still
+    share host files."""
     out = [vng_argv[0]]
     kernel_args: list[str] = []
     machine_done = False
@@ -170,12 +191,14 @@ def qemu_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
             out += [option] if value is None else [option, value]
     if not machine_done and arch_of(machine.arch).machine:
         out += ["-machine", arch_of(machine.arch).machine]
-    out += ["-initrd", str(machine.initramfs), "-append", " ".join(kernel_args + list(machine.kernel_args)),
-            *our_options(machine)]
-    if machine.incoming is not None:
-        out += ["-incoming", f"exec:cat '{machine.incoming}'"]
+    out += ["-initrd", str(machine.initramfs), "-append", " ".join(kernel_args + list(machine.kernel_args))]
     shared = [arg for arg in out if HOST_SHARE.search(arg)]
     if shared:
         raise BootError("refusing to boot: the QEMU command would still share host files with the guest: "
                         + " ".join(shared), retryable=False)
     return out
+
+
+def qemu_command(vng_argv: list[str], machine: GuestMachine, slots: RunSlots) -> list[str]:
+    """The guest's QEMU argv for one start: its stable command, then this start's slots."""
+    return guest_command(vng_argv, machine) + run_options(slots)

@@ -21,6 +21,8 @@ from kregress.kernels.kernel import Kernel
 from kregress.arch import arch as arch_of
 from kregress.run.hostcpu import host_cpu
 from kregress.run.qemu_command import guest_runs_host_cpu, qemu_option
+from kregress.run import snapshot_start
+from kregress.run.boot_record import BootInfo, StartFailed, StartReport
 from kregress.run.vm import VM
 
 GUEST_BIN = "/tmp/kregress/bin"
@@ -37,7 +39,7 @@ class GuestFailure(Exception):
 
 
 @dataclass
-class SessionOptions:
+class VMOptions:
     cpus: int = 1
     memory: str = "1G"
     boot_timeout: float | None = None
@@ -47,17 +49,19 @@ class SessionOptions:
 
 class KernelSession:
     def __init__(self, kernel: Kernel, accel: AccelChoice, run_dir: Path, keys: RunKeys, image: GuestImage,
-                 options: SessionOptions | None = None):
+                 options: VMOptions | None = None):
         self.kernel, self.accel, self.run_dir, self.image = kernel, accel, run_dir, image
-        options = options or SessionOptions()
+        options = options or VMOptions()
         self.vm = VM(kernel, accel.accel, run_dir, keys, image, cpus=options.cpus, memory=options.memory,
-                     boot_timeout=options.boot_timeout, snapshots=SnapshotCache() if options.snapshots else None)
+                     boot_timeout=options.boot_timeout)
+        self.snapshots = SnapshotCache() if options.snapshots else None
+        self.started: StartReport | None = None     # what start() came to, failed or not
         self.allowlist = options.allowlist
         self._pushed: dict[str, str] = {}
         # the current test's record: its kernel log lines and the seconds spent in the guest
         self.test_record: dict = {"dmesg": [], "guest_seconds": 0.0}
         self.programs_rebuilt = 0
-        self.start_seconds: float | None = None    # set by the pool; goes to the first test's record
+        self.start_seconds: float | None = None    # what start() took; goes to the first test's record
 
     def begin_test(self, record: dict) -> None:
         """From now on commands, kernel log lines and pushes go to this test's record, and
@@ -68,34 +72,47 @@ class KernelSession:
         if self.start_seconds is not None:
             record["vm_start_seconds"], self.start_seconds = self.start_seconds, None
         try:
-            self.vm.session.collect_dmesg_soon(record.setdefault("dmesg_before", []))
+            self.vm.connection.collect_dmesg_soon(record.setdefault("dmesg_before", []))
         except GuestLost as err:
             raise self._lost(f"asking for the kernel log: {err}") from None
 
-    def start(self) -> "KernelSession":
-        self.vm.start()
-        self.vm.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
+    def start(self, since: float | None = None) -> "KernelSession":
+        """Restore or boot the kernel's guest (the snapshot policy's choice); a failure raises
+        StartFailed, its report kept as `started` too. since: when the change of VM began (the
+        previous VM's stop counts), for start_seconds."""
+        since = time.monotonic() if since is None else since
+        try:
+            self.started = snapshot_start.start(self.vm, self.snapshots)
+        except StartFailed as err:
+            self.started = err.report
+            raise
+        self.boot.kernel_log.judge(self.kernel.id, self.allowlist)     # on a restore: the saved boot's log
+        self.start_seconds = round(time.monotonic() - since, 3)
         return self
+
+    @property
+    def boot(self) -> BootInfo | None:
+        return self.started.boot if self.started else None
 
     @property
     def kernel_log(self):
         """The boot's kernel log (bootlog.BootLog), judged."""
-        return self.vm.boot.kernel_log
+        return self.boot.kernel_log
 
     def splats(self, lines: list[str]) -> list[splats.Splat]:
         return splats.find(lines, self.kernel.id, self.allowlist)
 
     @property
     def release(self) -> str:
-        return self.vm.boot.release if self.vm.boot else ""
+        return self.boot.release if self.boot else ""
 
     @property
     def page_size(self) -> int | None:
-        return self.vm.boot.page_size if self.vm.boot else None
+        return self.boot.page_size if self.boot else None
 
     @property
     def active_lsms(self) -> list[str]:
-        return self.vm.boot.lsm.split(",") if self.vm.boot else []
+        return self.boot.lsm.split(",") if self.boot else []
 
     def driver_path(self, name: str, root: Path | None = None) -> str:
         """Build (cached by content) and push a scenario driver once per VM; root: where
@@ -106,7 +123,7 @@ class KernelSession:
             self.programs_rebuilt += program.rebuilt
             remote = f"{GUEST_BIN}/{name}"
             started = time.monotonic()
-            self.vm.session.put(program.driver, remote)
+            self.vm.connection.put(program.driver, remote)
             pushed = self.test_record.get("push_seconds", 0.0) + time.monotonic() - started
             self.test_record["push_seconds"] = round(pushed, 4)     # the benchmark's overhead parts
             self._pushed[key] = remote
@@ -142,7 +159,7 @@ class KernelSession:
         for name, ko in order:
             remote = f"{GUEST_MODULES}/{name}.ko"
             # compressed: the guest inflates it; SSH into an emulated guest is what a push costs
-            self.vm.session.put_bytes(zlib.compress(ko, 6), remote, compressed=True)
+            self.vm.connection.put_bytes(zlib.compress(ko, 6), remote, compressed=True)
             result = self.run(["busybox", "insmod", remote])
             loaded[name] = "loaded" if result.rc == 0 else \
                 "already loaded" if "exists" in result.stderr else f"insmod failed: {result.stderr.strip()[-300:]}"
@@ -153,7 +170,7 @@ class KernelSession:
         """Run in the guest; a panic, a hang or a lost guest stops this VM and raises GuestFailure."""
         what = " ".join(map(str, argv))
         try:
-            result = self.vm.session.run(argv, timeout=timeout)
+            result = self.vm.connection.run(argv, timeout=timeout)
         except GuestLost as err:
             raise self._lost(f"while running {what}: {err}") from None
         self.test_record["dmesg"].extend(result.dmesg)
@@ -172,7 +189,7 @@ class KernelSession:
     def collect_dmesg(self, into: str = "dmesg") -> list[str]:
         """Kernel log lines since the last collection, added to the test record's `into`."""
         try:
-            lines = self.vm.session.collect_dmesg()
+            lines = self.vm.connection.collect_dmesg()
         except GuestLost as err:
             raise self._lost(f"collecting the kernel log: {err}") from None
         self.test_record.setdefault(into, []).extend(lines)
@@ -183,7 +200,7 @@ class KernelSession:
         if not self.alive():
             return []
         try:
-            return self.vm.session.collect_dmesg(timeout=10)
+            return self.vm.connection.collect_dmesg(timeout=10)
         except GuestLost:
             return []
 
@@ -198,12 +215,12 @@ class KernelSession:
         return GuestFailure(kind, f"{self.kernel.id}: guest lost {what}.\n{console}\n{self.replacement()}.")
 
     def replacement(self) -> str:
-        if self.vm.snapshots is not None:
+        if self.snapshots is not None:
             return "VM stopped; the next test gets one restored from the kernel's snapshot"
         return "VM stopped; the next test gets a freshly booted one"
 
     def alive(self) -> bool:
-        return self.vm.alive() and self.vm.session is not None
+        return self.vm.alive() and self.vm.connection is not None
 
     @property
     def evidence(self) -> dict[str, dict[str, str]]:
@@ -211,7 +228,7 @@ class KernelSession:
         return evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
 
     def info(self) -> dict:
-        boot = self.vm.boot
+        boot = self.boot
         return {**self.kernel.describe(), "uname_r": self.release, "arch": self.kernel.spec.arch,
                 "page_size": boot.page_size if boot else None, "accel": self.accel.accel,
                 "accel_reason": self.accel.reason,
@@ -224,8 +241,10 @@ class KernelSession:
                 "initramfs_modules": list(boot.initramfs_modules) if boot else None,
                 "boot_entry": boot.entry if boot else None,
                 "boot_how": boot.how if boot else None, "snapshot": boot.snapshot if boot else None,
-                "save_seconds": boot.save_seconds if boot else None, "snapshot_note": self.vm.snapshot_note,
-                "snapshot_events": list(self.vm.snapshot_events), "boot_retries": list(boot.retries) if boot else [],
+                "save_seconds": boot.save_seconds if boot else None,
+                "snapshot_note": self.started.note if self.started else None,
+                "snapshot_events": list(self.started.events) if self.started else [],
+                "boot_retries": list(boot.retries) if boot else [],
                 "boot_log": boot.kernel_log.summary() if boot and boot.kernel_log else None,
                 "boot_problems": boot.kernel_log.problems if boot and boot.kernel_log else None,
                 "boot_splats_allowed": [s for s in boot.kernel_log.splats if "allowed" in s]
@@ -247,7 +266,7 @@ class KernelSession:
 
     def cpu_record(self) -> dict:
         """The -cpu and -machine the guest really ran with, and the host CPU under it."""
-        command = shlex.split(self.vm.boot.cmdline)
+        command = shlex.split(self.boot.cmdline)
         return {"qemu_cpu": qemu_option(command, "-cpu"), "machine": qemu_option(command, "-machine"),
                 "guest_sees_host_cpu": guest_runs_host_cpu(command), "host": host_cpu().describe()}
 

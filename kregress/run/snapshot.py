@@ -1,10 +1,10 @@
 """Saved guests: a kernel is booted once, ever; later needs restore it in about a second.
 
 A snapshot is QEMU's migration stream of a guest whose agent is ready, saved to a file,
-with the SSH keys it was booted with. Its key covers everything the state depends on:
-QEMU's version and the exact command line (kernel, initramfs, guest image, memory, CPUs,
-machine; the per-run values masked), the kernel image's, initramfs's and image's
-contents. A state file is checked against its recorded SHA-256 before every restore and
+with the SSH keys it was booted with. Its key covers everything the state depends on and
+nothing a start changes: QEMU's version, the guest's stable command line (kernel,
+initramfs, guest image, memory, CPUs, machine: qemu_command.guest_command), the guest side
+of our network device and key files, the kernel image's, initramfs's and image's contents. A state file is checked against its recorded SHA-256 before every restore and
 a mismatch (truncated, flipped bytes) is deleted and rebuilt, never loaded. The cache is
 bounded; the least recently used snapshots go first. A state QEMU refuses to load is
 removed too (the VM says why and saves a new one). When the guest runs on the host's CPU
@@ -18,25 +18,18 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from kregress.files import sha256_file, write_whole
 from kregress.paths import cache_dir
-from kregress.run.qemu_command import GuestMachine, guest_runs_host_cpu, qemu_command
+from kregress.run.qemu_command import KEY_FILES, NET_DEVICE, NETDEV, GuestMachine, guest_command, guest_runs_host_cpu
 
 FORMAT = "kregress-snapshot/1"
 DEFAULT_MAX_BYTES = 4 << 30
-# Per-run values in a QEMU command line: they change every boot and the state does not
-# depend on them.
-PER_RUN = [(re.compile(r"hostfwd=tcp:127\.0\.0\.1:\d+"), "hostfwd=tcp:127.0.0.1:PORT"),
-           (re.compile(r"^unix:.*,server=on,wait=off$"), "unix:QMP,server=on,wait=off"),
-           (re.compile(r"^(name=opt/kregress/[a-z_0-9]+),file=.*$"), r"\1,file=KEY"),
-           (re.compile(r"^kr-.+$"), "kr-NAME")]        # -name: the run directory and kernel id
 
 
 class SnapshotError(RuntimeError):
@@ -66,26 +59,22 @@ class Snapshot:
         return self.directory / "ssh"
 
 
-def snapshot_key(command: list[str], parts: dict[str, str]) -> str:
-    """What the saved state depends on: the masked command line and the named contents."""
-    masked = []
-    for arg in command:
-        for pattern, replacement in PER_RUN:
-            arg = pattern.sub(replacement, arg)
-        masked.append(arg)
-    return hashlib.sha256(json.dumps({"format": FORMAT, "command": masked, **parts}, sort_keys=True)
+def snapshot_key(command: list[str], parts: dict) -> str:
+    """What the saved state depends on: a guest's stable command and the named contents."""
+    return hashlib.sha256(json.dumps({"format": FORMAT, "command": command, **parts}, sort_keys=True)
                           .encode()).hexdigest()[:24]
 
 
 def guest_snapshot_key(vng_argv: list[str], machine: GuestMachine, *, qemu: str, kernel_digest: str,
                        image_digest: str, host_cpu: str) -> str:
-    """The key of a guest's saved state, from its description and vng's dry run (no VM, no
-    process): its command line as written for a boot (no port, no state to load), QEMU's
-    version, the kernel image's and guest image's digests, the initramfs (named by its
-    content) and, when the guest runs on the host's CPU, that CPU (host_cpu's identity):
-    a state saved on one CPU is never restored on another."""
-    command = qemu_command(vng_argv, replace(machine, host_port=0, incoming=None))
-    parts = {"qemu": qemu, "kernel": kernel_digest, "initramfs": machine.initramfs.name, "image": image_digest}
+    """The key of a guest's saved state, from its stable description and vng's dry run (no
+    VM, no process, no run's slots): its stable command line, the guest side of our network
+    device and key files, QEMU's version, the kernel image's and guest image's digests, the
+    initramfs (named by its content) and, when the guest runs on the host's CPU, that CPU
+    (host_cpu's identity): a state saved on one CPU is never restored on another."""
+    command = guest_command(vng_argv, machine)
+    parts = {"qemu": qemu, "kernel": kernel_digest, "initramfs": machine.initramfs.name, "image": image_digest,
+             "ours": [NETDEV, NET_DEVICE, [name for name, _ in KEY_FILES]]}
     if guest_runs_host_cpu(command):
         parts["host_cpu"] = host_cpu
     return snapshot_key(command, parts)

@@ -6,15 +6,6 @@ A scenario test ends one way: through expect() or through the precondition helpe
 writes `ended_by`, and the plugin fails a scenario test that ended any other way."""
 from __future__ import annotations
 
-# Every top-level field the harness writes into a test's results entry.
-HARNESS_FIELDS = frozenset({
-    "nodeid", "outcome", "longrepr", "seconds", "setup_seconds", "teardown_seconds", "started_at", "stopped_at",
-    "worker", "xfail_reason", "observed", "expected", "dmesg", "kernel", "kernel_info", "kernel_identity",
-    "harness_error",
-    "facts_used", "expectation_facts", "documented", "deviations", "precondition", "extras", "commands",
-    "guest_seconds", "push_seconds", "vm_start_seconds", "reproduce", "ended_by",
-    "dmesg_before", "kernel_problems",      # kernel log lines from before the test began; splats among both
-})
 ENDINGS = ("expect", "precondition")
 
 

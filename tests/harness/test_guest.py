@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from kregress.run.guest import GuestLost, GuestSession
+from kregress.run.guest import GuestLost, GuestConnection
 
 HOST_SHARES = ("9p", "virtiofs", "fuse.virtiofs")
 
@@ -54,14 +54,14 @@ def test_guest_takes_this_runs_keys_and_the_hosts_time(kernel_session, record_be
     run_key_only = authorized == (vm.keys.directory / "authorized_keys").read_text()
     # what compare sees must not move between runs: the skew and how the guest started are extras
     record_behaviour({"clock_within_30s": abs(skew) < 30, "run_key_only": run_key_only},
-                     {"clock_within_30s": True, "run_key_only": True}, clock_skew_s=round(skew, 1), guest_start=vm.boot.how)
+                     {"clock_within_30s": True, "run_key_only": True}, clock_skew_s=round(skew, 1), guest_start=kernel_session.boot.how)
     assert abs(skew) < 30, f"a restored guest's clock must be set to the host's (off by {skew:.0f}s)"
     assert run_key_only, authorized
     # dropbear is restarted on the run's host key in the background after a restore
     deadline = time.monotonic() + 20
     while True:
         try:
-            GuestSession(vm.port, vm.keys, connect_timeout=5).close()
+            GuestConnection(vm.port, vm.keys, connect_timeout=5).close()
             break
         except GuestLost:
             if time.monotonic() > deadline:
@@ -69,4 +69,4 @@ def test_guest_takes_this_runs_keys_and_the_hosts_time(kernel_session, record_be
             time.sleep(0.2)
     if vm.guest_keys.directory != vm.keys.directory:       # restored: the snapshot's keys are out
         with pytest.raises(GuestLost):
-            GuestSession(vm.port, vm.guest_keys, connect_timeout=2)
+            GuestConnection(vm.port, vm.guest_keys, connect_timeout=2)

@@ -7,8 +7,9 @@ import shutil
 
 
 from kregress.paths import SUITE_ROOT
+from kregress.run.boot_inputs import snapshot_key_for
 from kregress.run.pool import KernelPool
-from kregress.run.session import SessionOptions
+from kregress.run.session import VMOptions
 from kregress.run.snapshot import SnapshotCache
 
 KERNEL = "debian-6.12"
@@ -16,11 +17,11 @@ KERNEL = "debian-6.12"
 
 def start(tmp_path, memory: str):
     """Start the kernel once and stop it; returns (how it came up, its record, the VM)."""
-    pool = KernelPool(SUITE_ROOT / "kernels.toml", [KERNEL], tmp_path / "run", SessionOptions(memory=memory))
+    pool = KernelPool(SUITE_ROOT / "kernels.toml", [KERNEL], tmp_path / "run", VMOptions(memory=memory))
     try:
         session = pool.session(KERNEL)
         assert session.run(["true"]).rc == 0
-        return session.vm.boot.how, session.info(), session.vm
+        return session.boot.how, session.info(), session.vm
     finally:
         pool.stop_live()
 
@@ -52,9 +53,12 @@ def test_damaged_state_is_detected_and_rebuilt_never_loaded(tmp_path):
 
 
 def key_of(tmp_path, memory: str) -> str:
-    """The snapshot key a VM with this memory size would use, without starting it."""
-    return KernelPool(SUITE_ROOT / "kernels.toml", [KERNEL], tmp_path / "keys",
-                      SessionOptions(memory=memory)).snapshot_key(KERNEL)
+    """The snapshot key a VM with this memory size would use, without starting it (as
+    kregress snapshots key computes it)."""
+    pool = KernelPool(SUITE_ROOT / "kernels.toml", [KERNEL], tmp_path / "keys", VMOptions(memory=memory))
+    kernel = pool.kernel(KERNEL)
+    return snapshot_key_for(kernel, pool.accels.for_kernel(kernel).accel, pool.catalog.guest_image(kernel.spec.arch),
+                            memory=memory)
 
 
 def test_state_from_another_command_line_is_never_loaded(tmp_path):

@@ -158,11 +158,11 @@ def test_lines_logged_before_the_agent_started_reach_its_first_reply(tmp_path):
 
 
 def test_kernel_log_asked_for_without_waiting_arrives_before_the_next_reply(agent, tmp_path):
-    """GuestSession.collect_dmesg_soon: the request goes out at once; its reply (the lines
+    """GuestConnection.collect_dmesg_soon: the request goes out at once; its reply (the lines
     logged until the agent read it) is read into the list it was given, before the reply
     of the next request. Here the agent runs on the host: the host's log is its kmsg."""
-    from kregress.run.guest import GuestSession
-    session = GuestSession.__new__(GuestSession)        # the agent's own socket instead of SSH
+    from kregress.run.guest import GuestConnection
+    session = GuestConnection.__new__(GuestConnection)        # the agent's own socket instead of SSH
     session._agent = socket.create_connection(("127.0.0.1", agent), timeout=30)
     session._agent_out = session._agent.makefile("r")
     session._unread = []

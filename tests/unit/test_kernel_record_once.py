@@ -21,6 +21,7 @@ from pathlib import Path
 from kregress.kernels import decision
 from kregress.kernels.kernel import Kernel
 from kregress.report.results import ResultsFile
+from kregress.run.catalog import KernelCatalog
 from kregress.run.pool import KernelPool
 
 LOG = Path(os.environ["PROBE_LOG"])
@@ -47,7 +48,7 @@ def fake_kernel(self, kernel_id):
 
 
 decision.decide = counted("decide", decision.decide)
-KernelPool.kernel = fake_kernel
+KernelCatalog.kernel = fake_kernel
 KernelPool.kernel_info = counted("kernel_info", KernelPool.kernel_info)
 ResultsFile.add_kernel = (lambda add: lambda self, info: (note("add_kernel", info["id"]), add(self, info))[1])(
     ResultsFile.add_kernel)
@@ -59,12 +60,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from kregress.plugin.state import HARNESS
+from kregress.plugin.state import POOL
 
 
 @pytest.fixture
 def kernel_session(request, kernel_id):
-    return SimpleNamespace(kernel=request.config.stash[HARNESS].kernel(kernel_id))
+    return SimpleNamespace(kernel=request.config.stash[POOL].kernel(kernel_id))
 
 
 @pytest.mark.parametrize("n", range(%d))

@@ -4,15 +4,15 @@ and arm64 hosts. What only a KVM host can show (a boot, a save, a restore) is in
 import json
 import shlex
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from kregress.provision import programs as build
-from kregress.run import boot_inputs, hostcpu, qemu_command as command, snapshot_start, vm, vng
-from kregress.run import pool as pool_module
-from kregress.kernel_log.boot import BootLog
+from kregress.run import boot_inputs, hostcpu, qemu_command as command, vng
+from kregress.run import kvm_probe
+from kregress.run.catalog import KernelCatalog
+from kregress.run.kvm_probe import AccelPicker
 from kregress.run.accel import AccelChoice, ProbeResult, choose
 from kregress.kernels.entries import KernelSpec
 from kregress.kernels.sources.image import LocalImage
@@ -21,16 +21,14 @@ from kregress.run.hostcpu import HostCPU, config_page_size, host_cpu, kvm_granul
 from kregress.provision.image import GuestImage, ImageError
 from kregress.provision.initramfs import Initramfs
 from kregress.kernels.kernel import Kernel
-from kregress.run.qmp import QMPError
 from kregress.run.session import KernelSession
-from kregress.run.snapshot import SnapshotCache
 from kregress.run.errors import BootError
 from kregress.run.qemu_command import qemu_command
-from kregress.run.boot_record import BootInfo
+from kregress.run.boot_record import BootInfo, StartReport
 from kregress.run.console import FATAL
 from kregress.run.vm import VM
 from test_accel import ARM64_CPUINFO
-from test_qemu_command import machine as guest
+from test_qemu_command import machine as guest, slots
 from test_vm_command import GOOD_CONFIG, kernel, options
 
 DATA = Path(__file__).parent / "data"
@@ -97,7 +95,7 @@ def test_the_kvm_command_keeps_vngs_host_cpu_and_bzimage_on_q35(tmp_path, fake_v
 
 def test_one_machine_type_for_both_accelerators():
     def machine(path, arch="x86_64"):
-        cmd = qemu_command(argv(path), guest(arch=arch))
+        cmd = qemu_command(argv(path), guest(arch=arch), slots())
         assert len(options(cmd, "-machine")) == 1 and "-M" not in cmd
         return options(cmd, "-machine")[0]
     assert machine(TCG_X86) == "q35" and machine(KVM_X86) == "q35,accel=kvm"
@@ -123,79 +121,29 @@ def test_errors_and_the_kernels_fatal_lines_end_a_boot(line):
     assert FATAL.search(line)
 
 
-class FakeProc:
-    def __init__(self, returncode=None):
-        self.returncode, self.pid = returncode, 0
-
-    def poll(self):
-        return self.returncode
-
-
-def test_a_boot_that_warns_reaches_ready(tmp_path):
-    machine = VM(kernel(tmp_path), "kvm", tmp_path, RunKeys.create(tmp_path / "ssh"), image(tmp_path))
-    machine.console_log = tmp_path / "console.log"
-    machine.console_log.write_text(f"# qemu-system-x86_64 ...\n{TOPOEXT}\n"
-                                   "KREGRESS: READY release=6.12.117 lsm=bpf page_kb=4 iface=eth0 t=2.5\n")
-    machine.proc = FakeProc()
-    assert machine._wait_ready(time.monotonic()).group(1) == "6.12.117"
-
-
-# -- the probe
-
-def probing_vm(tmp_path, monkeypatch, console: str, error: BootError) -> VM:
-    machine = VM(kernel(tmp_path), "kvm", tmp_path, RunKeys.create(tmp_path / "ssh"), image(tmp_path),
-                 boot_timeout=60)
-
-    def spawn(port, label="boot", incoming=None):
-        machine.console_log = tmp_path / f"{label}.log"
-        machine.console_log.write_text(console)
-        return [], time.monotonic()
-
-    def wait(started):
-        raise error
-    monkeypatch.setattr(machine, "_spawn", spawn)
-    monkeypatch.setattr(machine, "_wait_ready", wait)
-    return machine
-
-
-def test_the_probe_names_what_qemu_said(tmp_path, monkeypatch):
-    console = ("# qemu-system-x86_64 -machine q35,accel=kvm -cpu host,topoext=on\n" + TOPOEXT + "\n"
-               "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000000e1\n")
-    result = probing_vm(tmp_path, monkeypatch, console, BootError("qemu exited with -6")).probe()
-    assert not result.works and result.refused_by == "qemu"
-    assert result.detail == "qemu-system-x86_64: error: failed to set MSR 0x10a to 0x2000000e1"   # not the warning
-    kvm = probing_vm(tmp_path, monkeypatch, "KVM internal error. Suberror: 1\nemulation failure\n",
-                     BootError("KVM internal error. Suberror: 1")).probe()
-    assert kvm.refused_by == "kvm"
-
-
-def test_a_probe_timeout_or_kernel_failure_is_the_probes_own(tmp_path, monkeypatch):
-    timeout = probing_vm(tmp_path, monkeypatch, f"{TOPOEXT}\n[ 0.1] Linux version 6.12\n",
-                         BootError("no ready marker within 60s (kvm)")).probe()
-    assert (timeout.works, timeout.refused_by) == (False, None) and "k1: no ready marker within 60s" in timeout.detail
+def test_a_probe_that_could_not_run_decides_nothing(tmp_path):
+    timeout = ProbeResult(False, "k1: no ready marker within 60s (kvm)")
     choice = choose("auto", probe=lambda: timeout, kvm_check=lambda: (True, ""), cache_file=tmp_path / "c.json",
                     host_key="h")
     assert choice.accel == "tcg" and choice.probe_error and not (tmp_path / "c.json").exists()
 
 
-def bare_pool(tmp_path, kernels: dict, request="auto") -> pool_module.KernelPool:
-    pool = pool_module.KernelPool.__new__(pool_module.KernelPool)
-    pool.specs = {k: kern.spec for k, kern in kernels.items()}
-    pool.kernels, pool.fetch_errors = dict(kernels), {}
-    pool.refresh, pool.run_dir, pool.keys, pool.images = False, tmp_path, None, {}
-    pool.accel_request, pool.accel = request, None
-    return pool
+def picker(tmp_path, kernels: dict, request="auto") -> AccelPicker:
+    catalog = KernelCatalog.__new__(KernelCatalog)
+    catalog.specs = {k: kern.spec for k, kern in kernels.items()}
+    catalog.kernels, catalog.fetch_errors, catalog.refresh, catalog.images = dict(kernels), {}, False, {}
+    return AccelPicker(request, catalog, tmp_path, keys=lambda: RunKeys.create(tmp_path / "ssh"))
 
 
 def test_an_image_error_in_the_probe_is_reported_not_raised(tmp_path, monkeypatch):
     """It used to abort the whole run, on KVM hosts only."""
-    pool = bare_pool(tmp_path, {"k1": kernel(tmp_path)})
-    monkeypatch.setattr(pool_module, "HOST_ARCH", "x86_64")
+    accels = picker(tmp_path, {"k1": kernel(tmp_path)})
+    monkeypatch.setattr(kvm_probe, "HOST_ARCH", "x86_64")
 
     def no_image(arch="x86_64"):
         raise ImageError("guest image: package 'dropbear' is not in Debian trixie")
-    monkeypatch.setattr(pool, "guest_image", no_image)
-    result = pool._probe_kvm()
+    monkeypatch.setattr(accels.catalog, "guest_image", no_image)
+    result = accels.probe_kvm()
     assert (result.works, result.refused_by) == (False, None) and "dropbear" in result.detail
 
 
@@ -231,62 +179,6 @@ def test_a_cached_command_for_another_accelerator_is_not_used(tmp_path, monkeypa
     assert len(calls) == 2
     with pytest.raises(BootError, match="KVM command although --disable-kvm"):
         vng.check_accel(argv(KVM_X86), "tcg")
-
-
-# -- refused snapshots
-
-def snapshot_vm(tmp_path, monkeypatch, qemu_exit, console: str):
-    cache = SnapshotCache(tmp_path / "snapshots")
-    machine = VM(kernel(tmp_path), "kvm", tmp_path, RunKeys.create(tmp_path / "ssh"), image(tmp_path),
-                 snapshots=cache)
-    monkeypatch.setattr(vm, "preflight", lambda k: None)
-    monkeypatch.setattr(machine, "snapshot_key", lambda: "key1")
-    staging = cache.staging("k1", "key1")
-    (staging / "state").write_bytes(b"state saved on another CPU")
-    (staging / "ssh").mkdir()
-    BootLog(["[    0.000000] Linux version 6.12.117"], [], "boot boot1.log").save(staging)    # saved with every state
-    saved = cache.commit(staging, "k1", "key1", {"release": "6.12.117", "lsm": "bpf", "entry": "bzImage"})
-
-    def spawn(port, label="boot", incoming=None):
-        machine.console_log = tmp_path / f"{label}.log"
-        machine.console_log.write_text(console)
-        machine.proc = FakeProc(qemu_exit)
-        machine.qmp_dir = tmp_path
-        return [], time.monotonic()
-
-    class DeadQMP:
-        def __init__(self, *a, **kw):
-            raise QMPError("QEMU closed the QMP connection")
-    monkeypatch.setattr(machine, "_spawn", spawn)
-    monkeypatch.setattr(snapshot_start, "QMP", DeadQMP)
-    monkeypatch.setattr(machine, "stop", lambda: None)
-    booted = BootInfo(release="6.12.117", lsm="bpf", page_size=4096, seconds=9.0, attempts=1,
-                      console_log=tmp_path / "b.log", cmdline="", phases={}, how="booted+saved")
-    saves = []
-    monkeypatch.setattr(snapshot_start, "boot_and_save", lambda machine, key: saves.append(key) or booted)
-    monkeypatch.setattr(machine, "_boot_with_retries", lambda: pytest.fail("a refused state is saved anew"))
-    return machine, saved, saves, booted
-
-
-def test_a_state_qemu_refused_is_removed_the_reason_shown_and_saved_anew(tmp_path, monkeypatch):
-    refusal = ("qemu-system-x86_64: Unknown savevm section or instance 'cpu' 0. Make sure that your current VM "
-               "setup matches your saved VM setup, including any hotplugged devices\n"
-               "qemu-system-x86_64: load of migration failed: Invalid argument\n")
-    machine, saved, saves, booted = snapshot_vm(tmp_path, monkeypatch, 1, TOPOEXT + "\n" + refusal)
-    assert machine.start() is booted and saves == ["key1"]
-    assert not saved.directory.exists()
-    note = machine.snapshot_note
-    assert note.startswith(f"QEMU refused to load snapshot {saved.directory.name}: qemu-system-x86_64: Unknown "
-                           "savevm section") and "load of migration failed: Invalid argument: removed" in note
-    assert "topoext" not in note
-
-
-def test_a_restore_that_fails_while_qemu_runs_keeps_the_snapshot(tmp_path, monkeypatch):
-    machine, saved, saves, _ = snapshot_vm(tmp_path, monkeypatch, None, "")
-    monkeypatch.setattr(snapshot_start, "load_refusal", lambda machine, wait=10: None)
-    monkeypatch.setattr(machine, "_boot_with_retries", lambda: "booted")
-    assert machine.start() == "booted" and saves == [] and saved.directory.exists()
-    assert machine.snapshot_note.startswith("snapshot not used, booted instead: QEMU closed the QMP connection")
 
 
 def test_the_snapshot_key_covers_the_host_cpu_when_the_guest_runs_on_it(tmp_path, fake_vng, monkeypatch):
@@ -336,23 +228,23 @@ def test_16k_kernel_stays_on_tcg_unless_the_host_runs_16k_pages(tmp_path, monkey
     fits, why = kvm_granule(16384, "arm64", 4096)
     assert not fits and "16K granule cannot be read from userspace" in why
     k16, k4 = arm64_kernel(tmp_path), arm64_kernel(tmp_path, "12")
-    pool = bare_pool(tmp_path, {"a16k": k16})
-    monkeypatch.setattr(pool_module, "HOST_ARCH", "arm64")
+    accels = picker(tmp_path, {"a16k": k16})
+    monkeypatch.setattr(kvm_probe, "HOST_ARCH", "arm64")
     monkeypatch.setattr(hostcpu, "host_page_size", lambda: 4096)
-    pool.accel = AccelChoice("kvm", "KVM probe boot reached userspace in 3.1s")
-    choice = pool.accel_for(k16)
+    accels.choice = AccelChoice("kvm", "KVM probe boot reached userspace in 3.1s")
+    choice = accels.for_kernel(k16)
     assert choice.accel == "tcg" and choice.reason.startswith("KVM not used for this kernel: 16K-page kernel")
-    assert pool.accel_for(k4).accel == "kvm"
+    assert accels.for_kernel(k4).accel == "kvm"
     monkeypatch.setattr(hostcpu, "host_page_size", lambda: 16384)
-    assert pool.accel_for(k16).accel == "kvm"
+    assert accels.for_kernel(k16).accel == "kvm"
 
 
 def test_the_probe_skips_kernels_whose_granule_would_hang(tmp_path, monkeypatch):
-    pool = bare_pool(tmp_path, {"a16k": arm64_kernel(tmp_path)})
-    monkeypatch.setattr(pool_module, "HOST_ARCH", "arm64")
+    accels = picker(tmp_path, {"a16k": arm64_kernel(tmp_path)})
+    monkeypatch.setattr(kvm_probe, "HOST_ARCH", "arm64")
     monkeypatch.setattr(hostcpu, "host_page_size", lambda: 4096)
-    monkeypatch.setattr(pool_module.VM, "probe", lambda self: pytest.fail("must not boot a 16K kernel here"))
-    result = pool._probe_kvm()
+    monkeypatch.setattr(kvm_probe.VM, "probe", lambda self: pytest.fail("must not boot a 16K kernel here"))
+    result = accels.probe_kvm()
     assert (result.works, result.refused_by) == (False, None) and "no arm64 kernel" in result.detail
 
 
@@ -374,9 +266,9 @@ def test_the_record_carries_the_real_cpu_machine_and_host_cpu(tmp_path, monkeypa
     monkeypatch.setattr("kregress.run.session.host_cpu", lambda: HostCPU("AuthenticAMD 25 1 1 AMD EPYC", "fpu topoext"))
     session = KernelSession(kernel(tmp_path), AccelChoice("kvm", "probe ok"), tmp_path, RunKeys.create(tmp_path / "ssh"),
                             image(tmp_path))
-    cmd = qemu_command(argv(KVM_X86), guest(accel="kvm"))
-    session.vm.boot = BootInfo(release="6.12.117", lsm="bpf", page_size=4096, seconds=3.0, attempts=1,
-                               console_log=tmp_path / "c.log", cmdline=shlex.join(cmd), phases={})
+    cmd = qemu_command(argv(KVM_X86), guest(accel="kvm"), slots())
+    session.started = StartReport(BootInfo(release="6.12.117", lsm="bpf", page_size=4096, seconds=3.0, attempts=1,
+                                           console_log=tmp_path / "c.log", cmdline=shlex.join(cmd), phases={}))
     record = session.cpu_record()
     assert record == {"qemu_cpu": "host,topoext=on", "machine": "q35,accel=kvm", "guest_sees_host_cpu": True,
                       "host": {"model": "AuthenticAMD 25 1 1 AMD EPYC", "flags_sha256": record["host"]["flags_sha256"],
@@ -388,12 +280,3 @@ def test_the_workflow_does_not_carry_the_probe_answer_between_runs():
     from kregress.paths import SUITE_ROOT
     workflow = (SUITE_ROOT / ".github/workflows/matrix.yml").read_text()
     assert "~/.cache/kregress\n" in workflow and "!~/.cache/kregress/accel-probe.json" in workflow
-
-
-def test_a_snapshot_without_its_boot_log_is_discarded_and_rebuilt(tmp_path, monkeypatch):
-    """Its boot could not be judged again on restore (issue 22): saved anew, and said so."""
-    machine, saved, saves, booted = snapshot_vm(tmp_path, monkeypatch, 1, "")
-    (saved.directory / "boot-kmsg.json").unlink()
-    assert machine.start() is booted and saves == ["key1"] and not saved.directory.exists()
-    assert "no boot log stored with it" in machine.snapshot_note
-    assert [e["event"] for e in machine.snapshot_events] == ["discarded"]

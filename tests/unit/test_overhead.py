@@ -78,14 +78,14 @@ class AskedForLines:
 
 def test_a_vm_start_goes_to_the_first_test_on_it_only():
     session = KernelSession.__new__(KernelSession)      # no VM: only the record hand-over
-    session.vm = type("FakeVM", (), {"session": AskedForLines()})()
+    session.vm = type("FakeVM", (), {"connection": AskedForLines()})()
     session.start_seconds = 0.7
     first, second = {}, {}
     session.begin_test(first)
     session.begin_test(second)
     assert first == {"vm_start_seconds": 0.7, "dmesg_before": []} and second == {"dmesg_before": []}
     assert session.test_record is second
-    assert [id(lines) for lines in session.vm.session.asked] == [id(first["dmesg_before"]), id(second["dmesg_before"])]
+    assert [id(lines) for lines in session.vm.connection.asked] == [id(first["dmesg_before"]), id(second["dmesg_before"])]
 
 
 def test_the_results_file_is_rewritten_spaced_and_always_at_the_end(tmp_path, monkeypatch):

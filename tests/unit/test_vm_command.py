@@ -19,7 +19,7 @@ from kregress.run.boot_inputs import lsm_cmdline, preflight
 from kregress.run.errors import BootError
 from kregress.run.qemu_command import qemu_command
 from kregress.run.vm import VM
-from test_qemu_command import machine as guest
+from test_qemu_command import machine as guest, slots
 
 DRY_RUN = Path(__file__).parent / "data" / "vng-1.42-dry-run.txt"
 GOOD_CONFIG = {"CONFIG_VIRTIO_PCI": "y", "CONFIG_VIRTIO_BLK": "m", "CONFIG_EROFS_FS": "m",
@@ -58,7 +58,7 @@ def test_bpf_appended_to_builtin_lsm_list_unless_the_entry_chose(tmp_path):
 def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
     original = vng_argv()
     assert any("virtio-9p-pci" in arg for arg in original)       # the fixture is what vng really prints
-    cmd = qemu_command(original, guest(initramfs=Path("/cache/k.cpio"), kernel_args=("loglevel=5",)))
+    cmd = qemu_command(original, guest(initramfs=Path("/cache/k.cpio"), kernel_args=("loglevel=5",)), slots())
     text = " ".join(cmd)
     for shared in ("9p", "fsdev", "virtme.guesttools", "virtme.modules", "virtme.busybox", "virtserialport",
                    "virtme_ret"):
@@ -77,14 +77,14 @@ def test_vngs_command_loses_every_host_share_and_keeps_its_machine():
 
 
 def test_a_random_path_is_not_mistaken_for_a_share():
-    cmd = qemu_command(vng_argv(), guest(qmp_socket=Path("/tmp/kr-qmp-yxn9p6fv/qmp.sock")))
+    cmd = qemu_command(vng_argv(), guest(), slots(qmp_socket=Path("/tmp/kr-qmp-yxn9p6fv/qmp.sock")))
     assert options(cmd, "-qmp") == ["unix:/tmp/kr-qmp-yxn9p6fv/qmp.sock,server=on,wait=off"]
 
 
 def test_a_host_share_we_do_not_know_is_refused():
     argv = vng_argv() + ["-device", "virtio-9p-ccw,fsdev=x,mount_tag=y"]
     with pytest.raises(BootError, match="would still share host files.*virtio-9p-ccw") as err:
-        qemu_command(argv, guest())
+        qemu_command(argv, guest(), slots())
     assert not err.value.retryable
 
 
