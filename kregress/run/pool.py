@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 from kregress.kernel_log import gaps as kmsg_gaps
-from kregress.kernels import decision, evidence
 from kregress.run.accel import AccelChoice, ProbeResult, choose_for_host
 from kregress.kernels.entries import load_kernels, select_kernels
 from kregress.kernels.facts import FACTS
@@ -17,6 +16,7 @@ from kregress.kernels.kernel import KernelFetchError
 from kregress.kernels.sources import resolve
 from kregress.paths import cache_dir
 from kregress.run.boot_inputs import describe, prepare, snapshot_key_of
+from kregress.run.kernel_record import KernelRecords
 from kregress.run.session import KernelSession, SessionOptions
 from kregress.run.snapshot import SnapshotCache
 from kregress.provision.image import GuestImage, ImageError, ensure_image, load_spec
@@ -49,7 +49,7 @@ class KernelPool:
         self.boot_errors: dict[str, str] = {}
         self.infos: dict[str, dict] = {}        # a failed start's record (a failure is a kernel's last start)
         self.latest: dict[str, KernelSession] = {}      # each kernel's newest started VM, alive or not
-        self.decisions: dict[str, dict[str, dict]] = {}     # each kernel's fact decision
+        self.records = KernelRecords(self.run_dir)      # each kernel's file: its fact decision, its VMs
         self.boot_seconds: dict[str, list[dict]] = {}     # every start (boot or restore), after failures too
         # every start's boot retries and snapshot events (recovery.py), not only the live VM's
         self.recoveries: dict[str, dict[str, list]] = {}
@@ -58,8 +58,10 @@ class KernelPool:
         if kernel_id not in self.kernels and kernel_id not in self.fetch_errors:
             try:
                 self.kernels[kernel_id] = resolve(self.specs[kernel_id], refresh=self.refresh)
+                self.records.resolved(self.kernels[kernel_id])
             except KernelFetchError as err:
                 self.fetch_errors[kernel_id] = f"{kernel_id}: cannot fetch: {err}"
+                self.records.update(self.kernel_info(kernel_id))
         if kernel_id in self.fetch_errors:
             raise KernelFetchError(self.fetch_errors[kernel_id])
         return self.kernels[kernel_id]
@@ -142,6 +144,7 @@ class KernelPool:
                                     self.guest_image(kernel.spec.arch), self.options)
         except ImageError as err:
             self.boot_errors[kernel_id] = f"{kernel_id}: {err}"
+            self.records.update(self.kernel_info(kernel_id))
             raise BootError(self.boot_errors[kernel_id], retryable=False) from None
         try:
             session.start()
@@ -149,6 +152,7 @@ class KernelPool:
             self.boot_errors[kernel_id] = str(err)
             self._note_recoveries(kernel_id, session)
             self.infos[kernel_id] = {**session.info(), **self.recoveries[kernel_id], "error": str(err)}
+            self.records.update(self.kernel_info(kernel_id))
             raise
         self._note_recoveries(kernel_id, session)
         self.live, self.live_for = session, fresh_for
@@ -157,6 +161,7 @@ class KernelPool:
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
         # the previous VM's stop and this one's start: what a change of VM costs a test
         session.start_seconds = round(time.monotonic() - started, 3)
+        self.records.update(self.kernel_info(kernel_id))
         return session
 
     def _note_recoveries(self, kernel_id: str, session: KernelSession) -> None:
@@ -164,19 +169,11 @@ class KernelPool:
         noted["snapshot_events"] += session.vm.snapshot_events
         noted["boot_retries"] += list(session.vm.boot.retries) if session.vm.boot else []
 
-    def fact_decisions(self, kernel_id: str) -> dict[str, dict]:
-        """Which facts the kernel has and why (kregress.kernels.decision): decided once per process."""
-        if kernel_id not in self.decisions:
-            kernel = self.kernel(kernel_id)
-            said = evidence.gather(kernel.image, kernel.upstream_version, sha256_file(kernel.image))
-            self.decisions[kernel_id] = decision.decide(kernel.id, kernel.upstream_version, dict(kernel.spec.facts),
-                                                        said, arch=kernel.spec.arch, config=kernel.config)
-        return self.decisions[kernel_id]
-
     def kernel_info(self, kernel_id: str) -> dict:
-        """The kernel's results record, built once this process is done with the kernel: its newest
-        VM's state, every start's boots and recoveries, a failed start's error, kernels.toml's stated
-        facts (reports flag the stale ones, offline too) and the fact decision."""
+        """What this process's VMs of the kernel went through, merged into the kernel's file
+        (kregress.run.kernel_record) at each start and stop: its newest VM's state, every start's
+        boots and recoveries, a failed start's error, kernels.toml's stated facts (reports flag the
+        stale ones, offline too)."""
         parts = []
         if kernel_id in self.latest:
             parts.append({**self.latest[kernel_id].info(), "boots": self.boot_seconds.get(kernel_id, []),
@@ -189,8 +186,6 @@ class KernelPool:
             info.update({key: value for key, value in part.items() if value is not None})
         if kernel_id in self.specs:
             info["facts"] = dict(self.specs[kernel_id].facts)
-        if kernel_id in self.kernels:
-            info["fact_decisions"] = self.fact_decisions(kernel_id)
         return info
 
     def identity(self, kernel_id: str) -> dict:
@@ -210,5 +205,6 @@ class KernelPool:
         if self.live:
             # lines logged after the VM's last test: no test follows on this VM to take them
             kmsg_gaps.keep(self.run_dir, self.live.kernel.id, self.live.trailing_dmesg(), self.live.splats)
+            self.records.update(self.kernel_info(self.live.kernel.id))
             self.live.stop()
             self.live = None
