@@ -16,8 +16,8 @@ from kregress.plugin import durations
 from kregress.plugin.state import HARNESS, kernel_of, record_of
 from kregress.run.session import KernelSession
 from kregress.run.vm import BootError
-from kregress.verdict.expect import declared_facts, differences, facts_mismatch, failure_message
-from kregress.verdict.record import add_extras
+from kregress.expectation.expect import declared_facts, differences, facts_mismatch, failure_message
+from kregress.expectation.record import add_extras
 
 
 def pytest_generate_tests(metafunc):

@@ -20,7 +20,7 @@ from kregress.report.junit import junit_properties
 from kregress.report.results import ResultsFile
 from kregress.run import kernel_record
 from kregress.run.session import GuestFailure
-from kregress.verdict.record import ending_problem
+from kregress.expectation.record import ending_problem
 
 IDENTITY = "kernel_identity"        # in every VM test's record: what --junitxml names its kernel by
 WORKER_DIED = ("its worker died during one of its tests: this record is what the worker's kernel file "

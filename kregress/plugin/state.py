@@ -8,7 +8,7 @@ import pytest
 
 from kregress.report.results import ResultsFile
 from kregress.run.pool import KernelPool
-from kregress.verdict.record import new_record
+from kregress.expectation.record import new_record
 
 PROPERTY = "kregress"       # the user property that carries a test's record to the controller
 HARNESS = pytest.StashKey[KernelPool]()

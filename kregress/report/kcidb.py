@@ -12,11 +12,11 @@ import re
 
 from kregress.kernels.decision import recorded
 from kregress.kernels.facts import FACTS
-from kregress.verdict.behaviour import behaviour_text
-from kregress.verdict.deviations import label
-from kregress.report.results import case_of, source_of, source_text, verdict
+from kregress.expectation.behaviour import behaviour_text
+from kregress.expectation.deviations import label
+from kregress.report.results import case_of, report_status, source_of, source_text
 from kregress.check_progs.findings import users_check
-from kregress.verdict.record import extra
+from kregress.expectation.record import extra
 from kregress.arch import ARCHES
 
 ORIGIN = "kregress"
@@ -89,7 +89,7 @@ def _status(test: dict) -> str:
     checked = extra(test, "check_progs") or {}
     if users_check(test) and checked.get("status") == "not checked":
         return "MISS"
-    return STATUS[verdict(test.get("outcome"))]
+    return STATUS[report_status(test.get("outcome"))]
 
 
 def _environment(info: dict, host: dict) -> dict:

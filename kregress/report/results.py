@@ -9,7 +9,7 @@ harness_error (a kind, when the harness rather than the behaviour failed: guest-
 guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed, worker-crashed; a kernel
 refusing a program is an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
 one: name, met, reason, facts), deviations (stated rules the kernel breaks: rule, source,
-observed), extras (what the test added; kregress.verdict.record) and ended_by (expect | precondition).
+observed), extras (what the test added; kregress.expectation.record) and ended_by (expect | precondition).
 
 A kernel's entry is its record as the run directory's file of the kernel says
 (kregress.run.kernel_record): what its run knew of it, and fact_decisions, the one decision of
@@ -36,7 +36,7 @@ READABLE = ("kregress-results/1", FORMAT)
 
 # What each recorded outcome counts as in every report (matrix, JUnit, KCIDB): an xfail
 # is a known deviation, reported like a skip; an xpass is a pass, as in pytest's junitxml.
-VERDICT = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "error",
+REPORT_STATUS = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "error",
            "skipped": "skip", "xfailed": "skip"}
 
 
@@ -60,8 +60,9 @@ def merge_kernel(known: dict, info: dict) -> dict:
     return merged
 
 
-def verdict(outcome: str | None) -> str:
-    return VERDICT.get(outcome or "", "error")
+def report_status(outcome: str | None) -> str:
+    """pass, fail, error or skip: what a test's outcome counts as in every report."""
+    return REPORT_STATUS.get(outcome or "", "error")
 
 
 class ResultsFile:

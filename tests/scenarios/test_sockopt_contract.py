@@ -5,7 +5,7 @@ fact changed a rule, the test records the document's word beside it and the repo
 the rule as stale, with the fact. One driver case per rule: guest/sockopt_contract.c."""
 import pytest
 
-from kregress.verdict.expect import DocumentRule
+from kregress.expectation.expect import DocumentRule
 
 pytestmark = pytest.mark.scenario(facts=["getsockopt_retval_in_run_ctx", "setsockopt_buffer_16",
                                          "getsockopt_relief", "getsockopt_race_fix", "cgroup_preorder",

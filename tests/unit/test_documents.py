@@ -1,7 +1,7 @@
 """Documented rules held against kernels: stale where a kernel behaves otherwise, with the
 facts its expectation named and has."""
 from kregress.kernels.decision import decide, decisions_json
-from kregress.verdict.documents import render, rules
+from kregress.expectation.documents import render, rules
 
 RULE = {"document": "Doc.rst", "rule": "retval only 0 or the kernel's", "says": {"retval": "EFAULT"}}
 KERNELS = {kernel: {"id": kernel, "fact_decisions": decisions_json(decide(kernel, version))}

@@ -4,7 +4,7 @@ import re
 import pytest
 
 from kregress.cli import main
-from kregress.verdict.behaviour import behaviour_text
+from kregress.expectation.behaviour import behaviour_text
 from kregress.report.matrix import build
 from kregress.report.results import case_of
 from kregress.report.write import render_html, render_text, write_reports
