@@ -9,7 +9,7 @@ from __future__ import annotations
 # Every top-level field the harness writes into a test's results entry.
 HARNESS_FIELDS = frozenset({
     "nodeid", "outcome", "longrepr", "seconds", "setup_seconds", "teardown_seconds", "started_at", "stopped_at",
-    "worker", "xfail_reason", "observed", "expected", "dmesg", "kernel", "kernel_info", "kernel_identity",
+    "worker", "xfail_reason", "observed", "expected", "dmesg", "kernel", "kernel_identity",
     "harness_error",
     "facts_used", "expectation_facts", "documented", "deviations", "precondition", "extras", "commands",
     "guest_seconds", "push_seconds", "vm_start_seconds", "reproduce", "ended_by",

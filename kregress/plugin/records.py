@@ -118,7 +118,7 @@ def pytest_runtest_logreport(report):
     if record.get("harness_error"):
         entry["outcome"] = "error"      # the guest failed, not the behaviour under test
     if record.get("kernel") and record["kernel"] not in results.doc["kernels"]:
-        _read_kernel(results, record["kernel"])
+        results.set_kernel(_kernel_file(record["kernel"]))
     nodeid = report.nodeid.split("@")[0]      # xdist's loadgroup appends "@<group>"
     results.add_test({"nodeid": nodeid, **entry, **record})
 
@@ -138,13 +138,13 @@ _run_dirs: list = []        # the controller's run directory, where each kernel 
 _specs: dict = {}           # the controller's kernels, by id: what a kernel nobody resolved states
 
 
-def _read_kernel(results: ResultsFile, kernel_id: str) -> None:
+def _kernel_file(kernel_id: str) -> dict:
     """The kernel's record as its file says now (a kernel nobody resolved: what kernels.toml states)."""
     info = kernel_record.read(_run_dirs[0], kernel_id) if _run_dirs else None
     if info is None:
         spec = _specs.get(kernel_id)
         info = {"id": kernel_id, **({"facts": dict(spec.facts)} if spec else {})}
-    results.add_kernel(info)
+    return info
 
 
 def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
@@ -175,8 +175,7 @@ def pytest_sessionfinish(session, exitstatus):
             results.add_test(crashed_entry(nodeid, _phases.pop(nodeid), set(harness.specs)))
         died = {t["kernel"] for t in results.doc["tests"] if t.get("harness_error") == "worker-crashed"}
         for kernel_id in dict.fromkeys(t["kernel"] for t in results.doc["tests"] if t.get("kernel")):
-            _read_kernel(results, kernel_id)        # as the files say at the end: every worker has ended
-            if kernel_id in died:
-                results.add_kernel({"id": kernel_id, "worker_died": WORKER_DIED})
+            info = _kernel_file(kernel_id)        # as the file says at the end: every worker has ended
+            results.set_kernel({**info, "worker_died": WORKER_DIED} if kernel_id in died else info)
         results.flush()      # the summary writes it again, when it runs
     procs.kill_all()

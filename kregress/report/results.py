@@ -45,19 +45,6 @@ REPORT_STATUS = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error":
 # (finish(), also after Ctrl-C or SIGTERM) always.
 WRITE_EVERY_S = 1.0
 WRITE_COST_SHARE = 20
-# per-kernel lists (recovery.py) that add up over every start of the kernel
-ACCUMULATED = ("snapshot_events", "boot_retries")
-
-
-def merge_kernel(known: dict, info: dict) -> dict:
-    """A kernel's record with what one more process (or a later look) says of it: its values
-    where it has them, and what each process's VMs went through (ACCUMULATED) added up."""
-    merged = {key: value for key, value in info.items() if value is not None}
-    merged.update({key: value for key, value in known.items() if key not in merged})
-    for key in ACCUMULATED:
-        if info.get(key) is not None:
-            merged[key] = known.get(key, []) + [item for item in info[key] if item not in known.get(key, [])]
-    return merged
 
 
 def report_status(outcome: str | None) -> str:
@@ -83,8 +70,9 @@ class ResultsFile:
         self._written_at, self._write_cost, self._unwritten = 0.0, 0.0, False
         self.write()
 
-    def add_kernel(self, info: dict) -> None:
-        self.doc["kernels"][info["id"]] = merge_kernel(self.doc["kernels"].get(info["id"], {}), info)
+    def set_kernel(self, info: dict) -> None:
+        """The kernel's record, as its own file in the run directory says it now."""
+        self.doc["kernels"][info["id"]] = info
         self._unwritten = True
         if info.get("accel"):
             choice = {"accel": info["accel"], "reason": info.get("accel_reason", "")}

@@ -12,14 +12,18 @@ recoveries adding up. The controller builds results.json's "kernels" from these 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from kregress.files import locked, sha256_file, write_whole
 from kregress.kernels import decision, evidence
 from kregress.kernels.decision import FactDecision, decisions_json
-from kregress.report.results import merge_kernel
 
 FOLDER = "kernels"
+# per-kernel lists (kregress.report.recovery) that add up over every start of the kernel, in
+# every process that ran it: an item one process already recorded counts once
+ACCUMULATED = ("snapshot_events", "boot_retries")
+PARTS = "accumulated_by_process"       # in the file only: each process's own lists, folded into ACCUMULATED
 
 
 def path_of(run_dir: Path, kernel_id: str) -> Path:
@@ -28,8 +32,13 @@ def path_of(run_dir: Path, kernel_id: str) -> Path:
 
 def read(run_dir: Path, kernel_id: str) -> dict | None:
     """The kernel's record as its file says now (None: no process resolved it)."""
+    record = _read(path_of(run_dir, kernel_id))
+    return None if record is None else {key: value for key, value in record.items() if key != PARTS}
+
+
+def _read(path: Path) -> dict | None:
     try:
-        return json.loads(path_of(run_dir, kernel_id).read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         return None
 
@@ -40,12 +49,25 @@ def clear(run_dir: Path) -> None:
         path.unlink()
 
 
-def merge_into(run_dir: Path, info: dict) -> dict:
-    """Merge what this process knows of the kernel (info, with its "id") into the kernel's file."""
+def merge_into(run_dir: Path, info: dict, process: str | None = None) -> dict:
+    """Merge what this process knows of the kernel (info, with its "id") into the kernel's file:
+    its values where it has them (the others kept), its ACCUMULATED lists in place of what it
+    said before, added to the other processes'."""
     path = path_of(run_dir, info["id"])
     with locked(path.with_suffix(".lock")):
-        merged = merge_kernel(read(run_dir, info["id"]) or {}, info)
-        write_whole(path, json.dumps(merged, indent=1, default=str))
+        known = _read(path) or {}
+        parts = known.pop(PARTS, {})
+        own = {key: info[key] for key in ACCUMULATED if info.get(key) is not None}
+        if own:
+            parts[process or str(os.getpid())] = {**parts.get(process or str(os.getpid()), {}), **own}
+        merged = {key: value for key, value in info.items() if value is not None}
+        merged.update({key: value for key, value in known.items() if key not in merged})
+        for key in ACCUMULATED:
+            if any(key in part for part in parts.values()):
+                merged[key] = []
+                for part in parts.values():
+                    merged[key] = merged[key] + [item for item in part.get(key, []) if item not in merged[key]]
+        write_whole(path, json.dumps({**merged, PARTS: parts} if parts else merged, indent=1, default=str))
     return merged
 
 

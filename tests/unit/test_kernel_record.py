@@ -8,7 +8,6 @@ from kregress.kernels import decision
 from kregress.kernels.facts import FACTS
 from kregress.kernels.kernel import Kernel, KernelFetchError
 from kregress.run import kernel_record, pool
-from kregress.run.kernel_record import KernelRecords
 from kregress.run.pool import KernelPool
 from kregress.run.session import SessionOptions
 
@@ -59,18 +58,21 @@ def test_resolving_a_kernel_writes_its_file_with_its_decision(tmp_path, monkeypa
 def test_each_process_merges_what_its_vms_went_through(tmp_path):
     """Two workers ran the kernel's modules (--spread module): its file has both's recoveries,
     the newest values, and its decision after the VM's state, as results.json had it."""
-    first, second = KernelRecords(tmp_path), KernelRecords(tmp_path)
     kernel_record.merge_into(tmp_path, {"id": "k", "facts": {}, "fact_decisions": {"x": {"sources": {},
                                                                                           "undecided": "why"}}})
-    first.update({"id": "k", "boot_seconds": 9.0, "snapshot_events": [{"event": "save-failed"}], "facts": {},
-                  "boot_retries": []})
-    second.update({"id": "k", "boot_seconds": 2.0, "snapshot_events": [{"event": "restore-failed"}], "facts": {},
-                   "boot_retries": ["oops"], "uname_r": None})
-    record = json.loads(kernel_record.path_of(tmp_path, "k").read_text())
-    assert record["boot_seconds"] == 2.0 and "uname_r" not in record
-    assert record["snapshot_events"] == [{"event": "save-failed"}, {"event": "restore-failed"}]
+    kernel_record.merge_into(tmp_path, {"id": "k", "boot_seconds": 9.0, "snapshot_events": [{"event": "a"}],
+                                        "facts": {}, "boot_retries": []}, "one")
+    kernel_record.merge_into(tmp_path, {"id": "k", "boot_seconds": 2.0, "snapshot_events": [{"event": "b"}],
+                                        "facts": {}, "boot_retries": ["oops"], "uname_r": None}, "two")
+    kernel_record.merge_into(tmp_path, {"id": "k", "boot_seconds": 9.5, "snapshot_events": [{"event": "a"},
+                                                                                            {"event": "c"}],
+                                        "facts": {}, "boot_retries": []}, "one")     # its VM's stop
+    record = kernel_record.read(tmp_path, "k")
+    assert record["boot_seconds"] == 9.5 and "uname_r" not in record
+    assert record["snapshot_events"] == [{"event": "a"}, {"event": "c"}, {"event": "b"}]
     assert record["boot_retries"] == ["oops"]
     assert list(record) == ["id", "boot_seconds", "snapshot_events", "facts", "boot_retries", "fact_decisions"]
+    assert kernel_record.PARTS in json.loads(kernel_record.path_of(tmp_path, "k").read_text())
 
 
 def test_a_run_directory_used_again_starts_without_the_old_files(tmp_path):

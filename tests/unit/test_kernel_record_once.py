@@ -50,8 +50,8 @@ def fake_resolve(spec, refresh=False):
 
 decision.decide = counted("decide", decision.decide)
 pool.resolve = fake_resolve
-ResultsFile.add_kernel = (lambda add: lambda self, info: (note("add_kernel", info["id"]), add(self, info))[1])(
-    ResultsFile.add_kernel)
+ResultsFile.set_kernel = (lambda set_: lambda self, info: (note("set_kernel", info["id"]), set_(self, info))[1])(
+    ResultsFile.set_kernel)
 '''
 
 TESTS = '''
