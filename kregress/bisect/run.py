@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from kregress.verdict.declared import scenario_facts
+from kregress.expectation.declared import scenario_facts
 from kregress.kernels.facts import FACTS
 from kregress.paths import NoSuite, suite_root
 from kregress.bisect.judge import ABORT, EXIT_CODES, SKIP, Judgement, combine, judge, settled

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kregress.check_progs.helpers import helper_name, helper_origin
 from kregress.paths import data, kregress_command
-from kregress.verdict.record import extra
+from kregress.expectation.record import extra
 
 # kregress.kernels.facts names the findings are explained by
 RELIEF, RETVAL_FIRST, PAGE_CAP = "getsockopt_relief", "getsockopt_retval_in_run_ctx", "sockopt_page_cap"

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.scenario(facts=[RELIEF, RETVAL_FIRST, PAGE_CAP, LSM_CGR
 
 
 def test_programs(user_program, request, kernel_session, kernel_facts, expect, precondition):
-    precondition("programs given with --progs", user_program is not None, optional=True,
+    precondition("programs given with --progs", user_program is not None, calibrated=False,
                  reason="nothing of yours to check: kregress check-progs OBJECT.bpf.o")
     option = request.config.option
     facts = {name: kernel_facts.has(name) for name in FACTS}
@@ -34,7 +34,7 @@ def test_programs(user_program, request, kernel_session, kernel_facts, expect, p
         record = progs_guest.check_together(kernel_session, list(user_program), facts.__getitem__, option.maps,
                                             option.kernels_file)
         precondition("sockops programs in two objects or more", record["status"] != "nothing together",
-                     optional=True, reason="nothing to run together: each object was checked on its own")
+                     calibrated=False, reason="nothing to run together: each object was checked on its own")
     else:
         record = progs_guest.check_object(kernel_session, user_program, facts.__getitem__, option.owns, option.maps,
                                           option.kernels_file, lsm_cgroup=progs_guest.lsm_cgroup_here(kernel_facts),

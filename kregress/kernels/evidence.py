@@ -6,15 +6,16 @@ be built from a tree where a fix was reverted, so the version is only one witnes
 - binary: the decompressed kernel contains a string only a kernel with the fact has
   (Fact.signature: a message the fix added, or a name in the kernel's BTF);
 - changelog: Debian's package changelog lists the stable commit titles it merged;
-- version: the upstream version against the releases that carry the fact.
+- version: the upstream version against the releases that carry the fact (read by
+  kregress.kernels.decision alone, where the decision is made).
 
-Each answers "present", "absent" or "unknown". The binary is searched in the decompressed
+Each answers "present", "absent" or "unknown" (kregress.kernels.decision.ANSWERS). The binary is searched in the decompressed
 payload, ELF or raw, whatever the image format (kregress.kernels.vmlinux); a signature that is a
 name in the BTF says nothing in a kernel without BTF. A changelog that does not mention a fix
 its own upstream base (the version of its newest entry) already had says nothing about
 it (unknown); a kernel image with no
 readable binary or no changelog is unknown there. The order of trust is kernels.toml's
-stated facts, then binary, changelog, version (kregress.kernels.facts.KernelFacts applies it).
+stated facts, then binary, changelog, version (kregress.kernels.decision applies it).
 The kernel's config is a witness too: of whether a fact it has is usable here (Fact.needs).
 
 Which witnesses answered, and why one could not, is recorded per kernel (coverage()).
@@ -28,27 +29,25 @@ import re
 import zlib
 from pathlib import Path
 
+from kregress.kernels.decision import ABSENT, PRESENT, UNKNOWN
 from kregress.kernels.facts import FACTS, parse_version
 from kregress.kernels.vmlinux import UnknownImage, bzimage_stream, payload, pvh_vmlinux
 
-PRESENT, ABSENT, UNKNOWN = "present", "absent", "unknown"
-SOURCES = ("binary", "changelog", "version")
+SOURCES = ("binary", "changelog")
 ANSWERED = "answered"
 BTF_HEADER = b"\x9f\xeb\x01\x00\x18\x00\x00\x00"    # struct btf_header: magic 0xeB9F, version 1, hdr_len 24
 
 
 @functools.lru_cache(maxsize=32)     # once per kernel per process, however many VMs it starts
-def gather(image: Path, version: str | None, digest: str | None = None) -> dict[str, dict[str, str]]:
-    """fact name -> {source: answer} for the kernel image at `image`."""
+def gather(image: Path, digest: str | None = None) -> dict[str, dict[str, str]]:
+    """fact name -> {witness: answer} for the kernel image at `image`: its binary and changelog."""
     binary, _, _ = binary_witness(image, digest)
     changelog = _changelog_text(image)
     # the changelog's own upstream base (its newest entry's version), not the one the
     # kernels file declares: a wrong declaration must not leak into this witness
     base = _changelog_base(changelog)
-    parsed = parse_version(version)
     out = {}
     for name, fact in FACTS.items():
-        in_version = fact.in_version(parsed) if parsed else None
         if changelog is None:
             from_changelog = UNKNOWN
         elif fact.title in changelog:
@@ -57,8 +56,7 @@ def gather(image: Path, version: str | None, digest: str | None = None) -> dict[
             from_changelog = UNKNOWN    # silence about a fix the base already had says nothing
         else:
             from_changelog = ABSENT
-        out[name] = {"binary": binary.get(name, UNKNOWN), "changelog": from_changelog,
-                     "version": UNKNOWN if in_version is None else PRESENT if in_version else ABSENT}
+        out[name] = {"binary": binary.get(name, UNKNOWN), "changelog": from_changelog}
     return out
 
 

@@ -16,8 +16,8 @@ from kregress.plugin import durations
 from kregress.plugin.state import POOL, kernel_of, record_of
 from kregress.run.session import KernelSession
 from kregress.run.vm import BootError
-from kregress.verdict.expect import declared_facts, differences, facts_mismatch, failure_message
-from kregress.verdict.record import add_extras
+from kregress.expectation.expect import declared_facts, differences, facts_mismatch, failure_message
+from kregress.expectation.record import add_extras
 
 
 def pytest_generate_tests(metafunc):
@@ -100,17 +100,18 @@ def kernel_session(request, kernel_id) -> KernelSession:
 
 @pytest.fixture
 def kernel_facts(request, kernel_session) -> KernelFacts:
-    """The kernel's facts, read from its one decision (made once per kernel, kept in its results
-    record); the ones the test asked about go into the test's record (facts_used).
+    """The kernel's facts, read from its one decision (made once per kernel where it was resolved,
+    kept in the kernel's record); the names of those the test asked about go into the test's
+    record (facts_used).
     A scenario test may only ask about the facts its module declares, and its expect()
     calls must name exactly the facts it asked about."""
     kernel = kernel_session.kernel
     declared = declared_facts(request.node.iter_markers("scenario"))
     facts = KernelFacts(kernel.id, kernel.upstream_version, declared=declared, config_source=kernel.config_source,
-                        decisions=request.config.stash[POOL].fact_decisions(kernel.id))
+                        decisions=request.config.stash[POOL].records.resolved(kernel))
     yield facts
     record = record_of(request.node)
-    record["facts_used"] = {name: facts.summary(name) for name in sorted(facts.used)}
+    record["facts_used"] = sorted(facts.used)
     named = set(record["expectation_facts"]) if "expectation_facts" in record else None
     mismatch = facts_mismatch(set(facts.used), named)
     if mismatch:
@@ -165,21 +166,21 @@ def precondition(request, kernel_facts):
     fact's state: has, lacks, unusable): held where they say so, the test goes on; not held
     where they say it should, the test FAILS ("precondition failed: NAME"); not held where
     they say the kernel lacks it or cannot use it here, a named SKIP; held where they say it
-    lacks it, a contradiction (FAIL). optional=True: a configuration the expectation was not
+    lacks it, a contradiction (FAIL). calibrated=False: a configuration the expectation was not
     calibrated for (not a kernel feature): not held is a named SKIP with what was measured
     (observed=...). Recorded as `precondition`."""
-    def check(name: str, holds: bool, *, facts=(), reason: str = "", fix: str = "", optional: bool = False,
+    def check(name: str, holds: bool, *, facts=(), reason: str = "", fix: str = "", calibrated: bool = True,
               observed: dict | None = None) -> None:
         states = {fact: kernel_facts.state(fact) for fact in facts}     # every fact consulted
         should = all(state == "has" for state in states.values())
-        if holds and (should or optional):
+        if holds and (should or not calibrated):
             return
         entry = record_of(request.node)
         entry["precondition"] = {"name": name, "met": bool(holds), "reason": reason, "facts": list(facts),
-                                 "optional": optional}      # optional: verdicts count it for no fact
+                                 "calibrated": calibrated}      # not calibrated: verdicts count it for no fact
         entry["ended_by"] = "precondition"
         entry["observed"].update(observed or {})
-        if optional:        # a configuration the rule was not made for: measured, not judged
+        if not calibrated:      # a configuration the rule was not made for: measured, not judged
             pytest.skip(f"no verdict: {name} does not hold: {reason}")
         why = "; ".join(kernel_facts.why(fact) for fact in facts) or "no fact: it should hold on every kernel"
         if holds:

@@ -1,11 +1,12 @@
 """Each test's results entry: the record its fixtures filled, how it ended, its seconds, its
 reproducer; on the controller, one entry per test in the results file.
 
-A kernel's own record (kregress.run.pool.KernelPool.kernel_info: evidence, fact decision, boots,
-an RSS reading) is built once per kernel and worker process, when the worker's last test on it
-ends, and travels with that test's report only; every report names its kernel (id, versions,
-accelerator) for --junitxml. A run interrupted before a kernel's last test sends the record at
-the worker's end; a kernel whose record never comes (its worker died) is recorded as lost."""
+A kernel's own record is not on any test's report: the process that resolves the kernel writes
+it to the kernel's file in the run directory (kregress.run.kernel_record: fact decision, boots,
+recoveries, an RSS reading), and the controller reads that file into results.json when the
+kernel's first test ends and again at the end of the run, whichever worker ran it and however
+that worker ended. Every report names its kernel (id, versions, accelerator) for --junitxml. A
+kernel whose worker died in one of its tests is said to be so (worker_died)."""
 from __future__ import annotations
 
 import json
@@ -13,24 +14,17 @@ import json
 import pytest
 
 from kregress import procs
-from kregress.plugin.state import HARNESS, PROPERTY, RESULTS, kernel_of, record_of
+from kregress.plugin.state import POOL, PROPERTY, RESULTS, kernel_of, record_of
 from kregress.report import reproduce
 from kregress.report.junit import junit_properties
-from kregress.report.results import ResultsFile, decisions_copied
+from kregress.report.results import ResultsFile
+from kregress.run import kernel_record
 from kregress.run.session import GuestFailure
-from kregress.verdict.record import ending_problem
+from kregress.expectation.record import ending_problem
 
-KERNEL_INFO = "kernel_info"         # in the record of a kernel's last test here: the kernel's record
 IDENTITY = "kernel_identity"        # in every VM test's record: what --junitxml names its kernel by
-LATE_KERNELS = "kregress_kernels"   # xdist workeroutput: the records of kernels whose last test never ended
-LAST_ON_KERNEL = pytest.StashKey[bool]()
-UNSENT = pytest.StashKey[set]()
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item, nextitem):
-    """Whether this process moves on from the test's kernel after it (its record goes now)."""
-    item.stash[LAST_ON_KERNEL] = nextitem is None or kernel_of(nextitem) != kernel_of(item)
+WORKER_DIED = ("its worker died during one of its tests: this record is what the worker's kernel file "
+               "said before (the fact decision, the VM starts), not its VMs' state at the end")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -46,16 +40,9 @@ def pytest_runtest_makereport(item, call):
     if kernel_id and report.when == "call" and report.failed:
         _add_reproducer(item, report, kernel_id)
     if kernel_id and report.when == "teardown":
-        harness = item.config.stash[HARNESS]
         record = record_of(item)
         record["kernel"] = kernel_id
-        record[IDENTITY] = harness.identity(kernel_id)
-        unsent = item.config.stash.setdefault(UNSENT, set())
-        if item.stash.get(LAST_ON_KERNEL, True):
-            record[KERNEL_INFO] = harness.kernel_info(kernel_id)
-            unsent.discard(kernel_id)
-        else:
-            unsent.add(kernel_id)
+        record[IDENTITY] = item.config.stash[POOL].identity(kernel_id)
         report.user_properties = list(item.user_properties)
     return report
 
@@ -127,14 +114,11 @@ def pytest_runtest_logreport(report):
         return
     record = dict(next((v for k, v in report.user_properties if k == PROPERTY), {}))
     identity = record.pop(IDENTITY, None) or {}
-    kernel_info = record.pop(KERNEL_INFO, None)
-    if record.get("kernel") and identity:
-        _identities[record["kernel"]] = identity
     _flatten_properties(report, record, identity)
     if record.get("harness_error"):
         entry["outcome"] = "error"      # the guest failed, not the behaviour under test
-    if kernel_info:
-        results.add_kernel(kernel_info)
+    if record.get("kernel") and record["kernel"] not in results.doc["kernels"]:
+        results.set_kernel(_kernel_file(record["kernel"]))
     nodeid = report.nodeid.split("@")[0]      # xdist's loadgroup appends "@<group>"
     results.add_test({"nodeid": nodeid, **entry, **record})
 
@@ -150,7 +134,17 @@ def _flatten_properties(report, record: dict, identity: dict) -> None:
 
 
 _controller_results: list[ResultsFile] = []
-_identities: dict[str, dict] = {}     # controller: each kernel as its tests' reports last named it
+_run_dirs: list = []        # the controller's run directory, where each kernel has its file
+_specs: dict = {}           # the controller's kernels, by id: what a kernel nobody resolved states
+
+
+def _kernel_file(kernel_id: str) -> dict:
+    """The kernel's record as its file says now (a kernel nobody resolved: what kernels.toml states)."""
+    info = kernel_record.read(_run_dirs[0], kernel_id) if _run_dirs else None
+    if info is None:
+        spec = _specs.get(kernel_id)
+        info = {"id": kernel_id, **({"facts": dict(spec.facts)} if spec else {})}
+    return info
 
 
 def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
@@ -161,44 +155,27 @@ def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
     return {"nodeid": base, **entry, "outcome": "error", "kernel": kernel, "harness_error": "worker-crashed"}
 
 
-def lost_record(kernel_id: str, identity: dict, tests: list[dict]) -> dict:
-    """A kernel whose record never arrived (its worker died during its last test there): what
-    its tests' reports named it by, and the fact decision as its tests copied it, said plainly
-    rather than left out of the results."""
-    return {"id": kernel_id, **identity, "fact_decisions": decisions_copied(tests, kernel_id),
-            "record_lost": "the worker running its last test ended before sending the kernel's record: "
-                           "evidence, boots and the facts no test asked about are not in this file"}
-
-
 def pytest_sessionstart(session):
     results = session.config.stash.get(RESULTS, None)
     if results:
+        harness = session.config.stash[POOL]
+        kernel_record.clear(harness.run_dir)        # before any worker resolves a kernel
         _controller_results.append(results)
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node, error):
-    """xdist controller: the kernel records a worker could only send at its end."""
-    for info in getattr(node, "workeroutput", {}).get(LATE_KERNELS, []):
-        if _controller_results:
-            _controller_results[0].add_kernel(info)
+        _run_dirs.append(harness.run_dir)
+        _specs.update(harness.specs)
 
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    harness = config.stash[HARNESS]
-    late = [harness.kernel_info(kernel_id) for kernel_id in sorted(config.stash.get(UNSENT, set()))]
-    if hasattr(config, "workeroutput"):
-        config.workeroutput[LATE_KERNELS] = late
-    elif _controller_results:
+    harness = config.stash[POOL]
+    harness.stop_live()     # its kernel's file gets what the VM went through
+    if not hasattr(config, "workeroutput") and _controller_results:
         results = _controller_results[0]
-        for info in late:
-            results.add_kernel(info)
         for nodeid in sorted(_crashed & set(_phases)):
             results.add_test(crashed_entry(nodeid, _phases.pop(nodeid), set(harness.specs)))
+        died = {t["kernel"] for t in results.doc["tests"] if t.get("harness_error") == "worker-crashed"}
         for kernel_id in dict.fromkeys(t["kernel"] for t in results.doc["tests"] if t.get("kernel")):
-            if kernel_id not in results.doc["kernels"]:
-                results.add_kernel(lost_record(kernel_id, _identities.get(kernel_id, {}), results.doc["tests"]))
+            info = _kernel_file(kernel_id)        # as the file says at the end: every worker has ended
+            results.set_kernel({**info, "worker_died": WORKER_DIED} if kernel_id in died else info)
         results.flush()      # the summary writes it again, when it runs
-    harness.stop_live()
     procs.kill_all()

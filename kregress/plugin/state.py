@@ -8,11 +8,10 @@ import pytest
 
 from kregress.report.results import ResultsFile
 from kregress.run.pool import KernelPool
-from kregress.verdict.record import new_record
+from kregress.expectation.record import new_record
 
 PROPERTY = "kregress"       # the user property that carries a test's record to the controller
 POOL = pytest.StashKey[KernelPool]()
-HARNESS = POOL      # its old name, until plugin/records.py (reworked in issue 37's other part) reads POOL
 RESULTS = pytest.StashKey[ResultsFile]()
 
 

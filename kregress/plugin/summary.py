@@ -12,7 +12,7 @@ from kregress.report import known, recovery, verdicts
 from kregress.report.matrix import build_roots, guest_images
 from kregress.report.results import case_of, source_text
 from kregress.report.write import page_text, render_text, write_reports
-from kregress.verdict import deviations, documents
+from kregress.expectation import deviations, documents
 
 
 def pytest_report_header(config):

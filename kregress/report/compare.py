@@ -16,8 +16,8 @@ from pathlib import Path
 
 from kregress.check_progs.findings import checked_programs, unchecked
 from kregress.kernels.facts import FACTS, carried_defects
-from kregress.verdict.record import extra
-from kregress.verdict.behaviour import behaviour_text
+from kregress.expectation.record import extra
+from kregress.expectation.behaviour import behaviour_text
 from kregress.report.matrix import Cell, Column, Matrix, build, facts_of, flipping
 
 

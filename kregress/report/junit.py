@@ -10,10 +10,10 @@ import json
 import re
 import xml.etree.ElementTree as ET
 
-from kregress.verdict.deviations import label
+from kregress.expectation.deviations import label
 from kregress.report.matrix import build
 from kregress.report.results import case_of
-from kregress.report.results import verdict
+from kregress.report.results import report_status
 
 # Characters XML 1.0 cannot carry (a stray control byte in a guest log, say).
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -71,7 +71,7 @@ def from_results(doc: dict, matrix=None) -> str:
             counts["tests"] += 1
             longrepr = _text(test.get("longrepr") or "")
             first = longrepr.strip().splitlines()[-1] if longrepr.strip() else test.get("outcome", "")
-            kind = verdict(test.get("outcome"))
+            kind = report_status(test.get("outcome"))
             if kind == "fail":
                 counts["failures"] += 1
                 ET.SubElement(case, "failure", message=first[:500]).text = longrepr

@@ -10,18 +10,25 @@ from __future__ import annotations
 
 import re
 
+from kregress.kernels.decision import recorded
 from kregress.kernels.facts import FACTS
-from kregress.verdict.behaviour import behaviour_text
-from kregress.verdict.deviations import label
-from kregress.report.results import case_of, source_of, source_text, verdict
+from kregress.expectation.behaviour import behaviour_text
+from kregress.expectation.deviations import label
+from kregress.report.results import case_of, report_status, source_of, source_text
 from kregress.check_progs.findings import users_check
-from kregress.verdict.record import extra
+from kregress.expectation.record import extra
 from kregress.arch import ARCHES
 
 ORIGIN = "kregress"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
 STATUS = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "skip": "SKIP"}
 EXCERPT_MAX = 16384                 # the schema's limit for log_excerpt
+
+
+def _decision_json(test: dict, info: dict, name: str) -> dict:
+    """The kernel's decision about a fact the test used, as its record has it."""
+    decided = recorded(info, name) if name in (test.get("facts_used") or ()) else None
+    return decided.to_json() if decided else {}
 
 
 def _id(*parts: str) -> str:
@@ -82,7 +89,7 @@ def _status(test: dict) -> str:
     checked = extra(test, "check_progs") or {}
     if users_check(test) and checked.get("status") == "not checked":
         return "MISS"
-    return STATUS[verdict(test.get("outcome"))]
+    return STATUS[report_status(test.get("outcome"))]
 
 
 def _environment(info: dict, host: dict) -> dict:
@@ -141,8 +148,7 @@ def from_results(doc: dict) -> dict:
                  "misc": {"kernel": kernel_id, "nodeid": test["nodeid"], "observed": test.get("observed") or {},
                           "expected": test.get("expected") or {},
                           # the facts the expectation came from, and what decided each one
-                          "facts": {name: {"commit": FACTS[name].commit,
-                                           **(test.get("facts_used") or {}).get(name, {})}
+                          "facts": {name: {"commit": FACTS[name].commit, **_decision_json(test, info, name)}
                                     for name in test.get("expectation_facts") or () if name in FACTS}}}
         if test.get("deviations"):      # stated rules this kernel breaks, by name
             entry["misc"]["deviations"] = [{**d, "label": label(d)} for d in test["deviations"]]

@@ -3,7 +3,7 @@ from a results file (`kregress report RESULTS --markdown FILE`), never copied by
 headed by the run it came from."""
 from __future__ import annotations
 
-from kregress.verdict.behaviour import behaviour_text
+from kregress.expectation.behaviour import behaviour_text
 from kregress.report.matrix import Matrix
 from kregress.report.write import page_text
 

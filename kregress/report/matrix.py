@@ -14,11 +14,11 @@ from pathlib import Path
 from kregress.report import recovery
 from kregress.kernels.decision import KernelFacts, version_says, version_text
 from kregress.kernels.facts import FACTS, parse_version
-from kregress.verdict.behaviour import behaviour_text, value_text
-from kregress.report.results import case_of, verdict
+from kregress.expectation.behaviour import behaviour_text, value_text
+from kregress.report.results import case_of, report_status
 
-STATUS_OF_VERDICT = {"pass": "pass", "fail": "fail", "error": "fail", "skip": "skip"}
-# Outcomes whose observed behaviour is a verdict worth comparing (a skip may record a
+CELL_STATUS = {"pass": "pass", "fail": "fail", "error": "fail", "skip": "skip"}
+# Outcomes whose observed behaviour is worth comparing (a skip may record a
 # half-run scenario; an error happened outside the test body).
 COMPARABLE = ("passed", "failed")
 
@@ -258,7 +258,7 @@ def _classify(row: Row, columns: list[Column]) -> None:
     ref_col, ref = passed[-1] if passed else (None, None)
     previous: tuple[Column, Cell] | None = None
     for col, cell in cells:
-        cell.status = STATUS_OF_VERDICT[verdict(cell.outcome)]
+        cell.status = CELL_STATUS[report_status(cell.outcome)]
         if ref and cell is not ref and cell.status == "pass" and cell.observed != ref.observed:
             cell.status = "expected-diff"
         if not cell.comparable:

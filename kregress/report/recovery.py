@@ -38,7 +38,9 @@ EVENT_TEXT = {"save-failed": "snapshot save failed, the run went on booting",
 
 def kernel_lines(kernel_id: str, info: dict) -> list[str]:
     """One line per thing that happened to this kernel beyond a clean start."""
-    lines = [f"{kernel_id}: kernel record lost: {info['record_lost']}"] if info.get("record_lost") else []
+    lines = [f"{kernel_id}: {info['worker_died']}"] if info.get("worker_died") else []
+    if info.get("record_lost"):     # results files before kernels had files of their own
+        lines.append(f"{kernel_id}: kernel record lost: {info['record_lost']}")
     for number, reason in enumerate(info.get("boot_retries") or [], 1):
         lines.append(f"{kernel_id}: boot attempt {number} failed and was retried: {reason}")
     for item in info.get("snapshot_events") or []:

@@ -3,16 +3,21 @@ as tests finish and at the end, so that an interrupted run still leaves valid JS
 finished: everything on an interrupt, all but the last few seconds' tests if it is killed.
 
 A test's entry holds, besides its outcome: observed and expected (dicts), expectation_facts
-(the facts expect() said the expectation came from), facts_used (each fact asked about:
-expected, decided_by, sources), documented (rules a document states, with what it says),
+(the facts expect() said the expectation came from), facts_used (the names of the facts it asked
+about; their decision is its kernel's), documented (rules a document states, with what it says),
 harness_error (a kind, when the harness rather than the behaviour failed: guest-lost,
 guest-panic, guest-hang, boot-failed, fetch-failed, driver-failed, worker-crashed; a kernel
 refusing a program is an observation, never a harness_error), reproduce (commands), precondition (a test that ended on
 one: name, met, reason, facts), deviations (stated rules the kernel breaks: rule, source,
-observed), extras (what the test added; kregress.verdict.record) and ended_by (expect | precondition).
+observed), extras (what the test added; kregress.expectation.record) and ended_by (expect | precondition).
 
-A kernel's entry holds what its run knew of it, and fact_decisions: the one decision of which
-facts it has (kregress.kernels.decision), which every report reads.
+A kernel's entry is its record as the run directory's file of the kernel says
+(kregress.run.kernel_record): what its run knew of it, and fact_decisions, the one decision of
+which facts it has (kregress.kernels.decision.FactDecision as JSON), which every report reads.
+
+Older files (kregress-results/1 and /2 before kernels had files of their own) are read too: a
+test's copy of its kernel's decision (facts_used as a dict) fills in a kernel whose record has
+none, then becomes the list of names (normalise()).
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import platform
 import time
 from pathlib import Path
 
-from kregress.kernels.decision import decide
+from kregress.kernels.decision import decide, decisions_json
 
 FORMAT = "kregress-results/2"
 # /1 lacked expectation_facts and harness_error kinds for boot and driver failures
@@ -31,7 +36,7 @@ READABLE = ("kregress-results/1", FORMAT)
 
 # What each recorded outcome counts as in every report (matrix, JUnit, KCIDB): an xfail
 # is a known deviation, reported like a skip; an xpass is a pass, as in pytest's junitxml.
-VERDICT = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "error",
+REPORT_STATUS = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "error",
            "skipped": "skip", "xfailed": "skip"}
 
 
@@ -40,12 +45,11 @@ VERDICT = {"passed": "pass", "xpassed": "pass", "failed": "fail", "error": "erro
 # (finish(), also after Ctrl-C or SIGTERM) always.
 WRITE_EVERY_S = 1.0
 WRITE_COST_SHARE = 20
-# per-kernel lists (recovery.py) that add up over every start of the kernel
-ACCUMULATED = ("snapshot_events", "boot_retries")
 
 
-def verdict(outcome: str | None) -> str:
-    return VERDICT.get(outcome or "", "error")
+def report_status(outcome: str | None) -> str:
+    """pass, fail, error or skip: what a test's outcome counts as in every report."""
+    return REPORT_STATUS.get(outcome or "", "error")
 
 
 class ResultsFile:
@@ -66,14 +70,9 @@ class ResultsFile:
         self._written_at, self._write_cost, self._unwritten = 0.0, 0.0, False
         self.write()
 
-    def add_kernel(self, info: dict) -> None:
-        known = self.doc["kernels"].get(info["id"], {})
-        # what each worker's VMs went through adds up (a kernel's modules may run on several workers)
-        merged = {key: known.get(key, []) + [item for item in info[key] if item not in known.get(key, [])]
-                  for key in ACCUMULATED if info.get(key) is not None}
-        known.update({k: v for k, v in info.items() if v is not None})
-        known.update(merged)
-        self.doc["kernels"][info["id"]] = known
+    def set_kernel(self, info: dict) -> None:
+        """The kernel's record, as its own file in the run directory says it now."""
+        self.doc["kernels"][info["id"]] = info
         self._unwritten = True
         if info.get("accel"):
             choice = {"accel": info["accel"], "reason": info.get("accel_reason", "")}
@@ -147,34 +146,36 @@ def normalise(doc: dict, where: str = "results") -> dict:
     doc.setdefault("kernels", {})
     doc.setdefault("tests", [])
     for test in doc["tests"]:
-        for key in ("observed", "expected", "facts_used"):
+        for key in ("observed", "expected"):
             test[key] = test.get(key) or {}
         for key in ("expectation_facts", "documented", "deviations"):
             test[key] = test.get(key) or []
         test["extras"] = test.get("extras") or {}
-    for kernel_id, info in doc["kernels"].items():
-        if "fact_decisions" not in info:
-            info["fact_decisions"] = decisions_then(doc, kernel_id, info)
+        if "optional" in (test.get("precondition") or {}):      # older files: optional meant not calibrated
+            old = test["precondition"]
+            test["precondition"] = {**{k: v for k, v in old.items() if k != "optional"}, "calibrated": not old["optional"]}
+    _decisions_from_copies(doc)
     doc["format"] = FORMAT
     return doc
 
 
-def decisions_then(doc: dict, kernel_id: str, info: dict) -> dict[str, dict]:
-    """A file written before kernels recorded their fact decision: what its tests recorded of
-    it (facts_used, decided with the kernel's config), the rest decided from the kernel's record."""
-    decisions = decide(kernel_id, info.get("upstream_version"), info.get("facts") or {}, info.get("evidence") or {},
-                       arch=info.get("arch") or "x86_64")
-    decisions.update(decisions_copied(doc["tests"], kernel_id))
-    return decisions
-
-
-def decisions_copied(tests: list[dict], kernel_id: str) -> dict[str, dict]:
-    """The kernel's fact decision as far as its tests' entries copied it (facts_used)."""
-    copied: dict[str, dict] = {}
-    for test in tests:
-        if test.get("kernel") == kernel_id:
-            copied.update({name: dict(used) for name, used in (test.get("facts_used") or {}).items()})
-    return copied
+def _decisions_from_copies(doc: dict) -> None:
+    """Older files: a kernel without a recorded decision takes it from what its tests copied of it
+    (decided with its config), the rest decided from its record; a kernel whose record never
+    came, from the copies alone. Then each test keeps the names it used."""
+    copies: dict[str, dict[str, dict]] = {}
+    for test in doc["tests"]:
+        used = test.get("facts_used") or []
+        if isinstance(used, dict) and test.get("kernel"):
+            copies.setdefault(test["kernel"], {}).update({name: dict(entry) for name, entry in used.items()})
+        test["facts_used"] = sorted(used)
+    for kernel_id, info in doc["kernels"].items():
+        if "fact_decisions" not in info:
+            info["fact_decisions"] = {**decisions_json(decide(
+                kernel_id, info.get("upstream_version"), info.get("facts") or {}, info.get("evidence") or {},
+                arch=info.get("arch") or "x86_64")), **copies.get(kernel_id, {})}
+    for kernel_id, copied in copies.items():
+        doc["kernels"].setdefault(kernel_id, {"id": kernel_id, "fact_decisions": copied})
 
 
 # A kernel's source as its entry said it (KernelSpec.source, "KIND:detail"), in words for reports

@@ -9,8 +9,8 @@ question" (the test cannot say which one is wrong).
 A test that ended on a precondition (`precondition`, written by the plugin's helper) for the
 fact: not met and skipped where the facts say the feature is lacking or unusable agrees; not met
 and failed where they say it should hold is "precondition failed: NAME", never "behaves
-without"; met where the facts say the kernel lacks it contradicts them; an optional one (a
-configuration no rule was calibrated for) judges nothing.
+without"; met where the facts say the kernel lacks it contradicts them; one not calibrated (a
+configuration no rule was calibrated for: calibrated=False) judges nothing.
 
 Anything else (harness errors, skips, xfails, tests that ended before their expectation) is
 listed as not counted, with why, and never counts for or against a fact. So is a check of a
@@ -22,33 +22,31 @@ from __future__ import annotations
 from pathlib import Path
 
 from kregress.check_progs.findings import users_check
+from kregress.kernels.decision import HAS, LACKS, UNDECIDED, UNUSABLE, FactDecision, decisions_from_json
 from kregress.kernels.facts import FACTS
 from kregress.report import results
 
 JUDGED = ("passed", "failed")
 # Verdicts that fail `kregress verdicts` (exit 1): behaviour and facts disagree.
 DISAGREEING = ("CONTRADICTION", "IN QUESTION")
-STATE_TEXT = {"has": "has it", "lacks": "lacks it", "unusable": "unusable here"}
+STATE_TEXT = {HAS: "has it", LACKS: "lacks it", UNUSABLE: "unusable here", UNDECIDED: "undecided"}
 
 
-def expected_state(used: dict) -> str:
-    """has / lacks / unusable: the fact's `state` when recorded, else from `expected`."""
-    return used.get("state") or ("has" if used.get("expected") else "lacks")
-
-
-def judge(test: dict, name: str, state: str, decisions: dict | None = None) -> tuple[str, object]:
+def judge(test: dict, name: str, decisions: dict[str, FactDecision]) -> tuple[str, object]:
     """What one test says about one fact: (kind, detail) with kind agree, against, in question
     (detail: the facts named), precondition (detail: the precondition), or not counted (why).
-    decisions: the kernel's fact decision (its results record); the test's facts_used without."""
+    decisions: its kernel's fact decision (the kernel's record)."""
     outcome = test.get("outcome") or "?"
     if users_check(test):
         return "not counted", f"{outcome}: a check of your program judges the program, not the kernel's facts"
     if test.get("harness_error"):
         return "not counted", f"harness error ({test['harness_error']})"
+    if decisions[name].state == UNDECIDED:
+        return "not counted", f"{outcome}: nothing decided the fact"
     precondition = test.get("precondition") or {}
-    used = {name: (decisions or {}).get(name) or value for name, value in (test.get("facts_used") or {}).items()}
-    if precondition and name in precondition.get("facts", list(used)):
-        return _judge_precondition(precondition, outcome, name, state, used)
+    used = list(test.get("facts_used") or ())
+    if precondition and name in precondition.get("facts", used):
+        return _judge_precondition(precondition, outcome, name, decisions, used)
     if precondition:        # it ended on a precondition about other facts before judging this one
         return "not counted", f"{outcome} on precondition {precondition.get('name', '?')!r}"
     named = list(test.get("expectation_facts") or ())
@@ -62,46 +60,53 @@ def judge(test: dict, name: str, state: str, decisions: dict | None = None) -> t
     return ("in question", named) if len(named) > 1 else ("against", None)
 
 
-def _judge_precondition(precondition: dict, outcome: str, name: str, state: str, used: dict) -> tuple[str, object]:
+def _judge_precondition(precondition: dict, outcome: str, name: str, decisions: dict[str, FactDecision],
+                        used: list[str]) -> tuple[str, object]:
     """A test that ended on its precondition (kregress.plugin's precondition helper)."""
-    what = precondition.get("name", "?")
-    if precondition.get("optional"):        # a configuration the rule was not calibrated for
+    what, state = precondition.get("name", "?"), decisions[name].state
+    if precondition.get("calibrated") is False:        # a configuration no rule was calibrated for
         return "not counted", f"{outcome}: no verdict on precondition {what!r}"
     if precondition.get("met") is False:
-        if outcome == "skipped" and state in ("lacks", "unusable"):
+        if outcome == "skipped" and state in (LACKS, UNUSABLE):
             return "agree", None            # the kernel refused what the facts say it lacks
-        if outcome == "failed" and state == "has":
+        if outcome == "failed" and state == HAS:
             return "precondition", precondition
         return "not counted", f"{outcome} on precondition {what!r}"
     if outcome != "failed":
         return "not counted", f"{outcome} on precondition {what!r}"
     # it holds where the facts say it should not: the facts saying "lacks" are contradicted
-    lacking = [n for n in precondition.get("facts", list(used)) if expected_state(used.get(n) or {}) != "has"]
+    lacking = [n for n in precondition.get("facts", used) if n not in decisions or decisions[n].state != HAS]
     if name not in lacking:
         return "not counted", f"failed: precondition {what!r} holds, which other facts said it should not"
     return ("in question", lacking) if len(lacking) > 1 else ("against", None)
 
 
 def table(docs: list[dict]) -> list[dict]:
+    """One row per kernel and fact its tests used (docs: results documents as results.load reads them)."""
     rows: dict[tuple[str, str], dict] = {}
     for doc in docs:
+        decided: dict[str, dict[str, FactDecision]] = {}
         for test in doc.get("tests", []):
             kernel = test.get("kernel")
             if not kernel:
                 continue                    # unit tests judge no kernel
             info = doc.get("kernels", {}).get(kernel) or {}
-            decisions = info.get("fact_decisions") or {}
-            for name, used in (test.get("facts_used") or {}).items():
-                used = decisions.get(name) or used      # the kernel's one decision, where recorded
+            if kernel not in decided:
+                decided[kernel] = decisions_from_json(info.get("fact_decisions") or {})
+            decisions = decided[kernel]
+            for name in test.get("facts_used") or ():
+                if name not in decisions:
+                    continue                # a kernel with no record of its decision says nothing
+                fact = decisions[name]
                 row = rows.setdefault((kernel, name), {
-                    "kernel": kernel, "fact": name, "state": expected_state(used), "reason": used.get("reason"),
-                    "brought_by": used.get("brought_by"),
-                    "expected": used.get("expected"), "decided_by": used.get("decided_by"),
-                    "sources": used.get("sources") or {},
+                    "kernel": kernel, "fact": name, "state": fact.state, "reason": fact.reason or None,
+                    "brought_by": fact.brought_by or None,
+                    "expected": None if fact.state == UNDECIDED else fact.expected, "decided_by": fact.decided_by,
+                    "sources": fact.answers,
                     "package_version": info.get("package_version"),
                     "coverage": info.get("evidence_coverage") or {},
                     "agree": [], "against": [], "in_question": [], "precondition": [], "not_counted": []})
-                kind, detail = judge(test, name, row["state"], decisions)
+                kind, detail = judge(test, name, decisions)
                 nodeid = test.get("nodeid", "?")
                 if kind in ("agree", "against"):
                     row[kind].append(nodeid)
@@ -119,7 +124,7 @@ def table(docs: list[dict]) -> list[dict]:
 
 def _conclude(row: dict) -> None:
     row["tests"] = len(row["agree"]) + len(row["against"]) + len(row["in_question"])      # judged
-    opposite = {"has": "without", "lacks": "with", "unusable": "with"}[row["state"]]
+    opposite = {HAS: "without", LACKS: "with", UNUSABLE: "with"}.get(row["state"])
     if row["against"]:
         row["verdict"], row["behaves"] = "CONTRADICTION", opposite
     elif row["in_question"]:

@@ -10,11 +10,11 @@ import json
 from html import escape
 from pathlib import Path
 
-from kregress.verdict import deviations, documents
+from kregress.expectation import deviations, documents
 from kregress.report import known
 from kregress.report import junit, kcidb, verdicts
 from kregress.kernels.facts import FACTS
-from kregress.verdict.behaviour import behaviour_parts, behaviour_text, value_text
+from kregress.expectation.behaviour import behaviour_parts, behaviour_text, value_text
 from kregress.report.matrix import Matrix, build
 from kregress.check_progs.report import programs_section
 from kregress.report.results import load, source_text

@@ -3,6 +3,7 @@ the fetch errors, and one guest image per architecture. It boots nothing."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from kregress.arch import HOST_ARCH
 from kregress.kernels.entries import KernelSpec, load_kernels, select_kernels
@@ -13,13 +14,15 @@ from kregress.provision.image import GuestImage, ensure_image, load_spec
 
 
 class KernelCatalog:
-    def __init__(self, kernels_file: Path, wanted: list[str], arches: list[str] = (), refresh: bool = False):
+    def __init__(self, kernels_file: Path, wanted: list[str], arches: list[str] = (), refresh: bool = False,
+                 on_resolved: Callable[[Kernel], object] | None = None, on_failed: Callable[[str], object] | None = None):
         specs = load_kernels(kernels_file, known_facts=set(FACTS))      # KernelsFileError: bad file
         self.specs: dict[str, KernelSpec] = {s.id: s for s in select_kernels(specs, wanted, arches)}
         self.refresh = refresh
         self.kernels: dict[str, Kernel] = {}
         self.fetch_errors: dict[str, str] = {}
         self.images: dict[str, GuestImage] = {}         # one guest image per architecture
+        self.on_resolved, self.on_failed = on_resolved, on_failed      # told once per kernel
 
     def kernel(self, kernel_id: str) -> Kernel:
         """The kernel resolved (fetched once); KernelFetchError, the same one each time, when it cannot be."""
@@ -28,6 +31,11 @@ class KernelCatalog:
                 self.kernels[kernel_id] = resolve(self.specs[kernel_id], refresh=self.refresh)
             except KernelFetchError as err:
                 self.fetch_errors[kernel_id] = f"{kernel_id}: cannot fetch: {err}"
+                if self.on_failed:
+                    self.on_failed(kernel_id)
+            else:
+                if self.on_resolved:
+                    self.on_resolved(self.kernels[kernel_id])
         if kernel_id in self.fetch_errors:
             raise KernelFetchError(self.fetch_errors[kernel_id])
         return self.kernels[kernel_id]

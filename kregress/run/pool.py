@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 
 from kregress.kernel_log import gaps as kmsg_gaps
-from kregress.kernels import decision, evidence
-from kregress.files import sha256_file
 from kregress.kernels.entries import KernelSpec
 from kregress.kernels.kernel import Kernel
 from kregress.run.catalog import KernelCatalog
 from kregress.run.guest import RunKeys
+from kregress.run.kernel_record import KernelRecords
 from kregress.run.kvm_probe import AccelPicker
 from kregress.run.session import KernelSession, VMOptions
 from kregress.provision.image import ImageError
@@ -27,9 +26,13 @@ class KernelPool:
 
     def __init__(self, kernels_file: Path, wanted: list[str], run_dir: Path, options: VMOptions,
                  accel_request: str = "auto", refresh: bool = False, arches: list[str] = ()):
-        self.catalog = KernelCatalog(kernels_file, wanted, arches, refresh)     # KernelsFileError: bad file
         # absolute: the guest reads its sshd config from here, from its own working directory
         self.run_dir = run_dir.resolve()
+        self.records = KernelRecords(self.run_dir)      # each kernel's file: its fact decision, its VMs
+        # a kernel's file is written when it is resolved (or fails to be), whoever asked for it first
+        self.catalog = KernelCatalog(kernels_file, wanted, arches, refresh,     # KernelsFileError: bad file
+                                     on_resolved=self.records.resolved,
+                                     on_failed=lambda kernel_id: self.records.update(self.kernel_info(kernel_id)))
         self.accels = AccelPicker(accel_request, self.catalog, self.run_dir, self.run_keys)
         self.options = options
         self.is_controller = True      # the plugin says otherwise in an xdist worker
@@ -39,7 +42,6 @@ class KernelPool:
         self.boot_errors: dict[str, str] = {}
         self.infos: dict[str, dict] = {}        # a failed start's record (a failure is a kernel's last start)
         self.latest: dict[str, KernelSession] = {}      # each kernel's newest started VM, alive or not
-        self.decisions: dict[str, dict[str, dict]] = {}     # each kernel's fact decision
         self.boot_seconds: dict[str, list[dict]] = {}     # every start (boot or restore), after failures too
         # every start's boot retries and snapshot events (recovery.py), not only the live VM's
         self.recoveries: dict[str, dict[str, list]] = {}
@@ -72,6 +74,7 @@ class KernelPool:
                                     self.catalog.guest_image(kernel.spec.arch), self.options)
         except ImageError as err:
             self.boot_errors[kernel_id] = f"{kernel_id}: {err}"
+            self.records.update(self.kernel_info(kernel_id))
             raise BootError(self.boot_errors[kernel_id], retryable=False) from None
         try:
             session.start(since=started)    # the previous VM's stop and this one's start: what a change costs
@@ -79,12 +82,14 @@ class KernelPool:
             self.boot_errors[kernel_id] = str(err)
             self._note_recoveries(kernel_id, session)
             self.infos[kernel_id] = {**session.info(), **self.recoveries[kernel_id], "error": str(err)}
+            self.records.update(self.kernel_info(kernel_id))
             raise
         self._note_recoveries(kernel_id, session)
         self.live, self.live_for = session, fresh_for
         self.latest[kernel_id] = session
         boot = session.boot
         self.boot_seconds.setdefault(kernel_id, []).append({"how": boot.how, "seconds": boot.seconds})
+        self.records.update(self.kernel_info(kernel_id))
         return session
 
     def _note_recoveries(self, kernel_id: str, session: KernelSession) -> None:
@@ -93,19 +98,11 @@ class KernelPool:
             noted["snapshot_events"] += session.started.events
             noted["boot_retries"] += session.started.retries
 
-    def fact_decisions(self, kernel_id: str) -> dict[str, dict]:
-        """Which facts the kernel has and why (kregress.kernels.decision): decided once per process."""
-        if kernel_id not in self.decisions:
-            kernel = self.kernel(kernel_id)
-            said = evidence.gather(kernel.image, kernel.upstream_version, sha256_file(kernel.image))
-            self.decisions[kernel_id] = decision.decide(kernel.id, kernel.upstream_version, dict(kernel.spec.facts),
-                                                        said, arch=kernel.spec.arch, config=kernel.config)
-        return self.decisions[kernel_id]
-
     def kernel_info(self, kernel_id: str) -> dict:
-        """The kernel's results record, built once this process is done with the kernel: its newest
-        VM's state, every start's boots and recoveries, a failed start's error, kernels.toml's stated
-        facts (reports flag the stale ones, offline too) and the fact decision."""
+        """What this process's VMs of the kernel went through, merged into the kernel's file
+        (kregress.run.kernel_record) at each start and stop: its newest VM's state, every start's
+        boots and recoveries, a failed start's error, kernels.toml's stated facts (reports flag the
+        stale ones, offline too)."""
         parts = []
         if kernel_id in self.latest:
             parts.append({**self.latest[kernel_id].info(), "boots": self.boot_seconds.get(kernel_id, []),
@@ -118,8 +115,6 @@ class KernelPool:
             info.update({key: value for key, value in part.items() if value is not None})
         if kernel_id in self.specs:
             info["facts"] = dict(self.specs[kernel_id].facts)
-        if kernel_id in self.catalog.kernels:
-            info["fact_decisions"] = self.fact_decisions(kernel_id)
         return info
 
     def identity(self, kernel_id: str) -> dict:
@@ -139,5 +134,6 @@ class KernelPool:
         if self.live:
             # lines logged after the VM's last test: no test follows on this VM to take them
             kmsg_gaps.keep(self.run_dir, self.live.kernel.id, self.live.trailing_dmesg(), self.live.splats)
+            self.records.update(self.kernel_info(self.live.kernel.id))
             self.live.stop()
             self.live = None

@@ -225,7 +225,7 @@ class KernelSession:
     @property
     def evidence(self) -> dict[str, dict[str, str]]:
         """What the kernel binary and its package changelog say about each fact."""
-        return evidence.gather(self.kernel.image, self.kernel.upstream_version, self.vm.kernel_digest)
+        return evidence.gather(self.kernel.image, self.vm.kernel_digest)
 
     def info(self) -> dict:
         boot = self.boot

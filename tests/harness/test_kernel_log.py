@@ -6,7 +6,7 @@ A kernel boots once and is restored from its snapshot ever after; the boot's log
 with the snapshot, so this test judges the same boot again on every restore."""
 import pytest
 
-from kregress.verdict.record import add_extras
+from kregress.expectation.record import add_extras
 
 
 def test_boot_log_has_no_kernel_problems(kernel_session):

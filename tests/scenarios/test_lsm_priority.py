@@ -24,7 +24,7 @@ import socket
 
 import pytest
 
-from kregress.verdict.expect import StatedRule, differences
+from kregress.expectation.expect import StatedRule, differences
 
 pytestmark = pytest.mark.scenario(facts=["lsm_cgroup", "lsm_cgroup_current_task_shim",
                                          "softirq_inline_under_ksoftirqd", "bpf_link_put_deferred",

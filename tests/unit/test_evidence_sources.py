@@ -22,7 +22,7 @@ def tree(tmp_path, binary: bytes, changelog: str | None):
     return image, binary
 
 
-def gather(monkeypatch, image, binary, version):
+def gather(monkeypatch, image, binary):
     def payload(data):
         if binary is None:
             raise UnknownImage("payload format not recognised")
@@ -31,34 +31,34 @@ def gather(monkeypatch, image, binary, version):
     monkeypatch.setattr(evidence, "payload", payload)
     evidence.binary_witness.cache_clear()
     evidence.gather.cache_clear()
-    return evidence.gather(image, version)
+    return evidence.gather(image)
 
 
-def test_binary_changelog_and_version_answer_separately(tmp_path, monkeypatch):
+def test_binary_and_changelog_answer_separately(tmp_path, monkeypatch):
     image, binary = tree(tmp_path, BTF + b"...ignoring program buffer with optlen=%d...",
                          "linux (5.10.223-1) bullseye; urgency=high\n\n  * bpf: Don't EFAULT for "
                          "{g,s}setsockopt with wrong optlen\n")
-    said = gather(monkeypatch, image, binary, "5.10.223")
-    assert said["getsockopt_relief"] == {"binary": "present", "changelog": "present", "version": "absent"}
+    said = gather(monkeypatch, image, binary)
+    assert said["getsockopt_relief"] == {"binary": "present", "changelog": "present"}
     # 5.10 lacks lsm_cgroup by its changelog's own base and says nothing of it: absent there
-    assert said["lsm_cgroup"] == {"binary": "absent", "changelog": "absent", "version": "absent"}
+    assert said["lsm_cgroup"] == {"binary": "absent", "changelog": "absent"}
 
 
 def test_silence_about_what_the_base_had_is_unknown_and_no_files_are_unknown(tmp_path, monkeypatch):
     image, binary = tree(tmp_path, BTF + b"BPF_LSM_CGROUP\0", "linux (6.1.176-1) bookworm; urgency=high\n")
-    said = gather(monkeypatch, image, binary, "5.10.0")       # a declared version that lies
-    assert said["lsm_cgroup"] == {"binary": "present", "changelog": "unknown", "version": "absent"}
+    said = gather(monkeypatch, image, binary)       # whatever version the kernels file declares
+    assert said["lsm_cgroup"] == {"binary": "present", "changelog": "unknown"}
     bare = tmp_path / "bare" / "vmlinuz"
     bare.parent.mkdir()
     bare.write_bytes(b"")
-    assert gather(monkeypatch, bare, None, None)["lsm_cgroup"] == \
-        {"binary": "unknown", "changelog": "unknown", "version": "unknown"}
+    assert gather(monkeypatch, bare, None)["lsm_cgroup"] == \
+        {"binary": "unknown", "changelog": "unknown"}
 
 
 def test_btf_names_say_nothing_without_btf(tmp_path, monkeypatch):
     """Debian's s390x 6.1 has no BTF: its lacking BPF_LSM_CGROUP's name is no sign of lacking the commit."""
     image, binary = tree(tmp_path, b"...ignoring program buffer with optlen=%d...", None)
-    said = gather(monkeypatch, image, binary, "6.1.176")
+    said = gather(monkeypatch, image, binary)
     assert said["lsm_cgroup"]["binary"] == "unknown" and said["getsockopt_relief"]["binary"] == "present"
     assert evidence.binary_witness(image)[1] == ("binary: no BTF in the image, so it cannot say about "
                                                  "cgroup_set_retval, getsockopt_retval_in_run_ctx, io_uring_getsockopt, "

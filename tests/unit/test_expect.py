@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kregress.verdict.declared import UnreadableDeclaration, fact_names, scenario_facts, string_constants
-from kregress.verdict.expect import DocumentRule, declared_facts, facts_mismatch, failure_message
+from kregress.expectation.declared import UnreadableDeclaration, fact_names, scenario_facts, string_constants
+from kregress.expectation.expect import DocumentRule, declared_facts, facts_mismatch, failure_message
 from kregress.kernels.decision import KernelFacts, UndeclaredFact
 from kregress.kernels.facts import FACTS
 from kregress.paths import SUITE_ROOT

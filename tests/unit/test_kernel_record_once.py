@@ -1,13 +1,16 @@
-"""A kernel's record is built and sent once per kernel (per worker process that ran it), not
-with every test's report; its fact decision is made once per kernel and every test reads it.
-Real pytest runs (under xdist and without), with the boundary faked: kernels that resolve to a
-stand-in image and a kernel_session that boots nothing."""
+"""A kernel's record is its own file in the run directory (RUN_DIR/kernels/<id>.json), written
+where the kernel is resolved, with its fact decision made there once; tests record the names of
+the facts they used, and the controller builds results.json's kernels from the files, a kernel
+whose worker died included. Real pytest runs (under xdist and without), with the boundary faked:
+kernels that resolve to a stand-in image and a kernel_session that boots nothing."""
 import json
 import os
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+
+from kregress.kernels.facts import FACTS
 
 ROOT = Path(__file__).resolve().parents[2]
 KERNELS = ("k0", "k1", "k2")
@@ -21,8 +24,7 @@ from pathlib import Path
 from kregress.kernels import decision
 from kregress.kernels.kernel import Kernel
 from kregress.report.results import ResultsFile
-from kregress.run.catalog import KernelCatalog
-from kregress.run.pool import KernelPool
+from kregress.run import catalog
 
 LOG = Path(os.environ["PROBE_LOG"])
 
@@ -39,19 +41,17 @@ def counted(what, function):
     return wrapper
 
 
-def fake_kernel(self, kernel_id):
-    if kernel_id not in self.kernels:
-        image = LOG.parent / f"{kernel_id}.img"
-        image.write_bytes(b"not a kernel")
-        self.kernels[kernel_id] = Kernel(self.specs[kernel_id], image, "6.12.0-probe", "6.12.0")
-    return self.kernels[kernel_id]
+def fake_resolve(spec, refresh=False):
+    note("resolve", spec.id)
+    image = LOG.parent / f"{spec.id}.img"
+    image.write_bytes(b"not a kernel")
+    return Kernel(spec, image, "6.12.0-probe", "6.12.0")
 
 
 decision.decide = counted("decide", decision.decide)
-KernelCatalog.kernel = fake_kernel
-KernelPool.kernel_info = counted("kernel_info", KernelPool.kernel_info)
-ResultsFile.add_kernel = (lambda add: lambda self, info: (note("add_kernel", info["id"]), add(self, info))[1])(
-    ResultsFile.add_kernel)
+catalog.resolve = fake_resolve
+ResultsFile.set_kernel = (lambda set_: lambda self, info: (note("set_kernel", info["id"]), set_(self, info))[1])(
+    ResultsFile.set_kernel)
 '''
 
 TESTS = '''
@@ -100,17 +100,22 @@ def run(tmp_path: Path, name: str, *xdist: str, interrupt_at: int | None = None,
     return json.loads((work / "run/results.json").read_text()), calls
 
 
-def test_a_kernel_record_is_sent_once_and_its_facts_decided_once(tmp_path):
+def kernel_file(tmp_path: Path, name: str, kernel_id: str) -> dict:
+    return json.loads((tmp_path / name / "run" / "kernels" / f"{kernel_id}.json").read_text())
+
+
+def test_a_kernel_has_its_own_file_and_its_facts_are_decided_once(tmp_path):
     doc, calls = run(tmp_path, "xdist", "-n", "2", "--dist", "loadgroup")
     assert len(doc["tests"]) == len(KERNELS) * TESTS_PER_KERNEL
     for kernel_id in KERNELS:
-        # several tests on the kernel, one record built, one sent, one decision
-        assert calls[f"kernel_info {kernel_id}"] == 1, calls
-        assert calls[f"add_kernel {kernel_id}"] == 1, calls
-        assert calls[f"decide {kernel_id}"] == 1, calls
-        decisions = doc["kernels"][kernel_id]["fact_decisions"]
+        # several tests on the kernel, one resolve, one decision, in the kernel's file
+        assert calls[f"resolve {kernel_id}"] == 1 and calls[f"decide {kernel_id}"] == 1, calls
+        record = kernel_file(tmp_path, "xdist", kernel_id)
+        assert doc["kernels"][kernel_id] == record
+        assert set(record["fact_decisions"]) == set(FACTS)
+        assert record["fact_decisions"]["getsockopt_relief"]["state"] == "has"
         for test in (t for t in doc["tests"] if t["kernel"] == kernel_id):
-            assert test["facts_used"] == {"getsockopt_relief": decisions["getsockopt_relief"]}
+            assert test["facts_used"] == ["getsockopt_relief"]        # the names; the decision is the kernel's
             assert "kernel_info" not in test and "kernel_identity" not in test
     # the controller ends up with what one process running every test records
     alone, _ = run(tmp_path, "one-process", "-p", "no:xdist")
@@ -118,29 +123,32 @@ def test_a_kernel_record_is_sent_once_and_its_facts_decided_once(tmp_path):
 
 
 def test_a_run_cut_short_still_records_the_kernel(tmp_path):
-    """Interrupted before a kernel's last test: its record is sent at the process's end."""
+    """Interrupted before a kernel's last test: its file was written when it was resolved."""
     doc, calls = run(tmp_path, "interrupted", "-p", "no:xdist", interrupt_at=2)
     ran = {t["kernel"] for t in doc["tests"]}
     assert ran and set(doc["kernels"]) == ran
     for kernel_id in ran:
-        assert calls[f"kernel_info {kernel_id}"] == 1 and "fact_decisions" in doc["kernels"][kernel_id]
+        assert calls[f"decide {kernel_id}"] == 1 and "fact_decisions" in doc["kernels"][kernel_id]
 
 
-def test_a_kernel_whose_record_never_comes_is_recorded_as_lost(tmp_path):
-    """The worker dies in a kernel's last test: the kernel is still in the results file, its
-    record said to be lost, its decision as its tests copied it, and the summary says so."""
+def test_a_kernel_whose_worker_dies_is_recorded_from_its_file(tmp_path):
+    """The worker dies in a kernel's last test: the kernel is in the results file as its own file
+    says (its whole decision, written when it was resolved), said to have lost its worker, and
+    the summary says so."""
     last = f"k1-{TESTS_PER_KERNEL - 1}"
     # no --max-worker-restart: the plugin's default ends the run at a crash, where
     # pytest-xdist 3.8's loadgroup would wait forever for a replacement worker's work
     doc, calls = run(tmp_path, "crashed", "-n", "2", "--dist", "loadgroup", crash=last, returncode=1)
-    lost = doc["kernels"]["k1"]
-    assert "record_lost" in lost and calls["kernel_info k1"] == 0
-    assert lost["fact_decisions"]["getsockopt_relief"]["expected"] is True
-    # the others that ran (the dead worker may have had one queued) sent theirs
+    died = doc["kernels"]["k1"]
+    assert "worker_died" in died and calls["decide k1"] == 1
+    assert died["fact_decisions"] == kernel_file(tmp_path, "crashed", "k1")["fact_decisions"]
+    assert set(died["fact_decisions"]) == set(FACTS)       # the facts no test asked about too
+    assert died["fact_decisions"]["getsockopt_relief"]["expected"] is True
+    # the others that ran (the dead worker may have had one queued) are recorded as ever
     others = {t["kernel"] for t in doc["tests"]} - {"k1"}
-    assert others and all("record_lost" not in doc["kernels"][k] for k in others)
+    assert others and all("worker_died" not in doc["kernels"][k] for k in others)
     from kregress.report import recovery
-    assert any(line.startswith("k1: kernel record lost:") for line in recovery.run_lines(doc))
+    assert any(line.startswith("k1: its worker died during one of its tests") for line in recovery.run_lines(doc))
     # the test the worker died in is in the file too, as the harness's error
     crashed = [t for t in doc["tests"] if t["nodeid"].endswith(f"[{last}]")]
     assert [(t["outcome"], t["kernel"], t["harness_error"]) for t in crashed] == [("error", "k1", "worker-crashed")]

@@ -11,7 +11,7 @@ MAX_LINES = 400
 LAYERS = [
     {"paths", "procs", "files", "arch"},
     {"kernels", "kernel_log"},
-    {"provision", "verdict"},
+    {"provision", "expectation"},
     {"check_progs"},
     {"report"},
     {"run"},

@@ -2,14 +2,14 @@
 ending is checked; deviations are shown as "deviates from <source>"."""
 import pytest
 
-from kregress.verdict import deviations
+from kregress.expectation import deviations
 from kregress.report import known
 from kregress.report import junit, kcidb, write as report
 from kregress.plugin import records as plugin_records
 from kregress.plugin.state import PROPERTY
 from kregress.report.matrix import build
-from kregress.verdict.expect import StatedRule
-from kregress.verdict.record import RecordError, add_extras, ending_problem, extra, new_record
+from kregress.expectation.expect import StatedRule
+from kregress.expectation.record import RecordError, add_extras, ending_problem, extra, new_record
 from reportdata import four_kernels
 
 

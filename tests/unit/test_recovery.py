@@ -1,10 +1,8 @@
 """What the harness did to keep a kernel going, as the summary and the report header say it
 (kregress/report/recovery.py), and kernel log lines no test was running for (kmsg_gaps.py)."""
-from pathlib import Path
-
 from kregress.kernel_log import gaps as kmsg_gaps, splats
 from kregress.report import recovery
-from kregress.report.results import ResultsFile
+from kregress.run import kernel_record
 
 QEMU_BROKEN_PIPE = "saving the guest failed: Unable to write to command: Broken pipe"
 
@@ -38,13 +36,16 @@ def test_each_kernels_retries_fallbacks_and_boot_problems_get_a_line():
 
 
 def test_events_from_several_workers_add_up(tmp_path):
-    results = ResultsFile(tmp_path / "results.json", tmp_path, Path("kernels.toml"))
+    """Each process merges its whole lists into the kernel's file at every start and stop: its
+    own earlier lists are replaced, another's added to (an item it already has counts once)."""
     fell_back = recovery.event("restore-fell-back", "snapshot not used, booted instead: x")
-    results.add_kernel({"id": "k", "snapshot_events": [fell_back], "boot_retries": []})
-    results.add_kernel({"id": "k", "snapshot_events": [fell_back, recovery.event("discarded", "y")],
-                        "boot_retries": ["qemu exited with -9 before the guest was ready (k.boot1.log)"]})
-    info = results.doc["kernels"]["k"]
-    assert [e["event"] for e in info["snapshot_events"]] == ["restore-fell-back", "discarded"]
+    kernel_record.merge_into(tmp_path, {"id": "k", "snapshot_events": [fell_back], "boot_retries": []}, "one")
+    kernel_record.merge_into(tmp_path, {"id": "k", "snapshot_events": [fell_back, fell_back]}, "one")
+    kernel_record.merge_into(tmp_path, {"id": "k", "snapshot_events": [fell_back, recovery.event("discarded", "y")],
+                                        "boot_retries": ["qemu exited with -9 before the guest was ready "
+                                                         "(k.boot1.log)"]}, "two")
+    info = kernel_record.read(tmp_path, "k")
+    assert [e["event"] for e in info["snapshot_events"]] == ["restore-fell-back", "restore-fell-back", "discarded"]
     assert len(info["boot_retries"]) == 1
 
 

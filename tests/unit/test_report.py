@@ -4,7 +4,7 @@ import re
 import pytest
 
 from kregress.cli import main
-from kregress.verdict.behaviour import behaviour_text
+from kregress.expectation.behaviour import behaviour_text
 from kregress.report.matrix import build
 from kregress.report.results import case_of
 from kregress.report.write import render_html, render_text, write_reports
@@ -79,6 +79,7 @@ def test_change_no_fact_explains_is_unexplained():
 def test_redundant_kernels_toml_override_is_stale():
     doc = four_kernels()
     doc["kernels"]["debian-6.1"]["facts"] = {"getsockopt_relief": True}
+    del doc["kernels"]["debian-6.1"]["fact_decisions"]      # a record with no decision: decided from it
     stale = build(doc).stale
     assert len(stale) == 1
     assert stale[0].startswith("kernels.toml: debian-6.1 facts.getsockopt_relief = true is stale: "
@@ -89,6 +90,7 @@ def test_override_the_kernel_no_longer_needs_is_stale():
     # Someone stated that 6.1 lacks the fix; it behaves like 6.12, as its version says.
     doc = four_kernels()
     doc["kernels"]["debian-6.1"]["facts"] = {"getsockopt_relief": False}
+    del doc["kernels"]["debian-6.1"]["fact_decisions"]      # a record with no decision: decided from it
     test = record_of(doc, "setsockopt_ip_tos_optlen_4097", "debian-6.1")
     test.update(outcome="failed", expected={"errno": "EFAULT", "tos": 0})
     stale = build(doc).stale

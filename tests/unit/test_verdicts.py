@@ -1,10 +1,11 @@
 """The verdict table from results records: only what a test's expect() judged counts."""
+import copy
 import json
 import re
 
 from kregress.cli import main
-from kregress.report.results import FORMAT
-from kregress.report.verdicts import render, render_grid, sentence, table
+from kregress.report.results import FORMAT, normalise
+from kregress.report.verdicts import render, render_grid, sentence, table as table_of
 
 from reportdata import four_kernels, record_of, shard
 
@@ -31,6 +32,12 @@ def lsm_record(nodeid, kernel, outcome, state="has", precondition=None, named=()
     if precondition:
         entry["precondition"] = precondition
     return entry
+
+
+def table(docs: list[dict]) -> list[dict]:
+    """The table of documents written as older runs did (each test a copy of the decisions it
+    used), read as `kregress verdicts` reads them."""
+    return table_of([normalise({"format": FORMAT, **copy.deepcopy(doc)}) for doc in docs])
 
 
 def rows_of(*tests) -> dict:
@@ -154,11 +161,14 @@ def test_a_precondition_that_holds_where_the_facts_say_lacks_contradicts_them():
     accepted = {"name": "lsm_cgroup programs load and attach", "met": True, "facts": [LSM], "reason": "attached"}
     row = rows_of(lsm_record("p[old]", "old", "failed", state="lacks", precondition=accepted))[("old", LSM)]
     assert (row["verdict"], row["against"], row["behaves"]) == ("CONTRADICTION", ["p[old]"], "with")
-    # an optional precondition (a configuration no rule was calibrated for) judges nothing
-    race = {"name": "race rule calibrated for tcg with 2 vCPU(s)", "met": False, "optional": True,
+    # a precondition not calibrated (a configuration no rule was calibrated for) judges nothing
+    race = {"name": "race rule calibrated for tcg with 2 vCPU(s)", "met": False, "calibrated": False,
             "facts": [LSM], "reason": "0 EFAULTs in 900 calls"}
     row = rows_of(lsm_record("r[old]", "old", "skipped", state="lacks", precondition=race))[("old", LSM)]
     assert row["verdict"] == "not judged"
+    older = rows_of(lsm_record("r[old]", "old", "skipped", state="lacks",         # as older files said it
+                               precondition={**{k: v for k, v in race.items() if k != "calibrated"}, "optional": True}))
+    assert older[("old", LSM)]["not_counted"] == row["not_counted"]
     assert row["not_counted"] == [{"nodeid": "r[old]", "why": "skipped: no verdict on precondition "
                                                              "'race rule calibrated for tcg with 2 vCPU(s)'"}]
 

@@ -1,4 +1,4 @@
-"""The verdict wing: what a scenario expects and how an observation is judged against it.
+"""The expectation wing: what a scenario expects and how an observation is held against it.
 
 expect (observed against expected, derived from facts), behaviour (an observation as short
 text), record (one test's results entry, typed), documents (documented rules), deviations

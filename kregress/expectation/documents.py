@@ -4,6 +4,7 @@ observed behaviour. A rule a kernel does not follow is stale there; the facts na
 expectation and present on those kernels are what changed it."""
 from __future__ import annotations
 
+from kregress.kernels.decision import HAS, UNUSABLE, recorded
 from kregress.kernels.facts import FACTS
 
 
@@ -28,9 +29,10 @@ def rules(docs: list[dict]) -> list[dict]:
                 if kernel in rule["holds_on"]:
                     rule["holds_on"].remove(kernel)
                 rule["stale_on"].setdefault(kernel, {}).update(differs)
-                used = test.get("facts_used") or {}
+                info = doc.get("kernels", {}).get(kernel)
                 for name in test.get("expectation_facts") or []:
-                    if used.get(name, {}).get("expected") and name not in rule["facts"]:
+                    decided = recorded(info, name) if name in (test.get("facts_used") or ()) else None
+                    if decided and decided.state in (HAS, UNUSABLE) and name not in rule["facts"]:
                         rule["facts"].append(name)
     return list(found.values())
 

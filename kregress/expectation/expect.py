@@ -9,7 +9,7 @@ and each test ends in `expect(observed, expected, facts=[...])`. The plugin reco
 observation, the expectation and each fact's answer (which source decided, what every
 source said) as fields of the test's results entry; the report, `kregress compare`, the
 verdict table and bisect read them from there (bisect reads the declaration from the source:
-kregress.verdict.declared).
+kregress.expectation.declared).
 """
 from __future__ import annotations
 
