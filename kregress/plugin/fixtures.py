@@ -49,7 +49,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if kernel_of(item) in tests_by_kernel:
             tests_by_kernel[kernel_of(item)].append(item.nodeid.split("@")[0])
-    kernels = durations.longest_first(tests_by_kernel, known_durations(config))
+    arches = {kernel_id: spec.arch for kernel_id, spec in config.stash[HARNESS].specs.items()}
+    kernels = durations.longest_first(tests_by_kernel, durations.Estimates(known_durations(config),
+                                                                          known_kernel_costs(config), arches))
     order = {kernel_id: i for i, kernel_id in enumerate(kernels)}
     items.sort(key=lambda item: order.get(kernel_of(item), -1))
 
@@ -63,6 +65,16 @@ def known_durations(config) -> dict[str, float]:
     if not hasattr(config, "_kregress_durations"):
         config._kregress_durations = durations.load()
     return config._kregress_durations
+
+
+def known_kernel_costs(config) -> dict[str, dict]:
+    """Each kernel's arch and first-boot seconds last time, read once by the controller (as above)."""
+    worker = getattr(config, "workerinput", None)
+    if worker and "kregress_kernel_costs" in worker:
+        return worker["kregress_kernel_costs"]
+    if not hasattr(config, "_kregress_kernel_costs"):
+        config._kregress_kernel_costs = durations.load_kernels()
+    return config._kregress_kernel_costs
 
 
 @pytest.fixture

@@ -71,3 +71,50 @@ def scenario_facts(selection: list[str], root: Path) -> list[str]:
             continue
         names |= set(declared_in(path) or ())
     return [name for name in FACTS if name in names]
+
+
+JUDGING_CALLS = ("expect", "precondition")      # the calls whose facts= a verdict counts
+
+
+def _named_in(function: ast.AST, constants: dict[str, str]) -> tuple[list[str], set[str]]:
+    """The facts a function's own expect()/precondition() calls name (facts=[...] written as
+    literals or constants; anything else, e.g. sorted(kernel_facts.used), names none), and the
+    names it calls or asks for as fixtures (to follow into the module's helpers)."""
+    facts: list[str] = []
+    called: set[str] = set()
+    for node in ast.walk(function):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            called.add(node.func.id)
+            if node.func.id in JUDGING_CALLS:
+                for keyword in node.keywords:
+                    if keyword.arg == "facts" and isinstance(keyword.value, (ast.List, ast.Tuple)):
+                        facts += [n for n in fact_names(keyword.value.elts, constants) if n not in facts]
+    if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        called |= {arg.arg for arg in function.args.args}      # fixtures of the module are followed too
+    return facts, called
+
+
+def test_facts(path: Path) -> dict[str, tuple[str, ...]]:
+    """Per test function of a module: the facts its expect() and precondition() calls name,
+    its own and those of the module's helpers and fixtures it reaches (what `kregress fleet`
+    chooses cases by: a test judges only the facts it names)."""
+    module = ast.parse(Path(path).read_text(), str(path))
+    constants = string_constants(module)
+    functions = {node.name: _named_in(node, constants) for node in module.body
+                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    out = {}
+    for name in functions:
+        if not name.startswith("test"):
+            continue
+        facts: list[str] = []
+        seen, todo = set(), [name]
+        while todo:
+            current = todo.pop()
+            if current in seen or current not in functions:
+                continue
+            seen.add(current)
+            named, called = functions[current]
+            facts += [n for n in named if n not in facts]
+            todo += sorted(called)
+        out[name] = tuple(n for n in FACTS if n in facts)
+    return out

@@ -16,7 +16,7 @@ NULL_OPTVAL = "getsockopt_null_optval"
 # the hook model's facts (kregress.check_progs.sockopt_model), which include the findings' (checkprogs.FACTS_USED)
 pytestmark = pytest.mark.scenario(facts=[PAGE_CAP, RETVAL_FIRST, RELIEF, NULL_OPTVAL])
 
-FIXTURES = Path(__file__).with_name("fixture_progs")
+FIXTURES = Path(__file__).parent.parent / "fixture_progs"
 # what each fixture answers itself; everything else in the battery is not its business
 OWNS = {"original_dst": {"SOL_IP:SO_ORIGINAL_DST (get on tcp)"}}
 # a helper the fixture calls -> the fact whose series brought it: without it the load is refused

@@ -16,7 +16,7 @@ SOFTIRQ = "softirq_inline_under_ksoftirqd"
 RETVAL_FIRST = "getsockopt_retval_in_run_ctx"   # its series brought bpf_set_retval (b44123b4a3dc, v5.18)
 pytestmark = pytest.mark.scenario(facts=[LSM_CGROUP, CURRENT_TASK, SOFTIRQ, RETVAL_FIRST])
 
-FIXTURES = Path(__file__).with_name("policy_progs")
+FIXTURES = Path(__file__).parent.parent / "policy_progs"
 SECTIONS = {"sock_create_priority": ["cgroup/sock_create"],
             "lsm_priority_stamp": ["lsm_cgroup/socket_post_create", "lsm_cgroup/inet_csk_clone"],
             "hide_ipv4": ["cgroup/sock_create"]}

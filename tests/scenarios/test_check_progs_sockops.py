@@ -19,7 +19,7 @@ RESTORE = "sockops_cb_flags_setsockopt"
 CB_WORD = "sk_bpf_cb_flags"
 pytestmark = pytest.mark.scenario(facts=[FACT, RESTORE, CB_WORD])
 
-FIXTURES = Path(__file__).with_name("sockops_progs")
+FIXTURES = Path(__file__).parent.parent / "sockops_progs"
 # what each fixture does: the programs that clear a header-option flag another may need, and
 # the directions whose data segments then lose the other programs' options (passive side:
 # to_client; active side: to_server)
