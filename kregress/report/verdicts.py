@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kregress.check_progs.findings import users_check
+from kregress.check_progs.findings import unchecked_in, users_check
 from kregress.kernels.facts import FACTS
 from kregress.report import results
 
@@ -251,6 +251,15 @@ def render_grid(rows: list[dict]) -> str:
     lines += defect_lines(rows)
     lines.append(summary(rows))
     return "\n".join(lines)
+
+
+def verdict_lines(docs: list[dict], grid_view: bool) -> tuple[list[str], int]:
+    """What `kregress verdicts` (and `kregress fleet`) print, and the exit: 1 on a contradiction
+    or facts in question, or a user's program nothing looked at (no verdict of "fine")."""
+    rows = table(docs)
+    not_checked = [line for doc in docs for line in unchecked_in(doc)]
+    text = render_grid(rows) if grid_view else render(rows)
+    return [text, *not_checked], 1 if disagreeing(rows) or not_checked else 0
 
 
 def load(paths: list[Path]) -> list[dict]:
