@@ -38,7 +38,9 @@ def judged_facts(item, cache: dict[Path, dict]) -> tuple[str, ...]:
     path = Path(item.path)
     if path not in cache:
         cache[path] = test_facts(path)
-    return cache[path].get(getattr(item, "originalname", item.name), ())
+    found = cache[path].get(getattr(item, "originalname", item.name))
+    callspec = getattr(item, "callspec", None)
+    return found.for_params(callspec.params.values() if callspec else ()) if found else ()
 
 
 def choose(cases: list[tuple[object, tuple[str, ...], float]], leave=()) -> list[object]:

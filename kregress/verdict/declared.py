@@ -4,6 +4,7 @@ constant (what bisect needs to know which fact a selection is about)."""
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kregress.kernels.decision import UndeclaredFact
@@ -76,30 +77,58 @@ def scenario_facts(selection: list[str], root: Path) -> list[str]:
 JUDGING_CALLS = ("expect", "precondition")      # the calls whose facts= a verdict counts
 
 
+@dataclass(frozen=True)
+class TestFacts:
+    """What one test function judges: the facts its calls name outright, and those chosen by a
+    parameter through a module-level table (ORDERING = {"preorder": ("cgroup_preorder", ...)},
+    `fact, flag = ORDERING[how]`): by the table's key, which is the parameter's value."""
+    named: tuple[str, ...] = ()
+    by_parameter: dict = field(default_factory=dict)      # parameter value -> facts
+
+    def for_params(self, values) -> tuple[str, ...]:
+        """The facts one parametrization judges (every table entry when no value is a key)."""
+        keyed = [facts for value, facts in self.by_parameter.items() if value in set(map(str, values))]
+        picked = keyed or list(self.by_parameter.values())
+        return tuple(n for n in FACTS if n in self.named or any(n in facts for facts in picked))
+
+
+def fact_tables(module: ast.Module) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Module-level NAME = {"key": (... "fact" ...), ...}: per key, the fact names in its value."""
+    out = {}
+    for node in module.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Dict):
+            table = {key.value: tuple(n.value for n in ast.walk(value) if isinstance(n, ast.Constant)
+                                      and isinstance(n.value, str) and n.value in FACTS)
+                     for key, value in zip(node.value.keys, node.value.values)
+                     if isinstance(key, ast.Constant) and isinstance(key.value, str)}
+            if any(table.values()):
+                out.update({t.id: table for t in node.targets if isinstance(t, ast.Name)})
+    return out
+
+
 def _named_in(function: ast.AST, constants: dict[str, str]) -> tuple[list[str], set[str]]:
     """The facts a function's own expect()/precondition() calls name (facts=[...] written as
     literals or constants; anything else, e.g. sorted(kernel_facts.used), names none), and the
-    names it calls or asks for as fixtures (to follow into the module's helpers)."""
+    names it calls, reads or asks for as fixtures (to follow into the module's helpers and tables)."""
     facts: list[str] = []
-    called: set[str] = set()
+    called: set[str] = {node.id for node in ast.walk(function) if isinstance(node, ast.Name)}
     for node in ast.walk(function):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-            called.add(node.func.id)
-            if node.func.id in JUDGING_CALLS:
-                for keyword in node.keywords:
-                    if keyword.arg == "facts" and isinstance(keyword.value, (ast.List, ast.Tuple)):
-                        facts += [n for n in fact_names(keyword.value.elts, constants) if n not in facts]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in JUDGING_CALLS:
+            for keyword in node.keywords:
+                if keyword.arg == "facts" and isinstance(keyword.value, (ast.List, ast.Tuple)):
+                    facts += [n for n in fact_names(keyword.value.elts, constants) if n not in facts]
     if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
         called |= {arg.arg for arg in function.args.args}      # fixtures of the module are followed too
     return facts, called
 
 
-def test_facts(path: Path) -> dict[str, tuple[str, ...]]:
+def test_facts(path: Path) -> dict[str, TestFacts]:
     """Per test function of a module: the facts its expect() and precondition() calls name,
-    its own and those of the module's helpers and fixtures it reaches (what `kregress fleet`
-    chooses cases by: a test judges only the facts it names)."""
+    its own and those of the module's helpers, fixtures and fact tables it reaches (what
+    `kregress fleet` chooses cases by: a test judges only the facts it names)."""
     module = ast.parse(Path(path).read_text(), str(path))
     constants = string_constants(module)
+    tables = fact_tables(module)
     functions = {node.name: _named_in(node, constants) for node in module.body
                  if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
     out = {}
@@ -107,6 +136,7 @@ def test_facts(path: Path) -> dict[str, tuple[str, ...]]:
         if not name.startswith("test"):
             continue
         facts: list[str] = []
+        by_parameter: dict[str, tuple[str, ...]] = {}
         seen, todo = set(), [name]
         while todo:
             current = todo.pop()
@@ -115,6 +145,8 @@ def test_facts(path: Path) -> dict[str, tuple[str, ...]]:
             seen.add(current)
             named, called = functions[current]
             facts += [n for n in named if n not in facts]
+            for table in sorted(called & set(tables)):
+                by_parameter.update(tables[table])
             todo += sorted(called)
-        out[name] = tuple(n for n in FACTS if n in facts)
+        out[name] = TestFacts(tuple(n for n in FACTS if n in facts), by_parameter)
     return out
