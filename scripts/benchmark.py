@@ -4,6 +4,12 @@
   .venv/bin/python scripts/benchmark.py [--kernel ID ...] [--naive-kernel debian-6.12]
   .venv/bin/python scripts/benchmark.py --overhead RUN_DIR/results.json
 
+--fleet RUN_DIR, --split RESULTS (either or both, in one run): a fleet run's figures (per kernel
+fetch, first boot, save and guest work; kernels a minute: kregress/report/fleet.py) and a `make
+test` run's worker-seconds by folder (harness, scenarios, unit) and per harness module.
+--fleet-kernels FILE runs `kregress fleet FILE` first, its kernels' snapshots pruned (cold), and
+prints its figures.
+
 --overhead: only issue 24's measure of one run, the VM-test wall against its floor and
 the parts of the gap (kregress/report/overhead.py); `make bench` runs the matrix twice
 and prints it for the second run, every kernel restored. Otherwise:
@@ -41,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kregress.provision import programs as build  # noqa: E402
+from kregress.report import fleet as fleet_figures  # noqa: E402
 from kregress.report import overhead as harness_overhead  # noqa: E402
 from kregress.kernels.entries import load_kernels, select_kernels  # noqa: E402
 from kregress.run.pool import KernelPool  # noqa: E402
@@ -203,9 +210,15 @@ def main() -> int:
     parser.add_argument("--skip-naive", action="store_true", help="leave out the slow naive replay")
     parser.add_argument("--overhead", type=Path, metavar="RESULTS",
                         help="print only this run's VM-test wall against its floor and the gap's parts")
+    parser.add_argument("--fleet", type=Path, metavar="RUN_DIR", help="print this fleet run's figures")
+    parser.add_argument("--fleet-kernels", type=Path, metavar="FILE",
+                        help="run `kregress fleet FILE` with its kernels' snapshots pruned, then print its figures")
+    parser.add_argument("--split", type=Path, metavar="RESULTS", help="print a make-test run's worker-seconds split")
     args = parser.parse_args()
     if args.overhead:
         return print_overhead(args.overhead)
+    if args.fleet or args.fleet_kernels or args.split:
+        return print_fleet_and_split(args.fleet, args.fleet_kernels, args.split)
     kernels = args.kernel or [s.id for s in select_kernels(load_kernels(KERNELS_FILE), [])]
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
@@ -233,6 +246,26 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=1))
     print_report(report)
     print(f"\nwritten: {out}")
+    return 0
+
+
+def print_fleet_and_split(run_dir: Path | None, kernels_file: Path | None, split: Path | None) -> int:
+    """The fleet's figures (running it first, cold, when given its kernels file) and the suite's split."""
+    if kernels_file:
+        ids = {spec.id for spec in load_kernels(kernels_file)}
+        cache = SnapshotCache()
+        for entry in cache.entries():       # cold: only the fleet's own kernels lose their snapshots
+            if entry.get("kernel") in ids:
+                cache.remove(Path(entry["directory"]))
+        run_dir = ROOT / "runs" / f"bench-fleet-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        subprocess.run([sys.executable, "-m", "kregress.cli", "fleet", str(kernels_file), "--run-dir", str(run_dir)],
+                       cwd=ROOT)
+    if run_dir:
+        print(f"fleet {run_dir}; load average now {os.getloadavg()[0]:.2f}")
+        print("\n".join(fleet_figures.render(fleet_figures.figures(Path(run_dir) / "results.json"))))
+    if split:
+        print(f"suite split {split}")
+        print("\n".join(fleet_figures.render_split(fleet_figures.suite_split(json.loads(split.read_text())))))
     return 0
 
 

@@ -1,6 +1,6 @@
 """A fleet's run (`kregress fleet`, pytest --fleet): per kernel, only the cases needed to judge
 every fact at least once. What a case judges is what its expect() and precondition() calls name
-(kregress.verdict.declared.test_facts, read from the source); for each fact in the facts table's
+(kregress.verdict.declared.judged_by_test, read from the source); for each fact in the facts table's
 order that no chosen case judges yet, the cheapest case naming it is chosen (its seconds on this
 kernel last time, else on the kernels of its architecture: plugin/durations.py). The rest are
 deselected. --fleet-leave FACT leaves a fact not judged: no case is chosen for it (a case chosen
@@ -14,7 +14,7 @@ import pytest
 from kregress.kernels.facts import FACTS
 from kregress.plugin import durations
 from kregress.plugin.state import HARNESS, kernel_of
-from kregress.verdict.declared import test_facts
+from kregress.verdict.declared import judged_by_test
 
 
 def pytest_addoption(parser):
@@ -37,7 +37,7 @@ def judged_facts(item, cache: dict[Path, dict]) -> tuple[str, ...]:
         return ()       # not a scenario, or skipped as collected (an empty parameter set)
     path = Path(item.path)
     if path not in cache:
-        cache[path] = test_facts(path)
+        cache[path] = judged_by_test(path)
     found = cache[path].get(getattr(item, "originalname", item.name))
     callspec = getattr(item, "callspec", None)
     return found.for_params(callspec.params.values() if callspec else ()) if found else ()

@@ -63,3 +63,30 @@ def render(fig: dict) -> list[str]:
                  f"(its wall {fig['fetch_wall_s']}), first boot {t['boot_s']}, save {t['save_s']}, guest work {t['guest_s']}"
                  + (f"; left not judged: {', '.join(fig['left_not_judged'])}" if fig["left_not_judged"] else ""))
     return lines
+
+
+def suite_split(doc: dict) -> dict:
+    """A `make test` run's worker-seconds (setup + call + teardown, summed over workers) by the
+    folder a test lives in (tests/harness, tests/scenarios, tests/unit) and per harness module."""
+    folders: dict[str, float] = {}
+    harness: dict[str, float] = {}
+    for test in doc.get("tests", []):
+        nodeid = test.get("nodeid", "")
+        seconds = sum(test.get(key) or 0.0 for key in ("setup_seconds", "seconds", "teardown_seconds"))
+        parts = nodeid.split("::")[0].split("/")
+        folder = "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "tests" else "other"
+        folders[folder] = folders.get(folder, 0.0) + seconds
+        if folder == "tests/harness":
+            harness[parts[-1]] = harness.get(parts[-1], 0.0) + seconds
+    return {"folders": {k: round(v, 1) for k, v in sorted(folders.items())},
+            "harness": {k: round(v, 1) for k, v in sorted(harness.items(), key=lambda kv: -kv[1])}}
+
+
+def render_split(split: dict) -> list[str]:
+    f = split["folders"]
+    lines = ["worker-seconds by folder: " + ", ".join(f"{k} {v}" for k, v in f.items())]
+    harness, scenarios = f.get("tests/harness", 0.0), f.get("tests/scenarios", 0.0)
+    lines.append(f"harness / scenarios: {harness} / {scenarios} s"
+                 + (f" = {harness / scenarios:.2f}" if scenarios else ""))
+    lines += [f"  {name:34s} {seconds:7.1f} s" for name, seconds in split["harness"].items()]
+    return lines

@@ -78,7 +78,7 @@ JUDGING_CALLS = ("expect", "precondition")      # the calls whose facts= a verdi
 
 
 @dataclass(frozen=True)
-class TestFacts:
+class JudgedFacts:
     """What one test function judges: the facts its calls name outright, and those chosen by a
     parameter through a module-level table (ORDERING = {"preorder": ("cgroup_preorder", ...)},
     `fact, flag = ORDERING[how]`): by the table's key, which is the parameter's value."""
@@ -122,7 +122,7 @@ def _named_in(function: ast.AST, constants: dict[str, str]) -> tuple[list[str], 
     return facts, called
 
 
-def test_facts(path: Path) -> dict[str, TestFacts]:
+def judged_by_test(path: Path) -> dict[str, JudgedFacts]:
     """Per test function of a module: the facts its expect() and precondition() calls name,
     its own and those of the module's helpers, fixtures and fact tables it reaches (what
     `kregress fleet` chooses cases by: a test judges only the facts it names)."""
@@ -148,5 +148,5 @@ def test_facts(path: Path) -> dict[str, TestFacts]:
             for table in sorted(called & set(tables)):
                 by_parameter.update(tables[table])
             todo += sorted(called)
-        out[name] = TestFacts(tuple(n for n in FACTS if n in facts), by_parameter)
+        out[name] = JudgedFacts(tuple(n for n in FACTS if n in facts), by_parameter)
     return out
