@@ -10,21 +10,25 @@ FLEET_FILE = "fleet.json"
 
 
 def kernel_figures(doc: dict, fetched: dict) -> list[dict]:
-    """One row per kernel: its package, arch, how it started and each phase's seconds. Guest
-    work is its tests' seconds (setup, call, teardown) less the boot and save the first test's
-    setup waited for."""
+    """One row per kernel: its package, arch, how it started and each phase's seconds. The
+    start (vm_start_seconds of the tests that waited for one) is the boot to the agent, the save,
+    and the host's preparation before them (initramfs, the binary's evidence, keys): prep is the
+    start less boot and save. Guest work is the tests' seconds (setup, call, teardown) less the
+    start."""
     rows = []
     for kernel_id, info in doc.get("kernels", {}).items():
         tests = [t for t in doc.get("tests", []) if t.get("kernel") == kernel_id]
         spent = sum(t.get(key) or 0.0 for t in tests for key in ("setup_seconds", "seconds", "teardown_seconds"))
+        start = sum(t.get("vm_start_seconds") or 0.0 for t in tests)
         boot = info.get("boot_seconds") or 0.0
         save = info.get("save_seconds") or 0.0
+        start = max(start, boot + save)
         rows.append({"kernel": kernel_id, "arch": info.get("arch"), "package": info.get("package"),
                      "version": info.get("package_version"), "uname_r": info.get("uname_r"),
                      "how": info.get("boot_how"), "fetch_s": (fetched.get(kernel_id) or {}).get("seconds"),
                      "downloaded_mb": round(((fetched.get(kernel_id) or {}).get("downloaded_bytes") or 0) / 1e6, 1),
-                     "boot_s": round(boot, 2), "save_s": round(save, 2),
-                     "guest_s": round(max(0.0, spent - boot - save), 2), "tests": len(tests),
+                     "boot_s": round(boot, 2), "save_s": round(save, 2), "prep_s": round(start - boot - save, 2),
+                     "guest_s": round(max(0.0, spent - start), 2), "tests": len(tests),
                      "outcomes": _count(t.get("outcome") for t in tests)})
     return rows
 
@@ -47,20 +51,22 @@ def figures(results: Path) -> dict:
     return {"wall_s": wall, "kernels": len(rows), "kernels_booted": len(booted),
             "kernels_per_minute": round(len(booted) / (wall / 60), 2) if wall else None,
             "fetch_wall_s": fleet.get("fetch_wall_s"), "tests": sum(r["tests"] for r in rows),
-            "totals": {key: round(sum(r[key] or 0.0 for r in rows), 1) for key in ("fetch_s", "boot_s", "save_s", "guest_s")},
+            "totals": {key: round(sum(r[key] or 0.0 for r in rows), 1)
+                       for key in ("fetch_s", "prep_s", "boot_s", "save_s", "guest_s")},
             "left_not_judged": fleet.get("leave", []), "rows": rows}
 
 
 def render(fig: dict) -> list[str]:
-    lines = [f"{'kernel':26s} {'arch':7s} {'version':22s} {'fetch':>6s} {'boot':>6s} {'save':>5s} {'guest':>6s} tests"]
+    lines = [f"{'kernel':26s} {'arch':7s} {'version':22s} {'fetch':>6s} {'prep':>6s} {'boot':>6s} {'save':>5s} "
+             f"{'guest':>6s} tests"]
     for r in fig["rows"]:
         fetch = "-" if r["fetch_s"] is None else f"{r['fetch_s']:.1f}"
         lines.append(f"{r['kernel']:26s} {r['arch'] or '?':7s} {r['version'] or '?':22s} {fetch:>6s} "
-                     f"{r['boot_s']:6.1f} {r['save_s']:5.1f} {r['guest_s']:6.1f} {r['tests']} {r['outcomes']}")
+                     f"{r['prep_s']:6.1f} {r['boot_s']:6.1f} {r['save_s']:5.1f} {r['guest_s']:6.1f} {r['tests']} {r['outcomes']}")
     t = fig["totals"]
     lines.append(f"fleet: {fig['kernels_booted']} of {fig['kernels']} kernel(s) booted, {fig['tests']} VM test(s) in "
                  f"{fig['wall_s']} s wall: {fig['kernels_per_minute']} kernels/min; summed seconds: fetch {t['fetch_s']} "
-                 f"(its wall {fig['fetch_wall_s']}), first boot {t['boot_s']}, save {t['save_s']}, guest work {t['guest_s']}"
+                 f"(its wall {fig['fetch_wall_s']}), host preparation {t['prep_s']}, first boot {t['boot_s']}, save {t['save_s']}, guest work {t['guest_s']}"
                  + (f"; left not judged: {', '.join(fig['left_not_judged'])}" if fig["left_not_judged"] else ""))
     return lines
 

@@ -92,13 +92,13 @@ def test_kernel_costs_keep_the_last_first_boot(tmp_path, monkeypatch):
 def test_figures_split_each_kernel_into_phases(tmp_path):
     doc = {"kernels": {"k": {"arch": "x86_64", "package_version": "1", "boot_how": "booted+saved",
                              "boot_seconds": 5.0, "save_seconds": 0.5}},
-           "tests": [{"kernel": "k", "outcome": "passed", "setup_seconds": 6.0, "seconds": 2.0},
+           "tests": [{"kernel": "k", "outcome": "passed", "setup_seconds": 7.0, "vm_start_seconds": 6.5, "seconds": 2.0},
                      {"kernel": "k", "outcome": "skipped", "seconds": 0.5}]}
     (tmp_path / "results.json").write_text(json.dumps(doc))
     (tmp_path / "fleet.json").write_text(json.dumps({"wall_s": 30.0, "fetch_wall_s": 4.0,
                                                      "fetched": {"k": {"seconds": 4.0, "downloaded_bytes": 10**8}}}))
     fig = figures(tmp_path / "results.json")
     row, = fig["rows"]
-    assert (row["fetch_s"], row["boot_s"], row["save_s"], row["guest_s"]) == (4.0, 5.0, 0.5, 3.0)
+    assert (row["fetch_s"], row["prep_s"], row["boot_s"], row["save_s"], row["guest_s"]) == (4.0, 1.0, 5.0, 0.5, 3.0)
     assert fig["kernels_per_minute"] == 2.0
     assert "2.0 kernels/min" in render(fig)[-1]
