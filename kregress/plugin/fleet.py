@@ -1,9 +1,11 @@
 """A fleet's run (`kregress fleet`, pytest --fleet): per kernel, only the cases needed to judge
 every fact at least once. What a case judges is what its expect() and precondition() calls name
-(kregress.verdict.declared.judged_by_test, read from the source); for each fact in the facts table's
-order that no chosen case judges yet, the cheapest case naming it is chosen (its seconds on this
-kernel last time, else on the kernels of its architecture: plugin/durations.py). The rest are
-deselected. --fleet-leave FACT leaves a fact not judged: no case is chosen for it (a case chosen
+(kregress.verdict.declared.judged_by_test, read from the source), and it judges a fact on every
+kernel unless a precondition on another fact can end it first (on a kernel lacking lsm_cgroup,
+an lsm_priority case ends on that precondition and judges nothing else). For each fact in the
+facts table's order that no chosen case judges on every kernel yet, the cheapest case that does
+is chosen, else the cheapest naming it (its seconds on this kernel last time, else on the
+kernels of its architecture: plugin/durations.py). The rest are deselected. --fleet-leave FACT leaves a fact not judged: no case is chosen for it (a case chosen
 for another fact may still judge it)."""
 from __future__ import annotations
 
@@ -31,32 +33,35 @@ def pytest_configure(config):
         raise pytest.UsageError(f"--fleet-leave {', '.join(unknown)}: not a fact of kregress/kernels/facts.py")
 
 
-def judged_facts(item, cache: dict[Path, dict]) -> tuple[str, ...]:
-    """The facts a scenario test's expect()/precondition() calls name (none for other tests)."""
+def judged_facts(item, cache: dict[Path, dict]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(facts a scenario test names, those it judges on every kernel); ((), ()) for other tests."""
     if not any(True for _ in item.iter_markers("scenario")) or item.get_closest_marker("skip"):
-        return ()       # not a scenario, or skipped as collected (an empty parameter set)
+        return (), ()       # not a scenario, or skipped as collected (an empty parameter set)
     path = Path(item.path)
     if path not in cache:
         cache[path] = judged_by_test(path)
     found = cache[path].get(getattr(item, "originalname", item.name))
     callspec = getattr(item, "callspec", None)
-    return found.for_params(callspec.params.values() if callspec else ()) if found else ()
+    values = list(callspec.params.values()) if callspec else []
+    return (found.for_params(values)[0], found.judges_whatever_the_kernel(values)) if found else ((), ())
 
 
-def choose(cases: list[tuple[object, tuple[str, ...], float]], leave=()) -> list[object]:
-    """cases: (case, facts it judges, seconds). For each fact in the facts table's order not yet
-    judged by a chosen case, the cheapest case that judges it (ties: the first given)."""
+def choose(cases: list[tuple[object, tuple[str, ...], tuple[str, ...], float]], leave=()) -> list[object]:
+    """cases: (case, facts it names, facts it judges on every kernel, seconds). For each fact in
+    the facts table's order not yet judged on every kernel by a chosen case: the cheapest case
+    that judges it on every kernel, else the cheapest that names it (ties: the first given)."""
     chosen: list[object] = []
     covered: set[str] = set()
     for fact in FACTS:
         if fact in leave or fact in covered:
             continue
-        candidates = [c for c in cases if fact in c[1]]
+        candidates = ([c for c in cases if fact in c[2]] or [c for c in cases if fact in c[1]])
         if not candidates:
             continue
-        case, facts, _ = min(candidates, key=lambda c: c[2])
-        chosen.append(case)
-        covered |= set(facts)
+        case, _, always, _ = min(candidates, key=lambda c: c[3])
+        if case not in chosen:
+            chosen.append(case)
+        covered |= set(always) | {fact}
     return chosen
 
 
@@ -78,7 +83,7 @@ def pytest_collection_modifyitems(config, items):
             by_kernel.setdefault(kernel_of(item), []).append(item)
     keep = set()
     for kernel_id, kernel_items in by_kernel.items():
-        cases = [(item, judged_facts(item, cache), costs.test(item.nodeid, kernel_id)) for item in kernel_items]
+        cases = [(item, *judged_facts(item, cache), costs.test(item.nodeid, kernel_id)) for item in kernel_items]
         keep |= {id(item) for item in choose(cases, config.option.fleet_leave)}
     deselected = [item for item in items if kernel_of(item) and id(item) not in keep]
     if deselected:

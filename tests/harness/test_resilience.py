@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from kregress.paths import SUITE_ROOT
 from kregress.report.results import FORMAT
 
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = SUITE_ROOT
 CASES = Path(__file__).resolve().parent / "resilience"
 KERNEL = "debian-6.12"
 

@@ -40,21 +40,27 @@ def test_each_test_judges_what_its_calls_name_helpers_fixtures_and_tables_too(tm
         @pytest.mark.parametrize("how", ["preorder", "mprog"])
         def test_by_table(how, precondition, expect):
             fact, flag = TABLE[how]
+            precondition(flag, True, facts=[fact])
             expect({}, {}, facts=[fact])
     '''))
     found = judged_by_test(module)
-    assert found["test_direct"].for_params([]) == (RELIEF, LSM)
-    assert found["test_through_helper_and_fixture"].for_params([]) == (RELIEF, LSM)
-    assert found["test_names_none"].for_params([]) == ()
-    assert found["test_by_table"].for_params(["k", "mprog"]) == ("cgroup_mprog",)
-    assert found["test_by_table"].for_params(["k", "preorder"]) == ("cgroup_preorder",)
+    assert found["test_direct"].for_params([]) == ((RELIEF, LSM), ())
+    # the fixture's precondition on lsm_cgroup can end it first: it judges the relief fix only
+    # where the kernel has lsm_cgroup
+    assert found["test_through_helper_and_fixture"].for_params([]) == ((RELIEF, LSM), (LSM,))
+    assert found["test_through_helper_and_fixture"].judges_whatever_the_kernel([]) == (LSM,)
+    assert found["test_direct"].judges_whatever_the_kernel([]) == (RELIEF, LSM)
+    assert found["test_names_none"].for_params([]) == ((), ())
+    assert found["test_by_table"].for_params(["k", "mprog"]) == (("cgroup_mprog",), ("cgroup_mprog",))
+    assert found["test_by_table"].for_params(["k", "preorder"])[0] == ("cgroup_preorder",)
+    assert found["test_by_table"].judges_whatever_the_kernel(["k", "preorder"]) == ("cgroup_preorder",)
 
 
 def test_the_scenarios_name_only_facts_and_the_shim_fact_has_one_case():
     naming = {}
     for path in sorted((SUITE_ROOT / "tests/scenarios").glob("test_*.py")):
         for name, facts in judged_by_test(path).items():
-            for fact in facts.named + tuple(f for fs in facts.by_parameter.values() for f in fs):
+            for fact in facts.for_params([])[0]:
                 assert fact in FACTS
                 naming.setdefault(fact, set()).add(name)
     # docs/run.md says so: the one case that judges it, and what --leave saves
@@ -62,10 +68,17 @@ def test_the_scenarios_name_only_facts_and_the_shim_fact_has_one_case():
 
 
 def test_cheapest_case_per_fact_and_a_fact_left():
-    cases = [("slow_both", (RELIEF, RETVAL), 9.0), ("relief", (RELIEF,), 1.0), ("retval", (RETVAL,), 2.0),
-             ("lsm", (LSM,), 5.0), ("nothing", (), 0.1)]
+    cases = [("slow_both", (RELIEF, RETVAL), (RELIEF, RETVAL), 9.0), ("relief", (RELIEF,), (RELIEF,), 1.0),
+             ("retval", (RETVAL,), (RETVAL,), 2.0), ("lsm", (LSM,), (LSM,), 5.0), ("nothing", (), (), 0.1)]
     assert sorted(choose(cases)) == ["lsm", "relief", "retval"]
     assert sorted(choose(cases, leave=[LSM])) == ["relief", "retval"]
+
+
+def test_a_case_a_precondition_may_stop_is_chosen_only_when_no_other_judges_the_fact():
+    shim = "lsm_cgroup_current_task_shim"
+    cases = [("lsm_gated", (LSM, shim), (LSM,), 0.5), ("policy", (shim, RETVAL), (shim, RETVAL), 2.0),
+             ("only_gated", (LSM, "bpf_link_put_deferred"), (LSM,), 1.0)]
+    assert sorted(choose(cases)) == ["lsm_gated", "only_gated", "policy"]
 
 
 def test_never_run_kernels_are_estimated_by_their_arch():
