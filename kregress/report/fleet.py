@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kregress.report import verdicts
+
 FLEET_FILE = "fleet.json"
 
 
@@ -96,3 +98,29 @@ def render_split(split: dict) -> list[str]:
                  + (f" = {harness / scenarios:.2f}" if scenarios else ""))
     lines += [f"  {name:34s} {seconds:7.1f} s" for name, seconds in split["harness"].items()]
     return lines
+
+
+def same_packages(fleet_doc: dict, full_doc: dict) -> dict[str, str]:
+    """Full-run kernel id -> the fleet's kernel id booting the same package at the same version."""
+    key = {(i.get("package"), i.get("package_version")): k for k, i in fleet_doc.get("kernels", {}).items()
+           if i.get("package")}
+    return {k: key[(i.get("package"), i.get("package_version"))] for k, i in full_doc.get("kernels", {}).items()
+            if (i.get("package"), i.get("package_version")) in key}
+
+
+def compare_verdicts(fleet_doc: dict, full_doc: dict, kernels: dict[str, str]) -> tuple[int, list[str]]:
+    """The fleet's verdicts against the full matrix's, per kernel (full id -> fleet id) and fact:
+    every pair the full matrix judged has the same state and verdict in the fleet, and every pair it
+    left not judged the fleet left not judged (or never consulted). (pairs compared, differences)."""
+    by_fleet = {(r["kernel"], r["fact"]): (r["state"], r["verdict"]) for r in verdicts.table([fleet_doc])}
+    compared, differences = 0, []
+    for row in verdicts.table([full_doc]):
+        if row["kernel"] not in kernels:
+            continue
+        compared += 1
+        full = (row["state"], row["verdict"])
+        fleet = by_fleet.get((kernels[row["kernel"]], row["fact"]), (row["state"], "not judged"))
+        if (full != fleet) if full[1] != "not judged" else fleet[1] != "not judged":
+            differences.append(f"{row['kernel']} ({kernels[row['kernel']]}) {row['fact']}: full matrix "
+                               f"{full[0]}: {full[1]}, fleet {fleet[0]}: {fleet[1]}")
+    return compared, differences

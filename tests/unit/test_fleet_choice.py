@@ -115,3 +115,21 @@ def test_figures_split_each_kernel_into_phases(tmp_path):
     assert (row["fetch_s"], row["prep_s"], row["boot_s"], row["save_s"], row["guest_s"]) == (4.0, 1.0, 5.0, 0.5, 3.0)
     assert fig["kernels_per_minute"] == 2.0
     assert "2.0 kernels/min" in render(fig)[-1]
+
+
+def test_fleet_verdicts_compared_with_the_full_matrix_by_package():
+    from kregress.report.fleet import compare_verdicts, same_packages
+
+    def doc(kernel, package, tests):
+        return {"kernels": {kernel: {"package": package, "package_version": "1"}},
+                "tests": [{"nodeid": f"t::{n}[{kernel}]", "kernel": kernel, "outcome": outcome,
+                           "expectation_facts": [fact], "facts_used": {fact: {"expected": True, "decided_by": "binary"}}}
+                          for n, fact, outcome in tests]}
+    full = doc("debian-6.12", "linux-image-6.12", [("a", RELIEF, "passed"), ("b", LSM, "passed"),
+                                                  ("c", RETVAL, "skipped")])
+    fleet = doc("trixie-amd64", "linux-image-6.12", [("a", RELIEF, "passed"), ("b", LSM, "failed")])
+    kernels = same_packages(fleet, full)
+    assert kernels == {"debian-6.12": "trixie-amd64"}
+    compared, differences = compare_verdicts(fleet, full, kernels)
+    assert compared == 3 and differences == [
+        "debian-6.12 (trixie-amd64) lsm_cgroup: full matrix has: agree, fleet has: CONTRADICTION"]
