@@ -26,8 +26,9 @@ SCENARIOS = "tests/scenarios"
 
 def pytest_argv(kernels_file: Path, kernel_ids: list[str], run_dir: Path, workers: str, leave: list[str],
                 selection: list[str]) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--fleet",
-            "--kernels-file", str(kernels_file), "--run-dir", str(run_dir), *selection]
+    # the selection first: pytest finds the project's conftest (and so these options) from it
+    argv = [sys.executable, "-m", "pytest", *selection, "-p", "no:cacheprovider", "-q", "--fleet",
+            "--kernels-file", str(kernels_file), "--run-dir", str(run_dir)]
     argv += [f"--kernel={k}" for k in kernel_ids] + [f"--fleet-leave={f}" for f in leave]
     return argv + (["-n", workers, "--dist", "loadgroup"] if workers != "0" else [])
 
