@@ -2,13 +2,17 @@
 #   make matrix   the default kernel matrix, the scenario tests (tests/scenarios), with its report
 #   make test     unit tests + scenario tests on the default matrix (what CI runs)
 #   make bench    the matrix twice, then the harness overhead of the second run (wall vs floor)
+#   make fleet    every kernel of FLEET (kernels-fleet.toml: Debian's suites x flavors x arches), each
+#                 booted once, only the cases that judge every fact; the verdict grid (docs/run.md)
 # Narrow either with PYTEST_ARGS, e.g. make test PYTEST_ARGS="--kernel debian-6.12".
 PYTEST_ARGS ?=
+FLEET ?= kernels-fleet.toml
+FLEET_ARGS ?=
 JOBS ?= auto
 RUN_DIR ?= runs/$(shell date -u +%Y%m%dT%H%M%SZ)-make
 PYTEST = .venv/bin/pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider --run-dir $(RUN_DIR)
 
-.PHONY: setup kernels test matrix unit host-test bench
+.PHONY: setup kernels test matrix unit host-test bench fleet
 setup:
 	scripts/setup.sh
 
@@ -16,7 +20,7 @@ kernels: setup   # the kernels, the guest image and the build root, into the cac
 	.venv/bin/kregress fetch -- $(PYTEST_ARGS)
 
 unit: setup
-	.venv/bin/pytest -q -p no:cacheprovider tests/unit
+	.venv/bin/pytest -q -p no:cacheprovider tests/unit $(PYTEST_ARGS)
 
 test: kernels
 	$(PYTEST) tests $(PYTEST_ARGS)
@@ -24,6 +28,12 @@ test: kernels
 
 matrix: kernels
 	$(PYTEST) tests/scenarios $(PYTEST_ARGS)
+	.venv/bin/kregress check-results $(RUN_DIR)/results.json
+
+# The fleet fetches its kernels itself, overlapping the boots; FLEET_ARGS e.g. "--leave
+# lsm_cgroup_shim_not_revived" or "--kernel ID". Figures: scripts/benchmark.py --fleet RUN_DIR.
+fleet: setup
+	.venv/bin/kregress fleet $(FLEET) --run-dir $(RUN_DIR) --jobs $(JOBS) $(FLEET_ARGS)
 	.venv/bin/kregress check-results $(RUN_DIR)/results.json
 
 # Issue 24's harness overhead: the matrix twice, then the second run's (every kernel restored)

@@ -180,30 +180,8 @@ def cmd_check_progs(args) -> int:
 
 def cmd_check_results(args) -> int:
     """Fail a run that booted no kernel or ran no VM test: a green run must have tested kernels."""
-    try:
-        doc = json.loads(Path(args.results).read_text())
-    except (OSError, ValueError) as err:
-        print(f"check-results: cannot read {args.results}: {err}", file=sys.stderr)
-        return 1
-    summary = doc.get("summary", {})
-    kernels = doc.get("kernels", {})
-    for accel in doc.get("accelerators", []):
-        print(f"accelerator: {accel.get('accel')} ({accel.get('reason')})")
-    for kernel_id, info in kernels.items():
-        how = "restored" if info.get("boot_how") == "restored" else "booted"
-        state = f"{how} in {info['boot_seconds']}s" if info.get("boot_seconds") else "NOT BOOTED"
-        print(f"  {kernel_id}: {info.get('package_version') or info.get('image')} "
-              f"uname -r {info.get('uname_r')}: {state}")
-    print(f"kernels booted: {summary.get('kernels_booted', 0)} of {len(kernels)}; "
-          f"VM tests run: {summary.get('vm_tests_run', 0)}; outcomes: {summary.get('outcomes')}")
-    problems = []
-    if summary.get("kernels_booted", 0) < args.min_kernels:
-        problems.append(f"only {summary.get('kernels_booted', 0)} kernel(s) booted, need {args.min_kernels}")
-    if summary.get("vm_tests_run", 0) < 1:
-        problems.append("no VM test ran")
-    for problem in problems:
-        print(f"check-results: FAIL: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    from kregress.report.check_results import check
+    return check(Path(args.results), args.min_kernels)
 
 
 def cmd_report(args) -> int:
@@ -248,7 +226,6 @@ def cmd_compare(args) -> int:
 def cmd_verdicts(args) -> int:
     """Per kernel and fact: expected by which source, what each source said, how it behaves."""
     from kregress.report import verdicts
-    from kregress.check_progs.findings import unchecked_in
     try:
         docs = verdicts.load(args.results)
         rows = verdicts.table(docs)
@@ -257,11 +234,23 @@ def cmd_verdicts(args) -> int:
         return 2
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    print(verdicts.render_grid(rows) if args.grid else verdicts.render(rows))
-    not_checked = [line for doc in docs for line in unchecked_in(doc)]
-    for line in not_checked:        # a program nothing looked at is no verdict of "fine"
-        print(line)
-    return 1 if verdicts.disagreeing(rows) or not_checked else 0
+    lines, status = verdicts.verdict_lines(docs, args.grid)
+    print("\n".join(lines))
+    return status
+
+
+def cmd_fleet(args) -> int:
+    """A fleet's kernels, each booted once, only the cases that judge every fact (docs/run.md: fleet)."""
+    from kregress.run import fleet
+    from kregress.paths import NoSuite, suite_root
+    try:
+        root = suite_root()
+    except NoSuite as err:
+        print(f"fleet: {err}", file=sys.stderr)
+        return 2
+    run_dir = (args.run_dir or new_run_dir()).resolve()
+    return fleet.run(args.kernels_file.resolve(), args.kernel, run_dir, root, workers=args.jobs,
+                     leave=args.leave, refresh=args.refresh_kernels)
 
 
 def cmd_merge(args) -> int:
@@ -319,6 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     verd.add_argument("--grid", action="store_true", help="kernels as rows, facts as columns (a fleet's view)")
     verd.add_argument("--json", type=Path, help="also write the table as JSON here")
     verd.set_defaults(func=cmd_verdicts)
+    fleetp = sub.add_parser("fleet", help="every kernel of a kernels file, each booted once, only the cheapest cases "
+                            "that judge every fact at least once; then the verdict grid (exit as verdicts)")
+    fleetp.add_argument("kernels_file", type=Path, help="the fleet, e.g. kernels-fleet.toml")
+    fleetp.add_argument("--kernel", action="append", default=[], help="only this kernel id (repeatable)")
+    fleetp.add_argument("--leave", action="append", default=[], metavar="FACT",
+                        help="choose no case for FACT (too costly for the fleet): it may stay not judged")
+    fleetp.add_argument("--run-dir", type=Path, default=None)
+    fleetp.add_argument("--jobs", default="auto", help="pytest-xdist workers (default auto; 0: none)")
+    fleetp.add_argument("--refresh-kernels", action="store_true", help="re-read the Debian indexes now")
+    fleetp.set_defaults(func=cmd_fleet)
     snaps = sub.add_parser("snapshots", help="list or prune the saved guests, or print their keys: "
                            "snapshots [list|prune|key]")
     snaps.add_argument("action", nargs="?", choices=["list", "prune", "key"], default="list")

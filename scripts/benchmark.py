@@ -4,6 +4,12 @@
   .venv/bin/python scripts/benchmark.py [--kernel ID ...] [--naive-kernel debian-6.12]
   .venv/bin/python scripts/benchmark.py --overhead RUN_DIR/results.json
 
+--fleet RUN_DIR, --split RESULTS (either or both, in one run): a fleet run's figures (per kernel
+fetch, first boot, save and guest work; kernels a minute: kregress/report/fleet.py) and a `make
+test` run's worker-seconds by folder (harness, scenarios, unit) and per harness module.
+--fleet-kernels FILE runs `kregress fleet FILE` first, its kernels' snapshots pruned (cold), and
+prints its figures.
+
 --overhead: only issue 24's measure of one run, the VM-test wall against its floor and
 the parts of the gap (kregress/report/overhead.py); `make bench` runs the matrix twice
 and prints it for the second run, every kernel restored. Otherwise:
@@ -41,7 +47,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kregress.provision import programs as build  # noqa: E402
+from kregress.report import fleet as fleet_figures  # noqa: E402
 from kregress.report import overhead as harness_overhead  # noqa: E402
+from kregress.report.results import load as load_results  # noqa: E402
 from kregress.kernels.entries import load_kernels, select_kernels  # noqa: E402
 from kregress.run.pool import KernelPool  # noqa: E402
 from kregress.procs import run_bounded  # noqa: E402
@@ -203,9 +211,18 @@ def main() -> int:
     parser.add_argument("--skip-naive", action="store_true", help="leave out the slow naive replay")
     parser.add_argument("--overhead", type=Path, metavar="RESULTS",
                         help="print only this run's VM-test wall against its floor and the gap's parts")
+    parser.add_argument("--fleet", type=Path, metavar="RUN_DIR", help="print this fleet run's figures")
+    parser.add_argument("--fleet-kernels", type=Path, metavar="FILE",
+                        help="run `kregress fleet FILE` with its kernels' snapshots pruned, then print its figures")
+    parser.add_argument("--split", type=Path, metavar="RESULTS", help="print a make-test run's worker-seconds split")
+    parser.add_argument("--full", type=Path, action="append", default=[], metavar="RESULTS",
+                        help="with --fleet: compare its verdicts with these full-matrix runs' (kernels matched by "
+                             "package and version)")
     args = parser.parse_args()
     if args.overhead:
         return print_overhead(args.overhead)
+    if args.fleet or args.fleet_kernels or args.split:
+        return print_fleet_and_split(args.fleet, args.fleet_kernels, args.split, args.full)
     kernels = args.kernel or [s.id for s in select_kernels(load_kernels(KERNELS_FILE), [])]
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
@@ -233,6 +250,36 @@ def main() -> int:
     out.write_text(json.dumps(report, indent=1))
     print_report(report)
     print(f"\nwritten: {out}")
+    return 0
+
+
+def print_fleet_and_split(run_dir: Path | None, kernels_file: Path | None, split: Path | None,
+                          full: list[Path] = ()) -> int:
+    """The fleet's figures (running it first, cold, when given its kernels file) and the suite's split."""
+    if kernels_file:
+        ids = {spec.id for spec in load_kernels(kernels_file)}
+        cache = SnapshotCache()
+        for entry in cache.entries():       # cold: only the fleet's own kernels lose their snapshots
+            if entry.get("kernel") in ids:
+                cache.remove(Path(entry["directory"]))
+        run_dir = ROOT / "runs" / f"bench-fleet-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        subprocess.run([sys.executable, "-m", "kregress.cli", "fleet", str(kernels_file), "--run-dir", str(run_dir)],
+                       cwd=ROOT)
+    if run_dir:
+        print(f"fleet {run_dir}; load average now {os.getloadavg()[0]:.2f}")
+        print("\n".join(fleet_figures.render(fleet_figures.figures(Path(run_dir) / "results.json"))))
+        fleet_doc = load_results(Path(run_dir) / "results.json")
+        for path in full:
+            full_doc = load_results(path)
+            kernels = fleet_figures.same_packages(fleet_doc, full_doc)
+            compared, differences = fleet_figures.compare_verdicts(fleet_doc, full_doc, kernels)
+            print(f"verdicts against the full matrix {path}: {len(kernels)} kernel(s) "
+                  f"({', '.join(f'{k}={v}' for k, v in kernels.items())}), {compared} kernel/fact pair(s), "
+                  f"{len(differences)} difference(s)")
+            print("\n".join(f"  {line}" for line in differences))
+    if split:
+        print(f"suite split {split}")
+        print("\n".join(fleet_figures.render_split(fleet_figures.suite_split(json.loads(split.read_text())))))
     return 0
 
 

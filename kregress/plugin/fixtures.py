@@ -49,20 +49,33 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if kernel_of(item) in tests_by_kernel:
             tests_by_kernel[kernel_of(item)].append(item.nodeid.split("@")[0])
-    kernels = durations.longest_first(tests_by_kernel, known_durations(config))
+    arches = {kernel_id: spec.arch for kernel_id, spec in config.stash[POOL].specs.items()}
+    kernels = durations.longest_first(tests_by_kernel, durations.Estimates(known_durations(config),
+                                                                          known_kernel_costs(config), arches))
     order = {kernel_id: i for i, kernel_id in enumerate(kernels)}
     items.sort(key=lambda item: order.get(kernel_of(item), -1))
 
 
-def known_durations(config) -> dict[str, float]:
-    """The tests' seconds last time, read once by the controller: every xdist worker must
-    order its collection the same way, even if another run rewrites the file meanwhile."""
+def _read_once(config, name: str, load):
+    """What the controller read once and handed to its xdist workers (workerinput[name]):
+    every worker must order and choose its collection the same way, even if another run
+    rewrites the file meanwhile."""
     worker = getattr(config, "workerinput", None)
-    if worker and "kregress_durations" in worker:
-        return worker["kregress_durations"]
-    if not hasattr(config, "_kregress_durations"):
-        config._kregress_durations = durations.load()
-    return config._kregress_durations
+    if worker and name in worker:
+        return worker[name]
+    if not hasattr(config, f"_{name}"):
+        setattr(config, f"_{name}", load())
+    return getattr(config, f"_{name}")
+
+
+def known_durations(config) -> dict[str, float]:
+    """The tests' seconds last time."""
+    return _read_once(config, "kregress_durations", durations.load)
+
+
+def known_kernel_costs(config) -> dict[str, dict]:
+    """Each kernel's arch and first-boot seconds last time."""
+    return _read_once(config, "kregress_kernel_costs", durations.load_kernels)
 
 
 @pytest.fixture

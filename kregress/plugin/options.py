@@ -12,7 +12,7 @@ from kregress import procs
 from kregress.kernel_log import splats
 from kregress.kernels.entries import KernelsFileError
 from kregress.paths import data, new_run_dir
-from kregress.plugin.fixtures import known_durations
+from kregress.plugin.fixtures import known_durations, known_kernel_costs
 from kregress.plugin.state import POOL, RESULTS, unit_only
 from kregress.report.results import ResultsFile
 from kregress.run.pool import KernelPool
@@ -97,3 +97,4 @@ def pytest_configure_node(node):
     """xdist: workers share the controller's run directory."""
     node.workerinput["kregress_run_dir"] = str(node.config.stash[POOL].run_dir)
     node.workerinput["kregress_durations"] = known_durations(node.config)
+    node.workerinput["kregress_kernel_costs"] = known_kernel_costs(node.config)

@@ -238,7 +238,7 @@ def build(doc: dict, kernels_file: Path | None = None) -> Matrix:
         _classify(row, columns)
     stale = _stale_overrides(columns, ordered) + [
         f"{row.case} on {cell.kernel}: {cell.stale}" for row in ordered for cell in row.cells.values() if cell.stale]
-    meta = {key: doc.get(key) for key in ("started", "finished", "host")}
+    meta = {key: doc.get(key) for key in ("started", "finished", "host", "summary")}
     meta["accelerators"] = accelerators(doc)
     meta["guest_images"] = guest_images(doc)
     meta["build_roots"] = build_roots(doc)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kregress.check_progs.findings import users_check
+from kregress.check_progs.findings import unchecked_in, users_check
 from kregress.kernels.decision import HAS, LACKS, UNDECIDED, UNUSABLE, FactDecision, decisions_from_json
 from kregress.kernels.facts import FACTS
 from kregress.report import results
@@ -265,6 +265,15 @@ def render_grid(rows: list[dict]) -> str:
 def brought_lines(rows: list[dict]) -> list[str]:
     return [f"brought by the build: {row['kernel']} {row['fact']}: {row['brought_by']}"
             for row in rows if row.get("brought_by")]
+
+
+def verdict_lines(docs: list[dict], grid_view: bool) -> tuple[list[str], int]:
+    """What `kregress verdicts` (and `kregress fleet`) print, and the exit: 1 on a contradiction
+    or facts in question, or a user's program nothing looked at (no verdict of "fine")."""
+    rows = table(docs)
+    not_checked = [line for doc in docs for line in unchecked_in(doc)]
+    text = render_grid(rows) if grid_view else render(rows)
+    return [text, *not_checked], 1 if disagreeing(rows) or not_checked else 0
 
 
 def load(paths: list[Path]) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kregress.expectation import deviations, documents
 from kregress.report import known
-from kregress.report import junit, kcidb, verdicts
+from kregress.report import glance, junit, kcidb, verdicts
 from kregress.kernels.facts import FACTS
 from kregress.expectation.behaviour import behaviour_parts, behaviour_text, value_text
 from kregress.report.matrix import Matrix, build
@@ -121,6 +121,7 @@ td.missing { background: #fff; color: #999; }
 .legend span.skip { background: #e6e6e6; } .legend span.expected-diff { background: #fde9b8; }
 .legend span { display: inline-block; padding: .1em .5em; margin-right: .5em; border: 1px solid #bbb; }
 details pre { white-space: pre-wrap; max-width: 60em; font-size: .8em; }
+#known-defects, #known, #documents, #deviations { white-space: pre-wrap; }
 body.only-differences tr.same { display: none; }
 """
 
@@ -142,17 +143,19 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
                 document_rules: list[dict] = (), deviation_rules: list[dict] = (),
                 known_differences: list[dict] = (), programs_html: str = "") -> str:
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+           f"<title>{escape(title)}</title><style>{CSS}{glance.CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>"]
     if verdict_rows:        # first: per kernel and fact, has it and behaves like it, by which source
-        out.append(_verdict_grid(verdict_rows))
+        out.append(glance.first_screen(list(verdict_rows), matrix.meta, matrix.columns))
+        out.append(f'<details id="verdict-pairs"><summary>{len(verdict_rows)} kernel/fact pairs, one line each: '
+                   f'{escape(verdicts.summary(list(verdict_rows)))}</summary>')
         out.append('<table id="verdicts"><tr><th>kernel</th><th>fact</th><th>expected</th>'
                    "<th>decided by</th><th>verdict</th><th>sources and behaviour</th></tr>")
         out += [f"<tr><td>{escape(r['kernel'])}</td><td>{escape(r['fact'])}</td>"
                 f"<td>{escape(verdicts.STATE_TEXT[r['state']])}</td><td>{escape(str(r['decided_by']))}</td>"
                 f"<td class=\"{_verdict_class(r)}\">{escape(r['verdict'])}</td>"
                 f"<td>{escape(verdicts.sentence(r))}</td></tr>" for r in verdict_rows]
-        out.append("</table>")
+        out.append("</table></details>")
         defects = verdicts.defect_lines(list(verdict_rows))
         if defects:         # explained is not harmless: the kernels that carry a known defect
             out.append('<h2>Known defects</h2><pre id="known-defects">' + escape("\n".join(defects)) + "</pre>")
@@ -201,7 +204,7 @@ def render_html(matrix: Matrix, title: str = "kregress behaviour matrix", verdic
     out.append('<h2>Facts</h2><ul id="facts">')
     out += [f"<li><b>{escape(f.name)}</b>: {escape(f.label)}; releases: {escape(f.releases())}. "
             f"{escape(f.note)}</li>" for f in FACTS.values()]
-    out.append(f"</ul><script>{SCRIPT}</script></body></html>")
+    out.append(f"</ul><script>{SCRIPT}{glance.SCRIPT if verdict_rows else ''}</script></body></html>")
     return "\n".join(out) + "\n"
 
 
@@ -215,25 +218,6 @@ def _verdict_class(row: dict) -> str:
     if row["verdict"] in verdicts.DISAGREEING:
         return "fail"
     return {"agree": "pass", "not judged": "skip"}.get(row["verdict"], "precondition")
-
-
-def _verdict_grid(rows: list[dict]) -> str:
-    """Kernels as rows, facts as columns: the fleet's view of the same verdicts."""
-    kernels, facts, cells = verdicts.grid(rows)
-    out = ['<h2>Verdicts</h2><table id="verdict-grid"><tr><th>kernel</th>'
-           + "".join(f"<th>{escape(f)}</th>" for f in facts) + "</tr>"]
-    for kernel in kernels:
-        out.append(f'<tr><th class="kernel">{escape(kernel)}</th>')
-        for fact in facts:
-            row = cells.get((kernel, fact))
-            if row is None:
-                out.append('<td class="missing">-</td>')
-                continue
-            out.append(f'<td class="{_verdict_class(row)}" data-verdict-kernel="{escape(kernel)}" data-fact="{escape(fact)}" '
-                       f'title="{escape(verdicts.sentence(row))}">{escape(verdicts.cell_text(row))}</td>')
-        out.append("</tr>")
-    out.append("</table>")
-    return "".join(out)
 
 
 def _table(matrix: Matrix) -> str:

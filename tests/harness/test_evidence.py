@@ -2,7 +2,9 @@
 kernel that claims to be 5.10.0, and Debian's 5.10 image claiming 6.5.0. The binary's
 word decides where the binary has one, and the scenarios those facts decide pass; a fact
 only the (lying) version speaks for shows as a contradiction, never as a pass; the verdict
-table says which source said what."""
+table says which source said what. The run is a fleet's (--fleet): per kernel the cheapest cases
+that judge every fact, which is all the verdicts need (tests/harness/test_fleet.py shows they
+equal the full matrix's)."""
 import json
 import subprocess
 
@@ -17,6 +19,7 @@ def debian(kernel_id: str):
     return resolve(next(s for s in load_kernels(SUITE_ROOT / "kernels.toml") if s.id == kernel_id))
 
 
+
 def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     entries = []
     for kernel_id, real, claimed in [("deb61-claims-5.10", "debian-6.1", "5.10.0"),
@@ -27,7 +30,7 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     kernels = tmp_path / "kernels.toml"
     kernels.write_text("\n".join(entries))
     run_dir = tmp_path / "run"
-    proc = run_pytest(SCENARIOS, run_dir, kernels, "-n", "2", "--dist", "loadgroup")
+    proc = run_pytest(SCENARIOS, run_dir, kernels, "-n", "2", "--dist", "loadgroup", "--fleet")
 
     table = tmp_path / "verdicts.json"
     out = subprocess.run([str(SUITE_ROOT / ".venv/bin/kregress"), "verdicts", str(run_dir / "results.json"),

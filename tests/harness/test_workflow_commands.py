@@ -27,11 +27,17 @@ def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):
     ids = json.loads(output_of(listed, "ids"))
     assert len(ids) >= SHARDS and int(output_of(listed, "count")) == len(ids)
 
-    # unit job: its steps after the checkout (make unit: setup.sh, then tests/unit)
+    # unit job: its steps after the checkout (make unit: setup.sh, then tests/unit), narrowed to one
+    # unit module: `make test` runs the whole unit suite already; this proves the step's command
+    # (set-up, then pytest on tests/unit) works as the workflow writes it
     unit_job = workspace(tmp_path, "unit")
-    for step in jobs["unit"]["steps"]:
-        if "run" in step and "apt-get" not in step["run"]:
-            run_step(step, unit_job, {}, outputs)
+    unit_steps = [step for step in jobs["unit"]["steps"] if "run" in step and "apt-get" not in step["run"]]
+    assert [step["run"].strip() for step in unit_steps] == ["make unit"]
+    ran = run_step(unit_steps[0], unit_job, {"PYTEST_ARGS": "-k test_durations"}, outputs, check=False)
+    assert ran.returncode == 0 and "setup: ok" in ran.stdout, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert "pytest -q -p no:cacheprovider tests/unit -k test_durations" in ran.stdout
+    summary = [line for line in ran.stdout.splitlines() if " passed" in line and " in " in line]
+    assert summary and "failed" not in summary[-1] and "error" not in summary[-1], ran.stdout[-2000:]
 
     # shard jobs: every run: step after the checkout (apt-get for git and make is the
     # container's business here), for the first two kernels

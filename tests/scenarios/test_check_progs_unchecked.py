@@ -11,7 +11,7 @@ from kregress.check_progs import findings as checkprogs, guest as progs_guest
 
 pytestmark = pytest.mark.scenario(facts=[])
 
-OBJECTS = {"connect4": (Path(__file__).parent.parent / "unchecked_progs") / "connect4_port.bpf.c"}
+OBJECTS = {"connect4": Path(__file__).parent.parent / "unchecked_progs" / "connect4_port.bpf.c"}
 PROGRAM = re.compile(r'SEC\("([^".]+)"\)\s*\n\s*int\s+(\w+)\(')
 
 

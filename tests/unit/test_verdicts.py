@@ -197,12 +197,14 @@ def test_report_html_shows_the_grid_before_the_line_table():
     page = render_html(build(doc), verdict_rows=rows)
 
     class Cells(HTMLParser):
-        cells, inside = {}, None
+        cells, titles, inside = {}, {}, None
 
         def handle_starttag(self, tag, attrs):
             attrs = dict(attrs)
             if tag == "td" and "data-fact" in attrs:
-                self.inside = (attrs["data-verdict-kernel"], attrs["data-fact"], attrs["class"])
+                self.inside = (attrs["data-verdict-kernel"], attrs["data-fact"], attrs["class"],
+                               f'{attrs.get("data-state")}: {attrs.get("data-verdict")}')
+                self.titles[self.inside[:2]] = attrs.get("title", "")
 
         def handle_data(self, data):
             if self.inside:
@@ -211,10 +213,16 @@ def test_report_html_shows_the_grid_before_the_line_table():
 
     parser = Cells()
     parser.feed(page)
-    assert parser.cells[("debian-6.1", RELIEF, "fail")] == "has: CONTRADICTION"
-    assert parser.cells[("debian-5.10", RELIEF, "pass")] == "lacks: agree"
+    # compact cells: the state by symbol, the verdict by colour (class) and mark; both in words
+    # as attributes, the reason as the title
+    assert parser.cells[("debian-6.1", RELIEF, "v contradiction", "has: CONTRADICTION")] == "●!"
+    assert parser.cells[("debian-5.10", RELIEF, "v agree", "lacks: agree")] == "○"
+    assert "CONTRADICTION" in parser.titles[("debian-6.1", RELIEF)]
+    assert "behaves without it" in parser.titles[("debian-6.1", RELIEF)]
     assert len(parser.cells) == 8
-    assert page.index('id="verdict-grid"') < page.index('id="verdicts"') < page.index('id="matrix"')
+    assert page.index('id="run-header"') < page.index('id="verdict-grid"') < page.index('id="verdicts"') \
+        < page.index('id="matrix"')
+    assert page.index('<details id="verdict-pairs">') < page.index('id="verdicts"')     # the per-pair list, folded
 
 
 def test_verdict_lines_say_which_witness_could_not_answer():
