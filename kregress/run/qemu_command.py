@@ -214,6 +214,8 @@ def guest_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
             out += [option] if value is None else [option, value]
     if not machine_done and arch_of(machine.arch).machine:
         out += ["-machine", arch_of(machine.arch).machine]
+    if machine.cpu is not None and qemu_option(vng_argv, "-cpu") is None:
+        out += ["-cpu", machine.cpu]     # vng names no CPU for pseries and s390-ccw under TCG: ours is pinned
     out += ["-initrd", str(machine.initramfs), "-append", " ".join(kernel_args + list(machine.kernel_args))]
     shared = [arg for arg in out if HOST_SHARE.search(arg)]
     if shared:

@@ -54,3 +54,13 @@ def test_each_transport_needs_its_own_modules():
     assert modules_to_load(s390, "s390x") == ["virtio_blk", "erofs", "virtio_net"]
     assert missing_config(s390, "s390x") == []
     assert "CONFIG_S390_GUEST" in boot_needs("s390x") and "CONFIG_VIRTIO_PCI" not in boot_needs("s390x")
+
+
+def test_the_pinned_cpu_is_added_where_vng_names_none():
+    from kregress.run.qemu_command import GuestMachine, guest_command, qemu_option
+    vng = ["qemu-system-s390x", "-m", "1G", "-machine", "s390-ccw-virtio", "-kernel", "/k", "-append", "console=x"]
+    machine = GuestMachine(arch="s390x", accel="tcg", kernel_image=Path("/k"), root_disk=Path("/r"),
+                           busybox=Path("/b"), initramfs=Path("/i"), kernel_args=(), cpu="qemu")
+    assert qemu_option(guest_command(vng, machine), "-cpu") == "qemu"
+    with_cpu = vng + ["-cpu", "max"]
+    assert guest_command(with_cpu, machine).count("-cpu") == 1
