@@ -28,8 +28,9 @@ for _ in $(seq 200); do [ -b /dev/vda ] && break; sleep 0.02; done
 [ -b /dev/vda ] || fail "no /dev/vda: the guest image's disk did not appear (virtio_blk?)"
 # Machines without fw_cfg (pseries, s390-ccw) get the run's keys on a disk of their own,
 # serial krkeys, a tar archive; it is asked for on the command line after the image's.
+# fw_cfg's sysfs directory is there once qemu_fw_cfg is loaded or built in, where QEMU has it.
 keys_disk=
-if ! grep -q qemu_fw_cfg /etc/kregress/modules; then
+if [ ! -d /sys/firmware/qemu_fw_cfg ]; then
     for _ in $(seq 200); do
         for serial in /sys/block/vd*/serial; do
             [ "$(cat "$serial" 2>/dev/null)" = krkeys ] && keys_disk=${serial%/serial} && break 2
