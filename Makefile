@@ -8,6 +8,14 @@
 PYTEST_ARGS ?=
 FLEET ?= kernels-fleet.toml
 FLEET_ARGS ?=
+# ARCHES=all: the default matrix and kernels.toml's group "arches" (the emulated ppc64le and
+# s390x kernels), e.g. make matrix ARCHES=all
+ARCHES ?=
+ifeq ($(ARCHES),all)
+override PYTEST_ARGS += $(shell python3 -c 'import tomllib; ks = tomllib.load(open("kernels.toml", "rb"))["kernel"]; print(" ".join("--kernel " + k["id"] for k in ks if k.get("default", True) or k.get("group") == "arches"))')
+else ifneq ($(ARCHES),)
+$(error ARCHES=$(ARCHES): the one group is ARCHES=all)
+endif
 JOBS ?= auto
 RUN_DIR ?= runs/$(shell date -u +%Y%m%dT%H%M%SZ)-make
 PYTEST = .venv/bin/pytest -n $(JOBS) --dist loadgroup -p no:cacheprovider --run-dir $(RUN_DIR)

@@ -62,9 +62,14 @@ int main(int argc, char **argv)
 			bpf_program__set_autoload(prog, false);    /* not this driver's kind */
 	}
 	json_arr_close();
-	if (bpf_object__load(obj))
-		program_refused("load", NULL, errno);
-	fill_maps(&obj, 1, argc > 2 ? argv[2] : "-");
+	/* nothing of this kind and no maps to fill: nothing to load. Loading anyway would refuse an
+	 * object whose other programs have CO-RE relocations on a kernel without BTF (bookworm's
+	 * ppc64el and s390x), though no program of it is loaded here */
+	if (nr_progs || (argc > 2 && strcmp(argv[2], "-"))) {
+		if (bpf_object__load(obj))
+			program_refused("load", NULL, errno);
+		fill_maps(&obj, 1, argc > 2 ? argv[2] : "-");
+	}
 	if (!nr_progs) {        /* nothing of this kind: no battery to run (the other drivers may check them) */
 		json_key("calls");
 		printf("[]");

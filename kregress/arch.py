@@ -36,6 +36,8 @@ class Architecture:
     byte_order: str             # "little" or "big": how a map's integers are written
     kcidb: str                  # KCIDB's build architecture
     qemu_user: str              # binfmt_misc's entry for its qemu-user (a foreign image's maintainer scripts)
+    virtio: str = "pci"         # the transport of its virtio devices: "pci", or "ccw" (s390x's channel I/O)
+    fw_cfg: bool = True         # the machine has QEMU's fw_cfg (pseries and s390-ccw do not): the keys' channel
 
 
 X86_64 = Architecture(
@@ -60,7 +62,27 @@ ARM64 = Architecture(
     cc="aarch64-linux-gnu-gcc", multiarch="aarch64-linux-gnu", bpf_target="arm64", byte_order="little", kcidb="arm64",
     qemu_user="qemu-aarch64")
 
-ARCHES: dict[str, Architecture] = {a.name: a for a in (X86_64, ARM64)}
+# ppc64el: Debian ships an uncompressed ELF vmlinux (SLOF boots no zImage); pseries has PCI
+# but no fw_cfg. POWER9 pinned: pseries-7.2's own default, a saved guest only fits its model.
+PPC64LE = Architecture(
+    name="ppc64le", uname="ppc64le", debian="ppc64el", qemu_system="qemu-system-ppc64", qemu_package="qemu-system-ppc",
+    machine="pseries", tcg_cpu="power9", pvh=False,
+    image=ImageMagic(0, b"\x7fELF\x02\x01", "ppc64le vmlinux (not a 64-bit little-endian ELF)",
+                     hint="Point 'image' in kernels.toml at vmlinux (SLOF boots no zImage), or check 'arch'"),
+    cc="powerpc64le-linux-gnu-gcc", multiarch="powerpc64le-linux-gnu", bpf_target="powerpc", byte_order="little",
+    kcidb="powerpc", qemu_user="qemu-ppc64le", fw_cfg=False)
+
+# s390x: big endian, virtio over channel I/O (virtio-*-ccw), no fw_cfg. Its image begins with
+# the IPL PSW; its entry (0x10000) has the "S390EP" marker at 0x10008.
+S390X = Architecture(
+    name="s390x", uname="s390x", debian="s390x", qemu_system="qemu-system-s390x", qemu_package="qemu-system-misc",
+    machine="s390-ccw-virtio", tcg_cpu="qemu", pvh=False,
+    image=ImageMagic(0x10008, b"S390EP", "s390x image (no 'S390EP' entry marker at 0x10008)",
+                     hint="Point 'image' in kernels.toml at arch/s390/boot/bzImage or a vmlinuz, or check 'arch'"),
+    cc="s390x-linux-gnu-gcc", multiarch="s390x-linux-gnu", bpf_target="s390", byte_order="big", kcidb="s390",
+    qemu_user="qemu-s390x", virtio="ccw", fw_cfg=False)
+
+ARCHES: dict[str, Architecture] = {a.name: a for a in (X86_64, ARM64, PPC64LE, S390X)}
 _BY_UNAME = {a.uname: a for a in ARCHES.values()}
 
 

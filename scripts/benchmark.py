@@ -70,6 +70,8 @@ OLD_MATRIX_SELECTION = ["tests/scenarios/test_getsockopt_efault.py", "tests/scen
 # Every scenario module (pytest.mark.scenario), whatever scenarios exist when it runs. The
 # yardstick above had three; the sockopt contract scenario came after it.
 SCENARIOS = ["tests/scenarios"]
+# one kernel per emulated architecture: boot-to-agent and restore per architecture
+ARCH_KERNELS = ["debian-6.12-arm64-16k", "debian-6.1-ppc64le", "debian-6.1-s390x"]
 # The naive way replays each test's recorded commands (results.json "commands") in a
 # vng --exec boot of its own, as a plain virtme-ng user would write one test per boot.
 
@@ -206,8 +208,11 @@ def main() -> int:
     parser.add_argument("--kernel", action="append", default=[])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--naive-kernel", default="debian-6.12")
-    parser.add_argument("--arm64-kernel", default="debian-6.12-arm64-16k",
-                        help="the arm64 kernel whose boot-to-agent is printed next to --naive-kernel's")
+    parser.add_argument("--arch-kernel", action="append", default=[], metavar="ID",
+                        help="a kernel of another architecture whose boot-to-agent and restore are printed next "
+                             f"to --naive-kernel's (repeatable; default: {', '.join(ARCH_KERNELS)})")
+    parser.add_argument("--arches-only", action="store_true",
+                        help="only the single boots and restores per architecture (no matrix runs)")
     parser.add_argument("--skip-naive", action="store_true", help="leave out the slow naive replay")
     parser.add_argument("--overhead", type=Path, metavar="RESULTS",
                         help="print only this run's VM-test wall against its floor and the gap's parts")
@@ -227,7 +232,11 @@ def main() -> int:
     report = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host_cpus": os.cpu_count(),
               "kernels": kernels, "load_before": os.getloadavg()}
     report["single_boots"] = single_boots(args.naive_kernel)
-    report["single_boots_arm64"] = single_boots(args.arm64_kernel, plain_vng=False)
+    report["single_boots_arches"] = [single_boots(kernel_id, plain_vng=False)
+                                     for kernel_id in args.arch_kernel or ARCH_KERNELS]
+    if args.arches_only:
+        print_arches(report)
+        return 0
     report["booted_run"] = run_matrix("booted-old-matrix", OLD_MATRIX, args.workers, "--no-snapshots",
                                       selection=OLD_MATRIX_SELECTION)
     cache = SnapshotCache()
@@ -298,6 +307,24 @@ def print_overhead(results: Path) -> int:
     return 0
 
 
+def print_arches(r: dict, header: bool = True) -> None:
+    """Boot-to-agent and restore-to-agent per architecture, next to the host's own kernel."""
+    single = r["single_boots"]
+    if header:
+        print(f"single boots of {single['kernel']} ({single['arch']}, {single['accel']}): boot-to-agent median "
+              f"{single['agent_ready_median_s']}s, restore-to-agent median {single['restore_median_s']}s")
+    for arch in r.get("single_boots_arches") or ([r["single_boots_arm64"]] if r.get("single_boots_arm64") else []):
+        print(f"single boots of {arch['kernel']} ({arch['arch']}, {arch['accel']}: emulated on this host):")
+        for phases in arch["phases"]:
+            print(f"  {phase_line(phases)}")
+        for phases in arch["restores"]:
+            print(f"  restored: {phase_line(phases)}")
+        print(f"  {arch['arch']}: boot-to-agent median {arch['agent_ready_median_s']}s, restore-to-agent median "
+              f"{arch['restore_median_s']}s; next to {single['kernel']}: boot "
+              f"{round(arch['agent_ready_median_s'] / single['agent_ready_median_s'], 2)}x, restore "
+              f"{round(arch['restore_median_s'] / single['restore_median_s'], 2)}x")
+
+
 def phase_line(phases: dict | None) -> str:
     return " ".join(f"{name} {phases[name]:5.2f}" for name in PHASES if phases and name in phases)
 
@@ -317,15 +344,7 @@ def print_report(r: dict) -> None:
     print(f"  boot-to-agent median {single['agent_ready_median_s']}s (goal <= 5s); a plain `vng --exec true` on the "
           f"host's root over 9p, no sshd or agent: {single['vng_host_root_exec_s']}, median {plain}s "
           f"(ratio ours/plain {round(single['agent_ready_median_s'] / plain, 2) if plain else '?'})")
-    arm = r.get("single_boots_arm64")
-    if arm:
-        print(f"single boots of {arm['kernel']} ({arm['arch']}, {arm['accel']}: emulated on this host):")
-        for phases in arm["phases"]:
-            print(f"  {phase_line(phases)}")
-        print(f"  boot-to-agent median {arm['agent_ready_median_s']}s, restore-to-agent median "
-              f"{arm['restore_median_s']}s; next to {single['kernel']}: boot "
-              f"{round(arm['agent_ready_median_s'] / single['agent_ready_median_s'], 2)}x, restore "
-              f"{round(arm['restore_median_s'] / single['restore_median_s'], 2)}x")
+    print_arches(r, header=False)
     booted = r.get("booted_run")
     if booted:
         print(f"the old matrix's kernels ({', '.join(OLD_MATRIX)}), every one booted (--no-snapshots): "

@@ -20,8 +20,12 @@ KEYS = {
     "version": (str, 'the upstream version the kernel is built from, e.g. "6.1.39"'),
     "cmdline": (str, "extra kernel command line, a string"),
     "tcg_cpu_flags": (str, 'CPU flags added to the TCG CPU model, e.g. "-cx16"'),
-    "arch": (str, 'the kernel\'s architecture: "x86_64" (default) or "arm64"'),
+    "arch": (str, 'the kernel\'s architecture: "x86_64" (default), "arm64", "ppc64le" or "s390x"'),
     "default": (bool, "true or false"),
+    # a named group of default = false entries that `make matrix ARCHES=all` and the
+    # workflow's shards run on top of the default matrix: "arches" (the emulated ppc64le
+    # and s390x kernels, too slow to set up for every fresh-machine `make test`)
+    "group": (str, 'a named group, "arches"'),
     "facts": (dict, "a table of fact name = true/false"),
 }
 
@@ -107,6 +111,8 @@ def _parse_entry(entry: dict, where: str, known_facts: set[str] | None, base: Pa
     if not ID_PATTERN.match(entry["id"]):
         raise KernelsFileError(f"{where}: id {entry['id']!r} may only use letters, digits, '.', '_', '+', '-'")
     origin = sources.parse_origin(entry, where, base, KernelsFileError)
+    if entry.get("group", "arches") != "arches":
+        raise KernelsFileError(f"{where}: group = {entry['group']!r}; the one group is \"arches\"")
     if entry.get("arch", "x86_64") not in ARCHES:
         raise KernelsFileError(f"{where}: arch = {entry['arch']!r}; write one of {', '.join(ARCHES)}")
     if "version" in entry and not VERSION_PATTERN.match(entry["version"]):

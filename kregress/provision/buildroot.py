@@ -34,7 +34,10 @@ ENVIRONMENT = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "SOURCE_D
                "HOME": "/tmp"}
 # What results record of the root: the tools a driver's bytes depend on.
 RECORDED = ("clang", "gcc", "gcc-aarch64-linux-gnu", "bpftool", "libbpf-dev", "libelf-dev", "zlib1g-dev",
-            "libc6-dev", "libbpf-dev:arm64", "libelf-dev:arm64", "zlib1g-dev:arm64", "libc6-dev-arm64-cross")
+            "libc6-dev", "libbpf-dev:arm64", "libelf-dev:arm64", "zlib1g-dev:arm64", "libc6-dev-arm64-cross",
+            "gcc-powerpc64le-linux-gnu", "libbpf-dev:ppc64el", "libelf-dev:ppc64el", "zlib1g-dev:ppc64el",
+            "libc6-dev-ppc64el-cross", "gcc-s390x-linux-gnu", "libbpf-dev:s390x", "libelf-dev:s390x",
+            "zlib1g-dev:s390x", "libc6-dev-s390x-cross")
 
 
 class BuildRootError(RuntimeError):

@@ -20,6 +20,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from kregress.arch import arch as arch_of
 from kregress.provision.image import GuestImage
 from kregress.kernels.modules import module_files, read_module
 from kregress.paths import cache_dir
@@ -36,6 +37,21 @@ BOOT_NEEDS = {
     "CONFIG_BLK_DEV_INITRD": (None, "initramfs support"),
     "CONFIG_DEVTMPFS": (None, "devtmpfs"),
 }
+# s390x's virtio is on channel I/O: virtio_ccw, built in with CONFIG_S390_GUEST in Debian's kernels
+CCW_TRANSPORT = {"CONFIG_S390_GUEST": ("virtio_ccw", "virtio over channel I/O (CCW)")}
+
+
+def boot_needs(arch: str = "x86_64") -> dict[str, tuple[str | None, str]]:
+    """BOOT_NEEDS for one architecture: its virtio transport, and fw_cfg only where the
+    machine has it (elsewhere the keys come on a disk of their own, virtio_blk)."""
+    record = arch_of(arch)
+    needs = dict(BOOT_NEEDS)
+    if record.virtio == "ccw":
+        del needs["CONFIG_VIRTIO_PCI"]
+        needs = {**CCW_TRANSPORT, **needs}
+    if not record.fw_cfg:
+        del needs["CONFIG_FW_CFG_SYSFS"]
+    return needs
 
 
 class InitramfsError(RuntimeError):
@@ -48,10 +64,10 @@ class Initramfs:
     modules: tuple[str, ...]       # load order
 
 
-def missing_config(config: dict[str, str]) -> list[str]:
+def missing_config(config: dict[str, str], arch: str = "x86_64") -> list[str]:
     """Config symbols the guest needs that this kernel lacks, with what each is for."""
     missing = []
-    for symbol, (module, why) in BOOT_NEEDS.items():
+    for symbol, (module, why) in boot_needs(arch).items():
         allowed = ("y",) if module is None else ("y", "m")
         if config.get(symbol) not in allowed:
             built = " built in" if module is None else ""
@@ -136,15 +152,16 @@ def load_order(wanted: list[str], files: dict[str, Path], builtin: set[str] = fr
     return order
 
 
-def modules_to_load(config: dict[str, str]) -> list[str]:
+def modules_to_load(config: dict[str, str], arch: str = "x86_64") -> list[str]:
     """The needed modules this kernel builds as modules (built-in ones need no loading)."""
-    return [module for symbol, (module, _) in BOOT_NEEDS.items() if module and config.get(symbol) == "m"]
+    return [module for symbol, (module, _) in boot_needs(arch).items() if module and config.get(symbol) == "m"]
 
 
 def ensure_initramfs(modules_dir: Path | None, config: dict[str, str], image: GuestImage,
                      release: str, agent: Path) -> Initramfs:
     """agent: the guest agent's binary (build.build_agent)."""
-    wanted = modules_to_load(config) if config else [m for m, _ in BOOT_NEEDS.values() if m]
+    needs = boot_needs(image.arch)
+    wanted = modules_to_load(config, image.arch) if config else [m for m, _ in needs.values() if m]
     if wanted and (modules_dir is None or not modules_dir.is_dir()):
         raise InitramfsError(f"the guest needs the modules {', '.join(wanted)} but this kernel has no modules "
                              f"directory ({modules_dir}); give 'modules' in kernels.toml or build them in")
@@ -162,8 +179,18 @@ def ensure_initramfs(modules_dir: Path | None, config: dict[str, str], image: Gu
     return Initramfs(out, tuple(_order_names(out)))
 
 
+def sshd_keys_mode(image: GuestImage) -> str:
+    """How the image's dropbear finds the authorized key: "dir" (-D, dropbear 2024.84 on, as
+    in trixie) or "home" (older, as in bookworm: root's ~/.ssh, a tmpfs the initramfs links
+    to the run's keys). From the image's package list: nothing to try in the guest."""
+    version = str(image.packages.get("dropbear-bin", "")).split(":")[-1]
+    year = re.match(r"(\d{4})\.(\d+)", version)
+    return "home" if year and (int(year.group(1)), int(year.group(2))) < (2024, 84) else "dir"
+
+
 def _key(wanted: list[str], files: dict[str, Path], image: GuestImage, agent: Path) -> str:
     digest = hashlib.sha256(image.busybox.read_bytes())
+    digest.update(sshd_keys_mode(image).encode())
     digest.update(agent.read_bytes())
     digest.update(Path(__file__).read_bytes())
     digest.update(str(sorted(files)).encode())
@@ -194,6 +221,7 @@ def _write(out: Path, modules: list[tuple[str, bytes]], image: GuestImage, agent
     for name in GUEST_FILES:
         cpio.file(f"kregress/{name}", (IN_GUEST / name).read_bytes(), 0o755)
     cpio.file("kregress/agent", agent.read_bytes(), 0o755)
+    cpio.file("kregress/sshd_keys", f"{sshd_keys_mode(image)}\n".encode(), 0o644)
     partial = out.with_name(out.name + ".partial")
     partial.write_bytes(cpio.finish())
     os.replace(partial, out)

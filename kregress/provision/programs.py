@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +31,13 @@ class Toolchain:
     cc: str                 # the C compiler for drivers and the agent (in the build root)
     bpf_arch: str           # __TARGET_ARCH_<this> for the BPF side
     multiarch: str          # Debian's multiarch triplet: asm/ headers and the static libraries
+    byte_order: str = "little"
 
     @property
     def bpf_flags(self) -> list[str]:
-        return [*BPF_CFLAGS, f"-D__TARGET_ARCH_{self.bpf_arch}", f"-I/usr/include/{self.multiarch}"]
+        # a big-endian kernel loads big-endian BPF objects only (libbpf: "endianness mismatch")
+        flags = [("bpfeb" if self.byte_order == "big" else flag) if flag == "bpf" else flag for flag in BPF_CFLAGS]
+        return [*flags, f"-D__TARGET_ARCH_{self.bpf_arch}", f"-I/usr/include/{self.multiarch}"]
 
 
 # Fully static: a driver runs on the guest image's userspace whatever the host's is.
@@ -59,7 +63,7 @@ def toolchain(arch: str) -> Toolchain:
         machine = arch_of(arch)
     except UnknownArch as err:
         raise BuildError(f"no toolchain: {err}") from None
-    return Toolchain(machine.cc, machine.bpf_target, machine.multiarch)
+    return Toolchain(machine.cc, machine.bpf_target, machine.multiarch, machine.byte_order)
 
 
 def _run(root: buildroot.BuildRoot, argv: list[str], binds: dict[str, Path], what: str) -> str:
@@ -135,8 +139,19 @@ def build(name: str, root: Path | None = None, out_root: Path | None = None, arc
         build_root, binds = buildroot.ensure(), {"src": root, "out": staging}
         if bpf_object:
             _compile_bpf(build_root, tools, f"progs/{name}.bpf.c", binds)
-            skeleton = _run(build_root, ["bpftool", "gen", "skeleton", f"/out/{name}.bpf.o", "name", name], binds,
+            skeleton_of = f"/out/{name}.bpf.o"
+            if tools.byte_order == "big":
+                # the build root's bpftool (7.1) opens no object of the other byte order: the
+                # skeleton is made from a little-endian twin (the same sections, maps and
+                # types) and carries the big-endian object's bytes
+                little = Toolchain(tools.cc, tools.bpf_arch, tools.multiarch)
+                _compile_bpf(build_root, little, f"progs/{name}.bpf.c", binds, out=f"/out/{name}.le.bpf.o")
+                skeleton_of = f"/out/{name}.le.bpf.o"
+            skeleton = _run(build_root, ["bpftool", "gen", "skeleton", skeleton_of, "name", name], binds,
                             f"skeleton for {name}")
+            if tools.byte_order == "big":
+                skeleton = embed_object(skeleton, name, bpf_object_path(staging, name).read_bytes())
+                (staging / f"{name}.le.bpf.o").unlink()
             (staging / f"{name}.skel.h").write_text(skeleton)
         _run(build_root, [tools.cc, *CFLAGS, "-I", "/out", "-I", "guest", *driver_sources(name, root),
                           "-o", f"/out/{name}", *LDLIBS], binds, f"compiling guest/{name}.c for {arch}")
@@ -146,12 +161,30 @@ def build(name: str, root: Path | None = None, out_root: Path | None = None, arc
 
 
 def _compile_bpf(build_root: buildroot.BuildRoot, tools: Toolchain, source: str, binds: dict[str, Path],
-                 shown: str | None = None) -> None:
+                 shown: str | None = None, out: str | None = None) -> None:
     """source: relative to /src, so nothing of either path is left in the object; its
     directory's headers are on the include path; the object goes to /out."""
     directory, name = (source.rsplit("/", 1) if "/" in source else (".", source))
-    _run(build_root, ["clang", *tools.bpf_flags, "-I", directory, "-c", source, "-o", f"/out/{name[:-2]}.o"], binds,
-         f"compiling {shown or source}")
+    _run(build_root, ["clang", *tools.bpf_flags, "-I", directory, "-c", source, "-o", out or f"/out/{name[:-2]}.o"],
+         binds, f"compiling {shown or source}")
+
+
+def bpf_object_path(directory: Path, name: str) -> Path:
+    return directory / f"{name}.bpf.o"
+
+
+ELF_BYTES = re.compile(r'(__elf_bytes\(size_t \*sz\)\n\{\n\t\*sz = )\d+(;\n\treturn \(const void \*\)"\\\n)'
+                       r'(.*?)(";\n\})', re.S)
+
+
+def embed_object(skeleton: str, name: str, data: bytes) -> str:
+    """A bpftool skeleton with another object's bytes in NAME__elf_bytes (every byte escaped,
+    so no escape runs into the next; 32 a line, as bpftool writes them)."""
+    lines = "\\\n".join("".join(f"\\x{b:02x}" for b in data[at:at + 32]) for at in range(0, len(data), 32))
+    replaced, count = ELF_BYTES.subn(lambda m: f"{m.group(1)}{len(data)}{m.group(2)}{lines}{m.group(4)}", skeleton)
+    if count != 1:
+        raise BuildError(f"skeleton for {name}: no {name}__elf_bytes to carry the big-endian object")
+    return replaced
 
 
 def bpf_object(source: Path, arch: str = "x86_64", out_root: Path | None = None) -> Path:

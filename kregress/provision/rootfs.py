@@ -21,7 +21,8 @@ PACKAGE_WITH_ARCH = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?")
 
 
 def read_list(path: Path, what: str, error: type[Exception], suite_hint: str,
-              package: re.Pattern = PACKAGE, package_hint: str = "", allow_empty: bool = True) -> tuple[str, tuple]:
+              package: re.Pattern = PACKAGE, package_hint: str = "", allow_empty: bool = True,
+              extra_keys: tuple[str, ...] = ()) -> tuple[str, tuple]:
     """A package list file (suite = "...", packages = [...]): (suite, packages), or error
     naming the file, the key and what to write."""
     try:
@@ -30,9 +31,10 @@ def read_list(path: Path, what: str, error: type[Exception], suite_hint: str,
         raise error(f"{path}: no such file: the {what}'s package list is missing") from None
     except tomllib.TOMLDecodeError as err:
         raise error(f"{path}: not valid TOML: {err}") from None
-    unknown = set(data) - {"suite", "packages"}
+    allowed = {"suite", "packages", *extra_keys}
+    unknown = set(data) - allowed
     if unknown:
-        raise error(f"{path}: unknown key(s) {sorted(unknown)}; allowed: suite, packages")
+        raise error(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
     suite, packages = data.get("suite"), data.get("packages")
     if not isinstance(suite, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
         raise error(f"{path}: suite = {suite!r}; write {suite_hint}")

@@ -58,13 +58,13 @@ def tcg_cpu(kernel: Kernel) -> str:
 def preflight(kernel: Kernel) -> None:
     """Refuse, before booting, what cannot work: not a kernel image of its architecture (the
     record's magic), or a config without what we need."""
-    try:
-        with open(kernel.image, "rb") as image:
-            head = image.read(0x210)
-    except OSError as err:
-        raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err}", retryable=False) from None
     machine = arch_of(kernel.spec.arch)
     magic = machine.image
+    try:
+        with open(kernel.image, "rb") as image:
+            head = image.read(max(0x210, magic.offset + len(magic.magic)))
+    except OSError as err:
+        raise BootError(f"{kernel.id}: cannot read image {kernel.image}: {err}", retryable=False) from None
     if head[magic.offset:magic.offset + len(magic.magic)] != magic.magic and not (magic.gzip_ok and
                                                                                  head[:2] == b"\x1f\x8b"):
         raise BootError(f"{kernel.id}: {kernel.image} is not an {magic.what}: corrupt, truncated, or not "
@@ -72,7 +72,7 @@ def preflight(kernel: Kernel) -> None:
     no_config = config_problem(kernel)     # without one, built-in and missing options look alike
     if no_config:
         raise BootError(no_config, retryable=False)
-    missing = missing_config(kernel.config)
+    missing = missing_config(kernel.config, kernel.spec.arch)
     if missing:
         raise BootError(f"{kernel.id}: {kernel.package or kernel.image} cannot boot the kregress guest: "
                         f"its config lacks {', '.join(missing)}. Enable these options (=y, or =m with the "

@@ -5,12 +5,14 @@ import base64
 import fcntl
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
 import socket
 import struct
 import subprocess
+import tarfile
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ from pathlib import Path
 import paramiko
 
 from kregress.files import write_whole
+from kregress.run.qemu_command import KEYS_DISK
 from kregress.paths import cache_dir
 
 # paramiko logs every failed connect attempt as a traceback; our errors say enough
@@ -61,7 +64,8 @@ class CommandResult:
 class RunKeys:
     """SSH keys made for one run: the guest's host key (also in dropbear's format, which is
     what the guest's server reads) and the client key. The guest gets the host key and the
-    authorized key through fw_cfg at boot."""
+    authorized key through fw_cfg at boot, or on the keys disk (keys_disk) where the
+    machine has no fw_cfg."""
     directory: Path
 
     @classmethod
@@ -86,11 +90,36 @@ class RunKeys:
                 partial = directory / "authorized_keys.partial"
                 partial.write_text((directory / "client_ed25519.pub").read_text())
                 os.replace(partial, authorized)
+            disk = directory / KEYS_DISK
+            if not disk.exists():
+                partial = directory / (KEYS_DISK + ".partial")
+                partial.write_bytes(keys_disk({"host_key": dropbear.read_bytes(),
+                                               "authorized_keys": authorized.read_bytes()}))
+                os.replace(partial, disk)
         return cls(directory)
 
     @property
     def host_public(self) -> str:
         return (self.directory / "host_ed25519.pub").read_text().split()[1]
+
+
+KEYS_DISK_BYTES = 64 * 1024     # fixed: a saved guest's disk is the same size as the run's
+
+
+def keys_disk(files: dict[str, bytes]) -> bytes:
+    """The keys disk (machines without fw_cfg): a ustar archive the initramfs's busybox tar
+    reads straight off the block device, padded to KEYS_DISK_BYTES, the same bytes for the
+    same keys."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o600, 0
+            tar.addfile(info, io.BytesIO(data))
+    data = out.getvalue()
+    if len(data) > KEYS_DISK_BYTES:
+        raise ValueError(f"the keys take {len(data)} bytes, more than the keys disk's {KEYS_DISK_BYTES}")
+    return data + b"\0" * (KEYS_DISK_BYTES - len(data))
 
 
 def dropbear_ed25519(openssh_private_key: str) -> bytes:

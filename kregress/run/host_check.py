@@ -43,7 +43,9 @@ FEDORA = {
              "shadow-utils", "util-linux", "openssh-clients", "debian-keyring", "apt", "dpkg", "python3"],
     "x86_64": ["qemu-system-x86-core"],
     "arm64": ["qemu-system-aarch64-core"],
-    "foreign": ["qemu-user-static-aarch64"],
+    "ppc64le": ["qemu-system-ppc-core"],
+    "s390x": ["qemu-system-s390x-core"],
+    "foreign": ["qemu-user-static-aarch64", "qemu-user-static-ppc", "qemu-user-static-s390x"],
     "tree": ["gcc", "make", "elfutils-libelf-devel", "glibc-devel", "flex", "bison", "bc", "dwarves", "openssl-devel",
              "ccache"],
     "suite": ["chromium"],
@@ -281,7 +283,7 @@ def _lines(path: Path) -> list[str]:
 def needs_of(kernels_file: Path, ids: list[str], arches: list[str], suite: bool) -> Needs:
     """What the selected kernels need (the default matrix when none are named); --suite: everything."""
     if suite:
-        return Needs(arches=frozenset({"x86_64", "arm64"}), trees=True, suite=True)
+        return Needs(arches=frozenset(ARCHES), trees=True, suite=True)
     from kregress.kernels.entries import load_kernels, select_kernels
     specs = select_kernels(load_kernels(kernels_file), ids, arches)
     return Needs(arches=frozenset(s.arch for s in specs) or frozenset({HOST_ARCH}),

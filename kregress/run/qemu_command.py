@@ -31,7 +31,8 @@ HOST_SHARE = re.compile(r"^-(fsdev|virtfs)$|(^|,)(virtio-9p|vhost-user-fs)[-\w]*
                         r"(^|,)(local|proxy),.*path=")
 # vng's devices we drop: host directory exports and its script I/O ports (one of which
 # writes a file on the host); -device values are matched on the driver name.
-DROPPED_DEVICES = {"virtio-9p-pci", "virtio-9p-device", "vhost-user-fs-pci", "vhost-user-fs-device",
+DROPPED_DEVICES = {"virtio-9p-pci", "virtio-9p-device", "virtio-9p-ccw", "vhost-user-fs-pci", "vhost-user-fs-device",
+                   "vhost-user-fs-ccw", "virtio-serial-ccw",
                    "virtio-serial-pci", "virtio-serial-device", "virtserialport"}
 # vng's options we drop whole: host shares, its initramfs (ours replaces it), its -name (ours
 # tells our VMs apart and keeps the dry run cacheable)
@@ -73,6 +74,23 @@ class RunSlots:
 NETDEV = "user,id=kr0,restrict=on"
 NET_DEVICE = "virtio-net-pci,netdev=kr0"
 KEY_FILES = (("opt/kregress/host_key", "host_ed25519.dropbear"), ("opt/kregress/authorized_keys", "authorized_keys"))
+# Where the machine has no fw_cfg (pseries, s390-ccw), the same two files come on a small
+# read-only virtio disk of their own (a tar archive, RunKeys' KEYS_DISK), which the
+# initramfs finds by its serial. Its size never changes, so a saved guest restores with
+# another run's disk in its place.
+KEYS_DISK = "keys.tar"
+KEYS_SERIAL = "krkeys"
+
+
+def net_device(arch: str = "x86_64") -> str:
+    """The guest's network device on this architecture's virtio transport."""
+    return NET_DEVICE.replace("-pci,", f"-{arch_of(arch).virtio},", 1)
+
+
+def keys_device(arch: str = "x86_64") -> str | None:
+    """The keys disk's -device, None where the keys come through fw_cfg."""
+    record = arch_of(arch)
+    return None if record.fw_cfg else f"virtio-blk-{record.virtio},drive=krkeys,serial={KEYS_SERIAL}"
 
 
 def qemu_options(argv: list[str]):
@@ -157,14 +175,19 @@ def kept_option(option: str, value: str | None, machine: GuestMachine) -> str | 
     return value
 
 
-def run_options(slots: RunSlots) -> list[str]:
+def run_options(slots: RunSlots, arch: str = "x86_64") -> list[str]:
     """What every start of a guest of ours gets besides its stable command."""
     out = ["-name", slots.name,
            "-qmp", f"unix:{slots.qmp_socket},server=on,wait=off",
            "-netdev", f"{NETDEV},hostfwd=tcp:127.0.0.1:{slots.host_port}-:22",
-           "-device", NET_DEVICE]
-    for name, file in KEY_FILES:
-        out += ["-fw_cfg", f"name={name},file={slots.keys_dir / file}"]
+           "-device", net_device(arch)]
+    disk = keys_device(arch)
+    if disk:
+        out += ["-drive", f"file={slots.keys_dir / KEYS_DISK},if=none,format=raw,readonly=on,id=krkeys",
+                "-device", disk]
+    else:
+        for name, file in KEY_FILES:
+            out += ["-fw_cfg", f"name={name},file={slots.keys_dir / file}"]
     if slots.incoming is not None:
         out += ["-incoming", f"exec:cat '{slots.incoming}'"]
     return out
@@ -191,6 +214,8 @@ def guest_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
             out += [option] if value is None else [option, value]
     if not machine_done and arch_of(machine.arch).machine:
         out += ["-machine", arch_of(machine.arch).machine]
+    if machine.cpu is not None and qemu_option(vng_argv, "-cpu") is None:
+        out += ["-cpu", machine.cpu]     # vng names no CPU for pseries and s390-ccw under TCG: ours is pinned
     out += ["-initrd", str(machine.initramfs), "-append", " ".join(kernel_args + list(machine.kernel_args))]
     shared = [arg for arg in out if HOST_SHARE.search(arg)]
     if shared:
@@ -201,4 +226,4 @@ def guest_command(vng_argv: list[str], machine: GuestMachine) -> list[str]:
 
 def qemu_command(vng_argv: list[str], machine: GuestMachine, slots: RunSlots) -> list[str]:
     """The guest's QEMU argv for one start: its stable command, then this start's slots."""
-    return guest_command(vng_argv, machine) + run_options(slots)
+    return guest_command(vng_argv, machine) + run_options(slots, machine.arch)

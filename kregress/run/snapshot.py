@@ -26,7 +26,8 @@ from pathlib import Path
 
 from kregress.files import sha256_file, write_whole
 from kregress.paths import cache_dir
-from kregress.run.qemu_command import KEY_FILES, NET_DEVICE, NETDEV, GuestMachine, guest_command, guest_runs_host_cpu
+from kregress.run.qemu_command import (KEY_FILES, NETDEV, GuestMachine, guest_command, guest_runs_host_cpu, keys_device,
+                                       net_device)
 
 FORMAT = "kregress-snapshot/1"
 DEFAULT_MAX_BYTES = 4 << 30
@@ -74,7 +75,9 @@ def guest_snapshot_key(vng_argv: list[str], machine: GuestMachine, *, qemu: str,
     (host_cpu's identity): a state saved on one CPU is never restored on another."""
     command = guest_command(vng_argv, machine)
     parts = {"qemu": qemu, "kernel": kernel_digest, "initramfs": machine.initramfs.name, "image": image_digest,
-             "ours": [NETDEV, NET_DEVICE, [name for name, _ in KEY_FILES]]}
+             "ours": [NETDEV, net_device(machine.arch), [name for name, _ in KEY_FILES]]}
+    if keys_device(machine.arch):
+        parts["keys_device"] = keys_device(machine.arch)
     if guest_runs_host_cpu(command):
         parts["host_cpu"] = host_cpu
     return snapshot_key(command, parts)

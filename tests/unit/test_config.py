@@ -108,7 +108,7 @@ def test_arch_is_parsed_and_selects():
     assert [s.id for s in select_kernels(specs, ["x", "b"], ["arm64"])] == ["b"]
     with pytest.raises(KernelsFileError, match="--arch riscv"):
         select_kernels(specs, [], ["riscv"])
-    with pytest.raises(KernelsFileError, match=r"\(bad\): arch = 'aarch64'; write one of x86_64, arm64"):
+    with pytest.raises(KernelsFileError, match=r"\(bad\): arch = 'aarch64'; write one of x86_64, arm64, ppc64le, s390x"):
         parse_kernels({"kernel": [{"id": "bad", "suite": "trixie", "arch": "aarch64"}]}, "k.toml")
 
 

@@ -187,8 +187,8 @@ def test_a_state_to_load_comes_last_and_only_when_given():
 
 
 def test_a_host_share_left_in_the_command_is_refused():
-    with pytest.raises(BootError, match="would still share host files.*virtio-9p-ccw") as err:
-        command(dry(TCG_X86) + ["-device", "virtio-9p-ccw,fsdev=x,mount_tag=y"])
+    with pytest.raises(BootError, match="would still share host files.*virtio-9p-future") as err:
+        command(dry(TCG_X86) + ["-device", "virtio-9p-future,fsdev=x,mount_tag=y"])
     assert not err.value.retryable
 
 

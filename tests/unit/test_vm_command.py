@@ -82,8 +82,8 @@ def test_a_random_path_is_not_mistaken_for_a_share():
 
 
 def test_a_host_share_we_do_not_know_is_refused():
-    argv = vng_argv() + ["-device", "virtio-9p-ccw,fsdev=x,mount_tag=y"]
-    with pytest.raises(BootError, match="would still share host files.*virtio-9p-ccw") as err:
+    argv = vng_argv() + ["-device", "virtio-9p-future,fsdev=x,mount_tag=y"]
+    with pytest.raises(BootError, match="would still share host files.*virtio-9p-future") as err:
         qemu_command(argv, guest(), slots())
     assert not err.value.retryable
 

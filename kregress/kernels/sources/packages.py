@@ -38,11 +38,11 @@ def find_kernel(kernel_id: str, tree: Path) -> Unpacked:
     """Image, release and config in an unpacked package tree: /boot/vmlinuz-V (bullseye to
     trixie's 6.12) or /usr/lib/modules/V/vmlinuz (the split linux-binary-V packages)."""
     candidates = sorted(tree.glob("boot/vmlinuz-*")) + sorted(tree.glob("usr/lib/modules/*/vmlinuz")) \
-        + sorted(tree.glob("lib/modules/*/vmlinuz"))
+        + sorted(tree.glob("lib/modules/*/vmlinuz")) + sorted(tree.glob("boot/vmlinux-*"))   # ppc64el: ELF vmlinux
     if not candidates:
         raise KernelFetchError(f"{kernel_id}: no vmlinuz in {tree}")
     image = candidates[0]
-    release = image.name[len("vmlinuz-"):] if image.name.startswith("vmlinuz-") else image.parent.name
+    release = image.name[len("vmlinuz-"):] if image.name.startswith(("vmlinuz-", "vmlinux-")) else image.parent.name
     config_paths = [tree / "boot" / f"config-{release}", tree / "usr/lib/modules" / release / "config",
                     tree / "lib/modules" / release / "config"]
     modules_dir = next((d for d in (tree / "lib/modules" / release, tree / "usr/lib/modules" / release)

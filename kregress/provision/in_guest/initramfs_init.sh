@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # Stage 1, PID 1 in the initramfs (the image's own busybox). Loads exactly the modules
 # listed in /etc/kregress/modules, mounts the read-only image from /dev/vda, gives it
-# tmpfs for everything writable, takes the run's SSH keys from fw_cfg and hands over
+# tmpfs for everything writable, takes the run's SSH keys from fw_cfg (or the keys disk) and hands over
 # to stage 2 (guest_init.sh) inside the image, with the network and the kernel's
 # filesystems already set up. Nothing of the host is mounted.
 /bin/busybox --install -s /bin
@@ -26,8 +26,25 @@ for module in $(cat /etc/kregress/modules); do
 done
 for _ in $(seq 200); do [ -b /dev/vda ] && break; sleep 0.02; done
 [ -b /dev/vda ] || fail "no /dev/vda: the guest image's disk did not appear (virtio_blk?)"
+# Machines without fw_cfg (pseries, s390-ccw) get the run's keys on a disk of their own,
+# serial krkeys, a tar archive; it is asked for on the command line after the image's.
+# fw_cfg's sysfs directory is there once qemu_fw_cfg is loaded or built in, where QEMU has it.
+keys_disk=
+if [ ! -d /sys/firmware/qemu_fw_cfg ]; then
+    for _ in $(seq 200); do
+        for serial in /sys/block/vd*/serial; do
+            [ "$(cat "$serial" 2>/dev/null)" = krkeys ] && keys_disk=${serial%/serial} && break 2
+        done
+        sleep 0.02
+    done
+    [ -n "$keys_disk" ] || fail "no keys disk (a virtio disk with serial krkeys) and no fw_cfg"
+    keys_disk=/dev/${keys_disk##*/}
+fi
+image_disk=/dev/vda
+[ "$keys_disk" = /dev/vda ] && image_disk=/dev/vdb
+for _ in $(seq 200); do [ -b $image_disk ] && break; sleep 0.02; done
 mkdir -p /newroot
-mount -t erofs -o ro /dev/vda /newroot || fail "cannot mount the guest image (erofs) from /dev/vda"
+mount -t erofs -o ro $image_disk /newroot || fail "cannot mount the guest image (erofs) from $image_disk"
 mount -t tmpfs -o mode=0755,size=64m run /newroot/run
 mount -t tmpfs -o mode=1777 tmp /newroot/tmp
 mount -t tmpfs -o mode=1777 vartmp /newroot/var/tmp
@@ -41,11 +58,23 @@ mknod -m 666 /dev/null c 1 3      # this shell gives background jobs /dev/null a
 # SSH (direct-tcpip to the guest's 127.0.0.1:7001). Commands it runs get this PATH.
 ip link set lo up
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin chroot . /run/kregress/agent --listen 7001 &
-keys=sys/firmware/qemu_fw_cfg/by_name/opt/kregress
-for name in host_key authorized_keys; do
-    cat "$keys/$name/raw" > "run/kregress/ssh/$name" 2>/dev/null || fail "no $name in fw_cfg (/$keys)"
-done
+if [ -n "$keys_disk" ]; then
+    tar -xf ".$keys_disk" -C run/kregress/ssh || fail "cannot read the keys from $keys_disk (a tar archive)"
+    for name in host_key authorized_keys; do
+        [ -s "run/kregress/ssh/$name" ] || fail "no $name on the keys disk $keys_disk"
+    done
+else
+    keys=sys/firmware/qemu_fw_cfg/by_name/opt/kregress
+    for name in host_key authorized_keys; do
+        cat "$keys/$name/raw" > "run/kregress/ssh/$name" 2>/dev/null || fail "no $name in fw_cfg (/$keys)"
+    done
+fi
 chmod 600 run/kregress/ssh/host_key
+# a dropbear without -D (before 2024.84: bookworm's) reads root's ~/.ssh/authorized_keys
+read -r sshd_keys < /kregress/sshd_keys
+if [ "$sshd_keys" = home ]; then
+    mount -t tmpfs -o mode=0700,size=1m roothome root && ln -s /run/kregress/ssh root/.ssh
+fi
 # The kernel interfaces the scenarios use and the network are set up here rather than in
 # stage 2: this busybox runs its applets without an exec, and under TCG every program
 # started from the image costs tens of milliseconds of boot.

@@ -222,8 +222,10 @@ void put_string(struct buf *out, const char *s, size_t len)
 				buf_str(out, "\\t");
 			else if (c < 0x20 || c == 0x7f)
 				buf_printf(out, "\\u%04x", c);
-			else
-				buf_add(out, &c, 1);
+			else {
+				unsigned char byte = c;     /* not &c: c's first byte is 0 on a big-endian guest */
+				buf_add(out, &byte, 1);
+			}
 			continue;
 		}
 		need = c >= 0xf0 && c < 0xf5 ? 3 : c >= 0xe0 ? 2 : c >= 0xc2 && c < 0xe0 ? 1 : 0;

@@ -12,4 +12,8 @@ fi
 # -s: no passwords; -D: authorized_keys from the run's directory; -F -E: foreground, log to stderr;
 # -W: a 1 MiB receive window (default 24 KiB: the host waited for a window adjustment every
 # 24 KiB of a driver it pushed, each a round trip through the emulated guest; pushes ~35% faster)
-/usr/sbin/dropbear -F -E -s -p 22 -W 1048576 -r $d/host_key -D $d -P /run/dropbear.pid < /dev/null > /dev/console 2>&1 &
+# (a dropbear without -D reads ~/.ssh, which the initramfs linked to $d: /run/kregress/sshd_keys says which)
+keys="-D $d"
+read -r mode < /run/kregress/sshd_keys
+[ "$mode" = home ] && keys=
+/usr/sbin/dropbear -F -E -s -p 22 -W 1048576 -r $d/host_key $keys -P /run/dropbear.pid < /dev/null > /dev/console 2>&1 &
