@@ -18,6 +18,8 @@ from kregress.report.results import case_of, report_status, source_of, source_te
 from kregress.check_progs.findings import users_check
 from kregress.expectation.record import extra
 from kregress.arch import ARCHES
+from kregress.kernels.sources import debian as debian_source, debs as debs_source, image as image_source, \
+    tree as tree_source
 
 ORIGIN = "kregress"
 SCHEMA_VERSION = {"major": 5, "minor": 3}
@@ -70,17 +72,21 @@ def _source_ids(kernel_id: str, info: dict) -> tuple[str, str]:
 
 
 def _recorded_before_provenance(kernel_id: str, info: dict) -> tuple[str, str]:
-    """The same ids for a results file of a kregress before provenance, from its source line."""
+    """The same ids for a results file of a kregress before provenance, from its source line,
+    by the sources' own rules."""
     kind, _ = source_of(info)
     package, version = info.get("package"), info.get("package_version")
     commit = (info.get("tree_build") or {}).get("commit")
-    if kind in ("debian", "deb") and package and version:
-        checkout = f"debian:linux={version}" if kind == "debian" else f"deb:{package}={version}"
-        return _id(checkout), _id(f"{kind}:{package}={version}")
-    if kind == "tree" and commit:
-        return _id(f"tree:{commit}"), _id(f"tree:{commit}:{info.get('uname_r') or 'unknown'}")
-    return (_id(f"local:{kernel_id}:{info.get('upstream_version') or 'unknown'}"),
-            _id(f"local:{kernel_id}:{info.get('uname_r') or info.get('image') or 'unknown'}"))
+    if kind == "debian" and package and version:
+        made = debian_source.provenance(package, version)
+    elif kind == "deb" and package and version:
+        made = debs_source.provenance(package, version)
+    elif kind == "tree" and commit:
+        made = tree_source.provenance(commit, info.get("uname_r") or "unknown")
+    else:
+        made = image_source.provenance(kernel_id, info.get("upstream_version"),
+                                       info.get("uname_r") or info.get("image") or "unknown")
+    return _id(made.checkout), _id(made.build)
 
 
 def _status(test: dict) -> str:

@@ -186,6 +186,11 @@ class DebianPackage:
         return f"debian:{self.suite}/{self.package}"
 
 
+def provenance(package: str, version: str) -> Provenance:
+    """A Debian archive package joins across runs and users by its version."""
+    return Provenance(KIND, checkout=f"debian:linux={version}", build=f"debian:{package}={version}")
+
+
 def parse(entry: dict, where: str, base: Path | None, error: type[Exception]) -> DebianPackage:
     return DebianPackage(entry["suite"], entry.get("package", "linux-image-amd64"))
 
@@ -217,5 +222,4 @@ def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
                   upstream_version=spec.version or upstream_version_of(version), package=package,
                   package_version=version, config=found.config, downloaded_bytes=downloaded,
                   modules_dir=found.modules_dir, config_source=found.config_source,
-                  # a Debian archive package joins across runs and users by its version
-                  provenance=Provenance(KIND, checkout=f"debian:linux={version}", build=f"debian:{package}={version}"))
+                  provenance=provenance(package, version))

@@ -33,6 +33,11 @@ class PackageFiles:
         return "deb:" + ",".join(path.name for path in self.debs)
 
 
+def provenance(package: str, version: str | None) -> Provenance:
+    """A user's package joins across runs by its package and version."""
+    return Provenance(KIND, checkout=f"deb:{package}={version}", build=f"deb:{package}={version}")
+
+
 def parse(entry: dict, where: str, base: Path | None, error: type[Exception]) -> PackageFiles:
     debs = [entry["deb"]] if isinstance(entry["deb"], str) else entry["deb"]
     if not debs or not all(isinstance(d, str) and d.endswith(".deb") for d in debs):
@@ -70,6 +75,4 @@ def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
     return Kernel(spec=spec, image=found.image, release=found.release,
                   upstream_version=spec.version or upstream_version_of(version or ""), package=package,
                   package_version=version, config=found.config, modules_dir=found.modules_dir,
-                  config_source=found.config_source,
-                  # a user's package joins across runs by its package and version
-                  provenance=Provenance(KIND, checkout=f"deb:{package}={version}", build=f"deb:{package}={version}"))
+                  config_source=found.config_source, provenance=provenance(package, version))

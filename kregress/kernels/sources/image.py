@@ -35,6 +35,11 @@ class LocalImage:
         return f"local:{self.image}"
 
 
+def provenance(kernel_id: str, version: str | None, release: str) -> Provenance:
+    """A local image is this run's: nothing else names it."""
+    return Provenance(KIND, checkout=f"local:{kernel_id}:{version or 'unknown'}", build=f"local:{kernel_id}:{release}")
+
+
 def parse(entry: dict, where: str, base: Path | None, error: type[Exception]) -> LocalImage:
     return LocalImage(entry_path(entry["image"], base),
                       entry_path(entry["config"], base) if "config" in entry else None,
@@ -61,6 +66,4 @@ def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
     release = release or "unknown"
     return Kernel(spec=spec, image=image, release=release, upstream_version=version, config=config,
                   modules_dir=origin.modules, config_source=source,
-                  # a local image is this run's: nothing else names it
-                  provenance=Provenance(KIND, checkout=f"local:{spec.id}:{version or 'unknown'}",
-                                        build=f"local:{spec.id}:{release}"))
+                  provenance=provenance(spec.id, version, release))

@@ -34,6 +34,11 @@ class SourceTree:
         return f"tree:{self.tree}"
 
 
+def provenance(commit: str, release: str) -> Provenance:
+    """A tree joins by its commit."""
+    return Provenance(KIND, checkout=f"tree:{commit}", build=f"tree:{commit}:{release}")
+
+
 def parse(entry: dict, where: str, base: Path | None, error: type[Exception]) -> SourceTree:
     return SourceTree(entry_path(entry["tree"], base), entry_path(entry["config"], base) if "config" in entry else None)
 
@@ -55,5 +60,4 @@ def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
     return Kernel(spec=spec, image=built.image, release=release, upstream_version=spec.version or built.version,
                   package_version=commit[:12] + ("+local" if built.record["local_changes"] else ""),
                   config=read_config(built.config), config_source=str(built.config), tree_build=built.record,
-                  # a tree joins by its commit
-                  provenance=Provenance(KIND, checkout=f"tree:{commit}", build=f"tree:{commit}:{release}"))
+                  provenance=provenance(commit, release))
