@@ -234,7 +234,7 @@ def cmd_verdicts(args) -> int:
         return 2
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
-    lines, status = verdicts.verdict_lines(docs, args.grid)
+    lines, status = verdicts.verdict_lines(docs, args.grid, rows)
     print("\n".join(lines))
     return status
 

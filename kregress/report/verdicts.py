@@ -267,10 +267,11 @@ def brought_lines(rows: list[dict]) -> list[str]:
             for row in rows if row.get("brought_by")]
 
 
-def verdict_lines(docs: list[dict], grid_view: bool) -> tuple[list[str], int]:
+def verdict_lines(docs: list[dict], grid_view: bool, rows: list[dict] | None = None) -> tuple[list[str], int]:
     """What `kregress verdicts` (and `kregress fleet`) print, and the exit: 1 on a contradiction
-    or facts in question, or a user's program nothing looked at (no verdict of "fine")."""
-    rows = table(docs)
+    or facts in question, or a user's program nothing looked at (no verdict of "fine").
+    rows: the docs' table when the caller has made it already."""
+    rows = table(docs) if rows is None else rows
     not_checked = [line for doc in docs for line in unchecked_in(doc)]
     text = render_grid(rows) if grid_view else render(rows)
     return [text, *not_checked], 1 if disagreeing(rows) or not_checked else 0
