@@ -218,10 +218,11 @@ def check(needs: Needs, family: str | None = None, user: str | None = None,
             report.ok(f"user namespaces: {user} may make them (the build root)")
     for arch in sorted(a for a in needs.arches if a != HOST_ARCH):
         entry = arch_of(arch).qemu_user
-        if not (BINFMT / "register").exists():
+        mounted = (BINFMT / "register").exists()
+        if not mounted and "binfmt_misc mounted" not in report.root_fixes:
             report.missing(f"binfmt_misc is not mounted ({arch} images run their maintainer scripts through it)")
-            report.root_fixes.append("binfmt_misc mounted")
-        elif not (BINFMT / entry).exists():
+            report.root_fixes.append("binfmt_misc mounted")     # once, before the registrations below
+        if not mounted or not (BINFMT / entry).exists():
             report.missing(f"binfmt_misc does not know {entry} ({arch} guest images)")
             report.root_fixes.append(f"{entry} registered with binfmt_misc")
         else:

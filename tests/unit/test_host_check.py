@@ -35,6 +35,15 @@ def test_packages_follow_the_selected_kernels(host):
     assert {"gcc", "flex", "chromium"} <= set(suite.missing_packages)
 
 
+
+def test_an_unmounted_binfmt_misc_is_mounted_once_then_every_entry_registered(host):
+    """A fresh machine with qemu-user-static just installed and nothing to load its entries
+    (no systemd-binfmt): one mount, then each foreign arch's registration, in that order."""
+    report = check(Needs(frozenset({"x86_64", "arm64", "ppc64le", "s390x"})), "debian", "root")
+    binfmt = [fix for fix in report.root_fixes if "binfmt_misc" in fix]
+    assert binfmt == ["binfmt_misc mounted", "qemu-aarch64 registered with binfmt_misc",
+                      "qemu-ppc64le registered with binfmt_misc", "qemu-s390x registered with binfmt_misc"]
+
 def test_a_ready_host_says_so(host):
     host["installed"] = {p for group in host_check.package_table("debian").values() for p in group}
     report = check(Needs(frozenset({"x86_64"})), "debian", "root")
