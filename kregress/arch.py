@@ -17,6 +17,7 @@ class ImageMagic:
     what: str                   # the image's name, for the error
     gzip_ok: bool = False       # QEMU unpacks a gzipped image itself (arm64's Image.gz)
     hint: str = ""              # where such an image is, for the error
+    entry: str = "image"        # how a boot record names the way the kernel was entered
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ X86_64 = Architecture(
     # random pool at once (dropbear waited 0.6-2.3 s of every boot for it)
     tcg_cpu="qemu64,+rdrand", pvh=True,
     image=ImageMagic(0x202, b"HdrS", "x86 bzImage (no 'HdrS' boot header at 0x202)",
-                     hint="Point 'image' in kernels.toml at arch/x86/boot/bzImage or a vmlinuz, or set 'arch'"),
+                     hint="Point 'image' in kernels.toml at arch/x86/boot/bzImage or a vmlinuz, or set 'arch'",
+                     entry="bzImage"),
     cc="x86_64-linux-gnu-gcc", multiarch="x86_64-linux-gnu", bpf_target="x86", byte_order="little", kcidb="x86_64",
     qemu_user="qemu-x86_64")
 
@@ -58,7 +60,7 @@ ARM64 = Architecture(
     # random.trust_cpu; pauth-impdef: QEMU's cheap pointer authentication, much faster under TCG
     tcg_cpu="max,pauth-impdef=on", pvh=False,
     image=ImageMagic(0x38, b"ARM\x64", "arm64 Image (no 'ARM\\x64' magic at 0x38, not gzip)", gzip_ok=True,
-                     hint="Check 'arch' and 'image' in kernels.toml"),
+                     hint="Check 'arch' and 'image' in kernels.toml", entry="Image"),
     cc="aarch64-linux-gnu-gcc", multiarch="aarch64-linux-gnu", bpf_target="arm64", byte_order="little", kcidb="arm64",
     qemu_user="qemu-aarch64")
 
@@ -68,7 +70,8 @@ PPC64LE = Architecture(
     name="ppc64le", uname="ppc64le", debian="ppc64el", qemu_system="qemu-system-ppc64", qemu_package="qemu-system-ppc",
     machine="pseries", tcg_cpu="power9", pvh=False,
     image=ImageMagic(0, b"\x7fELF\x02\x01", "ppc64le vmlinux (not a 64-bit little-endian ELF)",
-                     hint="Point 'image' in kernels.toml at vmlinux (SLOF boots no zImage), or check 'arch'"),
+                     hint="Point 'image' in kernels.toml at vmlinux (SLOF boots no zImage), or check 'arch'",
+                     entry="vmlinux"),
     cc="powerpc64le-linux-gnu-gcc", multiarch="powerpc64le-linux-gnu", bpf_target="powerpc", byte_order="little",
     kcidb="powerpc", qemu_user="qemu-ppc64le", fw_cfg=False)
 
@@ -78,7 +81,8 @@ S390X = Architecture(
     name="s390x", uname="s390x", debian="s390x", qemu_system="qemu-system-s390x", qemu_package="qemu-system-misc",
     machine="s390-ccw-virtio", tcg_cpu="qemu", pvh=False,
     image=ImageMagic(0x10008, b"S390EP", "s390x image (no 'S390EP' entry marker at 0x10008)",
-                     hint="Point 'image' in kernels.toml at arch/s390/boot/bzImage or a vmlinuz, or check 'arch'"),
+                     hint="Point 'image' in kernels.toml at arch/s390/boot/bzImage or a vmlinuz, or check 'arch'",
+                     entry="image"),
     cc="s390x-linux-gnu-gcc", multiarch="s390x-linux-gnu", bpf_target="s390", byte_order="big", kcidb="s390",
     qemu_user="qemu-s390x", virtio="ccw", fw_cfg=False)
 

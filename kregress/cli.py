@@ -8,12 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from kregress.provision import buildroot
+from kregress.provision.fetch import fetch_everything
 from kregress.provision.programs import BuildError
 from kregress.kernels.entries import KernelsFileError, load_kernels, select_kernels
-from kregress.provision.image import ImageError, ensure_image, load_spec
 from kregress.kernels.kernel import KernelFetchError
-from kregress.kernels.sources import resolve
 from kregress.paths import data, new_run_dir
 from kregress.run.boot_inputs import snapshot_key_for
 from kregress.run.catalog import KernelCatalog
@@ -43,35 +41,11 @@ def selection_from_pytest_args(words: list[str]) -> argparse.Namespace:
 
 
 def cmd_fetch(args) -> int:
-    """Everything a run needs, into the cache: the selected kernels, their guest images
-    (only the architectures selected: a run narrowed to one kernel builds one image) and
-    the build root the guest programs are compiled in."""
+    """Everything a run needs, into the cache (kregress/provision/fetch.py)."""
     picked = selection_from_pytest_args([w for w in args.pytest_args if w != "--"])
     kernels_file = picked.kernels_file or args.kernels_file
     specs = select_kernels(load_kernels(kernels_file), args.kernel + picked.kernel, args.arch + picked.arch)
-    status = 0
-    for spec in specs:
-        try:
-            kernel = resolve(spec, refresh=args.refresh_kernels)
-            print(json.dumps({**kernel.describe(), "downloaded_bytes": kernel.downloaded_bytes}))
-        except KernelFetchError as err:
-            print(f"{spec.id}: {err}", file=sys.stderr)
-            status = 1
-    for arch in sorted({spec.arch for spec in specs} or {"x86_64"}):     # one guest image per architecture
-        try:
-            image = ensure_image(load_spec(arch=arch))
-            print(json.dumps({"guest_image": image.digest, "suite": image.suite, "arch": image.arch,
-                              "packages": len(image.packages), "path": str(image.root)}))
-        except ImageError as err:
-            print(f"kregress: {err}", file=sys.stderr)
-            status = 1
-    try:
-        root = buildroot.ensure()
-        print(json.dumps({"build_root": {**root.describe(), "path": str(root.path)}}))
-    except buildroot.BuildRootError as err:
-        print(f"kregress: {err}", file=sys.stderr)
-        status = 1
-    return status
+    return fetch_everything(specs, refresh=args.refresh_kernels)
 
 
 def cmd_exec(args) -> int:

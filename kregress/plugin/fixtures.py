@@ -53,7 +53,9 @@ def pytest_collection_modifyitems(config, items):
     kernels = durations.longest_first(tests_by_kernel, durations.Estimates(known_durations(config),
                                                                           known_kernel_costs(config), arches))
     order = {kernel_id: i for i, kernel_id in enumerate(kernels)}
-    items.sort(key=lambda item: order.get(kernel_of(item), -1))
+    # within a kernel, its scenarios first: the VM start they need is theirs, and the harness
+    # tests that look at the same guest (tests/harness/test_guest.py) reuse it
+    items.sort(key=lambda item: (order.get(kernel_of(item), -1), item.get_closest_marker("harness") is not None))
 
 
 def _read_once(config, name: str, load):

@@ -155,6 +155,16 @@ def crashed_entry(nodeid: str, entry: dict, kernel_ids: set[str]) -> dict:
     return {"nodeid": base, **entry, "outcome": "error", "kernel": kernel, "harness_error": "worker-crashed"}
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item, nextitem):
+    """After a kernel's last test in this process (its fixtures torn down), its VM stops
+    rather than idling on through what the process runs next: an idle guest under TCG still
+    costs the host a tenth of a core or more."""
+    kernel_id = kernel_of(item)
+    if kernel_id and (nextitem is None or kernel_of(nextitem) != kernel_id):
+        item.config.stash[POOL].stop_live()
+
+
 def pytest_sessionstart(session):
     results = session.config.stash.get(RESULTS, None)
     if results:

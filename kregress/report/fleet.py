@@ -77,6 +77,7 @@ def suite_split(doc: dict) -> dict:
     """A `make test` run's worker-seconds (setup + call + teardown, summed over workers) by the
     folder a test lives in (tests/harness, tests/scenarios, tests/unit) and per harness module."""
     folders: dict[str, float] = {}
+    starts: dict[str, float] = {}
     harness: dict[str, float] = {}
     for test in doc.get("tests", []):
         nodeid = test.get("nodeid", "")
@@ -84,15 +85,19 @@ def suite_split(doc: dict) -> dict:
         parts = nodeid.split("::")[0].split("/")
         folder = "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "tests" else "other"
         folders[folder] = folders.get(folder, 0.0) + seconds
+        starts[folder] = starts.get(folder, 0.0) + (test.get("vm_start_seconds") or 0.0)
         if folder == "tests/harness":
             harness[parts[-1]] = harness.get(parts[-1], 0.0) + seconds
     return {"folders": {k: round(v, 1) for k, v in sorted(folders.items())},
+            "vm_starts": {k: round(v, 1) for k, v in sorted(starts.items()) if v},
             "harness": {k: round(v, 1) for k, v in sorted(harness.items(), key=lambda kv: -kv[1])}}
 
 
 def render_split(split: dict) -> list[str]:
     f = split["folders"]
     lines = ["worker-seconds by folder: " + ", ".join(f"{k} {v}" for k, v in f.items())]
+    if split.get("vm_starts"):      # the outer run's own VM starts (boot or restore), in the first test on each
+        lines.append("  of which starting the run's VMs: " + ", ".join(f"{k} {v}" for k, v in split["vm_starts"].items()))
     harness, scenarios = f.get("tests/harness", 0.0), f.get("tests/scenarios", 0.0)
     lines.append(f"harness / scenarios: {harness} / {scenarios} s"
                  + (f" = {harness / scenarios:.2f}" if scenarios else ""))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from kregress.arch import arch as arch_of
 from kregress.files import sha256_file
 from kregress.kernel_log.boot import BootLog, BootLogMissing
 from kregress.kernels.kernel import Kernel
@@ -243,7 +244,7 @@ class VM:
         return BootInfo(release=ready.group(1), lsm=ready.group(2),
                         page_size=int(ready.group(3)) * 1024 if ready.group(3) else None, seconds=phases["agent_ready"],
                         attempts=attempt, console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
-                        initramfs_modules=self.initramfs.modules, entry="pvh" if self.pvh_kernel else "bzImage",
+                        initramfs_modules=self.initramfs.modules, entry="pvh" if self.pvh_kernel else arch_of(self.kernel.spec.arch).image.entry,
                         kernel_log=BootLog.of_boot(kmsg, self.console_log))
 
     def _load_refusal(self) -> str | None:

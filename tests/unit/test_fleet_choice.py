@@ -7,7 +7,7 @@ from kregress.kernels.facts import FACTS
 from kregress.paths import SUITE_ROOT
 from kregress.plugin import durations
 from kregress.plugin.fleet import choose
-from kregress.report.fleet import figures, render
+from kregress.report.fleet import figures, render, render_split, suite_split
 from kregress.expectation.declared import judged_by_test
 
 RELIEF, RETVAL, LSM = "getsockopt_relief", "getsockopt_retval_in_run_ctx", "lsm_cgroup"
@@ -134,3 +134,17 @@ def test_fleet_verdicts_compared_with_the_full_matrix_by_package():
     compared, differences = compare_verdicts(fleet, full, kernels)
     assert compared == 3 and differences == [
         "debian-6.12 (trixie-amd64) lsm_cgroup: full matrix has: agree, fleet has: CONTRADICTION"]
+
+
+def test_the_suite_split_sums_worker_seconds_by_folder_and_names_the_vm_starts():
+    doc = {"tests": [
+        {"nodeid": "tests/scenarios/test_a.py::test_x[k]", "setup_seconds": 5.0, "seconds": 2.0, "vm_start_seconds": 4.5},
+        {"nodeid": "tests/harness/test_guest.py::test_y[k]", "setup_seconds": 0.1, "seconds": 1.0},
+        {"nodeid": "tests/harness/test_resilience.py::test_z", "seconds": 10.0, "teardown_seconds": 0.5},
+        {"nodeid": "tests/unit/test_u.py::test_u", "seconds": 0.2}]}
+    split = suite_split(doc)
+    assert split["folders"] == {"tests/harness": 11.6, "tests/scenarios": 7.0, "tests/unit": 0.2}
+    assert split["vm_starts"] == {"tests/scenarios": 4.5}
+    assert list(split["harness"]) == ["test_resilience.py", "test_guest.py"]
+    lines = render_split(split)
+    assert "harness / scenarios: 11.6 / 7.0 s = 1.66" in lines and any("tests/scenarios 4.5" in l for l in lines)

@@ -120,3 +120,23 @@ def test_known_differences_shown_only_for_cases_the_run_ran():
     entries = known.load()
     assert known.ran(entries, []) == []
     assert known.ran(entries, [entries[0]["case"]]) == [entries[0]]
+
+
+def test_a_kernels_vm_stops_after_its_last_test_in_the_process():
+    """Not while the next test is on the same kernel; at once when it is on another kernel,
+    on none (a harness test), or when there is no next test."""
+    from types import SimpleNamespace
+    from kregress.plugin.state import POOL
+
+    stops = []
+    config = SimpleNamespace(stash={POOL: SimpleNamespace(stop_live=lambda: stops.append(1))})
+
+    def item(kernel):
+        return SimpleNamespace(config=config, callspec=SimpleNamespace(params={"kernel_id": kernel} if kernel else {}))
+    for this, following, stopped in [("k1", "k1", 0), ("k1", "k2", 1), ("k1", None, 1), (None, "k1", 0)]:
+        stops.clear()
+        plugin_records.pytest_runtest_teardown(item(this), item(following) if following else None)
+        assert len(stops) == stopped, (this, following)
+    stops.clear()
+    plugin_records.pytest_runtest_teardown(item("k1"), None)
+    assert stops == [1]
