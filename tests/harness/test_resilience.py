@@ -3,7 +3,6 @@ kernels and checks what that run reported. Not parametrized per kernel: debian-6
 stands in for all, with debian-6.12-arm64-16k beside it for panics and hangs."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -190,18 +189,6 @@ def private_snapshots(tmp_path: Path, snapshots: Path | None = None) -> dict:
     return dict(os.environ, KREGRESS_CACHE=str(private))
 
 
-def copy_of_shared_snapshot(snapshots: Path) -> bool:
-    """KERNEL's snapshot in the shared cache, under the key a start would look up now, copied
-    into a test's private snapshots (its files may then be damaged): False when there is none."""
-    listed = subprocess.run([sys.executable, "-m", "kregress.cli", "snapshots", "key", "--kernel", KERNEL],
-                            cwd=snapshots.parent, capture_output=True, text=True, timeout=300)
-    shared = Path(listed.stdout.split()[2]) if listed.returncode == 0 and listed.stdout.strip() else None
-    if shared is None or not (shared / "manifest.json").exists():
-        return False
-    shutil.copytree(shared, snapshots / shared.name)
-    return True
-
-
 def run_inner(run_dir: Path, *args, env=None, timeout=1200) -> tuple[subprocess.Popen, str]:
     proc = inner_pytest(run_dir, *args, env=env)
     output, _ = proc.communicate(timeout=timeout)
@@ -313,9 +300,8 @@ def test_a_restore_qemu_refuses_falls_back_to_a_boot_and_says_why(tmp_path):
     """A state file QEMU cannot load (its recorded checksum made to match, so only QEMU can tell)."""
     import hashlib
     env = private_snapshots(tmp_path)
-    if not copy_of_shared_snapshot(tmp_path / "snapshots"):      # none yet: a boot saves one
-        proc, output = run_inner(tmp_path / "save", CASES / "case_boot.py", "--kernel", KERNEL, env=env)
-        assert proc.returncode == 0, output[-3000:]
+    proc, output = run_inner(tmp_path / "save", CASES / "case_boot.py", "--kernel", KERNEL, env=env)
+    assert proc.returncode == 0, output[-3000:]
     [manifest_path] = (tmp_path / "snapshots").glob(f"{KERNEL}-*/manifest.json")
     state = manifest_path.parent / "state"
     garbage = os.urandom(4 << 20)
