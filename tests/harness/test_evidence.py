@@ -2,17 +2,19 @@
 kernel that claims to be 5.10.0, and Debian's 5.10 image claiming 6.5.0. The binary's
 word decides where the binary has one, and the scenarios those facts decide pass; a fact
 only the (lying) version speaks for shows as a contradiction, never as a pass; the verdict
-table says which source said what. The run is a fleet's (--fleet): per kernel the cheapest cases
-that judge every fact, which is all the verdicts need (tests/harness/test_fleet.py shows they
-equal the full matrix's)."""
+table says which source said what. The run is `kregress fleet`'s, as a fleet runs it: per kernel
+the cheapest cases that judge every fact, which is all the verdicts need (tests/harness/test_fleet.py
+shows they equal the full matrix's), the kernels fetched beside the boots, its figures and the
+verdict grid's exit status."""
 import json
+import os
 import subprocess
-
-from nested import SCENARIOS, run_pytest
+import sys
 
 from kregress.kernels.entries import load_kernels
 from kregress.kernels.sources import resolve
 from kregress.paths import SUITE_ROOT
+from kregress.report.fleet import FLEET_FILE, figures
 
 
 def debian(kernel_id: str):
@@ -30,7 +32,9 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     kernels = tmp_path / "kernels.toml"
     kernels.write_text("\n".join(entries))
     run_dir = tmp_path / "run"
-    proc = run_pytest(SCENARIOS, run_dir, kernels, "-n", "2", "--dist", "loadgroup", "--fleet")
+    proc = subprocess.run([sys.executable, "-m", "kregress.cli", "fleet", str(kernels), "--jobs", "2",
+                           "--run-dir", str(run_dir)], cwd=SUITE_ROOT, capture_output=True, text=True,
+                          timeout=1800, env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
 
     table = tmp_path / "verdicts.json"
     out = subprocess.run([str(SUITE_ROOT / ".venv/bin/kregress"), "verdicts", str(run_dir / "results.json"),
@@ -45,8 +49,13 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     failed = [t for t in doc["tests"] if t["outcome"] == "failed"]
     assert all(any((t["kernel"], f) in lied_about for f in t.get("expectation_facts") or []) for t in failed), \
         proc.stdout[-4000:]
-    assert proc.returncode == (1 if failed else 0) and out.returncode == (1 if disagreeing else 0), \
-        proc.stdout[-4000:] + out.stdout
+    fleet = json.loads((run_dir / FLEET_FILE).read_text())
+    # the fleet's pytest fails only the lied-about cases; the fleet and verdicts fail on the lies alone
+    assert fleet["pytest_exit"] == (1 if failed else 0), proc.stdout[-4000:]
+    assert proc.returncode == out.returncode == (1 if disagreeing else 0), proc.stdout[-4000:] + out.stdout
+    fig = figures(run_dir / "results.json")       # each kernel's fetch, start and guest work, kernels a minute
+    assert sorted(r["kernel"] for r in fig["rows"]) == ["deb510-claims-6.5", "deb61-claims-5.10"]
+    assert all(r["fetch_s"] is not None and r["how"] for r in fig["rows"]) and fig["kernels_per_minute"]
     relief = rows[("deb61-claims-5.10", "getsockopt_relief")]
     assert (relief["decided_by"], relief["expected"], relief["behaves"], relief["verdict"]) == \
         ("binary", True, "with", "agree")
