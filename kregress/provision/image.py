@@ -188,7 +188,8 @@ def build(spec: ImageSpec, progress) -> GuestImage:
 
 def _mmdebstrap(spec: ImageSpec, rootdir: Path, progress, started: float) -> None:
     try:
-        status, lines = rootfs.run_mmdebstrap(mmdebstrap_command(spec, rootdir), rootdir, progress, started)
+        cmd = rootfs.checking_includes(mmdebstrap_command(spec, rootdir), spec.packages)
+        status, lines = rootfs.run_mmdebstrap(cmd, rootdir, progress, started)
     except FileNotFoundError:
         raise ImageError("guest image: mmdebstrap is not installed (run `make setup`)") from None
     if status != 0:
