@@ -34,7 +34,8 @@ def test_damaged_state_is_detected_and_rebuilt_never_loaded(tmp_path):
     how, _, vm = start(tmp_path, "736M")
     snapshot = snapshot_of(vm)
     assert how in ("booted+saved", "restored") and snapshot
-    assert start(tmp_path, "736M")[0] == "restored"
+    if how == "booted+saved":       # a snapshot saved now restores (one from an earlier run just did)
+        assert start(tmp_path, "736M")[0] == "restored"
 
     with open(snapshot.state, "r+b") as state:      # flip bytes in the middle
         state.seek(snapshot.manifest["state_bytes"] // 2)
