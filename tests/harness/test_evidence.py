@@ -17,6 +17,9 @@ from kregress.paths import SUITE_ROOT
 from kregress.report.fleet import FLEET_FILE, figures
 
 
+LEFT = "lsm_cgroup_shim_not_revived"
+
+
 def debian(kernel_id: str):
     return resolve(next(s for s in load_kernels(SUITE_ROOT / "kernels.toml") if s.id == kernel_id))
 
@@ -32,8 +35,10 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     kernels = tmp_path / "kernels.toml"
     kernels.write_text("\n".join(entries))
     run_dir = tmp_path / "run"
+    # --leave: the documented way to leave a costly fact not judged (its one case, the shim's
+    # lifetime, is a third of a 6.1 kernel's guest work); nothing below asks about it
     proc = subprocess.run([sys.executable, "-m", "kregress.cli", "fleet", str(kernels), "--jobs", "2",
-                           "--run-dir", str(run_dir)], cwd=SUITE_ROOT, capture_output=True, text=True,
+                           "--leave", LEFT, "--run-dir", str(run_dir)], cwd=SUITE_ROOT, capture_output=True, text=True,
                           timeout=1800, env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
 
     table = tmp_path / "verdicts.json"
@@ -56,6 +61,9 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     fig = figures(run_dir / "results.json")       # each kernel's fetch, start and guest work, kernels a minute
     assert sorted(r["kernel"] for r in fig["rows"]) == ["deb510-claims-6.5", "deb61-claims-5.10"]
     assert all(r["fetch_s"] is not None and r["how"] for r in fig["rows"]) and fig["kernels_per_minute"]
+    assert fig["left_not_judged"] == [LEFT]     # no case ran for it: no verdict, or "not judged"
+    assert rows.get(("deb61-claims-5.10", LEFT), {"verdict": "not judged"})["verdict"] == "not judged"
+    assert not [t["nodeid"] for t in doc["tests"] if "test_shim_outlives_last_link" in t["nodeid"]]
     relief = rows[("deb61-claims-5.10", "getsockopt_relief")]
     assert (relief["decided_by"], relief["expected"], relief["behaves"], relief["verdict"]) == \
         ("binary", True, "with", "agree")

@@ -17,7 +17,7 @@ def leave_behind(kernel_session, line: str) -> None:
 
 @pytest.fixture
 def line_logged_meanwhile():
-    time.sleep(5)       # before kernel_session's set-up: the guest logs the line meanwhile (4 s of margin)
+    time.sleep(4)       # before kernel_session's set-up: the guest logs the line meanwhile (3 s of margin)
 
 
 def test_first_leaves_a_line_behind(kernel_session):

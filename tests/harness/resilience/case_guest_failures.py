@@ -15,7 +15,7 @@ def test_after_panic(kernel_session):
 
 
 def test_hang(kernel_session):
-    kernel_session.run(["sleep", "600"], timeout=5)
+    kernel_session.run(["sleep", "600"], timeout=3)
 
 
 def test_after_hang(kernel_session):
