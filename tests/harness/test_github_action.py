@@ -32,8 +32,9 @@ def test_the_actions_steps_run_as_written(tmp_path):
     contexts = {"inputs.programs": "bpf/*.bpf.c", "inputs.kernels": KERNEL, "inputs.owns": "", "inputs.maps": "",
                 "inputs.fail-on": action["inputs"]["fail-on"]["default"], "github.action_path": str(SUITE_ROOT),
                 "github.job": "check", "runner.temp": str(runner_temp), "runner.os": "Linux", "runner.arch": "X64",
-                "steps.python.outputs.python-path": sys.executable if sys.prefix == sys.base_prefix
-                else str(Path(sys.base_prefix) / "bin/python3")}
+                # setup-python's Python stands in as this one: an interpreter with pip (a venv made
+                # from it is made from the base interpreter, and sees none of this venv's packages)
+                "steps.python.outputs.python-path": sys.executable}
     path = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"          # no venv of ours
     outputs = tmp_path / "github_output"
     used = []
