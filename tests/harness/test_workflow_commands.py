@@ -15,7 +15,8 @@ from workflow_steps import output_of, run_step, workspace
 
 WORKFLOW = SUITE_ROOT / ".github/workflows/matrix.yml"
 SHARDS = 2
-SHARD_SCENARIOS = "test_getsockopt_efault"     # a module judging a fact on every kernel
+SHARD_MODULE = "tests/scenarios/test_getsockopt_efault.py"
+SHARD_CASE = "test_unknown_option_big_optlen"        # a case judging a fact on every kernel
 
 
 def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):
@@ -42,14 +43,14 @@ def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):
 
     # shard jobs: every run: step after the checkout (apt-get for git and make is the
     # container's business here), for the first two kernels. Their pytest is narrowed to one
-    # scenario module through PYTEST_ADDOPTS, which pytest reads and the steps leave alone:
+    # scenario case through PYTEST_ADDOPTS, which pytest reads and the steps leave alone:
     # `make test` runs every scenario on these kernels already; this proves the steps, the
     # shards' results and the report job on them
     shards = tmp_path / "report" / "shards"
     shards.mkdir(parents=True)
     for kernel in ids[:SHARDS]:
         work = workspace(tmp_path, f"shard-{kernel}")
-        env = {"KERNEL": kernel, "PYTEST_ADDOPTS": f"-k {SHARD_SCENARIOS}"}
+        env = {"KERNEL": kernel, "PYTEST_ADDOPTS": f"-k {SHARD_CASE}"}
         for step in jobs["shard"]["steps"]:
             if "run" in step and "apt-get" not in step["run"]:
                 run_step(step, work, env, outputs)
@@ -71,6 +72,6 @@ def test_the_workflows_shard_and_report_jobs_run_as_written(tmp_path):
     # the verdicts step ran on the merged results (exit 0: no contradiction) and left its table
     verdicts = json.loads((report / "merged/verdicts.json").read_text())
     assert {row["kernel"] for row in verdicts} == set(ids[:SHARDS])
-    assert {t["nodeid"].split("::")[0] for t in merged["tests"]} == {f"tests/scenarios/{SHARD_SCENARIOS}.py"}
+    assert {t["nodeid"].split("[")[0] for t in merged["tests"]} == {f"{SHARD_MODULE}::{SHARD_CASE}"}
     assert all(row["verdict"] not in ("CONTRADICTION", "IN QUESTION") for row in verdicts)
     assert "verdicts: " in (report / ".summary").read_text()
