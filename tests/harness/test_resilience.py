@@ -82,7 +82,7 @@ version = "6.1.0"
 
 [[kernel]]
 id = "panics-at-boot"
-suite = "trixie"
+suite = "bullseye"
 cmdline = "rdinit=/kregress-no-such-init"
 
 [[kernel]]
