@@ -70,9 +70,9 @@ class BuildRoot:
 
 
 def load_spec(path: Path = BUILDROOT_LIST) -> BuildRootSpec:
-    suite, packages = rootfs.read_list(path, "build root", BuildRootError,
-                                       'a Debian suite whose static libraries link, such as "bookworm"',
-                                       rootfs.PACKAGE_WITH_ARCH, " (NAME or NAME:ARCH)", allow_empty=False)
+    suite, packages, _ = rootfs.read_list(path, "build root", BuildRootError,
+                                          'a Debian suite whose static libraries link, such as "bookworm"',
+                                          rootfs.PACKAGE_WITH_ARCH, " (NAME or NAME:ARCH)", allow_empty=False)
     return BuildRootSpec(suite=suite, packages=packages, source=str(path))
 
 

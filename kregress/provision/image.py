@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import json
 import re
-import tomllib
 import shutil
 import subprocess
 import sys
@@ -60,12 +59,12 @@ class GuestImage:
 
 
 def load_spec(path: Path = IMAGE_LIST, arch: str = "x86_64") -> ImageSpec:
-    suite, packages = rootfs.read_list(path, "guest image", ImageError, 'a Debian suite such as "trixie"',
-                                       extra_keys=("suite_by_arch",))
+    suite, packages, extras = rootfs.read_list(path, "guest image", ImageError, 'a Debian suite such as "trixie"',
+                                               extra_keys=("suite_by_arch",))
     if arch not in ARCHES:
         raise ImageError(f"guest image: architecture {arch!r} is not supported; use one of {', '.join(ARCHES)}")
-    by_arch = tomllib.loads(Path(path).read_text()).get("suite_by_arch", {})
-    if not isinstance(by_arch, dict) or not all(a in ARCHES and isinstance(v, str) and re.fullmatch(r"[a-z][a-z0-9-]*", v)
+    by_arch = extras.get("suite_by_arch", {})
+    if not isinstance(by_arch, dict) or not all(a in ARCHES and isinstance(v, str) and rootfs.SUITE.fullmatch(v)
                                                 for a, v in by_arch.items()):
         raise ImageError(f"{path}: suite_by_arch = {by_arch!r}; write {{ARCH = \"SUITE\"}} with ARCH one of "
                          f"{', '.join(ARCHES)}")

@@ -19,13 +19,14 @@ from pathlib import Path
 
 PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 PACKAGE_WITH_ARCH = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?")
+SUITE = re.compile(r"[a-z][a-z0-9-]*")
 
 
 def read_list(path: Path, what: str, error: type[Exception], suite_hint: str,
               package: re.Pattern = PACKAGE, package_hint: str = "", allow_empty: bool = True,
-              extra_keys: tuple[str, ...] = ()) -> tuple[str, tuple]:
-    """A package list file (suite = "...", packages = [...]): (suite, packages), or error
-    naming the file, the key and what to write."""
+              extra_keys: tuple[str, ...] = ()) -> tuple[str, tuple, dict]:
+    """A package list file (suite = "...", packages = [...], and extra_keys the caller checks):
+    (suite, packages, {extra key: its value}), or error naming the file, the key and what to write."""
     try:
         data = tomllib.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -37,12 +38,12 @@ def read_list(path: Path, what: str, error: type[Exception], suite_hint: str,
     if unknown:
         raise error(f"{path}: unknown key(s) {sorted(unknown)}; allowed: {', '.join(sorted(allowed))}")
     suite, packages = data.get("suite"), data.get("packages")
-    if not isinstance(suite, str) or not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
+    if not isinstance(suite, str) or not SUITE.fullmatch(suite):
         raise error(f"{path}: suite = {suite!r}; write {suite_hint}")
     if not isinstance(packages, list) or not (packages or allow_empty) or not all(
             isinstance(p, str) and package.fullmatch(p) for p in packages):
         raise error(f"{path}: packages must be a list of Debian package names{package_hint}, got {packages!r}")
-    return suite, tuple(packages)
+    return suite, tuple(packages), {key: data[key] for key in extra_keys if key in data}
 
 
 def is_root() -> bool:
