@@ -96,8 +96,9 @@ def suite_split(doc: dict) -> dict:
 def render_split(split: dict) -> list[str]:
     f = split["folders"]
     lines = ["worker-seconds by folder: " + ", ".join(f"{k} {v}" for k, v in f.items())]
-    if split.get("vm_starts"):      # the outer run's own VM starts (boot or restore), in the first test on each
-        lines.append("  of which starting the run's VMs: " + ", ".join(f"{k} {v}" for k, v in split["vm_starts"].items()))
+    if split.get("vm_starts"):      # the run's own VM starts (boot or restore), in each VM's first test
+        starts = ", ".join(f"{k} {v}" for k, v in split["vm_starts"].items())
+        lines.append(f"  of which starting the run's VMs: {starts}")
     harness, scenarios = f.get("tests/harness", 0.0), f.get("tests/scenarios", 0.0)
     lines.append(f"harness / scenarios: {harness} / {scenarios} s"
                  + (f" = {harness / scenarios:.2f}" if scenarios else ""))

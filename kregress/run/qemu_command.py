@@ -64,7 +64,7 @@ class RunSlots:
     depends on it."""
     name: str                   # QEMU's -name
     qmp_socket: Path
-    keys_dir: Path              # the guest's SSH keys, passed by fw_cfg
+    keys_dir: Path              # the guest's SSH keys, passed by fw_cfg or on the keys disk
     host_port: int              # 127.0.0.1:host_port -> the guest's port 22
     incoming: Path | None = None    # a saved state to load instead of booting
 

@@ -244,7 +244,8 @@ class VM:
         return BootInfo(release=ready.group(1), lsm=ready.group(2),
                         page_size=int(ready.group(3)) * 1024 if ready.group(3) else None, seconds=phases["agent_ready"],
                         attempts=attempt, console_log=self.console_log, cmdline=shlex.join(cmd), phases=phases,
-                        initramfs_modules=self.initramfs.modules, entry="pvh" if self.pvh_kernel else arch_of(self.kernel.spec.arch).image.entry,
+                        initramfs_modules=self.initramfs.modules,
+                        entry="pvh" if self.pvh_kernel else arch_of(self.kernel.spec.arch).image.entry,
                         kernel_log=BootLog.of_boot(kmsg, self.console_log))
 
     def _load_refusal(self) -> str | None:
