@@ -64,11 +64,13 @@ def render(fig: dict) -> list[str]:
     for r in fig["rows"]:
         fetch = "-" if r["fetch_s"] is None else f"{r['fetch_s']:.1f}"
         lines.append(f"{r['kernel']:26s} {r['arch'] or '?':7s} {r['version'] or '?':22s} {fetch:>6s} "
-                     f"{r['prep_s']:6.1f} {r['boot_s']:6.1f} {r['save_s']:5.1f} {r['guest_s']:6.1f} {r['tests']} {r['outcomes']}")
+                     f"{r['prep_s']:6.1f} {r['boot_s']:6.1f} {r['save_s']:5.1f} {r['guest_s']:6.1f} "
+                     f"{r['tests']} {r['outcomes']}")
     t = fig["totals"]
     lines.append(f"fleet: {fig['kernels_booted']} of {fig['kernels']} kernel(s) booted, {fig['tests']} VM test(s) in "
-                 f"{fig['wall_s']} s wall: {fig['kernels_per_minute']} kernels/min; summed seconds: fetch {t['fetch_s']} "
-                 f"(its wall {fig['fetch_wall_s']}), host preparation {t['prep_s']}, first boot {t['boot_s']}, save {t['save_s']}, guest work {t['guest_s']}"
+                 f"{fig['wall_s']} s wall: {fig['kernels_per_minute']} kernels/min; summed seconds: fetch "
+                 f"{t['fetch_s']} (its wall {fig['fetch_wall_s']}), host preparation {t['prep_s']}, first boot "
+                 f"{t['boot_s']}, save {t['save_s']}, guest work {t['guest_s']}"
                  + (f"; left not judged: {', '.join(fig['left_not_judged'])}" if fig["left_not_judged"] else ""))
     return lines
 
