@@ -11,6 +11,18 @@ from kregress.paths import SUITE_ROOT
 SCENARIOS = ["tests/scenarios"]
 
 
+def without_pytest_vars() -> dict[str, str]:
+    """This process's environment without the outer run's PYTEST_* variables (its xdist worker
+    id, its current test): what a command started from a harness test gets."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+
+
+def run_kregress(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+    """`kregress ARGS` from the checkout, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "kregress.cli", *args], cwd=SUITE_ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=without_pytest_vars())
+
+
 def run_pytest(tests: list[str], run_dir: Path, kernels_file: Path, *options: str,
                timeout: float = 1800) -> subprocess.CompletedProcess:
     # the test files first: xdist workers find the project's conftest (and its options) from them;
@@ -18,4 +30,4 @@ def run_pytest(tests: list[str], run_dir: Path, kernels_file: Path, *options: st
     return subprocess.run([sys.executable, "-m", "pytest", *tests, "-p", "no:cacheprovider", *options,
                            "--run-dir", str(run_dir), "--kernels-file", str(kernels_file)],
                           cwd=SUITE_ROOT, capture_output=True, text=True, timeout=timeout,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
+                          env=without_pytest_vars())

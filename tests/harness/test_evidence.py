@@ -7,9 +7,9 @@ the cheapest cases that judge every fact, which is all the verdicts need (tests/
 shows they equal the full matrix's), the kernels fetched beside the boots, its figures and the
 verdict grid's exit status."""
 import json
-import os
 import subprocess
-import sys
+
+from nested import run_kregress
 
 from kregress.kernels.entries import load_kernels
 from kregress.kernels.sources import resolve
@@ -37,9 +37,7 @@ def test_a_kernel_whose_version_lies_is_judged_by_its_binary(tmp_path):
     run_dir = tmp_path / "run"
     # --leave: the documented way to leave a costly fact not judged (its one case, the shim's
     # lifetime, is a third of a 6.1 kernel's guest work); nothing below asks about it
-    proc = subprocess.run([sys.executable, "-m", "kregress.cli", "fleet", str(kernels), "--jobs", "2",
-                           "--leave", LEFT, "--run-dir", str(run_dir)], cwd=SUITE_ROOT, capture_output=True, text=True,
-                          timeout=1800, env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")})
+    proc = run_kregress("fleet", str(kernels), "--jobs", "2", "--leave", LEFT, "--run-dir", str(run_dir))
 
     table = tmp_path / "verdicts.json"
     out = subprocess.run([str(SUITE_ROOT / ".venv/bin/kregress"), "verdicts", str(run_dir / "results.json"),

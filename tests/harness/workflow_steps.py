@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nested import without_pytest_vars
+
 from kregress.paths import SUITE_ROOT
 
 EXPRESSION = re.compile(r"\$\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}")
@@ -39,7 +41,7 @@ def run_step(step: dict, work: Path, env: dict, outputs: Path, contexts: dict[st
     script = work / ".step"
     script.write_text(step["run"])
     cmd = [sys.executable, str(script)] if shell.startswith("python") else ["bash", "-eo", "pipefail", str(script)]
-    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}   # not this pytest's worker
+    outer = without_pytest_vars()
     step_env = {k: expand(v, contexts) if contexts is not None else str(v) for k, v in (step.get("env") or {}).items()}
     full_env = {**outer, **env, **step_env,
                 "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(work / ".summary"),
