@@ -27,13 +27,19 @@ KERNEL_PART = re.compile(r"^linux-(image|binary|modules|base)-(unsigned-)?\d")
 
 
 
+def cache_name(name: str, arch: str, separator: str) -> str:
+    """A cache entry's name for a Debian arch: x86_64's (amd64) apt state, locks and trees keep
+    the names they had before arm64 came, the others carry the arch."""
+    return name if arch == "amd64" else f"{name}{separator}{arch}"
+
+
 class DebianArchive:
     """apt with a private state per suite: the host's apt configuration is never touched."""
 
     def __init__(self, suite: str, root: Path | None = None, refresh: bool = False, arch: str = "amd64"):
         self.suite = suite
         self.arch = arch        # Debian's name: amd64, arm64
-        self.root = (root or cache_dir() / "apt") / (suite if arch == "amd64" else f"{suite}-{arch}")
+        self.root = (root or cache_dir() / "apt") / cache_name(suite, arch, "-")
         self.refresh = refresh
         for sub in ("lists/partial", "cache/archives/partial", "etc"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -199,15 +205,13 @@ def resolve(spec: KernelSpec, refresh: bool = False) -> Kernel:
     origin: DebianPackage = spec.origin
     root = cache_dir()
     arch = arch_of(spec.arch).debian
-    # x86_64's apt state, locks and trees keep the names they had before arm64 came
-    suffix = "" if arch == "amd64" else f"_{arch}"
-    with locked(root / "locks" / (f"apt-{origin.suite}.lock" if arch == "amd64" else f"apt-{origin.suite}-{arch}.lock")):
+    with locked(root / "locks" / (cache_name(f"apt-{origin.suite}", arch, "-") + ".lock")):
         archive = DebianArchive(origin.suite, refresh=refresh, arch=arch)
         archive.update()
         parts = archive.kernel_parts(origin.package)
         image_fields = next(p for p in parts if p["Package"].startswith(("linux-image-", "linux-binary-")))
         version = image_fields["Version"]
-        tree = root / "kernels" / f"{origin.package}_{origin.suite}{suffix}_{version}"
+        tree = root / "kernels" / f"{cache_name(f'{origin.package}_{origin.suite}', arch, '_')}_{version}"
         downloaded = 0
         if not (tree / ".complete").exists():
             debs = []
